@@ -1,0 +1,235 @@
+// gpu-c2f training kernels: dense forward pass, loss and output error,
+// backprop, the gradient reduction over samples, and Keras's Adam update.
+//
+// One module holds every concept once; the host records, per epoch and in one
+// compute pass:
+//   dense_forward (per layer) -> output_error -> dense_backward (per layer,
+//   last to second) -> gradient_partials -> reduce_partials (0+ levels)
+//   -> adam_step
+// The CPU reference (src/cpu.rs) follows the same order of operations, so on
+// a driver with IEEE f32 and no FMA contraction the two agree bit for bit.
+
+// Threads per workgroup, set by the host.
+override workgroup_size: u32 = 64u;
+// Samples (or partial sums) added sequentially by one thread before the next
+// level of the reduction; set by the host from cpu::REDUCE_BLOCK.
+override reduce_block: u32 = 256u;
+
+// Sizes and offsets fixed for a whole training run.
+struct Run {
+    samples: u32,
+    param_count: u32,
+    // In `tensors`: the network's output, its error, the targets, residuals.
+    output_offset: u32,
+    output_delta_offset: u32,
+    target_offset: u32,
+    residual_offset: u32,
+    // In `reduce`: the fully reduced value of each row (gradients, then the
+    // squared-error sum in row `param_count`).
+    totals_offset: u32,
+    // Adam constants, computed in f64 on the host and rounded once (as Keras
+    // casts its Python floats).
+    one_minus_beta_1: f32,
+    one_minus_beta_2: f32,
+    epsilon: f32,
+}
+
+// What one dispatch works on (bound with a dynamic offset).
+struct Step {
+    // Dense layer: `inputs` -> `units`.
+    inputs: u32,
+    units: u32,
+    kernel_offset: u32,
+    bias_offset: u32,
+    // Forward: activations in/out. Backward: errors in (unit side) / out.
+    in_offset: u32,
+    out_offset: u32,
+    // Reduction: `rows` rows of `in_len` values at `src_offset` become rows
+    // of `out_len` values at `dst_offset` in `reduce`.
+    rows: u32,
+    in_len: u32,
+    out_len: u32,
+    src_offset: u32,
+    dst_offset: u32,
+}
+
+// One gradient (or the loss) as a sum over samples of a[s] * d[s], with
+// a[s] = tensors[a_offset + s * a_stride] (1.0 when a_stride is 0, a bias)
+// and d[s] = tensors[d_offset + s * d_stride].
+struct GradTerm {
+    a_offset: u32,
+    a_stride: u32,
+    d_offset: u32,
+    d_stride: u32,
+}
+
+struct History {
+    // Adam steps started so far; the step in progress is `step` (1-based t).
+    step: u32,
+    // Loss of each step's forward pass, before its update (Keras's history).
+    losses: array<f32>,
+}
+
+@group(0) @binding(0) var<storage, read_write> params: array<f32>;
+// Adam moments: m in [0, param_count), v in [param_count, 2 * param_count).
+@group(0) @binding(1) var<storage, read_write> moments: array<f32>;
+// Per-sample activations and errors of every layer, targets, residuals.
+@group(0) @binding(2) var<storage, read_write> tensors: array<f32>;
+// Partial sums of every reduction level, then the totals.
+@group(0) @binding(3) var<storage, read_write> reduce: array<f32>;
+@group(0) @binding(4) var<storage, read_write> history: History;
+// Adam's bias-corrected step size alpha_t for t = 1, 2, ... (host-computed).
+@group(0) @binding(5) var<storage, read> step_sizes: array<f32>;
+@group(0) @binding(6) var<storage, read> grad_terms: array<GradTerm>;
+@group(0) @binding(7) var<uniform> run: Run;
+@group(1) @binding(0) var<uniform> step: Step;
+
+// Dispatches are folded into 2-D grids when they exceed one grid dimension.
+fn thread_index(group: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
+    return (group.y * groups.x + group.x) * workgroup_size + local;
+}
+
+// out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j]; one thread per (s, j).
+@compute @workgroup_size(workgroup_size)
+fn dense_forward(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    let index = thread_index(group, groups, local);
+    if index >= run.samples * step.units {
+        return;
+    }
+    let sample = index / step.units;
+    let unit = index % step.units;
+    var sum = 0.0;
+    for (var i = 0u; i < step.inputs; i++) {
+        sum += tensors[step.in_offset + sample * step.inputs + i]
+            * params[step.kernel_offset + i * step.units + unit];
+    }
+    tensors[step.out_offset + index] = sum + params[step.bias_offset + unit];
+}
+
+// Mean squared error, Keras's `mean((y - y_hat)^2)` over the batch:
+// residual r = y_hat - y (squared later by the reduction) and the error fed
+// back, dL/dy_hat = 2 r / N. Thread 0 also starts the epoch's Adam step.
+@compute @workgroup_size(workgroup_size)
+fn output_error(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    let sample = thread_index(group, groups, local);
+    if sample == 0u {
+        history.step += 1u;
+    }
+    if sample >= run.samples {
+        return;
+    }
+    let residual = tensors[run.output_offset + sample] - tensors[run.target_offset + sample];
+    tensors[run.residual_offset + sample] = residual;
+    tensors[run.output_delta_offset + sample] = (2.0 * residual) / f32(run.samples);
+}
+
+// Error passed back through a Dense layer (no activation):
+// err_in[s][i] = sum_j err_out[s][j] * kernel[i][j]; one thread per (s, i).
+@compute @workgroup_size(workgroup_size)
+fn dense_backward(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    let index = thread_index(group, groups, local);
+    if index >= run.samples * step.inputs {
+        return;
+    }
+    let sample = index / step.inputs;
+    let input = index % step.inputs;
+    var sum = 0.0;
+    for (var j = 0u; j < step.units; j++) {
+        sum += tensors[step.in_offset + sample * step.units + j]
+            * params[step.kernel_offset + input * step.units + j];
+    }
+    tensors[step.out_offset + index] = sum;
+}
+
+// First level of every sum over samples: one thread per (row, block) adds
+// the row's terms for `reduce_block` consecutive samples, in sample order.
+// Rows are the parameters' gradients, then the squared-error sum.
+@compute @workgroup_size(workgroup_size)
+fn gradient_partials(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    let index = thread_index(group, groups, local);
+    if index >= step.rows * step.out_len {
+        return;
+    }
+    let row = index % step.rows;
+    let block = index / step.rows;
+    let term = grad_terms[row];
+    let first = block * reduce_block;
+    let end = min(first + reduce_block, run.samples);
+    var sum = 0.0;
+    for (var s = first; s < end; s++) {
+        var a = 1.0;
+        if term.a_stride != 0u {
+            a = tensors[term.a_offset + s * term.a_stride];
+        }
+        sum += a * tensors[term.d_offset + s * term.d_stride];
+    }
+    reduce[step.dst_offset + row * step.out_len + block] = sum;
+}
+
+// A further level: `reduce_block` consecutive partial sums of a row become one.
+@compute @workgroup_size(workgroup_size)
+fn reduce_partials(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    let index = thread_index(group, groups, local);
+    if index >= step.rows * step.out_len {
+        return;
+    }
+    let row = index % step.rows;
+    let block = index / step.rows;
+    let first = block * reduce_block;
+    let end = min(first + reduce_block, step.in_len);
+    var sum = 0.0;
+    for (var k = first; k < end; k++) {
+        sum += reduce[step.src_offset + row * step.in_len + k];
+    }
+    reduce[step.dst_offset + row * step.out_len + block] = sum;
+}
+
+// Keras's Adam (keras/src/optimizers/adam.py), per parameter, step t:
+//   alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)      (host: step_sizes)
+//   m <- m + (g - m) * (1 - beta_1)
+//   v <- v + (g * g - v) * (1 - beta_2)
+//   w <- w - (m * alpha) / (sqrt(v) + epsilon)
+// epsilon goes on sqrt of the raw v ("epsilon hat"), not PyTorch's sqrt(v_hat).
+// Thread 0 also records the step's loss, from the forward pass before it.
+@compute @workgroup_size(workgroup_size)
+fn adam_step(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    let p = thread_index(group, groups, local);
+    let t = history.step;
+    if p == 0u {
+        history.losses[t - 1u] = reduce[run.totals_offset + run.param_count] / f32(run.samples);
+    }
+    if p >= run.param_count {
+        return;
+    }
+    let g = reduce[run.totals_offset + p];
+    let alpha = step_sizes[t - 1u];
+    let m = moments[p] + (g - moments[p]) * run.one_minus_beta_1;
+    let v = moments[run.param_count + p] + (g * g - moments[run.param_count + p]) * run.one_minus_beta_2;
+    moments[p] = m;
+    moments[run.param_count + p] = v;
+    params[p] = params[p] - (m * alpha) / (sqrt(v) + run.epsilon);
+}

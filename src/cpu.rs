@@ -1,0 +1,138 @@
+//! The CPU reference: plain f32 Rust, the same math and the same order of
+//! operations as the WGSL kernels, one step at a time. Tests hold the GPU to
+//! it, and `gpu-c2f --cpu-reference` trains with it.
+
+use crate::model::{Model, dense_forward};
+use crate::optimizer::adam_update;
+use crate::training::{TrainConfig, TrainOutput};
+use anyhow::Result;
+
+/// Every sum over samples (and over partial sums) adds this many values in
+/// order before the next level adds the block sums: the GPU gives each block
+/// to one thread, so the CPU adds in exactly the same order.
+pub const REDUCE_BLOCK: usize = 256;
+
+/// Sum of `term(0) + ... + term(count - 1)` in blocks of [`REDUCE_BLOCK`],
+/// level by level, in the GPU's order. Allocates only when `count` exceeds
+/// one block.
+pub fn blocked_sum(count: usize, term: impl Fn(usize) -> f32) -> f32 {
+    let block_sum = |first: usize| {
+        let end = (first + REDUCE_BLOCK).min(count);
+        (first..end).fold(0.0f32, |sum, i| sum + term(i))
+    };
+    if count <= REDUCE_BLOCK {
+        return block_sum(0);
+    }
+    let mut partials: Vec<f32> = (0..count).step_by(REDUCE_BLOCK).map(block_sum).collect();
+    while partials.len() > 1 {
+        partials = partials
+            .chunks(REDUCE_BLOCK)
+            .map(|block| block.iter().fold(0.0f32, |sum, v| sum + v))
+            .collect();
+    }
+    partials[0]
+}
+
+/// Trains `initial` on `config.data` with full-batch Adam and mean squared
+/// error, recording the loss of every epoch's forward pass before its update.
+pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
+    config.validate()?;
+    let started = std::time::Instant::now();
+    let data = &config.data;
+    let samples = data.len();
+    let layers = initial.architecture().layers();
+    let adam = config.adam();
+    let constants = adam.constants();
+    let step_sizes = adam.step_sizes(config.epochs);
+
+    let mut params = initial.params().to_vec();
+    let mut m = vec![0.0f32; params.len()];
+    let mut v = vec![0.0f32; params.len()];
+    let mut gradients = vec![0.0f32; params.len()];
+    let mut loss_history = Vec::with_capacity(config.epochs);
+    // activations[l][s * width + i]: layer l's input for sample s.
+    let mut activations: Vec<Vec<f32>> = initial
+        .architecture()
+        .widths()
+        .iter()
+        .map(|w| vec![0.0f32; samples * w])
+        .collect();
+    activations[0].copy_from_slice(&data.celsius);
+    // errors[l]: dLoss/d(activations[l]), same layout (errors[0] unused).
+    let mut errors = activations.clone();
+    let mut residuals = vec![0.0f32; samples];
+
+    for alpha in step_sizes {
+        for (l, layer) in layers.iter().enumerate() {
+            let (inputs, outputs) = activations.split_at_mut(l + 1);
+            for (sample_in, sample_out) in inputs[l]
+                .chunks(layer.inputs)
+                .zip(outputs[0].chunks_mut(layer.units))
+            {
+                dense_forward(&params, layer, sample_in, sample_out);
+            }
+        }
+
+        let output = activations.last().expect("at least one layer");
+        let output_error = errors.last_mut().expect("at least one layer");
+        for s in 0..samples {
+            residuals[s] = output[s] - data.fahrenheit[s];
+            output_error[s] = (2.0 * residuals[s]) / samples as f32;
+        }
+
+        for (l, layer) in layers.iter().enumerate().skip(1).rev() {
+            let (before, after) = errors.split_at_mut(l + 1);
+            for (sample_in, sample_out) in after[0]
+                .chunks(layer.units)
+                .zip(before[l].chunks_mut(layer.inputs))
+            {
+                for (i, out) in sample_out.iter_mut().enumerate() {
+                    let row = &params[layer.kernel_offset + i * layer.units..][..layer.units];
+                    *out = sample_in.iter().zip(row).fold(0.0f32, |sum, (e, k)| sum + e * k);
+                }
+            }
+        }
+
+        for (l, layer) in layers.iter().enumerate() {
+            let (input, error) = (&activations[l], &errors[l + 1]);
+            for i in 0..layer.inputs {
+                for j in 0..layer.units {
+                    gradients[layer.kernel_offset + i * layer.units + j] = blocked_sum(samples, |s| {
+                        input[s * layer.inputs + i] * error[s * layer.units + j]
+                    });
+                }
+            }
+            for j in 0..layer.units {
+                gradients[layer.bias_offset + j] =
+                    blocked_sum(samples, |s| 1.0 * error[s * layer.units + j]);
+            }
+        }
+        let squared_error = blocked_sum(samples, |s| residuals[s] * residuals[s]);
+        loss_history.push(squared_error / samples as f32);
+
+        for p in 0..params.len() {
+            params[p] = adam_update(params[p], gradients[p], &mut m[p], &mut v[p], alpha, &constants);
+        }
+    }
+
+    let model = Model::from_params(initial.architecture().clone(), params)?;
+    Ok(TrainOutput {
+        loss_history,
+        model,
+        train_time: started.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_sum_adds_blocks_then_block_sums() {
+        let n = REDUCE_BLOCK * 3 + 5;
+        let total = blocked_sum(n, |i| i as f32);
+        assert_eq!(total as usize, n * (n - 1) / 2);
+        assert_eq!(blocked_sum(0, |_| 1.0), 0.0);
+        assert_eq!(blocked_sum(1, |_| 4.0), 4.0);
+    }
+}

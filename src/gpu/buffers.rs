@@ -1,0 +1,393 @@
+//! The memory plan of one training run (where every tensor lives, what each
+//! dispatch of an epoch works on) and the GPU buffers built from it.
+
+use super::pipelines::{Kernel, Pipelines, STEP_STRIDE};
+use crate::cpu::REDUCE_BLOCK;
+use crate::model::Model;
+use crate::optimizer::Adam;
+use crate::training::TrainConfig;
+use anyhow::{Context, Result, bail};
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+/// `Run` in train.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct RunUniform {
+    pub samples: u32,
+    pub param_count: u32,
+    pub output_offset: u32,
+    pub output_delta_offset: u32,
+    pub target_offset: u32,
+    pub residual_offset: u32,
+    pub totals_offset: u32,
+    pub one_minus_beta_1: f32,
+    pub one_minus_beta_2: f32,
+    pub epsilon: f32,
+    pub _padding: [u32; 2],
+}
+
+/// `Step` in train.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct StepUniform {
+    pub inputs: u32,
+    pub units: u32,
+    pub kernel_offset: u32,
+    pub bias_offset: u32,
+    pub in_offset: u32,
+    pub out_offset: u32,
+    pub rows: u32,
+    pub in_len: u32,
+    pub out_len: u32,
+    pub src_offset: u32,
+    pub dst_offset: u32,
+    pub _padding: [u32; 5],
+}
+
+/// `GradTerm` in train.wgsl: row value = sum over s of a[s] * d[s].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct GradTerm {
+    pub a_offset: u32,
+    /// 0 means a[s] = 1 (a bias gradient).
+    pub a_stride: u32,
+    pub d_offset: u32,
+    pub d_stride: u32,
+}
+
+/// One dispatch of an epoch: which kernel, on which `Step` record, over how
+/// many threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatch {
+    pub kernel: Kernel,
+    pub step: u32,
+    pub threads: u32,
+}
+
+/// Where everything of a run lives, in f32 elements, and the dispatches of
+/// one epoch. Pure arithmetic: built and tested without a GPU.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub samples: u32,
+    pub param_count: u32,
+    pub epochs: u32,
+    pub run: RunUniform,
+    /// Size of `tensors`: activations of every layer, errors of layers 1..,
+    /// residuals, targets.
+    pub tensors_len: u64,
+    pub input_offset: u32,
+    /// Size of `reduce`: one region per reduction level.
+    pub reduce_len: u64,
+    pub grad_terms: Vec<GradTerm>,
+    pub steps: Vec<StepUniform>,
+    pub epoch: Vec<Dispatch>,
+}
+
+fn to_u32(value: u64, what: &str) -> Result<u32> {
+    u32::try_from(value).with_context(|| {
+        format!("{what} needs {value} elements, more than a GPU kernel can index (2^32)")
+    })
+}
+
+impl Plan {
+    pub fn new(model: &Model, config: &TrainConfig) -> Result<Self> {
+        let architecture = model.architecture();
+        let samples = config.data.len() as u64;
+        let widths: Vec<u64> = architecture.widths().iter().map(|&w| w as u64).collect();
+        let layers = architecture.layers();
+        let param_count = architecture.param_count() as u64;
+
+        // tensors: activations[0..=L], errors[1..=L], residuals, targets.
+        let mut offset = 0u64;
+        let mut activation_offsets = Vec::new();
+        for width in &widths {
+            activation_offsets.push(offset);
+            offset += samples * width;
+        }
+        let mut error_offsets = vec![0u64];
+        for width in &widths[1..] {
+            error_offsets.push(offset);
+            offset += samples * width;
+        }
+        let residual_offset = offset;
+        let target_offset = offset + samples;
+        let tensors_len = target_offset + samples;
+        to_u32(tensors_len, "the per-sample activations and errors")?;
+
+        // Gradient rows, then the squared-error row.
+        let mut grad_terms = Vec::with_capacity(param_count as usize + 1);
+        for (l, layer) in layers.iter().enumerate() {
+            let a_offset = activation_offsets[l];
+            let d_offset = error_offsets[l + 1];
+            for i in 0..layer.inputs as u64 {
+                for j in 0..layer.units as u64 {
+                    grad_terms.push(GradTerm {
+                        a_offset: (a_offset + i) as u32,
+                        a_stride: layer.inputs as u32,
+                        d_offset: (d_offset + j) as u32,
+                        d_stride: layer.units as u32,
+                    });
+                }
+            }
+            for j in 0..layer.units as u64 {
+                grad_terms.push(GradTerm {
+                    a_offset: 0,
+                    a_stride: 0,
+                    d_offset: (d_offset + j) as u32,
+                    d_stride: layer.units as u32,
+                });
+            }
+        }
+        grad_terms.push(GradTerm {
+            a_offset: residual_offset as u32,
+            a_stride: 1,
+            d_offset: residual_offset as u32,
+            d_stride: 1,
+        });
+        let rows = grad_terms.len() as u64;
+
+        // Reduction levels: samples -> ceil(samples / block) -> ... -> 1.
+        let block = REDUCE_BLOCK as u64;
+        let mut level_lens = vec![samples.div_ceil(block)];
+        while *level_lens.last().expect("one level") > 1 {
+            let last = *level_lens.last().expect("one level");
+            level_lens.push(last.div_ceil(block));
+        }
+        let mut level_offsets = Vec::new();
+        let mut reduce_len = 0u64;
+        for len in &level_lens {
+            level_offsets.push(reduce_len);
+            reduce_len += rows * len;
+        }
+        to_u32(reduce_len, "the gradient reduction")?;
+        let totals_offset = *level_offsets.last().expect("one level");
+
+        let mut steps = Vec::new();
+        let mut epoch = Vec::new();
+        let mut push = |kernel, step: StepUniform, threads: u64| -> Result<()> {
+            epoch.push(Dispatch {
+                kernel,
+                step: steps.len() as u32,
+                threads: to_u32(threads, kernel.entry_point())?,
+            });
+            steps.push(step);
+            Ok(())
+        };
+        let dense = |l: usize, in_offset: u64, out_offset: u64| StepUniform {
+            inputs: layers[l].inputs as u32,
+            units: layers[l].units as u32,
+            kernel_offset: layers[l].kernel_offset as u32,
+            bias_offset: layers[l].bias_offset as u32,
+            in_offset: in_offset as u32,
+            out_offset: out_offset as u32,
+            ..Default::default()
+        };
+        for (l, layer) in layers.iter().enumerate() {
+            let step = dense(l, activation_offsets[l], activation_offsets[l + 1]);
+            push(Kernel::DenseForward, step, samples * layer.units as u64)?;
+        }
+        push(Kernel::OutputError, StepUniform::default(), samples)?;
+        for (l, layer) in layers.iter().enumerate().skip(1).rev() {
+            let step = dense(l, error_offsets[l + 1], error_offsets[l]);
+            push(Kernel::DenseBackward, step, samples * layer.inputs as u64)?;
+        }
+        let mut in_len = samples;
+        for (level, (&len, &offset)) in level_lens.iter().zip(&level_offsets).enumerate() {
+            let kernel = if level == 0 {
+                Kernel::GradientPartials
+            } else {
+                Kernel::ReducePartials
+            };
+            let step = StepUniform {
+                rows: rows as u32,
+                in_len: in_len as u32,
+                out_len: len as u32,
+                src_offset: if level == 0 {
+                    0
+                } else {
+                    level_offsets[level - 1] as u32
+                },
+                dst_offset: offset as u32,
+                ..Default::default()
+            };
+            push(kernel, step, rows * len)?;
+            in_len = len;
+        }
+        push(Kernel::AdamStep, StepUniform::default(), param_count)?;
+
+        let constants = config.adam().constants();
+        let last = widths.len() - 1;
+        let run = RunUniform {
+            samples: samples as u32,
+            param_count: param_count as u32,
+            output_offset: activation_offsets[last] as u32,
+            output_delta_offset: error_offsets[last] as u32,
+            target_offset: target_offset as u32,
+            residual_offset: residual_offset as u32,
+            totals_offset: totals_offset as u32,
+            one_minus_beta_1: constants.one_minus_beta_1,
+            one_minus_beta_2: constants.one_minus_beta_2,
+            epsilon: constants.epsilon,
+            _padding: [0; 2],
+        };
+        Ok(Self {
+            samples: samples as u32,
+            param_count: param_count as u32,
+            epochs: to_u32(config.epochs as u64, "the loss history")?,
+            run,
+            tensors_len,
+            input_offset: activation_offsets[0] as u32,
+            reduce_len,
+            grad_terms,
+            steps,
+            epoch,
+        })
+    }
+}
+
+/// The GPU buffers and bind groups of one run, made once before the loop.
+pub struct RunBuffers {
+    pub params: wgpu::Buffer,
+    pub history: wgpu::Buffer,
+    pub train_bind_group: wgpu::BindGroup,
+    pub step_bind_group: wgpu::BindGroup,
+}
+
+fn buffer(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
+}
+
+fn f32_bytes(len: u64) -> u64 {
+    len.max(1) * std::mem::size_of::<f32>() as u64
+}
+
+impl RunBuffers {
+    /// Allocates and uploads everything: initial weights, zero moments,
+    /// inputs and targets, the Adam step-size table and the plan's records.
+    pub fn new(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        pipelines: &Pipelines,
+        plan: &Plan,
+        model: &Model,
+        config: &TrainConfig,
+        adam: &Adam,
+    ) -> Result<Self> {
+        let limits = device.limits();
+        for (what, bytes) in [
+            ("per-sample tensors", f32_bytes(plan.tensors_len)),
+            ("gradient reduction", f32_bytes(plan.reduce_len)),
+        ] {
+            if bytes > limits.max_storage_buffer_binding_size || bytes > limits.max_buffer_size {
+                bail!(
+                    "the {what} need {bytes} bytes, more than this device allows in one buffer \
+                     ({} bytes); use fewer samples or narrower layers",
+                    limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)
+                );
+            }
+        }
+        let storage = wgpu::BufferUsages::STORAGE;
+        let init = |label: &str, contents: &[u8], usage: wgpu::BufferUsages| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage,
+            })
+        };
+        let params = init(
+            "params",
+            bytemuck::cast_slice(model.params()),
+            storage | wgpu::BufferUsages::COPY_SRC,
+        );
+        let moments = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("adam moments"),
+            size: f32_bytes(2 * plan.param_count as u64),
+            usage: storage,
+            mapped_at_creation: false,
+        });
+        let tensors = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tensors"),
+            size: f32_bytes(plan.tensors_len),
+            usage: storage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let float_size = std::mem::size_of::<f32>() as u64;
+        queue.write_buffer(
+            &tensors,
+            plan.input_offset as u64 * float_size,
+            bytemuck::cast_slice(&config.data.celsius),
+        );
+        queue.write_buffer(
+            &tensors,
+            plan.run.target_offset as u64 * float_size,
+            bytemuck::cast_slice(&config.data.fahrenheit),
+        );
+        let reduce = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("reduce"),
+            size: f32_bytes(plan.reduce_len),
+            usage: storage,
+            mapped_at_creation: false,
+        });
+        // `step` (0) followed by one loss per epoch.
+        let history = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("history"),
+            size: float_size * (1 + plan.epochs as u64),
+            usage: storage | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let step_sizes = init(
+            "adam step sizes",
+            bytemuck::cast_slice(&adam.step_sizes(config.epochs.max(1))),
+            storage,
+        );
+        let grad_terms = init("grad terms", bytemuck::cast_slice(&plan.grad_terms), storage);
+        let run = init(
+            "run uniform",
+            bytemuck::bytes_of(&plan.run),
+            wgpu::BufferUsages::UNIFORM,
+        );
+        let mut step_bytes = vec![0u8; plan.steps.len() * STEP_STRIDE as usize];
+        for (index, step) in plan.steps.iter().enumerate() {
+            let start = index * STEP_STRIDE as usize;
+            step_bytes[start..start + std::mem::size_of::<StepUniform>()]
+                .copy_from_slice(bytemuck::bytes_of(step));
+        }
+        let steps = init("step records", &step_bytes, wgpu::BufferUsages::UNIFORM);
+        let train_bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("training buffers"),
+            layout: &pipelines.train_layout,
+            entries: &[
+                buffer(0, &params),
+                buffer(1, &moments),
+                buffer(2, &tensors),
+                buffer(3, &reduce),
+                buffer(4, &history),
+                buffer(5, &step_sizes),
+                buffer(6, &grad_terms),
+                buffer(7, &run),
+            ],
+        });
+        let step_bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("step record"),
+            layout: &pipelines.step_layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &steps,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(std::mem::size_of::<StepUniform>() as u64),
+                }),
+            }],
+        });
+        Ok(Self {
+            params,
+            history,
+            train_bind_group,
+            step_bind_group,
+        })
+    }
+}

@@ -1,0 +1,294 @@
+//! Finding an adapter, opening a device on it, and turning every way that
+//! can fail into an error that says what was found and what to do.
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Which wgpu backends to try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// Every backend compiled in (or `WGPU_BACKEND` when it is set).
+    All,
+    Vulkan,
+    Gl,
+    Metal,
+    Dx12,
+}
+
+impl BackendChoice {
+    pub fn backends(self) -> wgpu::Backends {
+        match self {
+            BackendChoice::All => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Gl => wgpu::Backends::GL,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+        }
+    }
+}
+
+/// How to pick an adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterSelector {
+    /// The best one found: discrete > integrated > virtual > CPU, and on a
+    /// tie Vulkan/Metal/DX12 before GL (one device often shows up under
+    /// several backends, and GL is the slowest road to it).
+    Auto,
+    /// The adapter with this index in `--list-adapters`.
+    Index(usize),
+    /// The first adapter (in `Auto`'s order) whose name contains this text,
+    /// case-insensitive.
+    Name(String),
+}
+
+impl AdapterSelector {
+    /// `auto`, a list index, or a piece of the adapter's name.
+    pub fn parse(text: &str) -> Self {
+        if text.eq_ignore_ascii_case("auto") {
+            AdapterSelector::Auto
+        } else if let Ok(index) = text.parse() {
+            AdapterSelector::Index(index)
+        } else {
+            AdapterSelector::Name(text.to_string())
+        }
+    }
+}
+
+/// What the report says about the adapter that ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GpuInfo {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+impl GpuInfo {
+    pub fn from_adapter(info: &wgpu::AdapterInfo) -> Self {
+        let driver = [info.driver.as_str(), info.driver_info.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        Self {
+            name: info.name.clone(),
+            backend: info.backend.to_str().to_string(),
+            device_type: device_type_name(info.device_type).to_string(),
+            driver,
+        }
+    }
+}
+
+fn device_type_name(device_type: wgpu::DeviceType) -> &'static str {
+    match device_type {
+        wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+        wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+        wgpu::DeviceType::VirtualGpu => "virtual GPU",
+        wgpu::DeviceType::Cpu => "CPU (software)",
+        wgpu::DeviceType::Other => "other",
+    }
+}
+
+/// Lower is better: the order `--adapter auto` prefers.
+fn preference(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let device = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    };
+    (device, backend)
+}
+
+/// An opened device, its queue, and what went wrong on it so far.
+pub struct Gpu {
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: GpuInfo,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+/// How long one wait on the GPU may take before the run is abandoned.
+pub const GPU_WAIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A wgpu instance over the chosen backends, without a window.
+pub fn create_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    descriptor.backends = backends;
+    wgpu::Instance::new(descriptor)
+}
+
+/// Every adapter on the chosen backends, in enumeration order (the indices
+/// `--list-adapters` prints and `--adapter N` takes).
+pub fn enumerate_adapters(backend: BackendChoice) -> Vec<wgpu::Adapter> {
+    let instance = create_instance(backend.backends());
+    pollster::block_on(instance.enumerate_adapters(backend.backends()))
+}
+
+/// One line per adapter: index, name, backend, device type, driver.
+pub fn describe_adapters(adapters: &[wgpu::Adapter]) -> Vec<String> {
+    adapters
+        .iter()
+        .enumerate()
+        .map(|(index, adapter)| {
+            let info = GpuInfo::from_adapter(&adapter.get_info());
+            format!(
+                "[{index}] {} | backend {} | {} | driver {}",
+                info.name,
+                info.backend,
+                info.device_type,
+                if info.driver.is_empty() { "unknown" } else { &info.driver }
+            )
+        })
+        .collect()
+}
+
+const REMEDIES: &str = "To train on a GPU, install a driver for it; on a machine without one, \
+Mesa's software Vulkan driver (lavapipe) works: `sudo apt-get install mesa-vulkan-drivers` on \
+Debian/Ubuntu. Or train on the CPU with `--cpu-reference`.";
+
+/// Picks an adapter from `adapters` as `selector` says.
+pub fn select_adapter(
+    adapters: Vec<wgpu::Adapter>,
+    selector: &AdapterSelector,
+    backend: BackendChoice,
+) -> Result<wgpu::Adapter> {
+    if adapters.is_empty() {
+        bail!(
+            "no GPU adapter found (backends tried: {:?}). {REMEDIES}",
+            backend.backends()
+        );
+    }
+    let found = describe_adapters(&adapters).join("\n  ");
+    let mut ranked: Vec<(usize, wgpu::Adapter)> = adapters.into_iter().enumerate().collect();
+    ranked.sort_by_key(|(index, adapter)| (preference(&adapter.get_info()), *index));
+    let chosen = match selector {
+        AdapterSelector::Auto => ranked.into_iter().next(),
+        AdapterSelector::Index(wanted) => ranked.into_iter().find(|(index, _)| index == wanted),
+        AdapterSelector::Name(text) => {
+            let text = text.to_lowercase();
+            ranked
+                .into_iter()
+                .find(|(_, adapter)| adapter.get_info().name.to_lowercase().contains(&text))
+        }
+    };
+    chosen.map(|(_, adapter)| adapter).ok_or_else(|| {
+        let what = match selector {
+            AdapterSelector::Index(index) => format!("no adapter has index {index}"),
+            AdapterSelector::Name(text) => format!("no adapter name contains {text:?}"),
+            AdapterSelector::Auto => unreachable!("auto picks from a non-empty list"),
+        };
+        anyhow!("{what}. Adapters found:\n  {found}\nUse --adapter auto, a name from this list, or its index. {REMEDIES}")
+    })
+}
+
+impl Gpu {
+    /// Finds an adapter and opens a device on it.
+    pub fn new(selector: &AdapterSelector, backend: BackendChoice) -> Result<Self> {
+        let adapter = select_adapter(enumerate_adapters(backend), selector, backend)?;
+        Self::from_adapter(adapter)
+    }
+
+    /// Opens a device with the adapter's own buffer-size limits (large
+    /// datasets need more than WebGPU's defaults) and installs handlers that
+    /// turn validation errors and device loss into errors of the run.
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        let info = GpuInfo::from_adapter(&adapter.get_info());
+        let supported = adapter.limits();
+        let required_limits = wgpu::Limits {
+            max_storage_buffer_binding_size: supported.max_storage_buffer_binding_size,
+            max_buffer_size: supported.max_buffer_size,
+            ..wgpu::Limits::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gpu-c2f device"),
+            required_limits,
+            ..Default::default()
+        }))
+        .with_context(|| format!("cannot open a device on adapter {}", info.name))?;
+
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            sink.lock().expect("error list").push(error.to_string());
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                sink.lock()
+                    .expect("error list")
+                    .push(format!("device lost ({reason:?}): {message}"));
+            }
+        });
+        Ok(Self {
+            adapter,
+            device,
+            queue,
+            info,
+            errors,
+        })
+    }
+
+    /// Fails with every GPU error reported since the last check.
+    pub fn check_errors(&self) -> Result<()> {
+        let mut errors = self.errors.lock().expect("error list");
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let all = errors.drain(..).collect::<Vec<_>>().join("\n");
+        bail!("the GPU reported an error on {}:\n{all}", self.info.name)
+    }
+
+    /// Blocks until `submission` has finished, at most [`GPU_WAIT_TIMEOUT`].
+    pub fn wait(&self, submission: wgpu::SubmissionIndex) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: Some(GPU_WAIT_TIMEOUT),
+            })
+            .map_err(|error| match error {
+                wgpu::PollError::Timeout => anyhow!(
+                    "the GPU ({}) did not finish within {} s; the driver may be hung",
+                    self.info.name,
+                    GPU_WAIT_TIMEOUT.as_secs()
+                ),
+                other => anyhow!("waiting for the GPU ({}) failed: {other}", self.info.name),
+            })?;
+        self.check_errors()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_parses_auto_index_and_name() {
+        assert_eq!(AdapterSelector::parse("AUTO"), AdapterSelector::Auto);
+        assert_eq!(AdapterSelector::parse("2"), AdapterSelector::Index(2));
+        assert_eq!(
+            AdapterSelector::parse("llvmpipe"),
+            AdapterSelector::Name("llvmpipe".into())
+        );
+    }
+
+    #[test]
+    fn discrete_beats_software_and_vulkan_beats_gl() {
+        let info = wgpu::AdapterInfo::new;
+        let discrete_gl = preference(&info(wgpu::DeviceType::DiscreteGpu, wgpu::Backend::Gl));
+        let cpu_vulkan = preference(&info(wgpu::DeviceType::Cpu, wgpu::Backend::Vulkan));
+        let discrete_vulkan = preference(&info(wgpu::DeviceType::DiscreteGpu, wgpu::Backend::Vulkan));
+        assert!(discrete_vulkan < discrete_gl);
+        assert!(discrete_gl < cpu_vulkan);
+    }
+}

@@ -1,0 +1,24 @@
+//! gpu-c2f: the classic Celsius-to-Fahrenheit Keras network, trained with
+//! hand-written WGSL compute shaders through wgpu, and with a CPU reference
+//! that follows the same math step by step.
+//!
+//! ```no_run
+//! use gpu_c2f::{Model, Architecture, TrainConfig, cpu};
+//! let initial = Model::glorot_uniform(Architecture::seed(), 42);
+//! let output = cpu::train(&initial, &TrainConfig::seed()).unwrap();
+//! println!("100 C -> {} F", output.model.predict(100.0));
+//! ```
+
+pub mod cpu;
+pub mod data;
+pub mod gpu;
+pub mod model;
+pub mod model_file;
+pub mod optimizer;
+pub mod report;
+pub mod training;
+
+pub use data::Dataset;
+pub use model::{Architecture, DenseWeights, Model};
+pub use optimizer::Adam;
+pub use training::{TrainConfig, TrainOutput};

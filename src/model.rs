@@ -1,0 +1,313 @@
+//! The network: a stack of Dense layers with no activation, its parameter
+//! layout in one flat `f32` vector, and Keras's default initialisation.
+//!
+//! Parameters are stored in the order of Keras's `model.trainable_weights`:
+//! layer 0 kernel, layer 0 bias, layer 1 kernel, ... Each kernel is row-major
+//! `kernel[input][unit]`, the layout of Keras's `get_weights()`.
+
+use anyhow::{Result, bail};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Widths of every layer of activations, input (1) and output (1) included:
+/// the seed network 1 -> 3 -> 3 -> 1 is `[1, 3, 3, 1]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Architecture {
+    widths: Vec<usize>,
+}
+
+/// Where one Dense layer's kernel and bias sit in the flat parameter vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DenseLayout {
+    pub inputs: usize,
+    pub units: usize,
+    /// Index of `kernel[0][0]`; `kernel[i][j]` is at `kernel_offset + i * units + j`.
+    pub kernel_offset: usize,
+    /// Index of `bias[0]`, right after the kernel.
+    pub bias_offset: usize,
+}
+
+impl Architecture {
+    /// One input, the given hidden widths, one output. Every width must be >= 1.
+    pub fn new(hidden: &[usize]) -> Result<Self> {
+        if let Some(pos) = hidden.iter().position(|&w| w == 0) {
+            bail!("hidden layer {} has width 0; every width must be at least 1", pos + 1);
+        }
+        let mut widths = Vec::with_capacity(hidden.len() + 2);
+        widths.push(1);
+        widths.extend_from_slice(hidden);
+        widths.push(1);
+        Ok(Self { widths })
+    }
+
+    /// The seed's model: Dense(3), Dense(3), Dense(1).
+    pub fn seed() -> Self {
+        Self::new(&[3, 3]).expect("the seed widths are valid")
+    }
+
+    /// Activation widths, input and output included.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+
+    /// Hidden widths only (empty for a single Dense(1)).
+    pub fn hidden(&self) -> &[usize] {
+        &self.widths[1..self.widths.len() - 1]
+    }
+
+    /// Number of Dense layers.
+    pub fn layer_count(&self) -> usize {
+        self.widths.len() - 1
+    }
+
+    /// Kernel and bias positions of every Dense layer, in parameter order.
+    pub fn layers(&self) -> Vec<DenseLayout> {
+        let mut offset = 0;
+        self.widths
+            .windows(2)
+            .map(|pair| {
+                let (inputs, units) = (pair[0], pair[1]);
+                let layout = DenseLayout {
+                    inputs,
+                    units,
+                    kernel_offset: offset,
+                    bias_offset: offset + inputs * units,
+                };
+                offset += inputs * units + units;
+                layout
+            })
+            .collect()
+    }
+
+    /// Total number of trainable parameters (22 for the seed network).
+    pub fn param_count(&self) -> usize {
+        self.widths.windows(2).map(|p| p[0] * p[1] + p[1]).sum()
+    }
+
+    /// A short name such as `1-3-3-1`.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self.widths.iter().map(|w| w.to_string()).collect();
+        parts.join("-")
+    }
+}
+
+/// One Dense layer's weights in Keras's `get_weights()` layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenseWeights {
+    /// `kernel[input][unit]`.
+    pub kernel: Vec<Vec<f32>>,
+    pub bias: Vec<f32>,
+}
+
+/// A network's architecture and all its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    architecture: Architecture,
+    params: Vec<f32>,
+}
+
+impl Model {
+    /// Wraps a flat parameter vector; its length must match the architecture.
+    pub fn from_params(architecture: Architecture, params: Vec<f32>) -> Result<Self> {
+        if params.len() != architecture.param_count() {
+            bail!(
+                "a {} network has {} parameters, got {}",
+                architecture.describe(),
+                architecture.param_count(),
+                params.len()
+            );
+        }
+        Ok(Self {
+            architecture,
+            params,
+        })
+    }
+
+    /// Keras's default initialisation: every kernel glorot_uniform, every bias
+    /// zero. Glorot uniform draws from U(-limit, limit) with
+    /// `limit = sqrt(6 / (fan_in + fan_out))` (Keras `VarianceScaling`,
+    /// scale 1, mode fan_avg). The stream is ChaCha8 seeded with `seed`, so a
+    /// seed gives the same weights on every machine and release. Keras's own
+    /// Philox stream is not reproduced; the distribution is.
+    pub fn glorot_uniform(architecture: Architecture, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut params = vec![0.0f32; architecture.param_count()];
+        for layer in architecture.layers() {
+            let limit = (6.0f64 / (layer.inputs + layer.units) as f64).sqrt() as f32;
+            let kernel = &mut params[layer.kernel_offset..layer.bias_offset];
+            for weight in kernel {
+                *weight = uniform(&mut rng, -limit, limit);
+            }
+        }
+        Self {
+            architecture,
+            params,
+        }
+    }
+
+    /// Builds a model from per-layer Keras weights, checking that the shapes
+    /// chain from one input to one output.
+    pub fn from_dense_weights(layers: &[DenseWeights]) -> Result<Self> {
+        if layers.is_empty() {
+            bail!("the model has no layers; expected at least one Dense layer");
+        }
+        let mut hidden = Vec::new();
+        let mut inputs = 1usize;
+        let mut params = Vec::new();
+        for (index, layer) in layers.iter().enumerate() {
+            let name = format!("layer {index}");
+            if layer.kernel.len() != inputs {
+                bail!(
+                    "{name}: kernel has {} rows but the layer before gives {inputs} input(s)",
+                    layer.kernel.len()
+                );
+            }
+            let units = layer.bias.len();
+            if units == 0 {
+                bail!("{name}: bias is empty; a Dense layer needs at least one unit");
+            }
+            for (row_index, row) in layer.kernel.iter().enumerate() {
+                if row.len() != units {
+                    bail!(
+                        "{name}: kernel row {row_index} has {} values but bias has {units}",
+                        row.len()
+                    );
+                }
+            }
+            let values = layer.kernel.iter().flatten().chain(&layer.bias);
+            if let Some(bad) = values.clone().find(|v| !v.is_finite()) {
+                bail!("{name}: contains a non-finite number ({bad})");
+            }
+            params.extend(values);
+            if index + 1 < layers.len() {
+                hidden.push(units);
+            } else if units != 1 {
+                bail!("{name}: the last layer must have 1 unit (fahrenheit), it has {units}");
+            }
+            inputs = units;
+        }
+        Self::from_params(Architecture::new(&hidden)?, params)
+    }
+
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
+    }
+
+    /// The flat parameter vector (see the module docs for its order).
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// Every layer's weights in Keras's `get_weights()` layout.
+    pub fn dense_weights(&self) -> Vec<DenseWeights> {
+        self.architecture
+            .layers()
+            .iter()
+            .map(|layer| DenseWeights {
+                kernel: self.params[layer.kernel_offset..layer.bias_offset]
+                    .chunks(layer.units)
+                    .map(<[f32]>::to_vec)
+                    .collect(),
+                bias: self.params[layer.bias_offset..layer.bias_offset + layer.units].to_vec(),
+            })
+            .collect()
+    }
+
+    /// The network's output for one input, in f32 with the training kernels'
+    /// order of operations.
+    pub fn predict(&self, celsius: f32) -> f32 {
+        let mut activations = vec![celsius];
+        for layer in self.architecture.layers() {
+            let mut outputs = vec![0.0; layer.units];
+            dense_forward(&self.params, &layer, &activations, &mut outputs);
+            activations = outputs;
+        }
+        activations[0]
+    }
+}
+
+/// One Dense layer for one sample: `out[j] = (sum_i in[i] * kernel[i][j]) + bias[j]`,
+/// summed in order of `i`, the bias added last, as the WGSL kernel does.
+pub fn dense_forward(params: &[f32], layer: &DenseLayout, inputs: &[f32], outputs: &mut [f32]) {
+    for (unit, out) in outputs.iter_mut().enumerate() {
+        let mut sum = 0.0f32;
+        for (input, value) in inputs.iter().enumerate() {
+            sum += value * params[layer.kernel_offset + input * layer.units + unit];
+        }
+        *out = sum + params[layer.bias_offset + unit];
+    }
+}
+
+/// A float in `[low, high)` from the top 24 bits of one draw: every value is
+/// exactly representable, and the same bits give the same float everywhere.
+fn uniform(rng: &mut ChaCha8Rng, low: f32, high: f32) -> f32 {
+    let unit = (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
+    low + (high - low) * unit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_architecture_has_22_parameters_in_keras_order() {
+        let arch = Architecture::seed();
+        assert_eq!(arch.param_count(), 22);
+        let layers = arch.layers();
+        assert_eq!(layers[0].kernel_offset, 0);
+        assert_eq!(layers[0].bias_offset, 3);
+        assert_eq!(layers[1].kernel_offset, 6);
+        assert_eq!(layers[2].bias_offset, 21);
+    }
+
+    #[test]
+    fn glorot_uniform_stays_inside_the_keras_limit_and_biases_are_zero() {
+        let model = Model::glorot_uniform(Architecture::new(&[64, 17]).unwrap(), 7);
+        for (layer, weights) in model.architecture().layers().iter().zip(model.dense_weights()) {
+            let limit = (6.0f32 / (layer.inputs + layer.units) as f32).sqrt();
+            let kernel: Vec<f32> = weights.kernel.concat();
+            assert!(kernel.iter().all(|w| w.abs() <= limit));
+            // A uniform draw of this many values spans most of the range.
+            if kernel.len() >= 64 {
+                let max = kernel.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+                assert!(max > 0.9 * limit, "max {max} limit {limit}");
+            }
+            assert!(weights.bias.iter().all(|&b| b == 0.0));
+        }
+    }
+
+    #[test]
+    fn same_seed_same_weights_other_seed_other_weights() {
+        let a = Model::glorot_uniform(Architecture::seed(), 1);
+        let b = Model::glorot_uniform(Architecture::seed(), 1);
+        let c = Model::glorot_uniform(Architecture::seed(), 2);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn dense_weights_round_trip_and_shape_errors_name_the_layer() {
+        let model = Model::glorot_uniform(Architecture::new(&[4, 2]).unwrap(), 3);
+        let again = Model::from_dense_weights(&model.dense_weights()).unwrap();
+        assert_eq!(model, again);
+
+        let mut broken = model.dense_weights();
+        broken[1].kernel.pop();
+        let err = Model::from_dense_weights(&broken).unwrap_err().to_string();
+        assert!(err.contains("layer 1"), "{err}");
+
+        let mut nan = model.dense_weights();
+        nan[2].bias[0] = f32::NAN;
+        let err = Model::from_dense_weights(&nan).unwrap_err().to_string();
+        assert!(err.contains("layer 2") && err.contains("non-finite"), "{err}");
+    }
+
+    #[test]
+    fn predict_composes_the_affine_layers() {
+        // 1 -> 1 -> 1: y = (x * 2 + 1) * 3 + 4
+        let model = Model::from_params(Architecture::new(&[1]).unwrap(), vec![2.0, 1.0, 3.0, 4.0])
+            .unwrap();
+        assert_eq!(model.predict(5.0), 37.0);
+    }
+}

@@ -1,0 +1,109 @@
+//! Keras's Adam, as `keras/src/optimizers/adam.py` (Keras 3) implements it.
+//!
+//! For each step t = 1, 2, ... and each parameter w with gradient g:
+//!
+//! ```text
+//! alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+//! m    <- m + (g - m) * (1 - beta_1)
+//! v    <- v + (g * g - v) * (1 - beta_2)
+//! w    <- w - (m * alpha) / (sqrt(v) + epsilon)
+//! ```
+//!
+//! Bias correction is folded into `alpha`; epsilon is added to the square
+//! root of the raw `v` ("epsilon hat"). PyTorch instead adds its epsilon to
+//! `sqrt(v_hat)`, a different formula. The same code path computes `alpha`
+//! for the CPU reference and the GPU (as a table uploaded once), and
+//! [`adam_update`] is the exact per-parameter arithmetic of the WGSL kernel.
+
+use serde::Serialize;
+
+/// Adam's hyper-parameters; the defaults are Keras's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Adam {
+    pub learning_rate: f32,
+    pub beta_1: f64,
+    pub beta_2: f64,
+    pub epsilon: f64,
+}
+
+/// The constants the update uses, rounded to f32 once. Keras computes
+/// `1 - beta` in Python's f64 before casting; `1.0f32 - 0.9f32` would differ
+/// in the last bits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConstants {
+    pub one_minus_beta_1: f32,
+    pub one_minus_beta_2: f32,
+    pub epsilon: f32,
+}
+
+impl Adam {
+    /// Keras's defaults (beta_1 0.9, beta_2 0.999, epsilon 1e-7) with the given rate.
+    pub fn keras(learning_rate: f32) -> Self {
+        Self {
+            learning_rate,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+        }
+    }
+
+    pub fn constants(&self) -> AdamConstants {
+        AdamConstants {
+            one_minus_beta_1: (1.0 - self.beta_1) as f32,
+            one_minus_beta_2: (1.0 - self.beta_2) as f32,
+            epsilon: self.epsilon as f32,
+        }
+    }
+
+    /// `alpha_t` for step `t` (1-based), in f32 as a float32 Keras model
+    /// computes it: `lr * sqrt(1 - b2^t) / (1 - b1^t)` with `b^t = pow(f32(b), f32(t))`.
+    pub fn step_size(&self, t: u64) -> f32 {
+        let t = t as f32;
+        let beta_1_power = (self.beta_1 as f32).powf(t);
+        let beta_2_power = (self.beta_2 as f32).powf(t);
+        self.learning_rate * (1.0 - beta_2_power).sqrt() / (1.0 - beta_1_power)
+    }
+
+    /// `alpha_t` for steps 1..=steps, the table both paths read.
+    pub fn step_sizes(&self, steps: usize) -> Vec<f32> {
+        (1..=steps as u64).map(|t| self.step_size(t)).collect()
+    }
+}
+
+/// One parameter's update, in the same f32 operations and order as the
+/// `adam_step` WGSL kernel. Returns the new weight.
+pub fn adam_update(
+    weight: f32,
+    gradient: f32,
+    m: &mut f32,
+    v: &mut f32,
+    alpha: f32,
+    c: &AdamConstants,
+) -> f32 {
+    *m += (gradient - *m) * c.one_minus_beta_1;
+    *v += (gradient * gradient - *v) * c.one_minus_beta_2;
+    weight - (*m * alpha) / (v.sqrt() + c.epsilon)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_are_rounded_from_f64_like_keras() {
+        let c = Adam::keras(0.1).constants();
+        assert_eq!(c.one_minus_beta_1.to_bits(), 0x3DCC_CCCD);
+        assert_eq!(c.one_minus_beta_2.to_bits(), 0x3A83_126F);
+        assert_eq!(c.epsilon, 1e-7f32);
+    }
+
+    #[test]
+    fn first_step_moves_each_weight_by_about_the_learning_rate() {
+        // At t = 1, m = 0.1 g, v = 0.001 g^2, alpha = lr sqrt(0.001) / 0.1, so
+        // the step is lr * g / (|g| + eps / sqrt(0.001)) ~= lr * sign(g).
+        let adam = Adam::keras(0.1);
+        let (mut m, mut v) = (0.0, 0.0);
+        let w = adam_update(1.0, 2.5, &mut m, &mut v, adam.step_size(1), &adam.constants());
+        assert!((w - 0.9).abs() < 1e-6, "{w}");
+    }
+}

@@ -1,0 +1,70 @@
+//! What a training run takes and what it gives back, shared by the CPU
+//! reference and the GPU driver.
+
+use crate::data::Dataset;
+use crate::model::Model;
+use crate::optimizer::Adam;
+use anyhow::{Result, bail};
+use std::time::Duration;
+
+/// The seed program's settings: `Adam(0.1)`, `epochs=1000`.
+pub const DEFAULT_EPOCHS: usize = 1000;
+pub const DEFAULT_LEARNING_RATE: f32 = 0.1;
+
+/// One training run: full-batch Adam on mean squared error (Keras's default
+/// batch size, 32, holds the seed's 7 samples in one batch, so each epoch is
+/// one Adam step over every sample).
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub data: Dataset,
+    pub epochs: usize,
+    pub learning_rate: f32,
+}
+
+impl TrainConfig {
+    /// The seed job: its 7 pairs, 1000 epochs, learning rate 0.1.
+    pub fn seed() -> Self {
+        Self {
+            data: Dataset::seed(),
+            epochs: DEFAULT_EPOCHS,
+            learning_rate: DEFAULT_LEARNING_RATE,
+        }
+    }
+
+    pub fn adam(&self) -> Adam {
+        Adam::keras(self.learning_rate)
+    }
+
+    /// Rejects settings no trainer can run; both paths call it first.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            bail!(
+                "learning rate must be a finite number greater than 0, got {}",
+                self.learning_rate
+            );
+        }
+        if self.data.is_empty() {
+            bail!("the dataset has no samples");
+        }
+        Ok(())
+    }
+}
+
+/// What a trainer returns.
+#[derive(Debug, Clone)]
+pub struct TrainOutput {
+    /// Loss of every epoch's forward pass, before that epoch's update
+    /// (Keras's `history.history["loss"]`).
+    pub loss_history: Vec<f32>,
+    /// The weights after the last update.
+    pub model: Model,
+    /// Time spent in the epoch loop (GPU: recording, submitting and waiting).
+    pub train_time: Duration,
+}
+
+impl TrainOutput {
+    /// The last recorded loss (NaN when no epoch ran).
+    pub fn final_loss(&self) -> f32 {
+        self.loss_history.last().copied().unwrap_or(f32::NAN)
+    }
+}
