@@ -88,7 +88,10 @@ pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
             {
                 for (i, out) in sample_out.iter_mut().enumerate() {
                     let row = &params[layer.kernel_offset + i * layer.units..][..layer.units];
-                    *out = sample_in.iter().zip(row).fold(0.0f32, |sum, (e, k)| sum + e * k);
+                    *out = sample_in
+                        .iter()
+                        .zip(row)
+                        .fold(0.0f32, |sum, (e, k)| sum + e * k);
                 }
             }
         }
@@ -97,9 +100,10 @@ pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
             let (input, error) = (&activations[l], &errors[l + 1]);
             for i in 0..layer.inputs {
                 for j in 0..layer.units {
-                    gradients[layer.kernel_offset + i * layer.units + j] = blocked_sum(samples, |s| {
-                        input[s * layer.inputs + i] * error[s * layer.units + j]
-                    });
+                    gradients[layer.kernel_offset + i * layer.units + j] =
+                        blocked_sum(samples, |s| {
+                            input[s * layer.inputs + i] * error[s * layer.units + j]
+                        });
                 }
             }
             for j in 0..layer.units {
@@ -111,7 +115,14 @@ pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
         loss_history.push(squared_error / samples as f32);
 
         for p in 0..params.len() {
-            params[p] = adam_update(params[p], gradients[p], &mut m[p], &mut v[p], alpha, &constants);
+            params[p] = adam_update(
+                params[p],
+                gradients[p],
+                &mut m[p],
+                &mut v[p],
+                alpha,
+                &constants,
+            );
         }
     }
 

@@ -9,6 +9,7 @@
 //! println!("100 C -> {} F", output.model.predict(100.0));
 //! ```
 
+pub mod cli;
 pub mod cpu;
 pub mod data;
 pub mod gpu;

@@ -32,7 +32,10 @@ impl Architecture {
     /// One input, the given hidden widths, one output. Every width must be >= 1.
     pub fn new(hidden: &[usize]) -> Result<Self> {
         if let Some(pos) = hidden.iter().position(|&w| w == 0) {
-            bail!("hidden layer {} has width 0; every width must be at least 1", pos + 1);
+            bail!(
+                "hidden layer {} has width 0; every width must be at least 1",
+                pos + 1
+            );
         }
         let mut widths = Vec::with_capacity(hidden.len() + 2);
         widths.push(1);
@@ -264,7 +267,12 @@ mod tests {
     #[test]
     fn glorot_uniform_stays_inside_the_keras_limit_and_biases_are_zero() {
         let model = Model::glorot_uniform(Architecture::new(&[64, 17]).unwrap(), 7);
-        for (layer, weights) in model.architecture().layers().iter().zip(model.dense_weights()) {
+        for (layer, weights) in model
+            .architecture()
+            .layers()
+            .iter()
+            .zip(model.dense_weights())
+        {
             let limit = (6.0f32 / (layer.inputs + layer.units) as f32).sqrt();
             let kernel: Vec<f32> = weights.kernel.concat();
             assert!(kernel.iter().all(|w| w.abs() <= limit));
@@ -300,14 +308,17 @@ mod tests {
         let mut nan = model.dense_weights();
         nan[2].bias[0] = f32::NAN;
         let err = Model::from_dense_weights(&nan).unwrap_err().to_string();
-        assert!(err.contains("layer 2") && err.contains("non-finite"), "{err}");
+        assert!(
+            err.contains("layer 2") && err.contains("non-finite"),
+            "{err}"
+        );
     }
 
     #[test]
     fn predict_composes_the_affine_layers() {
         // 1 -> 1 -> 1: y = (x * 2 + 1) * 3 + 4
-        let model = Model::from_params(Architecture::new(&[1]).unwrap(), vec![2.0, 1.0, 3.0, 4.0])
-            .unwrap();
+        let model =
+            Model::from_params(Architecture::new(&[1]).unwrap(), vec![2.0, 1.0, 3.0, 4.0]).unwrap();
         assert_eq!(model.predict(5.0), 37.0);
     }
 }

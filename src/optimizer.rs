@@ -103,7 +103,14 @@ mod tests {
         // the step is lr * g / (|g| + eps / sqrt(0.001)) ~= lr * sign(g).
         let adam = Adam::keras(0.1);
         let (mut m, mut v) = (0.0, 0.0);
-        let w = adam_update(1.0, 2.5, &mut m, &mut v, adam.step_size(1), &adam.constants());
+        let w = adam_update(
+            1.0,
+            2.5,
+            &mut m,
+            &mut v,
+            adam.step_size(1),
+            &adam.constants(),
+        );
         assert!((w - 0.9).abs() < 1e-6, "{w}");
     }
 }

@@ -286,7 +286,9 @@ impl RunBuffers {
                 bail!(
                     "the {what} need {bytes} bytes, more than this device allows in one buffer \
                      ({} bytes); use fewer samples or narrower layers",
-                    limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)
+                    limits
+                        .max_storage_buffer_binding_size
+                        .min(limits.max_buffer_size)
                 );
             }
         }
@@ -344,7 +346,11 @@ impl RunBuffers {
             bytemuck::cast_slice(&adam.step_sizes(config.epochs.max(1))),
             storage,
         );
-        let grad_terms = init("grad terms", bytemuck::cast_slice(&plan.grad_terms), storage);
+        let grad_terms = init(
+            "grad terms",
+            bytemuck::cast_slice(&plan.grad_terms),
+            storage,
+        );
         let run = init(
             "run uniform",
             bytemuck::bytes_of(&plan.run),

@@ -147,7 +147,11 @@ pub fn describe_adapters(adapters: &[wgpu::Adapter]) -> Vec<String> {
                 info.name,
                 info.backend,
                 info.device_type,
-                if info.driver.is_empty() { "unknown" } else { &info.driver }
+                if info.driver.is_empty() {
+                    "unknown"
+                } else {
+                    &info.driver
+                }
             )
         })
         .collect()
@@ -287,7 +291,8 @@ mod tests {
         let info = wgpu::AdapterInfo::new;
         let discrete_gl = preference(&info(wgpu::DeviceType::DiscreteGpu, wgpu::Backend::Gl));
         let cpu_vulkan = preference(&info(wgpu::DeviceType::Cpu, wgpu::Backend::Vulkan));
-        let discrete_vulkan = preference(&info(wgpu::DeviceType::DiscreteGpu, wgpu::Backend::Vulkan));
+        let discrete_vulkan =
+            preference(&info(wgpu::DeviceType::DiscreteGpu, wgpu::Backend::Vulkan));
         assert!(discrete_vulkan < discrete_gl);
         assert!(discrete_gl < cpu_vulkan);
     }

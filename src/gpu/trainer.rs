@@ -51,7 +51,15 @@ pub fn train(gpu: &Gpu, initial: &Model, config: &TrainConfig) -> Result<GpuTrai
     let started = Instant::now();
     let plan = Plan::new(initial, config)?;
     let adam = config.adam();
-    let buffers = RunBuffers::new(&gpu.device, &gpu.queue, &pipelines, &plan, initial, config, &adam)?;
+    let buffers = RunBuffers::new(
+        &gpu.device,
+        &gpu.queue,
+        &pipelines,
+        &plan,
+        initial,
+        config,
+        &adam,
+    )?;
     gpu.check_errors()?;
     timings.upload = started.elapsed();
 
@@ -102,9 +110,11 @@ fn record_epochs(
     plan: &Plan,
     epochs: usize,
 ) -> wgpu::CommandBuffer {
-    let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("training epochs"),
-    });
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("training epochs"),
+        });
     {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("training pass"),
@@ -157,23 +167,31 @@ fn read_back(
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("readback"),
-    });
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("readback"),
+        });
     encoder.copy_buffer_to_buffer(&buffers.params, 0, &staging, 0, params_bytes);
     encoder.copy_buffer_to_buffer(&buffers.history, 0, &staging, params_bytes, history_bytes);
     let submission = gpu.queue.submit([encoder.finish()]);
     timings.submits += 1;
 
     let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-    staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-        sender.send(result).ok();
-    });
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, move |result| {
+            sender.send(result).ok();
+        });
     gpu.wait(submission)?;
     pollster::block_on(receiver.receive())
         .context("the GPU dropped the readback request")?
         .context("cannot map the readback buffer")?;
-    let bytes = staging.slice(..).get_mapped_range().context("cannot read the readback buffer")?.to_vec();
+    let bytes = staging
+        .slice(..)
+        .get_mapped_range()
+        .context("cannot read the readback buffer")?
+        .to_vec();
     staging.unmap();
 
     let floats: &[f32] = bytemuck::cast_slice(&bytes);

@@ -1,0 +1,305 @@
+//! The command line: flags, and the thin glue from them to the library.
+
+use crate::cpu;
+use crate::data::Dataset;
+use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu};
+use crate::model::{Architecture, Model};
+use crate::model_file::{self, OutputFile};
+use crate::report::{DeviceReport, Prediction, Report, TimingsMs, millis};
+use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, TrainConfig, TrainOutput};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The seed used when `--seed` is not given, so two runs print the same numbers.
+pub const DEFAULT_SEED: u64 = 42;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendFlag {
+    All,
+    Vulkan,
+    Gl,
+    Metal,
+    Dx12,
+}
+
+impl From<BackendFlag> for BackendChoice {
+    fn from(flag: BackendFlag) -> Self {
+        match flag {
+            BackendFlag::All => BackendChoice::All,
+            BackendFlag::Vulkan => BackendChoice::Vulkan,
+            BackendFlag::Gl => BackendChoice::Gl,
+            BackendFlag::Metal => BackendChoice::Metal,
+            BackendFlag::Dx12 => BackendChoice::Dx12,
+        }
+    }
+}
+
+/// Train the Celsius-to-Fahrenheit network of the classic Keras tutorial
+/// (Dense(3), Dense(3), Dense(1), Adam(0.1), mean squared error, 1000 epochs)
+/// with WGSL compute shaders on a GPU, or with the CPU reference.
+#[derive(Debug, Parser)]
+#[command(name = "gpu-c2f", version, about)]
+pub struct Cli {
+    /// Adapter to train on: `auto` (the best found), an index from
+    /// --list-adapters, or part of an adapter's name (case-insensitive).
+    #[arg(long, default_value = "auto", value_name = "auto|INDEX|TEXT")]
+    pub adapter: String,
+
+    /// Limit the wgpu backends tried (`all` honours WGPU_BACKEND when set).
+    #[arg(long, value_enum, default_value_t = BackendFlag::All)]
+    pub backend: BackendFlag,
+
+    /// Print every adapter found (index, name, backend, type, driver) and exit.
+    #[arg(long)]
+    pub list_adapters: bool,
+
+    /// Train with the plain-Rust CPU reference instead of a GPU.
+    #[arg(long)]
+    pub cpu_reference: bool,
+
+    /// Hidden layer widths, comma-separated (`none` for a single Dense(1)).
+    #[arg(long, value_name = "W1,W2,...|none", value_parser = parse_hidden, conflicts_with = "init")]
+    pub hidden: Option<Vec<usize>>,
+
+    /// Training epochs (0 reports the untrained model).
+    #[arg(long, default_value_t = DEFAULT_EPOCHS)]
+    pub epochs: usize,
+
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = DEFAULT_LEARNING_RATE, value_parser = parse_learning_rate)]
+    pub learning_rate: f32,
+
+    /// Seed of the glorot_uniform initialisation.
+    #[arg(long, default_value_t = DEFAULT_SEED, conflicts_with = "init")]
+    pub seed: u64,
+
+    /// CSV of celsius,fahrenheit rows (an optional header line) instead of the seed's 7 pairs.
+    #[arg(long, value_name = "FILE.csv")]
+    pub data: Option<PathBuf>,
+
+    /// Also predict this many degrees Celsius (repeatable).
+    #[arg(long, value_name = "CELSIUS", value_parser = parse_finite, allow_negative_numbers = true)]
+    pub predict: Vec<f32>,
+
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write the trained model to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+
+    /// Start from a model file's weights (its architecture too) instead of random ones.
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
+}
+
+fn parse_hidden(text: &str) -> Result<Vec<usize>, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .enumerate()
+        .map(|(index, part)| match part.trim().parse::<usize>() {
+            Ok(0) => Err(format!(
+                "width {} is 0; every width must be at least 1",
+                index + 1
+            )),
+            Ok(width) => Ok(width),
+            Err(_) => Err(format!(
+                "width {} ({:?}) is not a positive whole number; expected e.g. 3,3 or none",
+                index + 1,
+                part
+            )),
+        })
+        .collect()
+}
+
+fn parse_finite(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        Ok(_) => Err(format!("{text:?} is not a finite number")),
+        Err(_) => Err(format!("{text:?} is not a number")),
+    }
+}
+
+fn parse_learning_rate(text: &str) -> Result<f32, String> {
+    let value = parse_finite(text)?;
+    if value > 0.0 {
+        Ok(value)
+    } else {
+        Err(format!("{text:?} must be greater than 0"))
+    }
+}
+
+/// Runs the command line: train, report, save.
+pub fn run(cli: Cli) -> Result<()> {
+    if cli.list_adapters {
+        return list_adapters(cli.backend.into());
+    }
+    let data = match &cli.data {
+        Some(path) => Dataset::from_csv_file(path)?,
+        None => Dataset::seed(),
+    };
+    let (initial, seed, init) = match &cli.init {
+        Some(path) => (model_file::load(path)?, None, path.display().to_string()),
+        None => {
+            let hidden = cli.hidden.clone().unwrap_or_else(|| vec![3, 3]);
+            let architecture = Architecture::new(&hidden)?;
+            let model = Model::glorot_uniform(architecture, cli.seed);
+            (model, Some(cli.seed), "glorot_uniform".to_string())
+        }
+    };
+    // Reserve the output before the work, so an unwritable path fails now.
+    let save = cli
+        .save
+        .as_deref()
+        .map(|p| OutputFile::create(p, "--save"))
+        .transpose()?;
+    let config = TrainConfig {
+        data,
+        epochs: cli.epochs,
+        learning_rate: cli.learning_rate,
+    };
+    config.validate()?;
+
+    let mut report = Report {
+        device: DeviceReport::cpu_reference(),
+        architecture: initial.architecture().describe(),
+        parameters: initial.architecture().param_count(),
+        samples: config.data.len(),
+        epochs: config.epochs,
+        learning_rate: config.learning_rate,
+        seed,
+        init,
+        loss_history: Vec::new(),
+        final_loss: None,
+        predictions: Vec::new(),
+        layers: Vec::new(),
+        timings_ms: TimingsMs::default(),
+    };
+    let gpu = if cli.cpu_reference {
+        None
+    } else {
+        let started = Instant::now();
+        let gpu = Gpu::new(&AdapterSelector::parse(&cli.adapter), cli.backend.into())?;
+        report.timings_ms.setup = millis(started.elapsed());
+        report.device = DeviceReport::Gpu(gpu.info.clone());
+        Some(gpu)
+    };
+    if !cli.json {
+        print_stdout(&format!("{}\n", report.start_line()))?;
+    }
+
+    let output = if let Some(gpu) = gpu {
+        let run = gpu::train(&gpu, &initial, &config)
+            .with_context(|| format!("training on {} failed", gpu.info.name))?;
+        let t = &mut report.timings_ms;
+        t.pipelines = Some(millis(run.timings.pipelines));
+        t.upload = Some(millis(run.timings.upload));
+        t.train = millis(run.timings.train);
+        t.readback = Some(millis(run.timings.readback));
+        run.output
+    } else {
+        let output = cpu::train(&initial, &config)?;
+        report.timings_ms.train = millis(output.train_time);
+        output
+    };
+    fill_results(&mut report, &output, &cli.predict);
+
+    if let Some(file) = save {
+        let extra = serde_json::json!({
+            "seed": report.seed,
+            "init": report.init,
+            "epochs": report.epochs,
+            "learning_rate": report.learning_rate,
+            "final_loss": report.final_loss,
+            "device": report.device,
+        });
+        file.commit(model_file::to_json(&output.model, &extra)?.as_bytes())?;
+    }
+    let mut text = if cli.json {
+        report.to_json() + "\n"
+    } else {
+        report.to_text()
+    };
+    if let (false, Some(path)) = (cli.json, &cli.save) {
+        text += &format!("Saved:       {}\n", path.display());
+    }
+    print_stdout(&text)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn print_stdout(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("cannot write to stdout")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn fill_results(report: &mut Report, output: &TrainOutput, extra_predictions: &[f32]) {
+    let model = &output.model;
+    report.final_loss = output.loss_history.last().copied();
+    report.loss_history = output.loss_history.clone();
+    report.predictions = std::iter::once(100.0)
+        .chain(extra_predictions.iter().copied())
+        .map(|celsius| Prediction {
+            celsius,
+            fahrenheit: model.predict(celsius),
+        })
+        .collect();
+    report.layers = model.dense_weights();
+    let seconds = output.train_time.as_secs_f64();
+    report.timings_ms.epochs_per_second = if seconds > 0.0 {
+        output.loss_history.len() as f64 / seconds
+    } else {
+        0.0
+    };
+}
+
+fn list_adapters(backend: BackendChoice) -> Result<()> {
+    let adapters = gpu::context::enumerate_adapters(backend);
+    if adapters.is_empty() {
+        bail!(
+            "no GPU adapter found (backends tried: {:?}). Install a GPU driver, or Mesa's \
+             software Vulkan driver: `sudo apt-get install mesa-vulkan-drivers` on Debian/Ubuntu; \
+             or train with --cpu-reference",
+            backend.backends()
+        );
+    }
+    let lines = gpu::context::describe_adapters(&adapters);
+    print_stdout(&(lines.join("\n") + "\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_accepts_lists_and_none_and_rejects_the_rest() {
+        assert_eq!(parse_hidden("3,3"), Ok(vec![3, 3]));
+        assert_eq!(parse_hidden(" 64 , 17 "), Ok(vec![64, 17]));
+        assert_eq!(parse_hidden("none"), Ok(vec![]));
+        for bad in [",", "0", "3,,3", "three", "", "-1", "3,0"] {
+            assert!(parse_hidden(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn learning_rate_must_be_finite_and_positive() {
+        assert_eq!(parse_learning_rate("0.1"), Ok(0.1));
+        for bad in ["0", "-0.1", "NaN", "inf", "fast"] {
+            assert!(parse_learning_rate(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}
