@@ -62,14 +62,14 @@ pub struct Cli {
 
     /// Hidden layer widths, comma-separated (`none` for a single Dense(1)).
     #[arg(long, value_name = "W1,W2,...|none", value_parser = parse_hidden, conflicts_with = "init")]
-    pub hidden: Option<Vec<usize>>,
+    pub hidden: Option<HiddenWidths>,
 
     /// Training epochs (0 reports the untrained model).
-    #[arg(long, default_value_t = DEFAULT_EPOCHS)]
+    #[arg(long, default_value_t = DEFAULT_EPOCHS, allow_negative_numbers = true)]
     pub epochs: usize,
 
     /// Adam's learning rate.
-    #[arg(long, default_value_t = DEFAULT_LEARNING_RATE, value_parser = parse_learning_rate)]
+    #[arg(long, default_value_t = DEFAULT_LEARNING_RATE, value_parser = parse_learning_rate, allow_negative_numbers = true)]
     pub learning_rate: f32,
 
     /// Seed of the glorot_uniform initialisation.
@@ -97,7 +97,15 @@ pub struct Cli {
     pub init: Option<PathBuf>,
 }
 
-fn parse_hidden(text: &str) -> Result<Vec<usize>, String> {
+/// `--hidden`'s widths (a newtype, so clap takes the list as one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HiddenWidths(pub Vec<usize>);
+
+fn parse_hidden(text: &str) -> Result<HiddenWidths, String> {
+    parse_widths(text).map(HiddenWidths)
+}
+
+fn parse_widths(text: &str) -> Result<Vec<usize>, String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("none") {
         return Ok(Vec::new());
@@ -148,7 +156,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let (initial, seed, init) = match &cli.init {
         Some(path) => (model_file::load(path)?, None, path.display().to_string()),
         None => {
-            let hidden = cli.hidden.clone().unwrap_or_else(|| vec![3, 3]);
+            let hidden = cli.hidden.clone().map_or_else(|| vec![3, 3], |h| h.0);
             let architecture = Architecture::new(&hidden)?;
             let model = Model::glorot_uniform(architecture, cli.seed);
             (model, Some(cli.seed), "glorot_uniform".to_string())
@@ -286,12 +294,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn hidden_accepts_lists_and_none_and_rejects_the_rest() {
-        assert_eq!(parse_hidden("3,3"), Ok(vec![3, 3]));
-        assert_eq!(parse_hidden(" 64 , 17 "), Ok(vec![64, 17]));
-        assert_eq!(parse_hidden("none"), Ok(vec![]));
+        assert_eq!(parse_widths("3,3"), Ok(vec![3, 3]));
+        assert_eq!(parse_widths(" 64 , 17 "), Ok(vec![64, 17]));
+        assert_eq!(parse_widths("none"), Ok(vec![]));
         for bad in [",", "0", "3,,3", "three", "", "-1", "3,0"] {
-            assert!(parse_hidden(bad).is_err(), "{bad:?} was accepted");
+            assert!(parse_widths(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -2,7 +2,8 @@
 //! operations as the WGSL kernels, one step at a time. Tests hold the GPU to
 //! it, and `gpu-c2f --cpu-reference` trains with it.
 
-use crate::model::{Model, dense_forward};
+use crate::data::Dataset;
+use crate::model::{Architecture, Model, dense_forward};
 use crate::optimizer::adam_update;
 use crate::training::{TrainConfig, TrainOutput};
 use anyhow::Result;
@@ -33,55 +34,66 @@ pub fn blocked_sum(count: usize, term: impl Fn(usize) -> f32) -> f32 {
     partials[0]
 }
 
-/// Trains `initial` on `config.data` with full-batch Adam and mean squared
-/// error, recording the loss of every epoch's forward pass before its update.
-pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
-    config.validate()?;
-    let started = std::time::Instant::now();
-    let data = &config.data;
-    let samples = data.len();
-    let layers = initial.architecture().layers();
-    let adam = config.adam();
-    let constants = adam.constants();
-    let step_sizes = adam.step_sizes(config.epochs);
+/// The per-sample buffers of one forward and backward pass, reused every
+/// epoch so the loop does not allocate.
+pub struct Backprop<'a> {
+    architecture: &'a Architecture,
+    data: &'a Dataset,
+    /// `activations[l][s * width + i]`: layer l's activations for sample s
+    /// (`activations[0]` holds the inputs).
+    activations: Vec<Vec<f32>>,
+    /// `errors[l]`: dLoss/d(activations[l]) in the same layout (`errors[0]` unused).
+    errors: Vec<Vec<f32>>,
+    /// `output - target` per sample.
+    residuals: Vec<f32>,
+}
 
-    let mut params = initial.params().to_vec();
-    let mut m = vec![0.0f32; params.len()];
-    let mut v = vec![0.0f32; params.len()];
-    let mut gradients = vec![0.0f32; params.len()];
-    let mut loss_history = Vec::with_capacity(config.epochs);
-    // activations[l][s * width + i]: layer l's input for sample s.
-    let mut activations: Vec<Vec<f32>> = initial
-        .architecture()
-        .widths()
-        .iter()
-        .map(|w| vec![0.0f32; samples * w])
-        .collect();
-    activations[0].copy_from_slice(&data.celsius);
-    // errors[l]: dLoss/d(activations[l]), same layout (errors[0] unused).
-    let mut errors = activations.clone();
-    let mut residuals = vec![0.0f32; samples];
+impl<'a> Backprop<'a> {
+    pub fn new(architecture: &'a Architecture, data: &'a Dataset) -> Self {
+        let samples = data.len();
+        let mut activations: Vec<Vec<f32>> = architecture
+            .widths()
+            .iter()
+            .map(|w| vec![0.0f32; samples * w])
+            .collect();
+        activations[0].copy_from_slice(&data.celsius);
+        Self {
+            architecture,
+            data,
+            errors: activations.clone(),
+            activations,
+            residuals: vec![0.0f32; samples],
+        }
+    }
 
-    for alpha in step_sizes {
+    /// Mean squared error of `params` on the data, and its gradient with
+    /// respect to every parameter written into `gradients`.
+    pub fn loss_and_gradients(&mut self, params: &[f32], gradients: &mut [f32]) -> f32 {
+        let samples = self.data.len();
+        let layers = self.architecture.layers();
+
+        // Forward, layer by layer (the `dense_forward` kernel).
         for (l, layer) in layers.iter().enumerate() {
-            let (inputs, outputs) = activations.split_at_mut(l + 1);
+            let (inputs, outputs) = self.activations.split_at_mut(l + 1);
             for (sample_in, sample_out) in inputs[l]
                 .chunks(layer.inputs)
                 .zip(outputs[0].chunks_mut(layer.units))
             {
-                dense_forward(&params, layer, sample_in, sample_out);
+                dense_forward(params, layer, sample_in, sample_out);
             }
         }
 
-        let output = activations.last().expect("at least one layer");
-        let output_error = errors.last_mut().expect("at least one layer");
+        // Loss and output error (`output_error`): L = mean(r^2), dL/dy = 2r/N.
+        let output = self.activations.last().expect("at least one layer");
+        let output_error = self.errors.last_mut().expect("at least one layer");
         for s in 0..samples {
-            residuals[s] = output[s] - data.fahrenheit[s];
-            output_error[s] = (2.0 * residuals[s]) / samples as f32;
+            self.residuals[s] = output[s] - self.data.fahrenheit[s];
+            output_error[s] = (2.0 * self.residuals[s]) / samples as f32;
         }
 
+        // Errors passed back to every hidden layer (`dense_backward`).
         for (l, layer) in layers.iter().enumerate().skip(1).rev() {
-            let (before, after) = errors.split_at_mut(l + 1);
+            let (before, after) = self.errors.split_at_mut(l + 1);
             for (sample_in, sample_out) in after[0]
                 .chunks(layer.units)
                 .zip(before[l].chunks_mut(layer.inputs))
@@ -96,8 +108,9 @@ pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
             }
         }
 
+        // Gradients summed over samples (`gradient_partials`, `reduce_partials`).
         for (l, layer) in layers.iter().enumerate() {
-            let (input, error) = (&activations[l], &errors[l + 1]);
+            let (input, error) = (&self.activations[l], &self.errors[l + 1]);
             for i in 0..layer.inputs {
                 for j in 0..layer.units {
                     gradients[layer.kernel_offset + i * layer.units + j] =
@@ -108,12 +121,30 @@ pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
             }
             for j in 0..layer.units {
                 gradients[layer.bias_offset + j] =
-                    blocked_sum(samples, |s| 1.0 * error[s * layer.units + j]);
+                    blocked_sum(samples, |s| error[s * layer.units + j]);
             }
         }
-        let squared_error = blocked_sum(samples, |s| residuals[s] * residuals[s]);
-        loss_history.push(squared_error / samples as f32);
+        let residuals = &self.residuals;
+        blocked_sum(samples, |s| residuals[s] * residuals[s]) / samples as f32
+    }
+}
 
+/// Trains `initial` on `config.data` with full-batch Adam and mean squared
+/// error, recording the loss of every epoch's forward pass before its update.
+pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
+    config.validate()?;
+    let started = std::time::Instant::now();
+    let adam = config.adam();
+    let constants = adam.constants();
+    let mut backprop = Backprop::new(initial.architecture(), &config.data);
+    let mut params = initial.params().to_vec();
+    let mut gradients = vec![0.0f32; params.len()];
+    let mut m = vec![0.0f32; params.len()];
+    let mut v = vec![0.0f32; params.len()];
+    let mut loss_history = Vec::with_capacity(config.epochs);
+
+    for alpha in adam.step_sizes(config.epochs) {
+        loss_history.push(backprop.loss_and_gradients(&params, &mut gradients));
         for p in 0..params.len() {
             params[p] = adam_update(
                 params[p],

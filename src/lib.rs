@@ -10,6 +10,7 @@
 //! ```
 
 pub mod cli;
+pub mod compare;
 pub mod cpu;
 pub mod data;
 pub mod gpu;

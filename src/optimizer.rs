@@ -98,6 +98,35 @@ mod tests {
     }
 
     #[test]
+    fn epsilon_goes_on_sqrt_of_raw_v_as_in_keras_not_on_v_hat() {
+        // A tiny gradient is where the two formulas part: at t = 1 with
+        // g = 1e-6, Keras divides by sqrt(v) + eps = 3.16e-8 + 1e-7, PyTorch
+        // by sqrt(v_hat) + eps = 1e-6 + 1e-7. Expected values in f64.
+        let adam = Adam::keras(0.1);
+        let g = 1e-6f64;
+        let m = 0.1 * g;
+        let v = 0.001 * g * g;
+        let alpha = 0.1 * (1.0 - 0.999f64).sqrt() / (1.0 - 0.9);
+        let keras = 1.0 - m * alpha / (v.sqrt() + 1e-7);
+        let pytorch = 1.0 - 0.1 * (m / 0.1) / ((v / 0.001).sqrt() + 1e-7);
+        let (mut m32, mut v32) = (0.0, 0.0);
+        let w = adam_update(
+            1.0,
+            g as f32,
+            &mut m32,
+            &mut v32,
+            adam.step_size(1),
+            &adam.constants(),
+        );
+        // A few f32 ULP at 1.0 (ULP 6e-8 below 1): the f32 chain of 4 operations.
+        assert!((w as f64 - keras).abs() < 3e-7, "{w} vs keras {keras}");
+        assert!(
+            (w as f64 - pytorch).abs() > 0.05,
+            "{w} vs pytorch {pytorch}"
+        );
+    }
+
+    #[test]
     fn first_step_moves_each_weight_by_about_the_learning_rate() {
         // At t = 1, m = 0.1 g, v = 0.001 g^2, alpha = lr sqrt(0.001) / 0.1, so
         // the step is lr * g / (|g| + eps / sqrt(0.001)) ~= lr * sign(g).

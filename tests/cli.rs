@@ -1,0 +1,272 @@
+//! The built `gpu-c2f` binary, run as a user would.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn gpu_c2f(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpu-c2f"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json_of(args: &[&str]) -> Value {
+    let output = gpu_c2f(args);
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        stderr(&output)
+    );
+    serde_json::from_slice(&output.stdout).expect("--json prints one JSON object")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let folder = std::env::temp_dir().join(format!("gpu-c2f-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    folder.join(name)
+}
+
+/// The least-squares line through the seed's 7 pairs at 100 C (f64), see
+/// tests/seed_job.rs for the 0.01 F tolerance.
+fn least_squares_at_100() -> f64 {
+    let (slope, intercept) = gpu_c2f::Dataset::seed().least_squares_line();
+    slope * 100.0 + intercept
+}
+
+#[test]
+fn adapter_auto_trains_on_a_gpu_and_prints_the_report() {
+    let output = gpu_c2f(&["--adapter", "auto"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        text.starts_with("Training a 1-3-3-1 network (22 parameters) on 7 samples for 1000 epochs")
+    );
+    assert!(
+        text.contains("Device:") && !text.contains("CPU reference"),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Prediction:  100 °C -> "))
+        .expect(&text);
+    let predicted: f64 = line
+        .trim_end_matches(" °F")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((predicted - least_squares_at_100()).abs() < 0.01, "{line}");
+    for words in [
+        "dense_0 (1 -> 3)",
+        "dense_1 (3 -> 3)",
+        "dense_2 (3 -> 1)",
+        "Timings:",
+        "train",
+    ] {
+        assert!(text.contains(words), "missing {words:?} in\n{text}");
+    }
+}
+
+#[test]
+fn json_report_has_every_key_and_the_gpu_agrees_with_the_cpu_reference() {
+    let gpu = json_of(&["--json", "--predict", "-40", "--predict", "37.5"]);
+    let cpu = json_of(&["--json", "--cpu-reference"]);
+    for key in [
+        "device",
+        "epochs",
+        "learning_rate",
+        "seed",
+        "loss_history",
+        "final_loss",
+        "predictions",
+        "layers",
+        "timings_ms",
+    ] {
+        assert!(gpu.get(key).is_some(), "missing key {key}");
+    }
+    assert!(
+        gpu["device"]["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+    );
+    assert!(gpu["device"]["backend"].is_string() && gpu["device"]["device_type"].is_string());
+    assert_eq!(cpu["device"], "cpu-reference");
+    assert_eq!(gpu["epochs"], 1000);
+    assert_eq!(gpu["seed"], 42);
+    assert!((gpu["learning_rate"].as_f64().unwrap() - 0.1).abs() < 1e-7);
+    let losses = gpu["loss_history"].as_array().unwrap();
+    assert_eq!(losses.len(), 1000);
+    assert_eq!(gpu["final_loss"], losses[999]);
+    let celsius: Vec<f64> = gpu["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["celsius"].as_f64().unwrap())
+        .collect();
+    assert_eq!(celsius, vec![100.0, -40.0, 37.5]);
+    let at_100 = gpu["predictions"][0]["fahrenheit"].as_f64().unwrap();
+    assert!((at_100 - least_squares_at_100()).abs() < 0.01);
+    assert_eq!(gpu["layers"].as_array().unwrap().len(), 3);
+    assert_eq!(gpu["layers"][1]["kernel"].as_array().unwrap().len(), 3);
+    assert!(gpu["timings_ms"]["setup"].is_number() && gpu["timings_ms"]["train"].is_number());
+
+    // Same seed, same job: the two paths agree epoch by epoch within the
+    // library's GPU/CPU tolerance (bit for bit on lavapipe).
+    let tolerance = gpu_c2f::compare::GPU_CPU_TOLERANCE;
+    for (g, c) in losses.iter().zip(cpu["loss_history"].as_array().unwrap()) {
+        let (g, c) = (g.as_f64().unwrap(), c.as_f64().unwrap());
+        assert!(
+            (g - c).abs() / c.abs() <= tolerance.loss_relative as f64,
+            "{g} vs {c}"
+        );
+    }
+}
+
+#[test]
+fn list_adapters_prints_index_name_backend_type_and_driver() {
+    let output = gpu_c2f(&["--list-adapters"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let first = text.lines().next().expect("at least one adapter");
+    assert!(
+        first.starts_with("[0] ") && first.contains("backend") && first.contains("driver"),
+        "{first}"
+    );
+}
+
+#[test]
+fn save_then_init_round_trips_the_weights() {
+    let path = scratch("trained.json");
+    let path_text = path.to_str().unwrap();
+    let trained = json_of(&[
+        "--json",
+        "--cpu-reference",
+        "--epochs",
+        "300",
+        "--save",
+        path_text,
+    ]);
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(file["layers"], trained["layers"]);
+
+    // 0 epochs from the file: the report shows exactly the file's weights.
+    let loaded = json_of(&["--json", "--init", path_text, "--epochs", "0"]);
+    assert_eq!(loaded["layers"], trained["layers"]);
+    assert_eq!(loaded["seed"], Value::Null);
+    assert_eq!(loaded["final_loss"], Value::Null);
+    assert_eq!(loaded["predictions"][0], trained["predictions"][0]);
+
+    // Training on from the file continues where the first run stopped: its
+    // first loss is the saved model's loss, already near the minimum.
+    let resumed = json_of(&["--json", "--init", path_text, "--epochs", "5"]);
+    let first = resumed["loss_history"][0].as_f64().unwrap();
+    assert!(first < 0.07, "resumed run starts at loss {first}");
+
+    // Architecture comes from the file.
+    let wide = scratch("wide.json");
+    json_of(&[
+        "--json",
+        "--cpu-reference",
+        "--hidden",
+        "5",
+        "--epochs",
+        "1",
+        "--save",
+        wide.to_str().unwrap(),
+    ]);
+    let report = json_of(&[
+        "--json",
+        "--cpu-reference",
+        "--init",
+        wide.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ]);
+    assert_eq!(report["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(report["layers"][0]["bias"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn data_file_replaces_the_seed_pairs() {
+    let csv = scratch("exact.csv");
+    let rows: String = (-5..=5)
+        .map(|i| format!("{},{}\n", i * 10, i as f32 * 18.0 + 32.0))
+        .collect();
+    std::fs::write(&csv, format!("celsius,fahrenheit\r\n{rows}")).unwrap();
+    let report = json_of(&[
+        "--json",
+        "--cpu-reference",
+        "--data",
+        csv.to_str().unwrap(),
+        "--hidden",
+        "none",
+    ]);
+    assert_eq!(report["samples"], 11);
+    let at_100 = report["predictions"][0]["fahrenheit"].as_f64().unwrap();
+    // Exact data: the fit converges to F = 1.8 C + 32 (0.1 F: 1000 epochs
+    // of Adam at lr 0.1 on a single Dense(1) end within a few hundredths).
+    assert!((at_100 - 212.0).abs() < 0.1, "{at_100}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
+    let missing = scratch("does-not-exist.csv");
+    let not_json = scratch("not-json.json");
+    std::fs::write(&not_json, "hello").unwrap();
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["--epochs", "-3"], 2, "--epochs"),
+        (vec!["--epochs", "many"], 2, "--epochs"),
+        (vec!["--learning-rate", "0"], 2, "greater than 0"),
+        (vec!["--learning-rate", "NaN"], 2, "not a finite number"),
+        (vec!["--hidden", "3,,3"], 2, "--hidden"),
+        (vec!["--hidden", "0"], 2, "at least 1"),
+        (vec!["--hidden", "three"], 2, "not a positive whole number"),
+        (vec!["--backend", "quantum"], 2, "--backend"),
+        (vec!["--predict", "abc"], 2, "not a number"),
+        (vec!["--no-such-flag"], 2, "--no-such-flag"),
+        (
+            vec!["--adapter", "no-such-adapter-xyz"],
+            1,
+            "Adapters found",
+        ),
+        (
+            vec!["--data", missing.to_str().unwrap()],
+            1,
+            "does-not-exist.csv",
+        ),
+        (
+            vec!["--init", not_json.to_str().unwrap()],
+            1,
+            "not a model file",
+        ),
+        (
+            vec!["--init", not_json.to_str().unwrap(), "--hidden", "3"],
+            2,
+            "cannot be used with",
+        ),
+        (vec!["--save", "/no/such/folder/model.json"], 1, "--save"),
+    ];
+    for (args, code, words) in cases {
+        let output = gpu_c2f(&args);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {message}");
+        assert!(
+            message.contains(words),
+            "{args:?}: expected {words:?} in {message}"
+        );
+        assert!(
+            !message.contains("panicked"),
+            "{args:?} panicked: {message}"
+        );
+    }
+}
