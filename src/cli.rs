@@ -7,7 +7,7 @@ use crate::model::{Architecture, Model};
 use crate::model_file::{self, OutputFile};
 use crate::report::{DeviceReport, Prediction, Report, TimingsMs, millis};
 use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, TrainConfig, TrainOutput};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -278,12 +278,7 @@ fn fill_results(report: &mut Report, output: &TrainOutput, extra_predictions: &[
 fn list_adapters(backend: BackendChoice) -> Result<()> {
     let adapters = gpu::context::enumerate_adapters(backend);
     if adapters.is_empty() {
-        bail!(
-            "no GPU adapter found (backends tried: {:?}). Install a GPU driver, or Mesa's \
-             software Vulkan driver: `sudo apt-get install mesa-vulkan-drivers` on Debian/Ubuntu; \
-             or train with --cpu-reference",
-            backend.backends()
-        );
+        return Err(gpu::context::no_adapter_error(backend));
     }
     let lines = gpu::context::describe_adapters(&adapters);
     print_stdout(&(lines.join("\n") + "\n"))

@@ -145,6 +145,34 @@ fn list_adapters_prints_index_name_backend_type_and_driver() {
 }
 
 #[test]
+fn no_adapter_at_all_names_the_remedies() {
+    for args in [
+        &["--backend", "vulkan"][..],
+        &["--backend", "vulkan", "--list-adapters"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_gpu-c2f"))
+            .args(args)
+            .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+            .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+            .output()
+            .unwrap();
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{message}");
+        for words in [
+            "no GPU adapter found",
+            "vulkan",
+            "mesa-vulkan-drivers",
+            "--cpu-reference",
+        ] {
+            assert!(
+                message.contains(words),
+                "{args:?}: missing {words:?} in {message}"
+            );
+        }
+    }
+}
+
+#[test]
 fn save_then_init_round_trips_the_weights() {
     let path = scratch("trained.json");
     let path_text = path.to_str().unwrap();

@@ -397,3 +397,72 @@ impl RunBuffers {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Dataset;
+    use crate::model::Architecture;
+
+    fn plan(samples: usize, hidden: &[usize]) -> Plan {
+        let model = Model::glorot_uniform(Architecture::new(hidden).unwrap(), 1);
+        let config = TrainConfig {
+            data: Dataset {
+                celsius: vec![0.0; samples],
+                fahrenheit: vec![0.0; samples],
+            },
+            ..TrainConfig::seed()
+        };
+        Plan::new(&model, &config).unwrap()
+    }
+
+    fn kernels(plan: &Plan) -> Vec<Kernel> {
+        plan.epoch.iter().map(|d| d.kernel).collect()
+    }
+
+    #[test]
+    fn seed_epoch_is_forward_error_backward_reduce_adam() {
+        let plan = plan(7, &[3, 3]);
+        use Kernel::*;
+        assert_eq!(
+            kernels(&plan),
+            [
+                DenseForward,
+                DenseForward,
+                DenseForward,
+                OutputError,
+                DenseBackward,
+                DenseBackward,
+                GradientPartials,
+                AdamStep
+            ]
+        );
+        // 22 gradient rows and the squared-error row.
+        assert_eq!(plan.grad_terms.len(), 23);
+        assert_eq!(plan.grad_terms[22].a_offset, plan.run.residual_offset);
+        // Activations 7*(1+3+3+1), errors 7*(3+3+1), residuals, targets.
+        assert_eq!(plan.tensors_len, 7 * 8 + 7 * 7 + 7 + 7);
+        // Backward runs last layer first: layer 2's errors into layer 2's input.
+        let backward = plan.steps[plan.epoch[4].step as usize];
+        assert_eq!((backward.inputs, backward.units), (3, 1));
+    }
+
+    #[test]
+    fn reduction_levels_grow_with_samples() {
+        let levels = |samples| {
+            kernels(&plan(samples, &[3]))
+                .iter()
+                .filter(|k| matches!(k, Kernel::GradientPartials | Kernel::ReducePartials))
+                .count()
+        };
+        assert_eq!(levels(1), 1);
+        assert_eq!(levels(REDUCE_BLOCK), 1);
+        assert_eq!(levels(REDUCE_BLOCK + 1), 2);
+        assert_eq!(levels(REDUCE_BLOCK * REDUCE_BLOCK), 2);
+        assert_eq!(levels(REDUCE_BLOCK * REDUCE_BLOCK + 1), 3);
+        // The last level leaves one total per row where Adam reads it.
+        let plan = plan(70_000, &[3]);
+        let last = plan.steps[plan.epoch[plan.epoch.len() - 2].step as usize];
+        assert_eq!((last.out_len, last.dst_offset), (1, plan.run.totals_offset));
+    }
+}

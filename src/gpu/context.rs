@@ -161,6 +161,25 @@ const REMEDIES: &str = "To train on a GPU, install a driver for it; on a machine
 Mesa's software Vulkan driver (lavapipe) works: `sudo apt-get install mesa-vulkan-drivers` on \
 Debian/Ubuntu. Or train on the CPU with `--cpu-reference`.";
 
+/// The error for an empty adapter list: what was tried and what to do.
+pub fn no_adapter_error(backend: BackendChoice) -> anyhow::Error {
+    let tried: Vec<&str> = [
+        (wgpu::Backends::VULKAN, "vulkan"),
+        (wgpu::Backends::METAL, "metal"),
+        (wgpu::Backends::DX12, "dx12"),
+        (wgpu::Backends::GL, "gl"),
+        (wgpu::Backends::BROWSER_WEBGPU, "webgpu"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| backend.backends().contains(*flag))
+    .map(|(_, name)| name)
+    .collect();
+    anyhow!(
+        "no GPU adapter found (backends tried: {}). {REMEDIES}",
+        tried.join(", ")
+    )
+}
+
 /// Picks an adapter from `adapters` as `selector` says.
 pub fn select_adapter(
     adapters: Vec<wgpu::Adapter>,
@@ -168,10 +187,7 @@ pub fn select_adapter(
     backend: BackendChoice,
 ) -> Result<wgpu::Adapter> {
     if adapters.is_empty() {
-        bail!(
-            "no GPU adapter found (backends tried: {:?}). {REMEDIES}",
-            backend.backends()
-        );
+        return Err(no_adapter_error(backend));
     }
     let found = describe_adapters(&adapters).join("\n  ");
     let mut ranked: Vec<(usize, wgpu::Adapter)> = adapters.into_iter().enumerate().collect();
