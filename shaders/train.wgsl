@@ -1,19 +1,33 @@
 // gpu-c2f training kernels: dense forward pass, loss and output error,
 // backprop, the gradient reduction over samples, and Keras's Adam update.
 //
-// One module holds every concept once; the host records, per epoch and in one
-// compute pass:
-//   dense_forward (per layer) -> output_error -> dense_backward (per layer,
-//   last to second) -> gradient_partials -> reduce_partials (0+ levels)
-//   -> adam_step
+// Every concept is written once, as a function of one work item (`*_at`).
+// An epoch is a list of dispatches (`Schedule.dispatches`, built by the
+// host): dense_forward per layer -> output_error -> dense_backward per layer,
+// last to second -> gradient_partials -> reduce_partials (0+ levels) ->
+// adam_step. Two schedules run that list:
+//   - one GPU dispatch per entry, all epochs recorded into one compute pass
+//     (the entry points named after each kernel);
+//   - `fused_epochs`: one workgroup walks the list for many epochs with a
+//     barrier between entries, for jobs too small to fill a GPU.
 // The CPU reference (src/cpu.rs) follows the same order of operations, so on
-// a driver with IEEE f32 and no FMA contraction the two agree bit for bit.
+// a driver with IEEE f32 and no FMA contraction the three agree bit for bit.
 
-// Threads per workgroup, set by the host.
+// Threads per workgroup of the one-dispatch-per-kernel schedule.
 override workgroup_size: u32 = 64u;
-// Samples (or partial sums) added sequentially by one thread before the next
-// level of the reduction; set by the host from cpu::REDUCE_BLOCK.
+// Threads of the fused schedule's single workgroup.
+override fused_workgroup_size: u32 = 8u;
+// Samples (or partial sums) one thread adds in order before the next level
+// of the reduction; the host sets it from cpu::REDUCE_BLOCK.
 override reduce_block: u32 = 256u;
+
+const MAX_DISPATCHES: u32 = 64u;
+const KERNEL_DENSE_FORWARD: u32 = 0u;
+const KERNEL_OUTPUT_ERROR: u32 = 1u;
+const KERNEL_DENSE_BACKWARD: u32 = 2u;
+const KERNEL_GRADIENT_PARTIALS: u32 = 3u;
+const KERNEL_REDUCE_PARTIALS: u32 = 4u;
+const KERNEL_ADAM_STEP: u32 = 5u;
 
 // Sizes and offsets fixed for a whole training run.
 struct Run {
@@ -27,6 +41,8 @@ struct Run {
     // In `reduce`: the fully reduced value of each row (gradients, then the
     // squared-error sum in row `param_count`).
     totals_offset: u32,
+    // Entries of `Schedule.dispatches` that make one epoch.
+    dispatch_count: u32,
     // Adam constants, computed in f64 on the host and rounded once (as Keras
     // casts its Python floats).
     one_minus_beta_1: f32,
@@ -34,7 +50,7 @@ struct Run {
     epsilon: f32,
 }
 
-// What one dispatch works on (bound with a dynamic offset).
+// What one dispatch works on.
 struct Step {
     // Dense layer: `inputs` -> `units`.
     inputs: u32,
@@ -51,6 +67,19 @@ struct Step {
     out_len: u32,
     src_offset: u32,
     dst_offset: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
+    _pad4: u32,
+}
+
+// One entry of an epoch's list: a KERNEL_* over `threads` work items.
+struct Dispatch {
+    kernel: u32,
+    step: u32,
+    threads: u32,
+    _pad: u32,
 }
 
 // One gradient (or the loss) as a sum over samples of a[s] * d[s], with
@@ -63,6 +92,12 @@ struct GradTerm {
     d_stride: u32,
 }
 
+struct Schedule {
+    dispatches: array<Dispatch, MAX_DISPATCHES>,
+    steps: array<Step, MAX_DISPATCHES>,
+    grad_terms: array<GradTerm>,
+}
+
 struct History {
     // Adam steps started so far; the step in progress is `step` (1-based t).
     step: u32,
@@ -70,33 +105,28 @@ struct History {
     losses: array<f32>,
 }
 
-@group(0) @binding(0) var<storage, read_write> params: array<f32>;
-// Adam moments: m in [0, param_count), v in [param_count, 2 * param_count).
-@group(0) @binding(1) var<storage, read_write> moments: array<f32>;
-// Per-sample activations and errors of every layer, targets, residuals.
-@group(0) @binding(2) var<storage, read_write> tensors: array<f32>;
-// Partial sums of every reduction level, then the totals.
-@group(0) @binding(3) var<storage, read_write> reduce: array<f32>;
-@group(0) @binding(4) var<storage, read_write> history: History;
-// Adam's bias-corrected step size alpha_t for t = 1, 2, ... (host-computed).
-@group(0) @binding(5) var<storage, read> step_sizes: array<f32>;
-@group(0) @binding(6) var<storage, read> grad_terms: array<GradTerm>;
-@group(0) @binding(7) var<uniform> run: Run;
-@group(1) @binding(0) var<uniform> step: Step;
-
-// Dispatches are folded into 2-D grids when they exceed one grid dimension.
-fn thread_index(group: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
-    return (group.y * groups.x + group.x) * workgroup_size + local;
+// Which `Step` a dispatch works on, or how many epochs `fused_epochs` runs
+// (bound with a dynamic offset per dispatch).
+struct Current {
+    step: u32,
+    epochs: u32,
 }
 
-// out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j]; one thread per (s, j).
-@compute @workgroup_size(workgroup_size)
-fn dense_forward(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) local: u32,
-) {
-    let index = thread_index(group, groups, local);
+// Weights in [0, P), Adam's m in [P, 2P), v in [2P, 3P).
+@group(0) @binding(0) var<storage, read_write> params: array<f32>;
+// Per-sample activations and errors of every layer, targets, residuals.
+@group(0) @binding(1) var<storage, read_write> tensors: array<f32>;
+// Partial sums of every reduction level, then the totals.
+@group(0) @binding(2) var<storage, read_write> reduce: array<f32>;
+@group(0) @binding(3) var<storage, read_write> history: History;
+// Adam's bias-corrected step size alpha_t for t = 1, 2, ... (host-computed).
+@group(0) @binding(4) var<storage, read> step_sizes: array<f32>;
+@group(0) @binding(5) var<storage, read> schedule: Schedule;
+@group(0) @binding(6) var<uniform> run: Run;
+@group(1) @binding(0) var<uniform> current: Current;
+
+// out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j]; item (s, j).
+fn dense_forward_at(index: u32, step: Step) {
     if index >= run.samples * step.units {
         return;
     }
@@ -112,14 +142,8 @@ fn dense_forward(
 
 // Mean squared error, Keras's `mean((y - y_hat)^2)` over the batch:
 // residual r = y_hat - y (squared later by the reduction) and the error fed
-// back, dL/dy_hat = 2 r / N. Thread 0 also starts the epoch's Adam step.
-@compute @workgroup_size(workgroup_size)
-fn output_error(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) local: u32,
-) {
-    let sample = thread_index(group, groups, local);
+// back, dL/dy_hat = 2 r / N. Item 0 also starts the epoch's Adam step.
+fn output_error_at(sample: u32) {
     if sample == 0u {
         history.step += 1u;
     }
@@ -132,14 +156,8 @@ fn output_error(
 }
 
 // Error passed back through a Dense layer (no activation):
-// err_in[s][i] = sum_j err_out[s][j] * kernel[i][j]; one thread per (s, i).
-@compute @workgroup_size(workgroup_size)
-fn dense_backward(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) local: u32,
-) {
-    let index = thread_index(group, groups, local);
+// err_in[s][i] = sum_j err_out[s][j] * kernel[i][j]; item (s, i).
+fn dense_backward_at(index: u32, step: Step) {
     if index >= run.samples * step.inputs {
         return;
     }
@@ -153,22 +171,16 @@ fn dense_backward(
     tensors[step.out_offset + index] = sum;
 }
 
-// First level of every sum over samples: one thread per (row, block) adds
-// the row's terms for `reduce_block` consecutive samples, in sample order.
-// Rows are the parameters' gradients, then the squared-error sum.
-@compute @workgroup_size(workgroup_size)
-fn gradient_partials(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) local: u32,
-) {
-    let index = thread_index(group, groups, local);
+// First level of every sum over samples: item (row, block) adds the row's
+// terms for `reduce_block` consecutive samples, in sample order. Rows are
+// the parameters' gradients, then the squared-error sum.
+fn gradient_partials_at(index: u32, step: Step) {
     if index >= step.rows * step.out_len {
         return;
     }
     let row = index % step.rows;
     let block = index / step.rows;
-    let term = grad_terms[row];
+    let term = schedule.grad_terms[row];
     let first = block * reduce_block;
     let end = min(first + reduce_block, run.samples);
     var sum = 0.0;
@@ -183,13 +195,7 @@ fn gradient_partials(
 }
 
 // A further level: `reduce_block` consecutive partial sums of a row become one.
-@compute @workgroup_size(workgroup_size)
-fn reduce_partials(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) local: u32,
-) {
-    let index = thread_index(group, groups, local);
+fn reduce_partials_at(index: u32, step: Step) {
     if index >= step.rows * step.out_len {
         return;
     }
@@ -204,32 +210,117 @@ fn reduce_partials(
     reduce[step.dst_offset + row * step.out_len + block] = sum;
 }
 
-// Keras's Adam (keras/src/optimizers/adam.py), per parameter, step t:
+// Keras's Adam (keras/src/optimizers/adam.py), per parameter p, step t:
 //   alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)      (host: step_sizes)
 //   m <- m + (g - m) * (1 - beta_1)
 //   v <- v + (g * g - v) * (1 - beta_2)
 //   w <- w - (m * alpha) / (sqrt(v) + epsilon)
 // epsilon goes on sqrt of the raw v ("epsilon hat"), not PyTorch's sqrt(v_hat).
-// Thread 0 also records the step's loss, from the forward pass before it.
+// Item 0 also records the step's loss, from the forward pass before it.
+fn adam_step_at(p: u32) {
+    let count = run.param_count;
+    let t = history.step;
+    if p == 0u {
+        history.losses[t - 1u] = reduce[run.totals_offset + count] / f32(run.samples);
+    }
+    if p >= count {
+        return;
+    }
+    let g = reduce[run.totals_offset + p];
+    let alpha = step_sizes[t - 1u];
+    let m = params[count + p] + (g - params[count + p]) * run.one_minus_beta_1;
+    let v = params[2u * count + p] + (g * g - params[2u * count + p]) * run.one_minus_beta_2;
+    params[count + p] = m;
+    params[2u * count + p] = v;
+    params[p] = params[p] - (m * alpha) / (sqrt(v) + run.epsilon);
+}
+
+fn run_kernel(kernel: u32, index: u32, step: Step) {
+    switch kernel {
+        case KERNEL_DENSE_FORWARD: { dense_forward_at(index, step); }
+        case KERNEL_OUTPUT_ERROR: { output_error_at(index); }
+        case KERNEL_DENSE_BACKWARD: { dense_backward_at(index, step); }
+        case KERNEL_GRADIENT_PARTIALS: { gradient_partials_at(index, step); }
+        case KERNEL_REDUCE_PARTIALS: { reduce_partials_at(index, step); }
+        case KERNEL_ADAM_STEP: { adam_step_at(index); }
+        default: {}
+    }
+}
+
+// The fused schedule: one workgroup runs `current.epochs` epochs, each entry
+// of the list spread over the workgroup's threads, a barrier after each
+// entry so the next sees its writes. One dispatch instead of thousands.
+@compute @workgroup_size(fused_workgroup_size)
+fn fused_epochs(@builtin(local_invocation_index) local: u32) {
+    for (var epoch = 0u; epoch < current.epochs; epoch++) {
+        for (var d = 0u; d < run.dispatch_count; d++) {
+            let dispatch = schedule.dispatches[d];
+            let step = schedule.steps[dispatch.step];
+            for (var index = local; index < dispatch.threads; index += fused_workgroup_size) {
+                run_kernel(dispatch.kernel, index, step);
+            }
+            storageBarrier();
+            workgroupBarrier();
+        }
+    }
+}
+
+// The dispatch schedule's entry points. Grids larger than one dimension
+// allows are folded into 2-D; the linear index is rebuilt here.
+fn thread_index(group: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
+    return (group.y * groups.x + group.x) * workgroup_size + local;
+}
+
+@compute @workgroup_size(workgroup_size)
+fn dense_forward(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    dense_forward_at(thread_index(group, groups, local), schedule.steps[current.step]);
+}
+
+@compute @workgroup_size(workgroup_size)
+fn output_error(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    output_error_at(thread_index(group, groups, local));
+}
+
+@compute @workgroup_size(workgroup_size)
+fn dense_backward(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    dense_backward_at(thread_index(group, groups, local), schedule.steps[current.step]);
+}
+
+@compute @workgroup_size(workgroup_size)
+fn gradient_partials(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    gradient_partials_at(thread_index(group, groups, local), schedule.steps[current.step]);
+}
+
+@compute @workgroup_size(workgroup_size)
+fn reduce_partials(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    reduce_partials_at(thread_index(group, groups, local), schedule.steps[current.step]);
+}
+
 @compute @workgroup_size(workgroup_size)
 fn adam_step(
     @builtin(workgroup_id) group: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    let p = thread_index(group, groups, local);
-    let t = history.step;
-    if p == 0u {
-        history.losses[t - 1u] = reduce[run.totals_offset + run.param_count] / f32(run.samples);
-    }
-    if p >= run.param_count {
-        return;
-    }
-    let g = reduce[run.totals_offset + p];
-    let alpha = step_sizes[t - 1u];
-    let m = moments[p] + (g - moments[p]) * run.one_minus_beta_1;
-    let v = moments[run.param_count + p] + (g * g - moments[run.param_count + p]) * run.one_minus_beta_2;
-    moments[p] = m;
-    moments[run.param_count + p] = v;
-    params[p] = params[p] - (m * alpha) / (sqrt(v) + run.epsilon);
+    adam_step_at(thread_index(group, groups, local));
 }

@@ -2,7 +2,7 @@
 
 use crate::cpu;
 use crate::data::Dataset;
-use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu};
+use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
 use crate::model::{Architecture, Model};
 use crate::model_file::{self, OutputFile};
 use crate::report::{DeviceReport, Prediction, Report, TimingsMs, millis};
@@ -37,6 +37,26 @@ impl From<BackendFlag> for BackendChoice {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleFlag {
+    /// Fused for small jobs, dispatch for large ones.
+    Auto,
+    /// One workgroup loops over the epochs: few dispatches.
+    Fused,
+    /// One dispatch per kernel per epoch, spread over the whole GPU.
+    Dispatch,
+}
+
+impl From<ScheduleFlag> for ScheduleChoice {
+    fn from(flag: ScheduleFlag) -> Self {
+        match flag {
+            ScheduleFlag::Auto => ScheduleChoice::Auto,
+            ScheduleFlag::Fused => ScheduleChoice::Fused,
+            ScheduleFlag::Dispatch => ScheduleChoice::Dispatch,
+        }
+    }
+}
+
 /// Train the Celsius-to-Fahrenheit network of the classic Keras tutorial
 /// (Dense(3), Dense(3), Dense(1), Adam(0.1), mean squared error, 1000 epochs)
 /// with WGSL compute shaders on a GPU, or with the CPU reference.
@@ -51,6 +71,10 @@ pub struct Cli {
     /// Limit the wgpu backends tried (`all` honours WGPU_BACKEND when set).
     #[arg(long, value_enum, default_value_t = BackendFlag::All)]
     pub backend: BackendFlag,
+
+    /// How the GPU runs the epochs.
+    #[arg(long, value_enum, default_value_t = ScheduleFlag::Auto)]
+    pub schedule: ScheduleFlag,
 
     /// Print every adapter found (index, name, backend, type, driver) and exit.
     #[arg(long)]
@@ -177,6 +201,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
     let mut report = Report {
         device: DeviceReport::cpu_reference(),
+        schedule: None,
         architecture: initial.architecture().describe(),
         parameters: initial.architecture().param_count(),
         samples: config.data.len(),
@@ -204,8 +229,13 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 
     let output = if let Some(gpu) = gpu {
-        let run = gpu::train(&gpu, &initial, &config)
+        let options = GpuOptions {
+            schedule: cli.schedule.into(),
+            epochs_per_submit: None,
+        };
+        let run = gpu::train_with(&gpu, &initial, &config, &options, |_| {})
             .with_context(|| format!("training on {} failed", gpu.info.name))?;
+        report.schedule = Some(run.timings.schedule.name());
         let t = &mut report.timings_ms;
         t.pipelines = Some(millis(run.timings.pipelines));
         t.upload = Some(millis(run.timings.upload));

@@ -70,6 +70,9 @@ pub fn millis(duration: Duration) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub device: DeviceReport,
+    /// The GPU schedule that ran (`fused` or `dispatch`); absent on the CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<&'static str>,
     pub architecture: String,
     pub parameters: usize,
     pub samples: usize,
@@ -114,6 +117,9 @@ impl Report {
         let mut out = String::new();
         let t = &self.timings_ms;
         let _ = writeln!(out, "Device:      {}", self.device.describe());
+        if let Some(schedule) = self.schedule {
+            let _ = writeln!(out, "Schedule:    {schedule}");
+        }
         let _ = writeln!(
             out,
             "Trained:     {} epochs in {:.2} ms ({:.0} epochs/s)",

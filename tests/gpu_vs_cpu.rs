@@ -4,21 +4,32 @@
 mod common;
 
 use gpu_c2f::compare::{GPU_CPU_TOLERANCE, compare};
+use gpu_c2f::gpu::{GpuOptions, Schedule, ScheduleChoice};
 use gpu_c2f::{Architecture, Dataset, Model, TrainConfig, cpu, gpu};
 
-fn assert_gpu_matches_cpu(initial: &Model, config: &TrainConfig) {
+fn assert_gpu_matches_cpu(initial: &Model, config: &TrainConfig, schedules: &[ScheduleChoice]) {
     let reference = cpu::train(initial, config).expect("CPU reference trains");
-    let on_gpu = gpu::train(common::gpu(), initial, config).expect("GPU trains");
-    assert_eq!(on_gpu.output.loss_history.len(), config.epochs);
-    let comparison = compare(&reference, &on_gpu.output, &[100.0], GPU_CPU_TOLERANCE);
-    assert!(
-        comparison.within_tolerance,
-        "{} on {} samples: GPU differs from the CPU reference beyond {:?}: {comparison:#?}",
-        initial.architecture().describe(),
-        config.data.len(),
-        GPU_CPU_TOLERANCE
-    );
+    for &schedule in schedules {
+        let options = GpuOptions {
+            schedule,
+            ..GpuOptions::default()
+        };
+        let on_gpu = gpu::train_with(common::gpu(), initial, config, &options, |_| {})
+            .unwrap_or_else(|e| panic!("GPU ({schedule:?}) trains: {e:#}"));
+        assert_eq!(on_gpu.output.loss_history.len(), config.epochs);
+        let comparison = compare(&reference, &on_gpu.output, &[100.0], GPU_CPU_TOLERANCE);
+        assert!(
+            comparison.within_tolerance,
+            "{} on {} samples, {:?} schedule: GPU differs from the CPU reference beyond {:?}: {comparison:#?}",
+            initial.architecture().describe(),
+            config.data.len(),
+            on_gpu.timings.schedule,
+            GPU_CPU_TOLERANCE
+        );
+    }
 }
+
+const BOTH: &[ScheduleChoice] = &[ScheduleChoice::Fused, ScheduleChoice::Dispatch];
 
 /// Points on the exact formula with a little noise, from a fixed LCG so
 /// every run sees the same data.
@@ -44,7 +55,20 @@ fn noisy_formula(samples: usize) -> Dataset {
 #[test]
 fn seed_job_agrees_every_epoch_and_in_the_final_weights() {
     let initial = Model::glorot_uniform(Architecture::seed(), gpu_c2f::cli::DEFAULT_SEED);
-    assert_gpu_matches_cpu(&initial, &TrainConfig::seed());
+    assert_gpu_matches_cpu(&initial, &TrainConfig::seed(), BOTH);
+}
+
+#[test]
+fn fused_schedule_splits_long_runs_into_dispatches_correctly() {
+    // 5000 epochs of a 1-17-17-1 network: dozens of fused dispatches, each
+    // under llvmpipe's per-invocation loop limit, and a remainder dispatch.
+    let initial = Model::glorot_uniform(Architecture::new(&[17, 17]).unwrap(), 5);
+    let config = TrainConfig {
+        epochs: 5000,
+        learning_rate: 0.01,
+        ..TrainConfig::seed()
+    };
+    assert_gpu_matches_cpu(&initial, &config, &[ScheduleChoice::Fused]);
 }
 
 #[test]
@@ -52,18 +76,19 @@ fn other_sample_counts_and_widths_agree() {
     // Sample counts: one, the seed's 7, one reduction block and one more
     // (256, 257: a block boundary), several blocks (5000), and enough for a
     // third reduction level (70 000 > 256 * 256). Widths 1, 3, 17, 64.
-    let cases: [(usize, &[usize], usize); 9] = [
-        (1, &[3, 3], 6),
-        (7, &[1], 6),
-        (7, &[], 6),
-        (256, &[17], 4),
-        (257, &[3, 17], 4),
-        (300, &[64], 4),
-        (5000, &[3, 3], 3),
-        (5000, &[64, 17], 3),
-        (70_000, &[3], 3),
+    // The fused schedule runs where one epoch fits a fused dispatch.
+    let cases: [(usize, &[usize], usize, &[ScheduleChoice]); 9] = [
+        (1, &[3, 3], 6, BOTH),
+        (7, &[1], 6, BOTH),
+        (7, &[], 6, BOTH),
+        (256, &[17], 4, BOTH),
+        (257, &[3, 17], 4, BOTH),
+        (300, &[64], 4, &[ScheduleChoice::Dispatch]),
+        (5000, &[3, 3], 3, &[ScheduleChoice::Dispatch]),
+        (5000, &[64, 17], 3, &[ScheduleChoice::Dispatch]),
+        (70_000, &[3], 3, &[ScheduleChoice::Dispatch]),
     ];
-    for (samples, hidden, epochs) in cases {
+    for (samples, hidden, epochs, schedules) in cases {
         let architecture = Architecture::new(hidden).unwrap();
         let initial = Model::glorot_uniform(architecture, samples as u64);
         let config = TrainConfig {
@@ -71,7 +96,63 @@ fn other_sample_counts_and_widths_agree() {
             epochs,
             learning_rate: 0.01,
         };
-        assert_gpu_matches_cpu(&initial, &config);
+        assert_gpu_matches_cpu(&initial, &config, schedules);
+    }
+}
+
+#[test]
+fn seed_run_submits_once_and_reads_back_once_and_auto_fuses_it() {
+    let initial = Model::glorot_uniform(Architecture::seed(), 1);
+    let run = gpu::train(common::gpu(), &initial, &TrainConfig::seed()).unwrap();
+    assert_eq!(run.timings.schedule, Schedule::Fused);
+    assert_eq!((run.timings.submits, run.timings.readbacks), (1, 1));
+    let options = GpuOptions {
+        schedule: ScheduleChoice::Dispatch,
+        ..GpuOptions::default()
+    };
+    let run = gpu::train_with(
+        common::gpu(),
+        &initial,
+        &TrainConfig::seed(),
+        &options,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!((run.timings.submits, run.timings.readbacks), (1, 1));
+}
+
+#[test]
+fn submitting_in_chunks_changes_nothing_but_the_submit_count() {
+    let initial = Model::glorot_uniform(Architecture::seed(), 2);
+    let config = TrainConfig {
+        epochs: 450,
+        ..TrainConfig::seed()
+    };
+    for schedule in [ScheduleChoice::Fused, ScheduleChoice::Dispatch] {
+        let whole = GpuOptions {
+            schedule,
+            epochs_per_submit: None,
+        };
+        let chunked = GpuOptions {
+            schedule,
+            epochs_per_submit: Some(100),
+        };
+        let a = gpu::train_with(common::gpu(), &initial, &config, &whole, |_| {}).unwrap();
+        let mut reported = Vec::new();
+        let b = gpu::train_with(common::gpu(), &initial, &config, &chunked, |done| {
+            reported.push(done)
+        })
+        .unwrap();
+        assert_eq!(a.output.loss_history, b.output.loss_history, "{schedule:?}");
+        assert_eq!(a.output.model, b.output.model, "{schedule:?}");
+        assert_eq!(a.timings.submits, 1);
+        // Fused chunks round up to whole dispatches (160 epochs here).
+        let expected = match schedule {
+            ScheduleChoice::Dispatch => vec![100, 200, 300, 400, 450],
+            _ => vec![160, 320, 450],
+        };
+        assert_eq!(reported, expected, "{schedule:?}");
+        assert_eq!(b.timings.submits, expected.len());
     }
 }
 

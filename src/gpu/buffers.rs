@@ -1,7 +1,7 @@
 //! The memory plan of one training run (where every tensor lives, what each
 //! dispatch of an epoch works on) and the GPU buffers built from it.
 
-use super::pipelines::{Kernel, Pipelines, STEP_STRIDE};
+use super::pipelines::{CURRENT_STRIDE, Kernel, Pipelines};
 use crate::cpu::REDUCE_BLOCK;
 use crate::model::Model;
 use crate::optimizer::Adam;
@@ -21,10 +21,11 @@ pub struct RunUniform {
     pub target_offset: u32,
     pub residual_offset: u32,
     pub totals_offset: u32,
+    pub dispatch_count: u32,
     pub one_minus_beta_1: f32,
     pub one_minus_beta_2: f32,
     pub epsilon: f32,
-    pub _padding: [u32; 2],
+    pub _padding: u32,
 }
 
 /// `Step` in train.wgsl.
@@ -54,6 +55,28 @@ pub struct GradTerm {
     pub a_stride: u32,
     pub d_offset: u32,
     pub d_stride: u32,
+}
+
+/// Entries of `Schedule.dispatches` and `Schedule.steps` (MAX_DISPATCHES in
+/// train.wgsl): enough for 28 hidden layers.
+pub const MAX_DISPATCHES: usize = 64;
+
+/// `Dispatch` in train.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct DispatchRecord {
+    kernel: u32,
+    step: u32,
+    threads: u32,
+    _padding: u32,
+}
+
+/// `Current` in train.wgsl, one per `CURRENT_STRIDE` bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct CurrentRecord {
+    pub step: u32,
+    pub epochs: u32,
 }
 
 /// One dispatch of an epoch: which kernel, on which `Step` record, over how
@@ -226,11 +249,19 @@ impl Plan {
             target_offset: target_offset as u32,
             residual_offset: residual_offset as u32,
             totals_offset: totals_offset as u32,
+            dispatch_count: epoch.len() as u32,
             one_minus_beta_1: constants.one_minus_beta_1,
             one_minus_beta_2: constants.one_minus_beta_2,
             epsilon: constants.epsilon,
-            _padding: [0; 2],
+            _padding: 0,
         };
+        if epoch.len() > MAX_DISPATCHES {
+            bail!(
+                "{} hidden layers need {} kernels an epoch; at most {MAX_DISPATCHES} fit (28 hidden layers)",
+                architecture.hidden().len(),
+                epoch.len()
+            );
+        }
         Ok(Self {
             samples: samples as u32,
             param_count: param_count as u32,
@@ -246,12 +277,64 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Loop iterations one invocation of `fused_epochs` (a workgroup of
+    /// `workgroup_size`) runs per epoch, counting one more for every loop
+    /// entered: an upper bound, since the invocation with local index 0 does
+    /// the most. llvmpipe silently ends the loops of an invocation after
+    /// 65 535 iterations inside its outermost loop (gallivm's loop limiter,
+    /// a guard against hangs), so the fused schedule splits its epochs into
+    /// dispatches well below that (`trainer::FUSED_LOOP_BUDGET`).
+    pub fn fused_iterations_per_epoch(&self, workgroup_size: u32) -> u64 {
+        let samples = self.samples as u64;
+        let block = REDUCE_BLOCK as u64;
+        let mut total = 1 + self.epoch.len() as u64 + 1;
+        for dispatch in &self.epoch {
+            let items = (dispatch.threads as u64).div_ceil(workgroup_size as u64);
+            let step = &self.steps[dispatch.step as usize];
+            let inner = match dispatch.kernel {
+                Kernel::DenseForward => step.inputs as u64 + 1,
+                Kernel::DenseBackward => step.units as u64 + 1,
+                Kernel::GradientPartials => samples.min(block) + 1,
+                Kernel::ReducePartials => (step.in_len as u64).min(block) + 1,
+                Kernel::OutputError | Kernel::AdamStep => 0,
+            };
+            total += items * (1 + inner) + 1;
+        }
+        total
+    }
+
+    /// The bytes of `Schedule` in train.wgsl: the epoch's dispatch list and
+    /// step records (fixed-size arrays), then the gradient terms.
+    pub fn schedule_bytes(&self) -> Vec<u8> {
+        let mut dispatches = [DispatchRecord::zeroed(); MAX_DISPATCHES];
+        for (record, dispatch) in dispatches.iter_mut().zip(&self.epoch) {
+            *record = DispatchRecord {
+                kernel: dispatch.kernel.id(),
+                step: dispatch.step,
+                threads: dispatch.threads,
+                _padding: 0,
+            };
+        }
+        let mut steps = [StepUniform::default(); MAX_DISPATCHES];
+        steps[..self.steps.len()].copy_from_slice(&self.steps);
+        let mut bytes = bytemuck::cast_slice(&dispatches).to_vec();
+        bytes.extend_from_slice(bytemuck::cast_slice(&steps));
+        bytes.extend_from_slice(bytemuck::cast_slice(&self.grad_terms));
+        bytes
+    }
+}
+
 /// The GPU buffers and bind groups of one run, made once before the loop.
 pub struct RunBuffers {
+    /// Weights, then Adam's m and v.
     pub params: wgpu::Buffer,
     pub history: wgpu::Buffer,
+    /// `Current` records: one per step, then the fused schedule's epochs
+    /// per full dispatch and in the last dispatch.
+    pub current: wgpu::Buffer,
     pub train_bind_group: wgpu::BindGroup,
-    pub step_bind_group: wgpu::BindGroup,
+    pub current_bind_group: wgpu::BindGroup,
 }
 
 fn buffer(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
@@ -266,7 +349,7 @@ fn f32_bytes(len: u64) -> u64 {
 }
 
 impl RunBuffers {
-    /// Allocates and uploads everything: initial weights, zero moments,
+    /// Allocates and uploads everything: initial weights and zero moments,
     /// inputs and targets, the Adam step-size table and the plan's records.
     pub fn new(
         device: &wgpu::Device,
@@ -300,17 +383,13 @@ impl RunBuffers {
                 usage,
             })
         };
+        let mut optimizer_state = model.params().to_vec();
+        optimizer_state.resize(3 * model.params().len(), 0.0);
         let params = init(
-            "params",
-            bytemuck::cast_slice(model.params()),
+            "params and adam moments",
+            bytemuck::cast_slice(&optimizer_state),
             storage | wgpu::BufferUsages::COPY_SRC,
         );
-        let moments = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("adam moments"),
-            size: f32_bytes(2 * plan.param_count as u64),
-            usage: storage,
-            mapped_at_creation: false,
-        });
         let tensors = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensors"),
             size: f32_bytes(plan.tensors_len),
@@ -346,54 +425,58 @@ impl RunBuffers {
             bytemuck::cast_slice(&adam.step_sizes(config.epochs.max(1))),
             storage,
         );
-        let grad_terms = init(
-            "grad terms",
-            bytemuck::cast_slice(&plan.grad_terms),
-            storage,
-        );
+        let schedule = init("schedule", &plan.schedule_bytes(), storage);
         let run = init(
             "run uniform",
             bytemuck::bytes_of(&plan.run),
             wgpu::BufferUsages::UNIFORM,
         );
-        let mut step_bytes = vec![0u8; plan.steps.len() * STEP_STRIDE as usize];
-        for (index, step) in plan.steps.iter().enumerate() {
-            let start = index * STEP_STRIDE as usize;
-            step_bytes[start..start + std::mem::size_of::<StepUniform>()]
-                .copy_from_slice(bytemuck::bytes_of(step));
+        // One record per step, then the fused schedule's two epoch counts.
+        let mut current_bytes = vec![0u8; (plan.steps.len() + 2) * CURRENT_STRIDE as usize];
+        for step in 0..plan.steps.len() {
+            let record = CurrentRecord {
+                step: step as u32,
+                epochs: 0,
+            };
+            current_bytes[step * CURRENT_STRIDE as usize..][..std::mem::size_of::<CurrentRecord>()]
+                .copy_from_slice(bytemuck::bytes_of(&record));
         }
-        let steps = init("step records", &step_bytes, wgpu::BufferUsages::UNIFORM);
+        let current = init(
+            "current records",
+            &current_bytes,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
         let train_bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("training buffers"),
             layout: &pipelines.train_layout,
             entries: &[
                 buffer(0, &params),
-                buffer(1, &moments),
-                buffer(2, &tensors),
-                buffer(3, &reduce),
-                buffer(4, &history),
-                buffer(5, &step_sizes),
-                buffer(6, &grad_terms),
-                buffer(7, &run),
+                buffer(1, &tensors),
+                buffer(2, &reduce),
+                buffer(3, &history),
+                buffer(4, &step_sizes),
+                buffer(5, &schedule),
+                buffer(6, &run),
             ],
         });
-        let step_bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("step record"),
-            layout: &pipelines.step_layout,
+        let current_bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("current record"),
+            layout: &pipelines.current_layout,
             entries: &[wgpu::BindGroupEntry {
                 binding: 0,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &steps,
+                    buffer: &current,
                     offset: 0,
-                    size: wgpu::BufferSize::new(std::mem::size_of::<StepUniform>() as u64),
+                    size: wgpu::BufferSize::new(std::mem::size_of::<CurrentRecord>() as u64),
                 }),
             }],
         });
         Ok(Self {
             params,
             history,
+            current,
             train_bind_group,
-            step_bind_group,
+            current_bind_group,
         })
     }
 }

@@ -8,7 +8,8 @@ pub mod pipelines;
 pub mod trainer;
 
 pub use context::{AdapterSelector, BackendChoice, Gpu, GpuInfo};
-pub use trainer::train;
+pub use pipelines::Schedule;
+pub use trainer::{GpuOptions, ScheduleChoice, train, train_with};
 
 /// The WGSL source of every training kernel.
 pub const TRAIN_SHADER: &str = include_str!("../../shaders/train.wgsl");

@@ -5,15 +5,36 @@
 use crate::cpu::REDUCE_BLOCK;
 use anyhow::{Result, bail};
 
-/// Threads per workgroup of every kernel. 64 fills the SIMD width of common
-/// GPUs (32 or 64 lanes) and eight 8-wide rows on llvmpipe.
+/// Threads per workgroup of the dispatch schedule. 64 fills the SIMD width
+/// of common GPUs (32 or 64 lanes) and eight 8-wide rows on llvmpipe.
 pub const WORKGROUP_SIZE: u32 = 64;
 
-/// Byte stride between the per-dispatch `Step` records, the alignment every
-/// adapter accepts for dynamic uniform offsets.
-pub const STEP_STRIDE: u64 = 256;
+/// Byte stride between the per-dispatch `Current` records, the alignment
+/// every adapter accepts for dynamic uniform offsets.
+pub const CURRENT_STRIDE: u64 = 256;
 
-/// The kernels a training epoch runs.
+/// How the epochs run on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// One GPU dispatch per kernel of the epoch's list, every epoch
+    /// recorded into one compute pass: scales to any data size.
+    Dispatch,
+    /// One workgroup walks the epoch's list for many epochs in a single
+    /// dispatch (`fused_epochs`): for jobs too small to fill a GPU, where
+    /// the cost of each dispatch dominates.
+    Fused,
+}
+
+impl Schedule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Dispatch => "dispatch",
+            Schedule::Fused => "fused",
+        }
+    }
+}
+
+/// The kernels of an epoch's dispatch list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     DenseForward,
@@ -34,7 +55,7 @@ impl Kernel {
         Kernel::AdamStep,
     ];
 
-    /// The WGSL entry point.
+    /// The WGSL entry point of the dispatch schedule.
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::DenseForward => "dense_forward",
@@ -45,15 +66,26 @@ impl Kernel {
             Kernel::AdamStep => "adam_step",
         }
     }
+
+    /// The `KERNEL_*` constant `fused_epochs` switches on.
+    pub fn id(self) -> u32 {
+        Kernel::ALL.iter().position(|&k| k == self).expect("listed") as u32
+    }
 }
 
-/// Layouts and pipelines, built once per device.
+/// The entry point of the fused schedule.
+pub const FUSED_ENTRY_POINT: &str = "fused_epochs";
+
+/// Layouts and the pipelines one schedule needs, built once per run.
 pub struct Pipelines {
-    /// Group 0: the run's buffers (bindings 0..=7 of train.wgsl).
+    /// Group 0: the run's buffers (bindings 0..=6 of train.wgsl).
     pub train_layout: wgpu::BindGroupLayout,
-    /// Group 1: the `Step` record, bound with a dynamic offset per dispatch.
-    pub step_layout: wgpu::BindGroupLayout,
-    pipelines: Vec<(Kernel, wgpu::ComputePipeline)>,
+    /// Group 1: the `Current` record, bound with a dynamic offset.
+    pub current_layout: wgpu::BindGroupLayout,
+    pub schedule: Schedule,
+    /// Threads of the fused workgroup (a multiple of the adapter's SIMD width).
+    pub fused_workgroup_size: u32,
+    pipelines: Vec<(Option<Kernel>, wgpu::ComputePipeline)>,
 }
 
 fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -83,9 +115,14 @@ fn uniform_entry(binding: u32, has_dynamic_offset: bool) -> wgpu::BindGroupLayou
 }
 
 impl Pipelines {
-    /// Compiles the module and builds a pipeline per kernel. Validation
+    /// Compiles the module and builds the pipelines `schedule` uses (the
+    /// fused schedule needs one, the dispatch schedule six). Validation
     /// errors come back as an error instead of reaching the uncaptured handler.
-    pub fn new(device: &wgpu::Device) -> Result<Self> {
+    pub fn new(
+        device: &wgpu::Device,
+        schedule: Schedule,
+        fused_workgroup_size: u32,
+    ) -> Result<Self> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("train.wgsl"),
@@ -94,37 +131,44 @@ impl Pipelines {
         let train_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("training buffers layout"),
             entries: &[
-                storage_entry(0, false), // params
-                storage_entry(1, false), // moments
-                storage_entry(2, false), // tensors
-                storage_entry(3, false), // reduce
-                storage_entry(4, false), // history
-                storage_entry(5, true),  // step_sizes
-                storage_entry(6, true),  // grad_terms
-                uniform_entry(7, false), // run
+                storage_entry(0, false), // params (weights, m, v)
+                storage_entry(1, false), // tensors
+                storage_entry(2, false), // reduce
+                storage_entry(3, false), // history
+                storage_entry(4, true),  // step_sizes
+                storage_entry(5, true),  // schedule
+                uniform_entry(6, false), // run
             ],
         });
-        let step_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("step record layout"),
+        let current_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("current record layout"),
             entries: &[uniform_entry(0, true)],
         });
         let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("training pipeline layout"),
-            bind_group_layouts: &[Some(&train_layout), Some(&step_layout)],
+            bind_group_layouts: &[Some(&train_layout), Some(&current_layout)],
             immediate_size: 0,
         });
         let constants = [
             ("workgroup_size", WORKGROUP_SIZE as f64),
+            ("fused_workgroup_size", fused_workgroup_size as f64),
             ("reduce_block", REDUCE_BLOCK as f64),
         ];
-        let pipelines = Kernel::ALL
-            .iter()
-            .map(|&kernel| {
+        let entry_points: Vec<(Option<Kernel>, &str)> = match schedule {
+            Schedule::Fused => vec![(None, FUSED_ENTRY_POINT)],
+            Schedule::Dispatch => Kernel::ALL
+                .iter()
+                .map(|&k| (Some(k), k.entry_point()))
+                .collect(),
+        };
+        let pipelines = entry_points
+            .into_iter()
+            .map(|(kernel, entry_point)| {
                 let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(kernel.entry_point()),
+                    label: Some(entry_point),
                     layout: Some(&layout),
                     module: &module,
-                    entry_point: Some(kernel.entry_point()),
+                    entry_point: Some(entry_point),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants: &constants,
                         ..Default::default()
@@ -139,17 +183,20 @@ impl Pipelines {
         }
         Ok(Self {
             train_layout,
-            step_layout,
+            current_layout,
+            schedule,
+            fused_workgroup_size,
             pipelines,
         })
     }
 
-    pub fn get(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+    /// The pipeline of a kernel (`None`: the fused kernel).
+    pub fn get(&self, kernel: Option<Kernel>) -> &wgpu::ComputePipeline {
         let (_, pipeline) = self
             .pipelines
             .iter()
             .find(|(k, _)| *k == kernel)
-            .expect("every kernel has a pipeline");
+            .expect("the schedule's pipelines were built");
         pipeline
     }
 }

@@ -1,24 +1,87 @@
-//! The host driver: records every epoch's dispatches into compute passes,
-//! submits them without waiting inside the loop, and reads the loss history
-//! and the final weights back once at the end.
+//! The host driver: records the epochs' work, submits it without waiting
+//! inside the loop, and reads the loss history and the final weights back
+//! once at the end.
 
-use super::buffers::{Dispatch, Plan, RunBuffers};
+use super::buffers::{CurrentRecord, Dispatch, Plan, RunBuffers};
 use super::context::Gpu;
-use super::pipelines::{Kernel, Pipelines, STEP_STRIDE, WORKGROUP_SIZE};
+use super::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
 use crate::model::Model;
 use crate::training::{TrainConfig, TrainOutput};
 use anyhow::{Context, Result, bail};
 use std::time::{Duration, Instant};
 
-/// Most dispatches recorded into one command buffer. The seed job (9
-/// dispatches an epoch, 1000 epochs) fits in one; a very long run is split
-/// so its command buffers stay small, with one submission in flight while
-/// the next is recorded.
+/// Most dispatches recorded into one command buffer by the dispatch
+/// schedule. The seed job (8 an epoch, 1000 epochs) fits in one; a longer
+/// run is split so command buffers stay small, with one submission in
+/// flight while the next is recorded.
 pub const MAX_DISPATCHES_PER_SUBMIT: usize = 32_768;
 
-/// Where the time of a GPU run went.
+/// Most loop iterations (as [`Plan::fused_iterations_per_epoch`] counts
+/// them) one invocation of a fused dispatch may run. llvmpipe ends every
+/// loop of an invocation once 65 535 iterations have run inside its
+/// outermost loop; measured against that cut-off, the count here
+/// underestimates llvmpipe's by up to 2.5x (seed job: 102 counted, 203
+/// real), so the budget is a quarter of the limit. It also keeps each
+/// dispatch short for any driver's watchdog. The seed job runs 160 epochs a
+/// dispatch, all of a submission's dispatches in one compute pass.
+pub const FUSED_LOOP_BUDGET: u64 = 16_384;
+
+/// Most epochs one fused submission runs (rounded to whole dispatches).
+pub const MAX_FUSED_EPOCHS_PER_SUBMIT: usize = 4096;
+
+/// `auto` fuses the epochs into one workgroup when samples x parameters
+/// (the work of one gradient pass) is at most this: below it the cost of
+/// thousands of dispatches outweighs the parallelism one workgroup gives up.
+pub const FUSED_MAX_WORK: u64 = 1 << 17;
+
+/// Which schedule to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScheduleChoice {
+    /// Fused for small jobs (see [`FUSED_MAX_WORK`]), dispatch otherwise.
+    #[default]
+    Auto,
+    Fused,
+    Dispatch,
+}
+
+impl ScheduleChoice {
+    /// The schedule to run; `Fused` fails when not even one epoch fits in
+    /// one fused dispatch.
+    pub fn resolve(self, plan: &Plan, fused_workgroup_size: u32) -> Result<Schedule> {
+        let fits = plan.fused_iterations_per_epoch(fused_workgroup_size) <= FUSED_LOOP_BUDGET;
+        match self {
+            ScheduleChoice::Fused if !fits => bail!(
+                "this job is too large for the fused schedule (one epoch needs more than {} loop \
+                 iterations per thread); use the dispatch schedule",
+                FUSED_LOOP_BUDGET
+            ),
+            ScheduleChoice::Fused => Ok(Schedule::Fused),
+            ScheduleChoice::Dispatch => Ok(Schedule::Dispatch),
+            ScheduleChoice::Auto => {
+                let small = plan.samples as u64 * plan.param_count as u64 <= FUSED_MAX_WORK;
+                Ok(if small && fits {
+                    Schedule::Fused
+                } else {
+                    Schedule::Dispatch
+                })
+            }
+        }
+    }
+}
+
+/// How to run a GPU training.
 #[derive(Debug, Clone, Copy, Default)]
+pub struct GpuOptions {
+    pub schedule: ScheduleChoice,
+    /// Epochs per submission (default: as many as the limits above allow).
+    /// The results do not depend on it.
+    pub epochs_per_submit: Option<usize>,
+}
+
+/// Where the time of a GPU run went, and how often the host talked to it.
+#[derive(Debug, Clone, Copy)]
 pub struct GpuTimings {
+    pub schedule: Schedule,
     /// Shader module and pipeline creation.
     pub pipelines: Duration,
     /// Buffer creation and upload.
@@ -27,8 +90,10 @@ pub struct GpuTimings {
     pub train: Duration,
     /// Copying the results out and mapping them.
     pub readback: Duration,
-    /// Command buffers submitted to the queue.
+    /// Command buffers of training work submitted to the queue.
     pub submits: usize,
+    /// Buffers mapped back to the host.
+    pub readbacks: usize,
 }
 
 /// A GPU run's output and its timings.
@@ -37,19 +102,37 @@ pub struct GpuTrainOutput {
     pub timings: GpuTimings,
 }
 
-/// Trains `initial` on the GPU. The same math as [`crate::cpu::train`], one
-/// kernel per step, every epoch on the GPU; the host waits only between
-/// large submissions and once at the end.
+/// Trains `initial` on the GPU with the default options.
 pub fn train(gpu: &Gpu, initial: &Model, config: &TrainConfig) -> Result<GpuTrainOutput> {
+    train_with(gpu, initial, config, &GpuOptions::default(), |_| {})
+}
+
+/// Trains `initial` on the GPU: the same math as [`crate::cpu::train`],
+/// every epoch on the GPU. The host waits only between submissions (never
+/// per epoch unless `epochs_per_submit` is 1) and once at the end;
+/// `on_progress` hears the number of finished epochs after each submission.
+pub fn train_with(
+    gpu: &Gpu,
+    initial: &Model,
+    config: &TrainConfig,
+    options: &GpuOptions,
+    mut on_progress: impl FnMut(usize),
+) -> Result<GpuTrainOutput> {
     config.validate()?;
-    let mut timings = GpuTimings::default();
-
-    let started = Instant::now();
-    let pipelines = Pipelines::new(&gpu.device)?;
-    timings.pipelines = started.elapsed();
-
-    let started = Instant::now();
     let plan = Plan::new(initial, config)?;
+    // llvmpipe runs a workgroup as 8-wide SIMD rows and switches between rows
+    // at every barrier: one row is fastest there. GPUs want a full wave.
+    let fused_workgroup_size = match gpu.adapter.get_info().device_type {
+        wgpu::DeviceType::Cpu => 8,
+        _ => WORKGROUP_SIZE,
+    };
+    let schedule = options.schedule.resolve(&plan, fused_workgroup_size)?;
+
+    let started = Instant::now();
+    let pipelines = Pipelines::new(&gpu.device, schedule, fused_workgroup_size)?;
+    let pipelines_time = started.elapsed();
+
+    let started = Instant::now();
     let adam = config.adam();
     let buffers = RunBuffers::new(
         &gpu.device,
@@ -61,28 +144,48 @@ pub fn train(gpu: &Gpu, initial: &Model, config: &TrainConfig) -> Result<GpuTrai
         &adam,
     )?;
     gpu.check_errors()?;
-    timings.upload = started.elapsed();
+    let upload = started.elapsed();
 
     let started = Instant::now();
-    let epochs_per_submit = (MAX_DISPATCHES_PER_SUBMIT / plan.epoch.len()).max(1);
-    let mut in_flight: Option<wgpu::SubmissionIndex> = None;
+    let fused = FusedSplit::new(&plan, fused_workgroup_size, config.epochs);
+    if schedule == Schedule::Fused {
+        fused.write_records(gpu, &buffers, &plan);
+    }
+    let epochs_per_submit = match schedule {
+        Schedule::Dispatch => options
+            .epochs_per_submit
+            .unwrap_or(MAX_DISPATCHES_PER_SUBMIT / plan.epoch.len())
+            .max(1),
+        // Whole dispatches, so only the run's last dispatch is a remainder.
+        Schedule::Fused => options
+            .epochs_per_submit
+            .unwrap_or(MAX_FUSED_EPOCHS_PER_SUBMIT)
+            .next_multiple_of(fused.epochs_per_dispatch),
+    };
+    let mut submits = 0;
+    let mut in_flight: Option<(wgpu::SubmissionIndex, usize)> = None;
     let mut done = 0usize;
     while done < config.epochs {
         let count = epochs_per_submit.min(config.epochs - done);
-        let commands = record_epochs(gpu, &pipelines, &buffers, &plan, count);
+        let commands = record_epochs(gpu, &pipelines, &buffers, &plan, &fused, count);
         let submission = gpu.queue.submit([commands]);
-        timings.submits += 1;
-        // Keep at most one submission queued behind the running one.
-        if let Some(previous) = in_flight.replace(submission) {
-            gpu.wait(previous)?;
-        }
+        submits += 1;
         done += count;
+        // Keep at most one submission queued behind the running one.
+        if let Some((previous, finished)) = in_flight.replace((submission, done)) {
+            gpu.wait(previous)?;
+            on_progress(finished);
+        }
     }
-    if let Some(last) = in_flight {
+    if let Some((last, finished)) = in_flight {
         gpu.wait(last)?;
+        on_progress(finished);
     }
-    timings.train = started.elapsed();
-    let (params, loss_history) = read_back(gpu, &buffers, &plan, &mut timings)?;
+    let train_time = started.elapsed();
+
+    let started = Instant::now();
+    let (params, loss_history) = read_back(gpu, &buffers, &plan)?;
+    let readback = started.elapsed();
 
     if let Some(epoch) = loss_history.iter().position(|l| !l.is_finite()) {
         bail!(
@@ -96,18 +199,68 @@ pub fn train(gpu: &Gpu, initial: &Model, config: &TrainConfig) -> Result<GpuTrai
         output: TrainOutput {
             loss_history,
             model,
-            train_time: timings.train,
+            train_time,
         },
-        timings,
+        timings: GpuTimings {
+            schedule,
+            pipelines: pipelines_time,
+            upload,
+            train: train_time,
+            readback,
+            submits,
+            readbacks: 1,
+        },
     })
 }
 
-/// `epochs` epochs of dispatches in one compute pass of one command buffer.
+/// How the fused schedule splits a run's epochs into dispatches: full ones
+/// of `epochs_per_dispatch` epochs, and the run's last one of `remainder`.
+struct FusedSplit {
+    epochs_per_dispatch: usize,
+    remainder: usize,
+}
+
+impl FusedSplit {
+    fn new(plan: &Plan, workgroup_size: u32, epochs: usize) -> Self {
+        let per_epoch = plan.fused_iterations_per_epoch(workgroup_size);
+        let epochs_per_dispatch = (FUSED_LOOP_BUDGET / per_epoch).max(1) as usize;
+        Self {
+            epochs_per_dispatch,
+            remainder: epochs % epochs_per_dispatch,
+        }
+    }
+
+    /// Index of the `Current` record holding a dispatch's epoch count.
+    fn record(&self, plan: &Plan, epochs: usize) -> u64 {
+        let full = plan.steps.len() as u64;
+        if epochs == self.epochs_per_dispatch {
+            full
+        } else {
+            full + 1
+        }
+    }
+
+    fn write_records(&self, gpu: &Gpu, buffers: &RunBuffers, plan: &Plan) {
+        for epochs in [self.epochs_per_dispatch, self.remainder] {
+            let record = CurrentRecord {
+                step: 0,
+                epochs: epochs as u32,
+            };
+            let offset = self.record(plan, epochs) * CURRENT_STRIDE;
+            gpu.queue
+                .write_buffer(&buffers.current, offset, bytemuck::bytes_of(&record));
+        }
+    }
+}
+
+/// `epochs` epochs of work in one compute pass of one command buffer:
+/// `fused_epochs` dispatches, or every kernel of every epoch.
 fn record_epochs(
     gpu: &Gpu,
     pipelines: &Pipelines,
     buffers: &RunBuffers,
     plan: &Plan,
+    fused: &FusedSplit,
     epochs: usize,
 ) -> wgpu::CommandBuffer {
     let mut encoder = gpu
@@ -121,18 +274,33 @@ fn record_epochs(
             timestamp_writes: None,
         });
         pass.set_bind_group(0, &buffers.train_bind_group, &[]);
-        let max_groups = gpu.device.limits().max_compute_workgroups_per_dimension;
-        let mut current: Option<Kernel> = None;
-        for _ in 0..epochs {
-            for dispatch in &plan.epoch {
-                if current != Some(dispatch.kernel) {
-                    pass.set_pipeline(pipelines.get(dispatch.kernel));
-                    current = Some(dispatch.kernel);
+        match pipelines.schedule {
+            Schedule::Fused => {
+                pass.set_pipeline(pipelines.get(None));
+                let mut left = epochs;
+                while left > 0 {
+                    let count = left.min(fused.epochs_per_dispatch);
+                    let offset = (fused.record(plan, count) * CURRENT_STRIDE) as u32;
+                    pass.set_bind_group(1, &buffers.current_bind_group, &[offset]);
+                    pass.dispatch_workgroups(1, 1, 1);
+                    left -= count;
                 }
-                let offset = (dispatch.step as u64 * STEP_STRIDE) as u32;
-                pass.set_bind_group(1, &buffers.step_bind_group, &[offset]);
-                let (x, y) = workgroup_grid(dispatch, max_groups);
-                pass.dispatch_workgroups(x, y, 1);
+            }
+            Schedule::Dispatch => {
+                let max_groups = gpu.device.limits().max_compute_workgroups_per_dimension;
+                let mut current: Option<Kernel> = None;
+                for _ in 0..epochs {
+                    for dispatch in &plan.epoch {
+                        if current != Some(dispatch.kernel) {
+                            pass.set_pipeline(pipelines.get(Some(dispatch.kernel)));
+                            current = Some(dispatch.kernel);
+                        }
+                        let offset = (dispatch.step as u64 * CURRENT_STRIDE) as u32;
+                        pass.set_bind_group(1, &buffers.current_bind_group, &[offset]);
+                        let (x, y) = workgroup_grid(dispatch, max_groups);
+                        pass.dispatch_workgroups(x, y, 1);
+                    }
+                }
             }
         }
     }
@@ -152,14 +320,8 @@ fn workgroup_grid(dispatch: &Dispatch, max_groups: u32) -> (u32, u32) {
 
 /// Copies the weights and the loss history into one mappable buffer and
 /// reads it: the run's only readback.
-fn read_back(
-    gpu: &Gpu,
-    buffers: &RunBuffers,
-    plan: &Plan,
-    timings: &mut GpuTimings,
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    let started = Instant::now();
-    let params_bytes = buffers.params.size();
+fn read_back(gpu: &Gpu, buffers: &RunBuffers, plan: &Plan) -> Result<(Vec<f32>, Vec<f32>)> {
+    let params_bytes = plan.param_count as u64 * 4;
     let history_bytes = buffers.history.size();
     let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback staging"),
@@ -175,7 +337,6 @@ fn read_back(
     encoder.copy_buffer_to_buffer(&buffers.params, 0, &staging, 0, params_bytes);
     encoder.copy_buffer_to_buffer(&buffers.history, 0, &staging, params_bytes, history_bytes);
     let submission = gpu.queue.submit([encoder.finish()]);
-    timings.submits += 1;
 
     let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
     staging
@@ -196,12 +357,11 @@ fn read_back(
 
     let floats: &[f32] = bytemuck::cast_slice(&bytes);
     let params = floats[..plan.param_count as usize].to_vec();
-    let history = &floats[params_bytes as usize / 4..];
-    let steps_run = bytemuck::cast::<f32, u32>(history[0]) as usize;
+    let history = &floats[plan.param_count as usize..];
+    let steps_run = history[0].to_bits() as usize;
     let epochs = plan.epochs as usize;
     if steps_run != epochs {
         bail!("the GPU ran {steps_run} training steps, expected {epochs}");
     }
-    timings.readback = started.elapsed();
     Ok((params, history[1..=epochs].to_vec()))
 }
