@@ -2,14 +2,16 @@
 // backprop, the gradient reduction over samples, and Keras's Adam update.
 //
 // Every concept is written once, as a function of one work item (`*_at`).
-// An epoch is a list of dispatches (`Schedule.dispatches`, built by the
-// host): dense_forward per layer -> output_error -> dense_backward per layer,
-// last to second -> gradient_partials -> reduce_partials (0+ levels) ->
-// adam_step. Two schedules run that list:
+// An epoch is a list of dispatches built by the host (src/gpu/buffers.rs):
+// dense_forward per layer -> output_error -> dense_backward per layer, last
+// to second -> gradient_partials -> reduce_partials (0+ levels) -> adam_step.
+// Two schedules run that list:
 //   - one GPU dispatch per entry, all epochs recorded into one compute pass
-//     (the entry points named after each kernel);
-//   - `fused_epochs`: one workgroup walks the list for many epochs with a
-//     barrier between entries, for jobs too small to fill a GPU.
+//     (the entry points at the end of this file);
+//   - fused: one workgroup runs many epochs in one dispatch, calling the same
+//     `*_at` functions in the list's order with a barrier between entries
+//     (shaders/fused_entry.wgsl plus `fused_epoch`, which the host writes
+//     out for each run with the list's sizes as constants: src/gpu/fused.rs).
 // The CPU reference (src/cpu.rs) follows the same order of operations, so on
 // a driver with IEEE f32 and no FMA contraction the three agree bit for bit.
 
@@ -21,13 +23,8 @@ override fused_workgroup_size: u32 = 8u;
 // of the reduction; the host sets it from cpu::REDUCE_BLOCK.
 override reduce_block: u32 = 256u;
 
-const MAX_DISPATCHES: u32 = 64u;
-const KERNEL_DENSE_FORWARD: u32 = 0u;
-const KERNEL_OUTPUT_ERROR: u32 = 1u;
-const KERNEL_DENSE_BACKWARD: u32 = 2u;
-const KERNEL_GRADIENT_PARTIALS: u32 = 3u;
-const KERNEL_REDUCE_PARTIALS: u32 = 4u;
-const KERNEL_ADAM_STEP: u32 = 5u;
+// Entries of an epoch's dispatch list (enough for 28 hidden layers).
+const MAX_STEPS: u32 = 64u;
 
 // Sizes and offsets fixed for a whole training run.
 struct Run {
@@ -41,8 +38,6 @@ struct Run {
     // In `reduce`: the fully reduced value of each row (gradients, then the
     // squared-error sum in row `param_count`).
     totals_offset: u32,
-    // Entries of `Schedule.dispatches` that make one epoch.
-    dispatch_count: u32,
     // Adam constants, computed in f64 on the host and rounded once (as Keras
     // casts its Python floats).
     one_minus_beta_1: f32,
@@ -74,14 +69,6 @@ struct Step {
     _pad4: u32,
 }
 
-// One entry of an epoch's list: a KERNEL_* over `threads` work items.
-struct Dispatch {
-    kernel: u32,
-    step: u32,
-    threads: u32,
-    _pad: u32,
-}
-
 // One gradient (or the loss) as a sum over samples of a[s] * d[s], with
 // a[s] = tensors[a_offset + s * a_stride] (1.0 when a_stride is 0, a bias)
 // and d[s] = tensors[d_offset + s * d_stride].
@@ -93,8 +80,7 @@ struct GradTerm {
 }
 
 struct Schedule {
-    dispatches: array<Dispatch, MAX_DISPATCHES>,
-    steps: array<Step, MAX_DISPATCHES>,
+    steps: array<Step, MAX_STEPS>,
     grad_terms: array<GradTerm>,
 }
 
@@ -105,7 +91,7 @@ struct History {
     losses: array<f32>,
 }
 
-// Which `Step` a dispatch works on, or how many epochs `fused_epochs` runs
+// Which `Step` a dispatch works on, or how many epochs a fused dispatch runs
 // (bound with a dynamic offset per dispatch).
 struct Current {
     step: u32,
@@ -233,36 +219,6 @@ fn adam_step_at(p: u32) {
     params[count + p] = m;
     params[2u * count + p] = v;
     params[p] = params[p] - (m * alpha) / (sqrt(v) + run.epsilon);
-}
-
-fn run_kernel(kernel: u32, index: u32, step: Step) {
-    switch kernel {
-        case KERNEL_DENSE_FORWARD: { dense_forward_at(index, step); }
-        case KERNEL_OUTPUT_ERROR: { output_error_at(index); }
-        case KERNEL_DENSE_BACKWARD: { dense_backward_at(index, step); }
-        case KERNEL_GRADIENT_PARTIALS: { gradient_partials_at(index, step); }
-        case KERNEL_REDUCE_PARTIALS: { reduce_partials_at(index, step); }
-        case KERNEL_ADAM_STEP: { adam_step_at(index); }
-        default: {}
-    }
-}
-
-// The fused schedule: one workgroup runs `current.epochs` epochs, each entry
-// of the list spread over the workgroup's threads, a barrier after each
-// entry so the next sees its writes. One dispatch instead of thousands.
-@compute @workgroup_size(fused_workgroup_size)
-fn fused_epochs(@builtin(local_invocation_index) local: u32) {
-    for (var epoch = 0u; epoch < current.epochs; epoch++) {
-        for (var d = 0u; d < run.dispatch_count; d++) {
-            let dispatch = schedule.dispatches[d];
-            let step = schedule.steps[dispatch.step];
-            for (var index = local; index < dispatch.threads; index += fused_workgroup_size) {
-                run_kernel(dispatch.kernel, index, step);
-            }
-            storageBarrier();
-            workgroupBarrier();
-        }
-    }
 }
 
 // The dispatch schedule's entry points. Grids larger than one dimension

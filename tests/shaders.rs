@@ -1,34 +1,48 @@
-//! Every WGSL file in shaders/ parses and validates with naga, the compiler
-//! wgpu itself uses, without needing a GPU.
+//! Every WGSL module the program compiles parses and validates with naga,
+//! the compiler wgpu itself uses, without needing a GPU: train.wgsl alone
+//! (the dispatch schedule) and, for several plans, train.wgsl with
+//! fused_entry.wgsl and the generated `fused_epoch` (the fused schedule).
 
+use gpu_c2f::gpu::buffers::Plan;
+use gpu_c2f::gpu::fused::fused_module_source;
+use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
 use wgpu::naga;
 
-#[test]
-fn every_wgsl_file_parses_and_validates() {
-    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&folder).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "wgsl") {
-            continue;
-        }
-        let source = std::fs::read_to_string(&path).unwrap();
-        let module = naga::front::wgsl::parse_str(&source)
-            .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
-        checked += 1;
-    }
-    assert!(checked >= 1, "no WGSL files found in {}", folder.display());
+fn validate(name: &str, source: &str) -> naga::Module {
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+    module
 }
 
 #[test]
-fn the_embedded_training_shader_declares_every_kernel_the_host_uses() {
-    let module = naga::front::wgsl::parse_str(gpu_c2f::gpu::TRAIN_SHADER).unwrap();
+fn every_wgsl_file_is_covered_and_valid() {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".wgsl"))
+        .collect();
+    names.sort();
+    // A new shader file must be added to the checks below.
+    assert_eq!(names, ["fused_entry.wgsl", "train.wgsl"]);
+    let train = std::fs::read_to_string(folder.join("train.wgsl")).unwrap();
+    assert_eq!(
+        train,
+        gpu_c2f::gpu::TRAIN_SHADER,
+        "the binary embeds shaders/train.wgsl"
+    );
+    validate("train.wgsl", &train);
+}
+
+#[test]
+fn the_dispatch_schedule_has_every_kernel_the_host_uses() {
+    let module = validate("train.wgsl", gpu_c2f::gpu::TRAIN_SHADER);
     for kernel in gpu_c2f::gpu::pipelines::Kernel::ALL {
         assert!(
             module
@@ -38,5 +52,30 @@ fn the_embedded_training_shader_declares_every_kernel_the_host_uses() {
             "train.wgsl has no entry point {}",
             kernel.entry_point()
         );
+    }
+}
+
+#[test]
+fn the_fused_module_validates_for_several_plans() {
+    for (samples, hidden) in [
+        (7, vec![3, 3]),
+        (1, vec![]),
+        (300, vec![17, 5, 2]),
+        (70_000, vec![3]),
+    ] {
+        let model = Model::glorot_uniform(Architecture::new(&hidden).unwrap(), 1);
+        let config = TrainConfig {
+            data: Dataset {
+                celsius: vec![1.0; samples],
+                fahrenheit: vec![2.0; samples],
+            },
+            ..TrainConfig::seed()
+        };
+        let plan = Plan::new(&model, &config).unwrap();
+        for workgroup_size in [8, 64] {
+            let name = format!("fused module, {samples} samples, hidden {hidden:?}");
+            let module = validate(&name, &fused_module_source(&plan, workgroup_size));
+            assert!(module.entry_points.iter().any(|e| e.name == "fused_epochs"));
+        }
     }
 }

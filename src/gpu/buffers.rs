@@ -21,11 +21,10 @@ pub struct RunUniform {
     pub target_offset: u32,
     pub residual_offset: u32,
     pub totals_offset: u32,
-    pub dispatch_count: u32,
     pub one_minus_beta_1: f32,
     pub one_minus_beta_2: f32,
     pub epsilon: f32,
-    pub _padding: u32,
+    pub _padding: [u32; 2],
 }
 
 /// `Step` in train.wgsl.
@@ -57,19 +56,9 @@ pub struct GradTerm {
     pub d_stride: u32,
 }
 
-/// Entries of `Schedule.dispatches` and `Schedule.steps` (MAX_DISPATCHES in
-/// train.wgsl): enough for 28 hidden layers.
-pub const MAX_DISPATCHES: usize = 64;
-
-/// `Dispatch` in train.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct DispatchRecord {
-    kernel: u32,
-    step: u32,
-    threads: u32,
-    _padding: u32,
-}
+/// Entries of `Schedule.steps` (MAX_STEPS in train.wgsl): enough for 28
+/// hidden layers.
+pub const MAX_STEPS: usize = 64;
 
 /// `Current` in train.wgsl, one per `CURRENT_STRIDE` bytes.
 #[repr(C)]
@@ -249,15 +238,14 @@ impl Plan {
             target_offset: target_offset as u32,
             residual_offset: residual_offset as u32,
             totals_offset: totals_offset as u32,
-            dispatch_count: epoch.len() as u32,
             one_minus_beta_1: constants.one_minus_beta_1,
             one_minus_beta_2: constants.one_minus_beta_2,
             epsilon: constants.epsilon,
-            _padding: 0,
+            _padding: [0; 2],
         };
-        if epoch.len() > MAX_DISPATCHES {
+        if epoch.len() > MAX_STEPS {
             bail!(
-                "{} hidden layers need {} kernels an epoch; at most {MAX_DISPATCHES} fit (28 hidden layers)",
+                "{} hidden layers need {} kernels an epoch; at most {MAX_STEPS} fit (28 hidden layers)",
                 architecture.hidden().len(),
                 epoch.len()
             );
@@ -304,22 +292,12 @@ impl Plan {
         total
     }
 
-    /// The bytes of `Schedule` in train.wgsl: the epoch's dispatch list and
-    /// step records (fixed-size arrays), then the gradient terms.
+    /// The bytes of `Schedule` in train.wgsl: the step records (a
+    /// fixed-size array), then the gradient terms.
     pub fn schedule_bytes(&self) -> Vec<u8> {
-        let mut dispatches = [DispatchRecord::zeroed(); MAX_DISPATCHES];
-        for (record, dispatch) in dispatches.iter_mut().zip(&self.epoch) {
-            *record = DispatchRecord {
-                kernel: dispatch.kernel.id(),
-                step: dispatch.step,
-                threads: dispatch.threads,
-                _padding: 0,
-            };
-        }
-        let mut steps = [StepUniform::default(); MAX_DISPATCHES];
+        let mut steps = [StepUniform::default(); MAX_STEPS];
         steps[..self.steps.len()].copy_from_slice(&self.steps);
-        let mut bytes = bytemuck::cast_slice(&dispatches).to_vec();
-        bytes.extend_from_slice(bytemuck::cast_slice(&steps));
+        let mut bytes = bytemuck::cast_slice(&steps).to_vec();
         bytes.extend_from_slice(bytemuck::cast_slice(&self.grad_terms));
         bytes
     }

@@ -4,6 +4,7 @@
 
 pub mod buffers;
 pub mod context;
+pub mod fused;
 pub mod pipelines;
 pub mod trainer;
 
@@ -13,3 +14,7 @@ pub use trainer::{GpuOptions, ScheduleChoice, train, train_with};
 
 /// The WGSL source of every training kernel.
 pub const TRAIN_SHADER: &str = include_str!("../../shaders/train.wgsl");
+
+/// The fused schedule's entry point, compiled after [`TRAIN_SHADER`] and a
+/// generated `fused_epoch` (see [`fused`]).
+pub const FUSED_ENTRY_SHADER: &str = include_str!("../../shaders/fused_entry.wgsl");

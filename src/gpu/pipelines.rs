@@ -2,6 +2,8 @@
 //! WGSL module and sharing one pipeline layout, so a single bind group of
 //! training buffers stays bound across every dispatch of a pass.
 
+use super::buffers::Plan;
+use super::fused::fused_module_source;
 use crate::cpu::REDUCE_BLOCK;
 use anyhow::{Result, bail};
 
@@ -66,11 +68,6 @@ impl Kernel {
             Kernel::AdamStep => "adam_step",
         }
     }
-
-    /// The `KERNEL_*` constant `fused_epochs` switches on.
-    pub fn id(self) -> u32 {
-        Kernel::ALL.iter().position(|&k| k == self).expect("listed") as u32
-    }
 }
 
 /// The entry point of the fused schedule.
@@ -116,17 +113,23 @@ fn uniform_entry(binding: u32, has_dynamic_offset: bool) -> wgpu::BindGroupLayou
 
 impl Pipelines {
     /// Compiles the module and builds the pipelines `schedule` uses (the
-    /// fused schedule needs one, the dispatch schedule six). Validation
+    /// fused schedule needs one, written out for `plan`; the dispatch
+    /// schedule six). Validation
     /// errors come back as an error instead of reaching the uncaptured handler.
     pub fn new(
         device: &wgpu::Device,
         schedule: Schedule,
         fused_workgroup_size: u32,
+        plan: &Plan,
     ) -> Result<Self> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let source = match schedule {
+            Schedule::Dispatch => super::TRAIN_SHADER.to_string(),
+            Schedule::Fused => fused_module_source(plan, fused_workgroup_size),
+        };
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("train.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(super::TRAIN_SHADER.into()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
         });
         let train_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("training buffers layout"),

@@ -129,7 +129,7 @@ pub fn train_with(
     let schedule = options.schedule.resolve(&plan, fused_workgroup_size)?;
 
     let started = Instant::now();
-    let pipelines = Pipelines::new(&gpu.device, schedule, fused_workgroup_size)?;
+    let pipelines = Pipelines::new(&gpu.device, schedule, fused_workgroup_size, &plan)?;
     let pipelines_time = started.elapsed();
 
     let started = Instant::now();
