@@ -1,17 +1,20 @@
 //! The command line: flags, and the thin glue from them to the library.
 
+use crate::compare::{GPU_CPU_TOLERANCE, compare};
 use crate::cpu;
 use crate::data::Dataset;
 use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
 use crate::model::{Architecture, Model};
 use crate::model_file::{self, OutputFile};
-use crate::report::{DeviceReport, Prediction, Report, TimingsMs, millis};
-use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, TrainConfig, TrainOutput};
-use anyhow::{Context, Result};
+use crate::plot;
+use crate::report::{DeviceReport, Report, millis};
+use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, TrainConfig};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
-use std::io::Write;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The seed used when `--seed` is not given, so two runs print the same numbers.
 pub const DEFAULT_SEED: u64 = 42;
@@ -119,6 +122,27 @@ pub struct Cli {
     /// Start from a model file's weights (its architecture too) instead of random ones.
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
+
+    /// Train on N points of the exact formula (celsius uniform in [-50, 150], drawn from --seed).
+    #[arg(long, value_name = "N", conflicts_with = "data", value_parser = clap::value_parser!(u64).range(1..=u32::MAX as u64))]
+    pub samples: Option<u64>,
+
+    /// Draw the loss history to FILE (.svg or .png); with --compare, both curves.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
+    /// Use a logarithmic loss axis in --plot.
+    #[arg(long, requires = "plot")]
+    pub plot_log: bool,
+
+    /// Also train with the CPU reference from the same weights, report the
+    /// differences, and fail when they exceed the tests' tolerance.
+    #[arg(long, conflicts_with = "cpu_reference")]
+    pub compare: bool,
+
+    /// No start line and no progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// `--hidden`'s widths (a newtype, so clap takes the list as one value).
@@ -168,14 +192,23 @@ fn parse_learning_rate(text: &str) -> Result<f32, String> {
     }
 }
 
-/// Runs the command line: train, report, save.
+/// Above this much work (epochs x samples x parameters, ~1 s on lavapipe)
+/// a run on an interactive terminal submits in chunks and shows progress.
+pub const PROGRESS_MIN_WORK: u64 = 100_000_000;
+
+/// Progress chunks per run: few enough that waiting between them costs
+/// nothing measurable, enough for a smooth bar.
+const PROGRESS_CHUNKS: usize = 100;
+
+/// Runs the command line: train, report, save, plot.
 pub fn run(cli: Cli) -> Result<()> {
     if cli.list_adapters {
         return list_adapters(cli.backend.into());
     }
-    let data = match &cli.data {
-        Some(path) => Dataset::from_csv_file(path)?,
-        None => Dataset::seed(),
+    let data = match (&cli.data, cli.samples) {
+        (Some(path), _) => Dataset::from_csv_file(path)?,
+        (None, Some(samples)) => Dataset::from_formula(samples, cli.seed),
+        (None, None) => Dataset::seed(),
     };
     let (initial, seed, init) = match &cli.init {
         Some(path) => (model_file::load(path)?, None, path.display().to_string()),
@@ -186,12 +219,15 @@ pub fn run(cli: Cli) -> Result<()> {
             (model, Some(cli.seed), "glorot_uniform".to_string())
         }
     };
-    // Reserve the output before the work, so an unwritable path fails now.
+    // Check the outputs before the work, so a bad path fails now.
     let save = cli
         .save
         .as_deref()
         .map(|p| OutputFile::create(p, "--save"))
         .transpose()?;
+    if let Some(path) = &cli.plot {
+        plot::check_target(path).context("--plot")?;
+    }
     let config = TrainConfig {
         data,
         epochs: cli.epochs,
@@ -199,22 +235,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     config.validate()?;
 
-    let mut report = Report {
-        device: DeviceReport::cpu_reference(),
-        schedule: None,
-        architecture: initial.architecture().describe(),
-        parameters: initial.architecture().param_count(),
-        samples: config.data.len(),
-        epochs: config.epochs,
-        learning_rate: config.learning_rate,
-        seed,
-        init,
-        loss_history: Vec::new(),
-        final_loss: None,
-        predictions: Vec::new(),
-        layers: Vec::new(),
-        timings_ms: TimingsMs::default(),
-    };
+    let mut report = Report::new(&initial, &config, seed, init);
     let gpu = if cli.cpu_reference {
         None
     } else {
@@ -224,51 +245,135 @@ pub fn run(cli: Cli) -> Result<()> {
         report.device = DeviceReport::Gpu(gpu.info.clone());
         Some(gpu)
     };
-    if !cli.json {
+    let chatty = !(cli.json || cli.quiet);
+    if chatty {
         print_stdout(&format!("{}\n", report.start_line()))?;
     }
 
-    let output = if let Some(gpu) = gpu {
-        let options = GpuOptions {
-            schedule: cli.schedule.into(),
-            epochs_per_submit: None,
-        };
-        let run = gpu::train_with(&gpu, &initial, &config, &options, |_| {})
+    let work = config.epochs as u64
+        * config.data.len() as u64
+        * initial.architecture().param_count() as u64;
+    let progress = Progress::new(
+        config.epochs,
+        chatty && work >= PROGRESS_MIN_WORK && std::io::stdout().is_terminal(),
+    );
+    let output = match &gpu {
+        Some(gpu) => {
+            let options = GpuOptions {
+                schedule: cli.schedule.into(),
+                epochs_per_submit: progress
+                    .shown()
+                    .then(|| (config.epochs / PROGRESS_CHUNKS).max(1)),
+            };
+            let run = gpu::train_with(gpu, &initial, &config, &options, |done| {
+                progress.update(done)
+            })
             .with_context(|| format!("training on {} failed", gpu.info.name))?;
-        report.schedule = Some(run.timings.schedule.name());
-        let t = &mut report.timings_ms;
-        t.pipelines = Some(millis(run.timings.pipelines));
-        t.upload = Some(millis(run.timings.upload));
-        t.train = millis(run.timings.train);
-        t.readback = Some(millis(run.timings.readback));
-        run.output
-    } else {
-        let output = cpu::train(&initial, &config)?;
-        report.timings_ms.train = millis(output.train_time);
-        output
+            report.record_gpu_timings(&run.timings);
+            run.output
+        }
+        None => {
+            let output = cpu::train_with_progress(&initial, &config, |done| progress.update(done))?;
+            report.timings_ms.train = millis(output.train_time);
+            output
+        }
     };
-    fill_results(&mut report, &output, &cli.predict);
+    progress.finish();
+    report.record_results(&output, &cli.predict);
+
+    let reference = if cli.compare && gpu.is_some() {
+        let reference = cpu::train(&initial, &config)?;
+        let celsius: Vec<f32> = report.predictions.iter().map(|p| p.celsius).collect();
+        report.comparison = Some(compare(&reference, &output, &celsius, GPU_CPU_TOLERANCE));
+        Some(reference)
+    } else {
+        None
+    };
 
     if let Some(file) = save {
-        let extra = serde_json::json!({
-            "seed": report.seed,
-            "init": report.init,
-            "epochs": report.epochs,
-            "learning_rate": report.learning_rate,
-            "final_loss": report.final_loss,
-            "device": report.device,
-        });
-        file.commit(model_file::to_json(&output.model, &extra)?.as_bytes())?;
+        file.commit(model_file::to_json(&output.model, &report.model_file_keys())?.as_bytes())?;
     }
+    if let Some(path) = &cli.plot {
+        let mut series = vec![plot::Series {
+            label: report.device.short_name(),
+            losses: &output.loss_history,
+        }];
+        if let Some(reference) = &reference {
+            series.push(plot::Series {
+                label: "CPU reference",
+                losses: &reference.loss_history,
+            });
+        }
+        plot::write_loss_plot(path, &report.plot_title(), &series, cli.plot_log)?;
+    }
+
     let mut text = if cli.json {
         report.to_json() + "\n"
     } else {
         report.to_text()
     };
-    if let (false, Some(path)) = (cli.json, &cli.save) {
-        text += &format!("Saved:       {}\n", path.display());
+    if !cli.json {
+        for (what, path) in [("Saved:      ", &cli.save), ("Plot:       ", &cli.plot)] {
+            if let Some(path) = path {
+                text += &format!("{what} {}\n", path.display());
+            }
+        }
     }
-    print_stdout(&text)
+    print_stdout(&text)?;
+    match &report.comparison {
+        Some(comparison) if !comparison.within_tolerance => bail!(
+            "the GPU and the CPU reference differ beyond the tolerance ({} relative loss, {} weight)",
+            comparison.tolerance.loss_relative,
+            comparison.tolerance.weight
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A progress bar on stderr for long runs on a terminal. It stays hidden
+/// for the first second, so quick runs never flash one.
+struct Progress {
+    bar: Option<ProgressBar>,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(epochs: usize, wanted: bool) -> Self {
+        let bar = wanted.then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(epochs as u64), ProgressDrawTarget::hidden());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} epochs, {per_sec}, {elapsed} elapsed, ~{eta} left",
+                )
+                .expect("a valid progress template"),
+            );
+            bar
+        });
+        Self {
+            bar,
+            started: Instant::now(),
+        }
+    }
+
+    fn shown(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    fn update(&self, epochs_done: usize) {
+        if let Some(bar) = &self.bar {
+            if bar.is_hidden() && self.started.elapsed() > Duration::from_secs(1) {
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+            }
+            bar.set_position(epochs_done as u64);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
@@ -283,26 +388,6 @@ fn print_stdout(text: &str) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-fn fill_results(report: &mut Report, output: &TrainOutput, extra_predictions: &[f32]) {
-    let model = &output.model;
-    report.final_loss = output.loss_history.last().copied();
-    report.loss_history = output.loss_history.clone();
-    report.predictions = std::iter::once(100.0)
-        .chain(extra_predictions.iter().copied())
-        .map(|celsius| Prediction {
-            celsius,
-            fahrenheit: model.predict(celsius),
-        })
-        .collect();
-    report.layers = model.dense_weights();
-    let seconds = output.train_time.as_secs_f64();
-    report.timings_ms.epochs_per_second = if seconds > 0.0 {
-        output.loss_history.len() as f64 / seconds
-    } else {
-        0.0
-    };
 }
 
 fn list_adapters(backend: BackendChoice) -> Result<()> {

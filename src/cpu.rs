@@ -3,7 +3,7 @@
 //! it, and `gpu-c2f --cpu-reference` trains with it.
 
 use crate::data::Dataset;
-use crate::model::{Architecture, Model, dense_forward};
+use crate::model::{Architecture, DenseLayout, Model, dense_forward};
 use crate::optimizer::adam_update;
 use crate::training::{TrainConfig, TrainOutput};
 use anyhow::Result;
@@ -37,7 +37,7 @@ pub fn blocked_sum(count: usize, term: impl Fn(usize) -> f32) -> f32 {
 /// The per-sample buffers of one forward and backward pass, reused every
 /// epoch so the loop does not allocate.
 pub struct Backprop<'a> {
-    architecture: &'a Architecture,
+    layers: Vec<DenseLayout>,
     data: &'a Dataset,
     /// `activations[l][s * width + i]`: layer l's activations for sample s
     /// (`activations[0]` holds the inputs).
@@ -46,6 +46,8 @@ pub struct Backprop<'a> {
     errors: Vec<Vec<f32>>,
     /// `output - target` per sample.
     residuals: Vec<f32>,
+    /// Per-block gradient sums when the samples span several blocks.
+    block_partials: Vec<f32>,
 }
 
 impl<'a> Backprop<'a> {
@@ -58,11 +60,12 @@ impl<'a> Backprop<'a> {
             .collect();
         activations[0].copy_from_slice(&data.celsius);
         Self {
-            architecture,
+            layers: architecture.layers(),
             data,
             errors: activations.clone(),
             activations,
             residuals: vec![0.0f32; samples],
+            block_partials: Vec::new(),
         }
     }
 
@@ -70,7 +73,7 @@ impl<'a> Backprop<'a> {
     /// respect to every parameter written into `gradients`.
     pub fn loss_and_gradients(&mut self, params: &[f32], gradients: &mut [f32]) -> f32 {
         let samples = self.data.len();
-        let layers = self.architecture.layers();
+        let layers = &self.layers;
 
         // Forward, layer by layer (the `dense_forward` kernel).
         for (l, layer) in layers.iter().enumerate() {
@@ -108,20 +111,27 @@ impl<'a> Backprop<'a> {
             }
         }
 
-        // Gradients summed over samples (`gradient_partials`, `reduce_partials`).
+        // Gradients summed over samples (`gradient_partials`, `reduce_partials`):
+        // each block of REDUCE_BLOCK samples in sample order, then the block
+        // sums level by level, exactly as `blocked_sum` orders them.
         for (l, layer) in layers.iter().enumerate() {
             let (input, error) = (&self.activations[l], &self.errors[l + 1]);
-            for i in 0..layer.inputs {
-                for j in 0..layer.units {
-                    gradients[layer.kernel_offset + i * layer.units + j] =
-                        blocked_sum(samples, |s| {
-                            input[s * layer.inputs + i] * error[s * layer.units + j]
-                        });
-                }
+            let size = layer.inputs * layer.units + layer.units;
+            let layer_gradients = &mut gradients[layer.kernel_offset..][..size];
+            if samples <= REDUCE_BLOCK {
+                block_gradients(input, error, layer, 0..samples, layer_gradients);
+                continue;
             }
-            for j in 0..layer.units {
-                gradients[layer.bias_offset + j] =
-                    blocked_sum(samples, |s| error[s * layer.units + j]);
+            let blocks = samples.div_ceil(REDUCE_BLOCK);
+            self.block_partials.resize(blocks * size, 0.0);
+            for (block, partial) in self.block_partials.chunks_mut(size).enumerate() {
+                let first = block * REDUCE_BLOCK;
+                let range = first..(first + REDUCE_BLOCK).min(samples);
+                block_gradients(input, error, layer, range, partial);
+            }
+            let partials = &self.block_partials;
+            for (p, gradient) in layer_gradients.iter_mut().enumerate() {
+                *gradient = blocked_sum(blocks, |block| partials[block * size + p]);
             }
         }
         let residuals = &self.residuals;
@@ -129,9 +139,45 @@ impl<'a> Backprop<'a> {
     }
 }
 
+/// One layer's gradient sums over the samples in `range`, each started at 0
+/// and added in sample order: kernel `[i][j] += input[s][i] * error[s][j]`,
+/// then bias `[j] += error[s][j]` (`out` is laid out as the parameters are).
+fn block_gradients(
+    input: &[f32],
+    error: &[f32],
+    layer: &DenseLayout,
+    range: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    out.fill(0.0);
+    let (kernel, bias) = out.split_at_mut(layer.inputs * layer.units);
+    for s in range {
+        let inputs = &input[s * layer.inputs..][..layer.inputs];
+        let errors = &error[s * layer.units..][..layer.units];
+        for (row, &a) in kernel.chunks_exact_mut(layer.units).zip(inputs) {
+            for (gradient, &e) in row.iter_mut().zip(errors) {
+                *gradient += a * e;
+            }
+        }
+        for (gradient, &e) in bias.iter_mut().zip(errors) {
+            *gradient += e;
+        }
+    }
+}
+
 /// Trains `initial` on `config.data` with full-batch Adam and mean squared
 /// error, recording the loss of every epoch's forward pass before its update.
 pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
+    train_with_progress(initial, config, |_| {})
+}
+
+/// [`train`], calling `on_progress` with the number of finished epochs
+/// after each one.
+pub fn train_with_progress(
+    initial: &Model,
+    config: &TrainConfig,
+    mut on_progress: impl FnMut(usize),
+) -> Result<TrainOutput> {
     config.validate()?;
     let started = std::time::Instant::now();
     let adam = config.adam();
@@ -143,7 +189,7 @@ pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
     let mut v = vec![0.0f32; params.len()];
     let mut loss_history = Vec::with_capacity(config.epochs);
 
-    for alpha in adam.step_sizes(config.epochs) {
+    for (epoch, alpha) in adam.step_sizes(config.epochs).into_iter().enumerate() {
         loss_history.push(backprop.loss_and_gradients(&params, &mut gradients));
         for p in 0..params.len() {
             params[p] = adam_update(
@@ -155,6 +201,7 @@ pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
                 &constants,
             );
         }
+        on_progress(epoch + 1);
     }
 
     let model = Model::from_params(initial.architecture().clone(), params)?;

@@ -1,6 +1,8 @@
 //! Training data: celsius inputs and fahrenheit targets.
 
 use anyhow::{Context, Result, bail};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
 use std::path::Path;
 
 /// Paired samples, stored as f32 as Keras casts them to `floatx`.
@@ -16,6 +18,24 @@ impl Dataset {
         Self {
             celsius: vec![-40.0, -10.0, 0.0, 8.0, 15.0, 22.0, 38.0],
             fahrenheit: vec![-40.0, 14.0, 32.0, 46.0, 59.0, 72.0, 100.0],
+        }
+    }
+
+    /// `samples` points of the exact formula F = 1.8 C + 32 (computed in f64,
+    /// rounded to f32), celsius uniform in [-50, 150) from a ChaCha8 stream
+    /// seeded with `seed`: the same data on every machine.
+    pub fn from_formula(samples: u64, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xDA7A_5EED);
+        let celsius: Vec<f32> = (0..samples)
+            .map(|_| (-50.0 + 200.0 * (rng.next_u32() as f64 / 4_294_967_296.0)) as f32)
+            .collect();
+        let fahrenheit = celsius
+            .iter()
+            .map(|&c| (c as f64 * 1.8 + 32.0) as f32)
+            .collect();
+        Self {
+            celsius,
+            fahrenheit,
         }
     }
 
@@ -124,6 +144,17 @@ mod tests {
             let err = Dataset::from_csv_str(text).unwrap_err().to_string();
             assert!(err.contains(line) && err.contains(words), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn formula_data_is_seeded_in_range_and_exact() {
+        let data = Dataset::from_formula(1000, 7);
+        assert_eq!(data, Dataset::from_formula(1000, 7));
+        assert_ne!(data, Dataset::from_formula(1000, 8));
+        assert!(data.celsius.iter().all(|&c| (-50.0..150.0).contains(&c)));
+        let (slope, intercept) = data.least_squares_line();
+        // f32 rounding of values up to 302 F: the line is exact to ~1e-6.
+        assert!((slope - 1.8).abs() < 1e-6 && (intercept - 32.0).abs() < 1e-4);
     }
 
     #[test]

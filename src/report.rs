@@ -1,8 +1,11 @@
 //! The run's report: one structure, rendered as text for people or as one
 //! JSON object for programs.
 
+use crate::compare::Comparison;
 use crate::gpu::GpuInfo;
-use crate::model::DenseWeights;
+use crate::gpu::trainer::GpuTimings;
+use crate::model::{DenseWeights, Model};
+use crate::training::{TrainConfig, TrainOutput};
 use serde::Serialize;
 use std::fmt::Write;
 use std::time::Duration;
@@ -19,6 +22,14 @@ pub enum DeviceReport {
 impl DeviceReport {
     pub fn cpu_reference() -> Self {
         DeviceReport::CpuReference("cpu-reference")
+    }
+
+    /// The adapter's name, or "CPU reference".
+    pub fn short_name(&self) -> &str {
+        match self {
+            DeviceReport::Gpu(info) => &info.name,
+            DeviceReport::CpuReference(_) => "CPU reference",
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -51,11 +62,19 @@ pub struct Prediction {
 pub struct TimingsMs {
     /// Instance, adapter and device (GPU); 0 for the CPU reference.
     pub setup: f64,
+    /// Shader module and pipeline creation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipelines: Option<f64>,
+    /// Buffer creation and upload of weights, data and tables.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload: Option<f64>,
+    /// The training loop as the host sees it: recording, submitting, waiting.
     pub train: f64,
+    /// The GPU's own time in the training passes (timestamp queries); null
+    /// where the adapter does not support them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_train: Option<Option<f64>>,
+    /// Copying the loss history and weights back and mapping them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readback: Option<f64>,
     /// Epochs per second of the training loop alone.
@@ -73,6 +92,11 @@ pub struct Report {
     /// The GPU schedule that ran (`fused` or `dispatch`); absent on the CPU.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<&'static str>,
+    /// GPU command buffers of training work and buffers read back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submits: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readbacks: Option<usize>,
     pub architecture: String,
     pub parameters: usize,
     pub samples: usize,
@@ -89,9 +113,94 @@ pub struct Report {
     pub predictions: Vec<Prediction>,
     pub layers: Vec<DenseWeights>,
     pub timings_ms: TimingsMs,
+    /// GPU against the CPU reference (`--compare`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
 }
 
 impl Report {
+    /// A report of the job before training (CPU reference device until a
+    /// GPU is chosen).
+    pub fn new(initial: &Model, config: &TrainConfig, seed: Option<u64>, init: String) -> Self {
+        Self {
+            device: DeviceReport::cpu_reference(),
+            schedule: None,
+            submits: None,
+            readbacks: None,
+            architecture: initial.architecture().describe(),
+            parameters: initial.architecture().param_count(),
+            samples: config.data.len(),
+            epochs: config.epochs,
+            learning_rate: config.learning_rate,
+            seed,
+            init,
+            loss_history: Vec::new(),
+            final_loss: None,
+            predictions: Vec::new(),
+            layers: Vec::new(),
+            timings_ms: TimingsMs::default(),
+            comparison: None,
+        }
+    }
+
+    pub fn record_gpu_timings(&mut self, timings: &GpuTimings) {
+        self.schedule = Some(timings.schedule.name());
+        self.submits = Some(timings.submits);
+        self.readbacks = Some(timings.readbacks);
+        let t = &mut self.timings_ms;
+        t.pipelines = Some(millis(timings.pipelines));
+        t.upload = Some(millis(timings.upload));
+        t.train = millis(timings.train);
+        t.gpu_train = Some(timings.gpu_train.map(millis));
+        t.readback = Some(millis(timings.readback));
+    }
+
+    /// Loss history, weights, predictions (100 first) and the epoch rate.
+    pub fn record_results(&mut self, output: &TrainOutput, extra_predictions: &[f32]) {
+        let model = &output.model;
+        self.final_loss = output.loss_history.last().copied();
+        self.loss_history = output.loss_history.clone();
+        self.predictions = std::iter::once(100.0)
+            .chain(extra_predictions.iter().copied())
+            .map(|celsius| Prediction {
+                celsius,
+                fahrenheit: model.predict(celsius),
+            })
+            .collect();
+        self.layers = model.dense_weights();
+        let seconds = output.train_time.as_secs_f64();
+        self.timings_ms.epochs_per_second = if seconds > 0.0 {
+            output.loss_history.len() as f64 / seconds
+        } else {
+            0.0
+        };
+    }
+
+    /// The descriptive keys `--save` adds to a model file.
+    pub fn model_file_keys(&self) -> serde_json::Value {
+        serde_json::json!({
+            "seed": self.seed,
+            "init": self.init,
+            "epochs": self.epochs,
+            "learning_rate": self.learning_rate,
+            "final_loss": self.final_loss,
+            "device": self.device,
+        })
+    }
+
+    /// The title of `--plot`: device, epochs and final loss.
+    pub fn plot_title(&self) -> String {
+        let loss = self
+            .final_loss
+            .map_or_else(|| "none".to_string(), |l| l.to_string());
+        format!(
+            "gpu-c2f {} on {}: {} epochs, final loss {loss}",
+            self.architecture,
+            self.device.short_name(),
+            self.epochs
+        )
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a report always serialises")
     }
@@ -117,8 +226,13 @@ impl Report {
         let mut out = String::new();
         let t = &self.timings_ms;
         let _ = writeln!(out, "Device:      {}", self.device.describe());
-        if let Some(schedule) = self.schedule {
-            let _ = writeln!(out, "Schedule:    {schedule}");
+        if let (Some(schedule), Some(submits), Some(readbacks)) =
+            (self.schedule, self.submits, self.readbacks)
+        {
+            let _ = writeln!(
+                out,
+                "Schedule:    {schedule} ({submits} submission(s), {readbacks} readback(s))"
+            );
         }
         let _ = writeln!(
             out,
@@ -162,6 +276,56 @@ impl Report {
             }
         }
         let _ = writeln!(out, "Timings:     {}", parts.join(", "));
+        match t.gpu_train {
+            Some(Some(ms)) => {
+                let _ = writeln!(
+                    out,
+                    "GPU time:    {ms:.2} ms in the training passes (timestamp queries)"
+                );
+            }
+            Some(None) => {
+                let _ = writeln!(
+                    out,
+                    "GPU time:    not supported by this adapter (no timestamp queries)"
+                );
+            }
+            None => {}
+        }
+        if let Some(c) = &self.comparison {
+            let _ = writeln!(
+                out,
+                "Compare:     GPU vs CPU reference, tolerance {} relative loss, {} weight (absolute below 1, relative above)",
+                c.tolerance.loss_relative, c.tolerance.weight
+            );
+            let _ = writeln!(
+                out,
+                "  loss:        max {:e} absolute, {:e} relative (epoch {})",
+                c.loss.absolute, c.loss.relative, c.loss.at
+            );
+            let _ = writeln!(
+                out,
+                "  weights:     max {:e} absolute, {:e} relative (parameter {})",
+                c.weights.absolute, c.weights.relative, c.weights.at
+            );
+            let _ = writeln!(
+                out,
+                "  predictions: max {:e} absolute, {:e} relative ({} °C)",
+                c.predictions.absolute,
+                c.predictions.relative,
+                self.predictions
+                    .get(c.predictions.at)
+                    .map_or(100.0, |p| p.celsius)
+            );
+            let _ = writeln!(
+                out,
+                "  result:      {}",
+                if c.within_tolerance {
+                    "agree within the tolerance"
+                } else {
+                    "DIFFER beyond the tolerance"
+                }
+            );
+        }
         out
     }
 }

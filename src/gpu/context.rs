@@ -230,8 +230,11 @@ impl Gpu {
             max_buffer_size: supported.max_buffer_size,
             ..wgpu::Limits::default()
         };
+        // Timestamps let the report give the GPU's own training time.
+        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gpu-c2f device"),
+            required_features,
             required_limits,
             ..Default::default()
         }))

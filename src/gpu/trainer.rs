@@ -90,6 +90,9 @@ pub struct GpuTimings {
     pub train: Duration,
     /// Copying the results out and mapping them.
     pub readback: Duration,
+    /// The GPU's own time in the training passes, from timestamp queries;
+    /// `None` where the adapter does not support them.
+    pub gpu_train: Option<Duration>,
     /// Command buffers of training work submitted to the queue.
     pub submits: usize,
     /// Buffers mapped back to the host.
@@ -162,12 +165,15 @@ pub fn train_with(
             .unwrap_or(MAX_FUSED_EPOCHS_PER_SUBMIT)
             .next_multiple_of(fused.epochs_per_dispatch),
     };
+    let submissions = config.epochs.div_ceil(epochs_per_submit);
+    let timer = PassTimer::new(gpu, submissions);
     let mut submits = 0;
     let mut in_flight: Option<(wgpu::SubmissionIndex, usize)> = None;
     let mut done = 0usize;
     while done < config.epochs {
         let count = epochs_per_submit.min(config.epochs - done);
-        let commands = record_epochs(gpu, &pipelines, &buffers, &plan, &fused, count);
+        let timestamps = timer.as_ref().map(|t| t.writes(submits));
+        let commands = record_epochs(gpu, &pipelines, &buffers, &plan, &fused, count, timestamps);
         let submission = gpu.queue.submit([commands]);
         submits += 1;
         done += count;
@@ -184,8 +190,9 @@ pub fn train_with(
     let train_time = started.elapsed();
 
     let started = Instant::now();
-    let (params, loss_history) = read_back(gpu, &buffers, &plan)?;
+    let (params, loss_history, ticks) = read_back(gpu, &buffers, &plan, timer.as_ref())?;
     let readback = started.elapsed();
+    let gpu_train = timer.map(|t| t.total(&ticks));
 
     if let Some(epoch) = loss_history.iter().position(|l| !l.is_finite()) {
         bail!(
@@ -207,6 +214,7 @@ pub fn train_with(
             upload,
             train: train_time,
             readback,
+            gpu_train,
             submits,
             readbacks: 1,
         },
@@ -262,6 +270,7 @@ fn record_epochs(
     plan: &Plan,
     fused: &FusedSplit,
     epochs: usize,
+    timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
 ) -> wgpu::CommandBuffer {
     let mut encoder = gpu
         .device
@@ -271,7 +280,7 @@ fn record_epochs(
     {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("training pass"),
-            timestamp_writes: None,
+            timestamp_writes,
         });
         pass.set_bind_group(0, &buffers.train_bind_group, &[]);
         match pipelines.schedule {
@@ -318,14 +327,78 @@ fn workgroup_grid(dispatch: &Dispatch, max_groups: u32) -> (u32, u32) {
     }
 }
 
-/// Copies the weights and the loss history into one mappable buffer and
-/// reads it: the run's only readback.
-fn read_back(gpu: &Gpu, buffers: &RunBuffers, plan: &Plan) -> Result<(Vec<f32>, Vec<f32>)> {
+/// Timestamps at the start and end of every training pass, resolved into a
+/// buffer that is read back with the results (no extra round trip).
+struct PassTimer {
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    passes: u32,
+    nanoseconds_per_tick: f64,
+}
+
+impl PassTimer {
+    /// `None` when the device has no timestamp queries.
+    fn new(gpu: &Gpu, passes: usize) -> Option<Self> {
+        if !gpu
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            || passes == 0
+        {
+            return None;
+        }
+        let count = (2 * passes) as u32;
+        Some(Self {
+            queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("training pass timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            }),
+            resolved: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("resolved timestamps"),
+                size: count as u64 * 8,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            passes: passes as u32,
+            nanoseconds_per_tick: gpu.queue.get_timestamp_period() as f64,
+        })
+    }
+
+    fn writes(&self, pass: usize) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.queries,
+            beginning_of_pass_write_index: Some(2 * pass as u32),
+            end_of_pass_write_index: Some(2 * pass as u32 + 1),
+        }
+    }
+
+    /// The sum of every pass's end minus start.
+    fn total(&self, ticks: &[u64]) -> Duration {
+        let ticks: u64 = ticks
+            .chunks_exact(2)
+            .map(|pair| pair[1].saturating_sub(pair[0]))
+            .sum();
+        Duration::from_nanos((ticks as f64 * self.nanoseconds_per_tick) as u64)
+    }
+}
+
+/// Copies the weights, the loss history and the pass timestamps into one
+/// mappable buffer and reads it: the run's only readback.
+fn read_back(
+    gpu: &Gpu,
+    buffers: &RunBuffers,
+    plan: &Plan,
+    timer: Option<&PassTimer>,
+) -> Result<(Vec<f32>, Vec<f32>, Vec<u64>)> {
     let params_bytes = plan.param_count as u64 * 4;
     let history_bytes = buffers.history.size();
+    // Timestamps are u64s: their copy starts on an 8-byte boundary.
+    let timestamps_offset = (params_bytes + history_bytes).next_multiple_of(8);
+    let timestamp_bytes = timer.map_or(0, |t| t.resolved.size());
     let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback staging"),
-        size: params_bytes + history_bytes,
+        size: timestamps_offset + timestamp_bytes,
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
@@ -336,6 +409,16 @@ fn read_back(gpu: &Gpu, buffers: &RunBuffers, plan: &Plan) -> Result<(Vec<f32>, 
         });
     encoder.copy_buffer_to_buffer(&buffers.params, 0, &staging, 0, params_bytes);
     encoder.copy_buffer_to_buffer(&buffers.history, 0, &staging, params_bytes, history_bytes);
+    if let Some(timer) = timer {
+        encoder.resolve_query_set(&timer.queries, 0..2 * timer.passes, &timer.resolved, 0);
+        encoder.copy_buffer_to_buffer(
+            &timer.resolved,
+            0,
+            &staging,
+            timestamps_offset,
+            timestamp_bytes,
+        );
+    }
     let submission = gpu.queue.submit([encoder.finish()]);
 
     let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
@@ -355,7 +438,10 @@ fn read_back(gpu: &Gpu, buffers: &RunBuffers, plan: &Plan) -> Result<(Vec<f32>, 
         .to_vec();
     staging.unmap();
 
-    let floats: &[f32] = bytemuck::cast_slice(&bytes);
+    let (results, timestamps) = bytes.split_at(timestamps_offset as usize);
+    let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(timestamps);
+    let floats: Vec<f32> =
+        bytemuck::pod_collect_to_vec(&results[..(params_bytes + history_bytes) as usize]);
     let params = floats[..plan.param_count as usize].to_vec();
     let history = &floats[plan.param_count as usize..];
     let steps_run = history[0].to_bits() as usize;
@@ -363,5 +449,5 @@ fn read_back(gpu: &Gpu, buffers: &RunBuffers, plan: &Plan) -> Result<(Vec<f32>, 
     if steps_run != epochs {
         bail!("the GPU ran {steps_run} training steps, expected {epochs}");
     }
-    Ok((params, history[1..=epochs].to_vec()))
+    Ok((params, history[1..=epochs].to_vec(), ticks))
 }
