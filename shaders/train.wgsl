@@ -87,6 +87,10 @@ struct Schedule {
 struct History {
     // Adam steps started so far; the step in progress is `step` (1-based t).
     step: u32,
+    // The first step whose loss or updated weights were not finite
+    // (0xffffffff while none): divergence is flagged here, on the GPU, and
+    // read back with the results instead of checked by the host each epoch.
+    first_bad_step: atomic<u32>,
     // Loss of each step's forward pass, before its update (Keras's history).
     losses: array<f32>,
 }
@@ -207,7 +211,9 @@ fn adam_step_at(p: u32) {
     let count = run.param_count;
     let t = history.step;
     if p == 0u {
-        history.losses[t - 1u] = reduce[run.totals_offset + count] / f32(run.samples);
+        let loss = reduce[run.totals_offset + count] / f32(run.samples);
+        history.losses[t - 1u] = loss;
+        flag_if_not_finite(loss, t);
     }
     if p >= count {
         return;
@@ -218,7 +224,16 @@ fn adam_step_at(p: u32) {
     let v = params[2u * count + p] + (g * g - params[2u * count + p]) * run.one_minus_beta_2;
     params[count + p] = m;
     params[2u * count + p] = v;
-    params[p] = params[p] - (m * alpha) / (sqrt(v) + run.epsilon);
+    let w = params[p] - (m * alpha) / (sqrt(v) + run.epsilon);
+    params[p] = w;
+    flag_if_not_finite(w, t);
+}
+
+// Tested on the bits: WGSL lets compilers assume float values are finite.
+fn flag_if_not_finite(value: f32, t: u32) {
+    if (bitcast<u32>(value) & 0x7f800000u) == 0x7f800000u {
+        atomicMin(&history.first_bad_step, t);
+    }
 }
 
 // The dispatch schedule's entry points. Grids larger than one dimension

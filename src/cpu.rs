@@ -5,7 +5,7 @@
 use crate::data::Dataset;
 use crate::model::{Architecture, DenseLayout, Model, dense_forward};
 use crate::optimizer::adam_update;
-use crate::training::{TrainConfig, TrainOutput};
+use crate::training::{Diverged, TrainConfig, TrainOutput};
 use anyhow::Result;
 
 /// Every sum over samples (and over partial sums) adds this many values in
@@ -190,7 +190,8 @@ pub fn train_with_progress(
     let mut loss_history = Vec::with_capacity(config.epochs);
 
     for (epoch, alpha) in adam.step_sizes(config.epochs).into_iter().enumerate() {
-        loss_history.push(backprop.loss_and_gradients(&params, &mut gradients));
+        let loss = backprop.loss_and_gradients(&params, &mut gradients);
+        loss_history.push(loss);
         for p in 0..params.len() {
             params[p] = adam_update(
                 params[p],
@@ -200,6 +201,15 @@ pub fn train_with_progress(
                 alpha,
                 &constants,
             );
+        }
+        // The same test as the kernels' flag: stop at the first epoch whose
+        // loss or updated weights are not finite.
+        if !loss.is_finite() || params.iter().any(|w| !w.is_finite()) {
+            return Err(Diverged {
+                epoch: epoch + 1,
+                loss,
+            }
+            .into());
         }
         on_progress(epoch + 1);
     }

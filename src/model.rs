@@ -10,6 +10,17 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+/// Most units in one layer. A kernel thread loops over a layer's inputs or
+/// units, and llvmpipe ends any invocation's loops after 65 535 iterations;
+/// 16 384 keeps every loop well inside that.
+pub const MAX_WIDTH: usize = 16_384;
+
+/// Most hidden layers (an epoch's dispatch list holds at most 64 entries).
+pub const MAX_HIDDEN_LAYERS: usize = 28;
+
+/// Most parameters: 2^26 weights, with Adam's two moments 768 MiB of f32.
+pub const MAX_PARAMS: usize = 1 << 26;
+
 /// Widths of every layer of activations, input (1) and output (1) included:
 /// the seed network 1 -> 3 -> 3 -> 1 is `[1, 3, 3, 1]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,7 +40,9 @@ pub struct DenseLayout {
 }
 
 impl Architecture {
-    /// One input, the given hidden widths, one output. Every width must be >= 1.
+    /// One input, the given hidden widths, one output. Every width must be
+    /// in 1..=[`MAX_WIDTH`], at most [`MAX_HIDDEN_LAYERS`] hidden layers and
+    /// [`MAX_PARAMS`] parameters in all, checked before anything is allocated.
     pub fn new(hidden: &[usize]) -> Result<Self> {
         if let Some(pos) = hidden.iter().position(|&w| w == 0) {
             bail!(
@@ -37,11 +50,32 @@ impl Architecture {
                 pos + 1
             );
         }
+        if let Some(pos) = hidden.iter().position(|&w| w > MAX_WIDTH) {
+            bail!(
+                "hidden layer {} has width {}; at most {MAX_WIDTH} units per layer are supported",
+                pos + 1,
+                hidden[pos]
+            );
+        }
+        if hidden.len() > MAX_HIDDEN_LAYERS {
+            bail!(
+                "{} hidden layers; at most {MAX_HIDDEN_LAYERS} are supported",
+                hidden.len()
+            );
+        }
         let mut widths = Vec::with_capacity(hidden.len() + 2);
         widths.push(1);
         widths.extend_from_slice(hidden);
         widths.push(1);
-        Ok(Self { widths })
+        let architecture = Self { widths };
+        let count = architecture.param_count();
+        if count > MAX_PARAMS {
+            bail!(
+                "a {} network has {count} parameters; at most {MAX_PARAMS} are supported",
+                architecture.describe()
+            );
+        }
+        Ok(architecture)
     }
 
     /// The seed's model: Dense(3), Dense(3), Dense(1).

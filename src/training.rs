@@ -50,6 +50,29 @@ impl TrainConfig {
     }
 }
 
+/// Training stopped being meaningful: at `epoch` (1-based) the loss, or a
+/// weight after that epoch's update, was not a finite number. Both trainers
+/// return it (the GPU flags it in the kernels) and never a model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Diverged {
+    pub epoch: usize,
+    /// That epoch's loss (finite when only a weight overflowed).
+    pub loss: f32,
+}
+
+impl std::fmt::Display for Diverged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "training diverged at epoch {}: the loss or a weight became infinite or NaN \
+             (that epoch's loss: {}); no model was produced (try a smaller --learning-rate)",
+            self.epoch, self.loss
+        )
+    }
+}
+
+impl std::error::Error for Diverged {}
+
 /// What a trainer returns.
 #[derive(Debug, Clone)]
 pub struct TrainOutput {

@@ -243,13 +243,10 @@ impl Plan {
             epsilon: constants.epsilon,
             _padding: [0; 2],
         };
-        if epoch.len() > MAX_STEPS {
-            bail!(
-                "{} hidden layers need {} kernels an epoch; at most {MAX_STEPS} fit (28 hidden layers)",
-                architecture.hidden().len(),
-                epoch.len()
-            );
-        }
+        debug_assert!(
+            epoch.len() <= MAX_STEPS,
+            "Architecture caps hidden layers so an epoch fits MAX_STEPS"
+        );
         Ok(Self {
             samples: samples as u32,
             param_count: param_count as u32,
@@ -266,6 +263,33 @@ impl Plan {
 }
 
 impl Plan {
+    /// Fails, before any GPU allocation, when a buffer of this run would
+    /// exceed what the device allows, naming the buffer and the limit.
+    pub fn check_limits(&self, limits: &wgpu::Limits) -> Result<()> {
+        let most = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let words = |n: u64| n.max(1) * 4;
+        for (what, bytes) in [
+            ("per-sample activations and errors", words(self.tensors_len)),
+            ("gradient reduction", words(self.reduce_len)),
+            ("loss history", words(HISTORY_HEADER + self.epochs as u64)),
+            ("Adam step-size table", words(self.epochs as u64)),
+            (
+                "weights and Adam moments",
+                words(3 * self.param_count as u64),
+            ),
+        ] {
+            if bytes > most {
+                bail!(
+                    "the {what} of this run need {bytes} bytes, more than this device allows in \
+                     one buffer ({most} bytes); use fewer samples, fewer epochs or narrower layers"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Loop iterations one invocation of `fused_epochs` (a workgroup of
     /// `workgroup_size`) runs per epoch, counting one more for every loop
     /// entered: an upper bound, since the invocation with local index 0 does
@@ -315,6 +339,12 @@ pub struct RunBuffers {
     pub current_bind_group: wgpu::BindGroup,
 }
 
+/// 32-bit words before the losses in `History`: `step`, `first_bad_step`.
+pub const HISTORY_HEADER: u64 = 2;
+
+/// `first_bad_step` while every loss and weight has been finite.
+pub const NO_BAD_STEP: u32 = u32::MAX;
+
 fn buffer(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
     wgpu::BindGroupEntry {
         binding,
@@ -338,21 +368,6 @@ impl RunBuffers {
         config: &TrainConfig,
         adam: &Adam,
     ) -> Result<Self> {
-        let limits = device.limits();
-        for (what, bytes) in [
-            ("per-sample tensors", f32_bytes(plan.tensors_len)),
-            ("gradient reduction", f32_bytes(plan.reduce_len)),
-        ] {
-            if bytes > limits.max_storage_buffer_binding_size || bytes > limits.max_buffer_size {
-                bail!(
-                    "the {what} need {bytes} bytes, more than this device allows in one buffer \
-                     ({} bytes); use fewer samples or narrower layers",
-                    limits
-                        .max_storage_buffer_binding_size
-                        .min(limits.max_buffer_size)
-                );
-            }
-        }
         let storage = wgpu::BufferUsages::STORAGE;
         let init = |label: &str, contents: &[u8], usage: wgpu::BufferUsages| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -391,13 +406,14 @@ impl RunBuffers {
             usage: storage,
             mapped_at_creation: false,
         });
-        // `step` (0) followed by one loss per epoch.
+        // `step` (0), `first_bad_step` (none yet), one loss per epoch.
         let history = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("history"),
-            size: float_size * (1 + plan.epochs as u64),
-            usage: storage | wgpu::BufferUsages::COPY_SRC,
+            size: float_size * (HISTORY_HEADER + plan.epochs as u64),
+            usage: storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        queue.write_buffer(&history, 0, bytemuck::cast_slice(&[0u32, NO_BAD_STEP]));
         let step_sizes = init(
             "adam step sizes",
             bytemuck::cast_slice(&adam.step_sizes(config.epochs.max(1))),

@@ -2,10 +2,11 @@
 //! inside the loop, and reads the loss history and the final weights back
 //! once at the end.
 
-use super::buffers::{CurrentRecord, Dispatch, Plan, RunBuffers};
+use super::buffers::{CurrentRecord, Dispatch, HISTORY_HEADER, NO_BAD_STEP, Plan, RunBuffers};
 use super::context::Gpu;
 use super::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
 use crate::model::Model;
+use crate::training::Diverged;
 use crate::training::{TrainConfig, TrainOutput};
 use anyhow::{Context, Result, bail};
 use std::time::{Duration, Instant};
@@ -123,6 +124,7 @@ pub fn train_with(
 ) -> Result<GpuTrainOutput> {
     config.validate()?;
     let plan = Plan::new(initial, config)?;
+    plan.check_limits(&gpu.device.limits())?;
     // llvmpipe runs a workgroup as 8-wide SIMD rows and switches between rows
     // at every barrier: one row is fastest there. GPUs want a full wave.
     let fused_workgroup_size = match gpu.adapter.get_info().device_type {
@@ -137,6 +139,8 @@ pub fn train_with(
 
     let started = Instant::now();
     let adam = config.adam();
+    // An allocation the device cannot make becomes an error of this run.
+    let out_of_memory = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let buffers = RunBuffers::new(
         &gpu.device,
         &gpu.queue,
@@ -146,6 +150,9 @@ pub fn train_with(
         config,
         &adam,
     )?;
+    if let Some(error) = pollster::block_on(out_of_memory.pop()) {
+        bail!("the GPU ran out of memory for this run's buffers: {error}");
+    }
     gpu.check_errors()?;
     let upload = started.elapsed();
 
@@ -190,18 +197,18 @@ pub fn train_with(
     let train_time = started.elapsed();
 
     let started = Instant::now();
-    let (params, loss_history, ticks) = read_back(gpu, &buffers, &plan, timer.as_ref())?;
+    let results = read_back(gpu, &buffers, &plan, timer.as_ref())?;
     let readback = started.elapsed();
-    let gpu_train = timer.map(|t| t.total(&ticks));
-
-    if let Some(epoch) = loss_history.iter().position(|l| !l.is_finite()) {
-        bail!(
-            "training diverged: the loss became {} at epoch {} (try a smaller --learning-rate)",
-            loss_history[epoch],
-            epoch + 1
-        );
+    let gpu_train = timer.map(|t| t.total(&results.ticks));
+    if let Some(epoch) = results.first_bad_epoch {
+        return Err(Diverged {
+            epoch,
+            loss: results.loss_history[epoch - 1],
+        }
+        .into());
     }
-    let model = Model::from_params(initial.architecture().clone(), params)?;
+    let loss_history = results.loss_history;
+    let model = Model::from_params(initial.architecture().clone(), results.params)?;
     Ok(GpuTrainOutput {
         output: TrainOutput {
             loss_history,
@@ -383,14 +390,25 @@ impl PassTimer {
     }
 }
 
-/// Copies the weights, the loss history and the pass timestamps into one
-/// mappable buffer and reads it: the run's only readback.
+/// What the readback brings home.
+struct GpuResults {
+    params: Vec<f32>,
+    loss_history: Vec<f32>,
+    /// The epoch the kernels flagged as the first with a non-finite loss
+    /// or weight.
+    first_bad_epoch: Option<usize>,
+    /// Pass timestamps (empty without timestamp queries).
+    ticks: Vec<u64>,
+}
+
+/// Copies the weights, the loss history, the divergence flag and the pass
+/// timestamps into one mappable buffer and reads it: the run's only readback.
 fn read_back(
     gpu: &Gpu,
     buffers: &RunBuffers,
     plan: &Plan,
     timer: Option<&PassTimer>,
-) -> Result<(Vec<f32>, Vec<f32>, Vec<u64>)> {
+) -> Result<GpuResults> {
     let params_bytes = plan.param_count as u64 * 4;
     let history_bytes = buffers.history.size();
     // Timestamps are u64s: their copy starts on an 8-byte boundary.
@@ -449,5 +467,15 @@ fn read_back(
     if steps_run != epochs {
         bail!("the GPU ran {steps_run} training steps, expected {epochs}");
     }
-    Ok((params, history[1..=epochs].to_vec(), ticks))
+    let header = HISTORY_HEADER as usize;
+    let results = GpuResults {
+        params,
+        loss_history: history[header..header + epochs].to_vec(),
+        first_bad_epoch: match history[1].to_bits() {
+            NO_BAD_STEP => None,
+            step => Some(step as usize),
+        },
+        ticks,
+    };
+    Ok(results)
 }

@@ -1,0 +1,455 @@
+//! Bad input of every class, run through the built binary: each case ends
+//! with the stated exit code, a message with the stated key words, no
+//! panic, and no damage to existing files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn gpu_c2f(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpu-c2f"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn folder() -> PathBuf {
+    let folder = std::env::temp_dir().join(format!("gpu-c2f-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    folder
+}
+
+fn file(name: &str, contents: &str) -> String {
+    let path = folder().join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+struct Case {
+    class: &'static str,
+    args: Vec<String>,
+    code: i32,
+    words: &'static [&'static str],
+}
+
+fn case(class: &'static str, args: &[&str], code: i32, words: &'static [&'static str]) -> Case {
+    Case {
+        class,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code,
+        words,
+    }
+}
+
+fn check(cases: &[Case]) {
+    for case in cases {
+        let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+        let output = gpu_c2f(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let context = format!(
+            "[{}] {:?}: exit {:?}, stderr: {stderr}",
+            case.class,
+            case.args,
+            output.status.code()
+        );
+        assert_eq!(output.status.code(), Some(case.code), "{context}");
+        for word in case.words {
+            assert!(stderr.contains(word), "{context}\nmissing {word:?}");
+        }
+        assert!(!stderr.contains("panicked"), "{context}");
+    }
+}
+
+#[test]
+fn flags() {
+    check(&[
+        case("flags", &["--epochs", "-3"], 2, &["--epochs", "-3"]),
+        case("flags", &["--epochs", "ten"], 2, &["--epochs", "ten"]),
+        case(
+            "flags",
+            &["--learning-rate", "0"],
+            2,
+            &["--learning-rate", "greater than 0"],
+        ),
+        case(
+            "flags",
+            &["--learning-rate", "-0.5"],
+            2,
+            &["greater than 0"],
+        ),
+        case(
+            "flags",
+            &["--learning-rate", "NaN"],
+            2,
+            &["not a finite number"],
+        ),
+        case(
+            "flags",
+            &["--learning-rate", "inf"],
+            2,
+            &["not a finite number"],
+        ),
+        case("flags", &["--hidden", ","], 2, &["--hidden", "width 1"]),
+        case("flags", &["--hidden", "0"], 2, &["at least 1"]),
+        case("flags", &["--hidden", "3,,3"], 2, &["width 2"]),
+        case(
+            "flags",
+            &["--hidden", "three"],
+            2,
+            &["not a positive whole number"],
+        ),
+        case(
+            "flags",
+            &["--hidden", "100000"],
+            1,
+            &["width 100000", "at most 16384"],
+        ),
+        case(
+            "flags",
+            &["--hidden", "16384,16384"],
+            1,
+            &["parameters", "at most 67108864"],
+        ),
+        case(
+            "flags",
+            &["--backend", "directx9"],
+            2,
+            &["--backend", "possible values"],
+        ),
+        case(
+            "flags",
+            &["--adapter", "no-such-gpu"],
+            1,
+            &["no adapter name contains", "Adapters found", "[0]"],
+        ),
+        case(
+            "flags",
+            &["--adapter", "99"],
+            1,
+            &["no adapter has index 99"],
+        ),
+        case(
+            "flags",
+            &["--predict", "warm"],
+            2,
+            &["--predict", "not a number"],
+        ),
+        case("flags", &["--predict", "inf"], 2, &["not a finite number"]),
+        case("flags", &["--samples", "0"], 2, &["--samples"]),
+        case("flags", &["--plot-log"], 2, &["--plot"]),
+        case(
+            "flags",
+            &["--cpu-reference", "--compare"],
+            2,
+            &["cannot be used with"],
+        ),
+    ]);
+}
+
+#[test]
+fn epochs_zero_reports_the_untrained_model() {
+    let output = gpu_c2f(&["--epochs", "0", "--json"]);
+    assert!(output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["loss_history"].as_array().unwrap().len(), 0);
+    assert_eq!(report["final_loss"], serde_json::Value::Null);
+    // Biases start at zero: nothing was trained.
+    assert_eq!(
+        report["layers"][0]["bias"],
+        serde_json::json!([0.0, 0.0, 0.0])
+    );
+}
+
+#[test]
+fn csv_data() {
+    let missing = folder().join("missing.csv");
+    let missing = missing.to_str().unwrap();
+    let empty = file("empty.csv", "");
+    let header = file("header.csv", "celsius,fahrenheit\n");
+    let columns = file("columns.csv", "0,32\n10,50,7\n");
+    let text = file("text.csv", "0,32\n\nten,50\n");
+    let nan = file("nan.csv", "c,f\n0,32\n5,NaN\n");
+    let inf = file("inf.csv", "0,32\n-inf,5\n");
+    check(&[
+        case(
+            "csv",
+            &["--data", missing],
+            1,
+            &["cannot read data file", "missing.csv"],
+        ),
+        case(
+            "csv",
+            &["--data", &empty],
+            1,
+            &["empty.csv", "no data rows"],
+        ),
+        case(
+            "csv",
+            &["--data", &header],
+            1,
+            &["header.csv", "no data rows"],
+        ),
+        case(
+            "csv",
+            &["--data", &columns],
+            1,
+            &["columns.csv", "line 2", "2 columns"],
+        ),
+        case(
+            "csv",
+            &["--data", &text],
+            1,
+            &["text.csv", "line 3", "\"ten\"", "not a number"],
+        ),
+        case(
+            "csv",
+            &["--data", &nan],
+            1,
+            &["nan.csv", "line 3", "not finite"],
+        ),
+        case(
+            "csv",
+            &["--data", &inf],
+            1,
+            &["inf.csv", "line 2", "not finite"],
+        ),
+        case(
+            "csv",
+            &["--data", &nan, "--samples", "5"],
+            2,
+            &["cannot be used with"],
+        ),
+    ]);
+}
+
+#[test]
+fn csv_with_crlf_blank_lines_and_a_million_rows_works() {
+    let mut text = String::from("celsius,fahrenheit\r\n\r\n");
+    for i in 0..1_000_000u32 {
+        let c = (i % 2000) as f32 / 10.0 - 50.0;
+        text += &format!("{c},{}\r\n", c * 1.8 + 32.0);
+        if i % 100_000 == 0 {
+            text += "\r\n";
+        }
+    }
+    let path = file("million.csv", &text);
+    let output = gpu_c2f(&["--data", &path, "--epochs", "2", "--hidden", "3", "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["samples"], 1_000_000);
+    assert_eq!(report["schedule"], "dispatch");
+}
+
+#[test]
+fn more_data_than_a_device_buffer_holds_is_refused_naming_the_limit() {
+    let output = gpu_c2f(&[
+        "--samples",
+        "20000000",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("more than this device allows in one buffer"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bytes)"), "{stderr}");
+}
+
+#[test]
+fn model_files() {
+    let missing = folder().join("missing.json");
+    let missing = missing.to_str().unwrap();
+    let not_json = file("not.json", "layers: yes");
+    let no_layers = file("no-layers.json", r#"{"weights": []}"#);
+    let shapes = file(
+        "shapes.json",
+        r#"{"layers": [{"kernel": [[1, 2]], "bias": [0]}]}"#,
+    );
+    let chain = file(
+        "chain.json",
+        r#"{"layers": [{"kernel": [[1, 2]], "bias": [0, 0]}, {"kernel": [[1], [2], [3]], "bias": [0]}]}"#,
+    );
+    let last = file(
+        "last.json",
+        r#"{"layers": [{"kernel": [[1, 2]], "bias": [0, 0]}]}"#,
+    );
+    let huge = file(
+        "huge.json",
+        r#"{"layers": [{"kernel": [[1e39]], "bias": [0]}]}"#,
+    );
+    check(&[
+        case(
+            "model",
+            &["--init", missing],
+            1,
+            &["cannot read model file", "missing.json"],
+        ),
+        case(
+            "model",
+            &["--init", &not_json],
+            1,
+            &["not.json", "not a model file", "line 1"],
+        ),
+        case(
+            "model",
+            &["--init", &no_layers],
+            1,
+            &["no-layers.json", "missing field `layers`"],
+        ),
+        case(
+            "model",
+            &["--init", &shapes],
+            1,
+            &[
+                "shapes.json",
+                "layer 0",
+                "kernel row 0 has 2 values but bias has 1",
+            ],
+        ),
+        case(
+            "model",
+            &["--init", &chain],
+            1,
+            &["chain.json", "layer 1", "3 rows", "2 input(s)"],
+        ),
+        case(
+            "model",
+            &["--init", &last],
+            1,
+            &["last.json", "layer 0", "last layer must have 1 unit"],
+        ),
+        case(
+            "model",
+            &["--init", &huge],
+            1,
+            &["huge.json", "layer 0", "non-finite"],
+        ),
+    ]);
+}
+
+fn assert_untouched(path: &Path, contents: &str) {
+    assert_eq!(
+        std::fs::read_to_string(path).unwrap(),
+        contents,
+        "{} was changed",
+        path.display()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn output_files_fail_fast_and_are_never_left_half_written() {
+    check(&[
+        case(
+            "output",
+            &["--save", "/no/such/folder/m.json"],
+            1,
+            &["--save", "/no/such/folder"],
+        ),
+        case(
+            "output",
+            &["--plot", "/no/such/folder/p.svg"],
+            1,
+            &["--plot", "cannot write"],
+        ),
+        case(
+            "output",
+            &["--plot", "loss.gif"],
+            1,
+            &["--plot", ".svg or .png"],
+        ),
+        case("output", &["--save", "/tmp"], 1, &["--save", "is a folder"]),
+    ]);
+    // A run that fails after the outputs were reserved leaves the old
+    // files as they were.
+    let dir = folder().join("keep");
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("model.json");
+    let picture = dir.join("loss.svg");
+    std::fs::write(&model, "old model").unwrap();
+    std::fs::write(&picture, "old picture").unwrap();
+    let output = gpu_c2f(&[
+        "--learning-rate",
+        "1e6",
+        "--save",
+        model.to_str().unwrap(),
+        "--plot",
+        picture.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_untouched(&model, "old model");
+    assert_untouched(&picture, "old picture");
+}
+
+#[test]
+fn divergence_names_the_first_bad_epoch_on_both_paths() {
+    for path in [
+        &["--cpu-reference"][..],
+        &["--schedule", "fused"],
+        &["--schedule", "dispatch"],
+    ] {
+        let mut args = vec!["--learning-rate", "1e6", "--json"];
+        args.extend_from_slice(path);
+        let output = gpu_c2f(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{path:?}: {stderr}");
+        // With steps of ~1e6 the output overflows f32 in the second
+        // epoch's forward pass: every path must name the same epoch.
+        assert!(
+            stderr.contains("training diverged at epoch 2"),
+            "{path:?}: {stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{path:?}: no report for a diverged run"
+        );
+    }
+}
+
+#[test]
+fn same_flags_give_bit_identical_results_across_processes() {
+    for path in [
+        &["--cpu-reference"][..],
+        &["--schedule", "fused"],
+        &["--schedule", "dispatch"],
+    ] {
+        let run = || {
+            let mut args = vec![
+                "--json",
+                "--samples",
+                "300",
+                "--hidden",
+                "5,4",
+                "--epochs",
+                "50",
+                "--seed",
+                "9",
+            ];
+            args.extend_from_slice(path);
+            let output = gpu_c2f(&args);
+            assert!(output.status.success());
+            let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            (
+                report["loss_history"].to_string(),
+                report["layers"].to_string(),
+            )
+        };
+        assert_eq!(run(), run(), "{path:?}");
+    }
+}
