@@ -2,15 +2,17 @@
 // backprop, the gradient reduction over samples, and Keras's Adam update.
 //
 // Every concept is written once, as a function of one work item (`*_at`).
-// An epoch is a list of dispatches built by the host (src/gpu/buffers.rs):
-// dense_forward per layer -> output_error -> dense_backward per layer, last
-// to second -> gradient_partials -> reduce_partials (0+ levels) -> adam_step.
+// A training step (one mini-batch, one Adam update) is a list of dispatches
+// built by the host (src/gpu/buffers.rs): gather_batch (when batches are
+// shuffled) -> dense_forward per layer -> output_error -> dense_backward per
+// layer, last to second -> gradient_partials -> reduce_partials (0+ levels)
+// -> adam_step -> finish_step.
 // Two schedules run that list:
-//   - one GPU dispatch per entry, all epochs recorded into one compute pass
+//   - one GPU dispatch per entry, many steps recorded into one compute pass
 //     (the entry points at the end of this file);
-//   - fused: one workgroup runs many epochs in one dispatch, calling the same
+//   - fused: one workgroup runs many steps in one dispatch, calling the same
 //     `*_at` functions in the list's order with a barrier between entries
-//     (shaders/fused_entry.wgsl plus `fused_epoch`, which the host writes
+//     (shaders/fused_entry.wgsl plus `fused_step`, which the host writes
 //     out for each run with the list's sizes as constants: src/gpu/fused.rs).
 // The CPU reference (src/cpu.rs) follows the same order of operations, so on
 // a driver with IEEE f32 and no FMA contraction the three agree bit for bit.
@@ -23,17 +25,29 @@ override fused_workgroup_size: u32 = 8u;
 // of the reduction; the host sets it from cpu::REDUCE_BLOCK.
 override reduce_block: u32 = 256u;
 
-// Entries of an epoch's dispatch list (enough for 28 hidden layers).
+// Entries of a training step's dispatch list (enough for 28 hidden layers).
 const MAX_STEPS: u32 = 64u;
 
 // Sizes and offsets fixed for a whole training run.
 struct Run {
+    // Samples in the dataset, and how they are cut into batches.
     samples: u32,
+    batch_size: u32,
+    steps_per_epoch: u32,
+    // 1 when each epoch draws its batches from a shuffled order.
+    shuffle: u32,
+    // The shuffle's seed and Feistel half width (src/batching.rs).
+    seed_low: u32,
+    seed_high: u32,
+    half_bits: u32,
     param_count: u32,
-    // In `tensors`: the network's output, its error, the targets, residuals.
+    // In `tensors`: the dataset (celsius, then fahrenheit), the batch's
+    // inputs and targets, the network's output and its error, residuals.
+    data_offset: u32,
+    input_offset: u32,
+    target_offset: u32,
     output_offset: u32,
     output_delta_offset: u32,
-    target_offset: u32,
     residual_offset: u32,
     // In `reduce`: the fully reduced value of each row (gradients, then the
     // squared-error sum in row `param_count`).
@@ -43,6 +57,7 @@ struct Run {
     one_minus_beta_1: f32,
     one_minus_beta_2: f32,
     epsilon: f32,
+    _pad0: u32,
 }
 
 // What one dispatch works on.
@@ -85,21 +100,85 @@ struct Schedule {
 }
 
 struct History {
-    // Adam steps started so far; the step in progress is `step` (1-based t).
+    // Training steps finished; the step in progress is t = step + 1.
     step: u32,
     // The first step whose loss or updated weights were not finite
     // (0xffffffff while none): divergence is flagged here, on the GPU, and
     // read back with the results instead of checked by the host each epoch.
     first_bad_step: atomic<u32>,
-    // Loss of each step's forward pass, before its update (Keras's history).
+    // This epoch's batch losses times batch sizes so far (Keras's `Mean`).
+    epoch_total: f32,
+    _pad: u32,
+    // Each epoch's loss: its batches' losses (each from the forward pass
+    // before that batch's update) weighted by batch size, as Keras's history.
     losses: array<f32>,
 }
 
-// Which `Step` a dispatch works on, or how many epochs a fused dispatch runs
-// (bound with a dynamic offset per dispatch).
+// The slice of the epoch's sample order the current step trains on.
+struct Batch {
+    epoch: u32,
+    first: u32,
+    size: u32,
+}
+
+fn current_batch() -> Batch {
+    let done = history.step;
+    let first = (done % run.steps_per_epoch) * run.batch_size;
+    return Batch(done / run.steps_per_epoch, first, min(run.batch_size, run.samples - first));
+}
+
+// src/batching.rs, bit for bit: a keyed 4-round Feistel permutation of
+// [0, 4^half_bits), cycle-walked into [0, samples).
+fn hash32(value: u32) -> u32 {
+    var x = value;
+    x ^= x >> 16u;
+    x *= 0x7feb352du;
+    x ^= x >> 15u;
+    x *= 0x846ca68bu;
+    x ^= x >> 16u;
+    return x;
+}
+
+fn sample_index(epoch: u32, position: u32) -> u32 {
+    if run.shuffle == 0u {
+        return position;
+    }
+    let base = hash32(hash32(run.seed_low ^ 0x9e3779b9u) ^ run.seed_high ^ hash32(epoch));
+    let mask = (1u << run.half_bits) - 1u;
+    var x = position;
+    loop {
+        var left = x >> run.half_bits;
+        var right = x & mask;
+        for (var round = 0u; round < 4u; round++) {
+            let next = left ^ (hash32(right ^ hash32(base + round)) & mask);
+            left = right;
+            right = next;
+        }
+        x = (left << run.half_bits) | right;
+        if x < run.samples {
+            break;
+        }
+    }
+    return x;
+}
+
+// The batch's inputs and targets, copied from the dataset in the epoch's
+// shuffled order; item i of the batch.
+fn gather_batch_at(i: u32) {
+    let batch = current_batch();
+    if i >= batch.size {
+        return;
+    }
+    let sample = sample_index(batch.epoch, batch.first + i);
+    tensors[run.input_offset + i] = tensors[run.data_offset + sample];
+    tensors[run.target_offset + i] = tensors[run.data_offset + run.samples + sample];
+}
+
+// Which `Step` record a dispatch works on, or how many training steps a
+// fused dispatch runs (bound with a dynamic offset per dispatch).
 struct Current {
     step: u32,
-    epochs: u32,
+    steps: u32,
 }
 
 // Weights in [0, P), Adam's m in [P, 2P), v in [2P, 3P).
@@ -117,7 +196,7 @@ struct Current {
 
 // out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j]; item (s, j).
 fn dense_forward_at(index: u32, step: Step) {
-    if index >= run.samples * step.units {
+    if index >= current_batch().size * step.units {
         return;
     }
     let sample = index / step.units;
@@ -132,23 +211,21 @@ fn dense_forward_at(index: u32, step: Step) {
 
 // Mean squared error, Keras's `mean((y - y_hat)^2)` over the batch:
 // residual r = y_hat - y (squared later by the reduction) and the error fed
-// back, dL/dy_hat = 2 r / N. Item 0 also starts the epoch's Adam step.
+// back, dL/dy_hat = 2 r / N (N: the batch's size).
 fn output_error_at(sample: u32) {
-    if sample == 0u {
-        history.step += 1u;
-    }
-    if sample >= run.samples {
+    let size = current_batch().size;
+    if sample >= size {
         return;
     }
     let residual = tensors[run.output_offset + sample] - tensors[run.target_offset + sample];
     tensors[run.residual_offset + sample] = residual;
-    tensors[run.output_delta_offset + sample] = (2.0 * residual) / f32(run.samples);
+    tensors[run.output_delta_offset + sample] = (2.0 * residual) / f32(size);
 }
 
 // Error passed back through a Dense layer (no activation):
 // err_in[s][i] = sum_j err_out[s][j] * kernel[i][j]; item (s, i).
 fn dense_backward_at(index: u32, step: Step) {
-    if index >= run.samples * step.inputs {
+    if index >= current_batch().size * step.inputs {
         return;
     }
     let sample = index / step.inputs;
@@ -172,7 +249,7 @@ fn gradient_partials_at(index: u32, step: Step) {
     let block = index / step.rows;
     let term = schedule.grad_terms[row];
     let first = block * reduce_block;
-    let end = min(first + reduce_block, run.samples);
+    let end = min(first + reduce_block, current_batch().size);
     var sum = 0.0;
     for (var s = first; s < end; s++) {
         var a = 1.0;
@@ -206,20 +283,15 @@ fn reduce_partials_at(index: u32, step: Step) {
 //   v <- v + (g * g - v) * (1 - beta_2)
 //   w <- w - (m * alpha) / (sqrt(v) + epsilon)
 // epsilon goes on sqrt of the raw v ("epsilon hat"), not PyTorch's sqrt(v_hat).
-// Item 0 also records the step's loss, from the forward pass before it.
+// The table of alpha ends once alpha has settled at the learning rate.
 fn adam_step_at(p: u32) {
     let count = run.param_count;
-    let t = history.step;
-    if p == 0u {
-        let loss = reduce[run.totals_offset + count] / f32(run.samples);
-        history.losses[t - 1u] = loss;
-        flag_if_not_finite(loss, t);
-    }
     if p >= count {
         return;
     }
+    let t = history.step + 1u;
     let g = reduce[run.totals_offset + p];
-    let alpha = step_sizes[t - 1u];
+    let alpha = step_sizes[min(t, arrayLength(&step_sizes)) - 1u];
     let m = params[count + p] + (g - params[count + p]) * run.one_minus_beta_1;
     let v = params[2u * count + p] + (g * g - params[2u * count + p]) * run.one_minus_beta_2;
     params[count + p] = m;
@@ -227,6 +299,26 @@ fn adam_step_at(p: u32) {
     let w = params[p] - (m * alpha) / (sqrt(v) + run.epsilon);
     params[p] = w;
     flag_if_not_finite(w, t);
+}
+
+// Ends the step (item 0 alone): the batch's loss, from its forward pass
+// before the update, goes into the epoch's size-weighted total (Keras's
+// `Mean` tracker: total += loss * size); the epoch's last batch records
+// total / samples. Then the step counter moves on.
+fn finish_step_at(item: u32) {
+    if item != 0u {
+        return;
+    }
+    let batch = current_batch();
+    let t = history.step + 1u;
+    let loss = reduce[run.totals_offset + run.param_count] / f32(batch.size);
+    flag_if_not_finite(loss, t);
+    history.epoch_total += loss * f32(batch.size);
+    if batch.first + batch.size == run.samples {
+        history.losses[batch.epoch] = history.epoch_total / f32(run.samples);
+        history.epoch_total = 0.0;
+    }
+    history.step = t;
 }
 
 // Tested on the bits: WGSL lets compilers assume float values are finite.
@@ -240,6 +332,15 @@ fn flag_if_not_finite(value: f32, t: u32) {
 // allows are folded into 2-D; the linear index is rebuilt here.
 fn thread_index(group: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
     return (group.y * groups.x + group.x) * workgroup_size + local;
+}
+
+@compute @workgroup_size(workgroup_size)
+fn gather_batch(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    gather_batch_at(thread_index(group, groups, local));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -294,4 +395,13 @@ fn adam_step(
     @builtin(local_invocation_index) local: u32,
 ) {
     adam_step_at(thread_index(group, groups, local));
+}
+
+@compute @workgroup_size(workgroup_size)
+fn finish_step(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    finish_step_at(thread_index(group, groups, local));
 }

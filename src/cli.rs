@@ -16,8 +16,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The seed used when `--seed` is not given, so two runs print the same numbers.
-pub const DEFAULT_SEED: u64 = 42;
+pub use crate::training::DEFAULT_SEED;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendFlag {
@@ -96,7 +95,7 @@ pub struct Cli {
     pub epochs: usize,
 
     /// Adam's learning rate.
-    #[arg(long, default_value_t = DEFAULT_LEARNING_RATE, value_parser = parse_learning_rate, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_LEARNING_RATE, value_parser = parse_learning_rate, allow_hyphen_values = true)]
     pub learning_rate: f32,
 
     /// Seed of the glorot_uniform initialisation.
@@ -108,7 +107,8 @@ pub struct Cli {
     pub data: Option<PathBuf>,
 
     /// Also predict this many degrees Celsius (repeatable).
-    #[arg(long, value_name = "CELSIUS", value_parser = parse_finite, allow_negative_numbers = true)]
+    // Hyphen values too: clap's negative-number test misses `-1e-7`.
+    #[arg(long, value_name = "CELSIUS", value_parser = parse_finite, allow_hyphen_values = true)]
     pub predict: Vec<f32>,
 
     /// Print the report as one JSON object instead of text.
@@ -122,6 +122,11 @@ pub struct Cli {
     /// Start from a model file's weights (its architecture too) instead of random ones.
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
+
+    /// Samples per Adam step, as Keras's `fit(batch_size=...)`; `all` for one
+    /// full batch per epoch. Batches are reshuffled every epoch from --seed.
+    #[arg(long, value_name = "N|all", default_value = "32", value_parser = parse_batch_size)]
+    pub batch_size: BatchSize,
 
     /// Train on N points of the exact formula (celsius uniform in [-50, 150], drawn from --seed).
     #[arg(long, value_name = "N", conflicts_with = "data", value_parser = clap::value_parser!(u64).range(1..=u32::MAX as u64))]
@@ -143,6 +148,22 @@ pub struct Cli {
     /// No start line and no progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--batch-size`: `None` is `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSize(pub Option<usize>);
+
+fn parse_batch_size(text: &str) -> Result<BatchSize, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("all") {
+        return Ok(BatchSize(None));
+    }
+    match text.parse::<usize>() {
+        Ok(0) => Err("the batch size must be at least 1 (or `all`)".to_string()),
+        Ok(size) => Ok(BatchSize(Some(size))),
+        Err(_) => Err(format!("{text:?} is not a positive whole number or `all`")),
+    }
 }
 
 /// `--hidden`'s widths (a newtype, so clap takes the list as one value).
@@ -232,6 +253,8 @@ pub fn run(cli: Cli) -> Result<()> {
         data,
         epochs: cli.epochs,
         learning_rate: cli.learning_rate,
+        batch_size: cli.batch_size.0,
+        shuffle_seed: cli.seed,
     };
     config.validate()?;
 

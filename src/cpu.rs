@@ -2,7 +2,6 @@
 //! operations as the WGSL kernels, one step at a time. Tests hold the GPU to
 //! it, and `gpu-c2f --cpu-reference` trains with it.
 
-use crate::data::Dataset;
 use crate::model::{Architecture, DenseLayout, Model, dense_forward};
 use crate::optimizer::adam_update;
 use crate::training::{Diverged, TrainConfig, TrainOutput};
@@ -34,13 +33,12 @@ pub fn blocked_sum(count: usize, term: impl Fn(usize) -> f32) -> f32 {
     partials[0]
 }
 
-/// The per-sample buffers of one forward and backward pass, reused every
-/// epoch so the loop does not allocate.
-pub struct Backprop<'a> {
+/// The per-sample buffers of one forward and backward pass over a batch,
+/// reused every step so the loop does not allocate.
+pub struct Backprop {
     layers: Vec<DenseLayout>,
-    data: &'a Dataset,
     /// `activations[l][s * width + i]`: layer l's activations for sample s
-    /// (`activations[0]` holds the inputs).
+    /// of the batch (`activations[0]` holds the inputs).
     activations: Vec<Vec<f32>>,
     /// `errors[l]`: dLoss/d(activations[l]) in the same layout (`errors[0]` unused).
     errors: Vec<Vec<f32>>,
@@ -50,34 +48,50 @@ pub struct Backprop<'a> {
     block_partials: Vec<f32>,
 }
 
-impl<'a> Backprop<'a> {
-    pub fn new(architecture: &'a Architecture, data: &'a Dataset) -> Self {
-        let samples = data.len();
-        let mut activations: Vec<Vec<f32>> = architecture
+impl Backprop {
+    /// Buffers for batches of up to `capacity` samples.
+    pub fn new(architecture: &Architecture, capacity: usize) -> Self {
+        let activations: Vec<Vec<f32>> = architecture
             .widths()
             .iter()
-            .map(|w| vec![0.0f32; samples * w])
+            .map(|w| vec![0.0f32; capacity * w])
             .collect();
-        activations[0].copy_from_slice(&data.celsius);
         Self {
             layers: architecture.layers(),
-            data,
             errors: activations.clone(),
             activations,
-            residuals: vec![0.0f32; samples],
+            residuals: vec![0.0f32; capacity],
             block_partials: Vec::new(),
         }
     }
 
-    /// Mean squared error of `params` on the data, and its gradient with
-    /// respect to every parameter written into `gradients`.
-    pub fn loss_and_gradients(&mut self, params: &[f32], gradients: &mut [f32]) -> f32 {
-        let samples = self.data.len();
+    /// Mean squared error of `params` on one batch (`celsius[s]` ->
+    /// `fahrenheit[s]`), and its gradient with respect to every parameter,
+    /// written into `gradients`.
+    pub fn loss_and_gradients(
+        &mut self,
+        params: &[f32],
+        celsius: &[f32],
+        fahrenheit: &[f32],
+        gradients: &mut [f32],
+    ) -> f32 {
+        let samples = celsius.len();
         let layers = &self.layers;
+        let widths: Vec<usize> = std::iter::once(1)
+            .chain(layers.iter().map(|l| l.units))
+            .collect();
+        let activations: Vec<&mut [f32]> = self
+            .activations
+            .iter_mut()
+            .zip(&widths)
+            .map(|(a, w)| &mut a[..samples * w])
+            .collect();
+        let mut activations = activations;
+        activations[0].copy_from_slice(celsius);
 
         // Forward, layer by layer (the `dense_forward` kernel).
         for (l, layer) in layers.iter().enumerate() {
-            let (inputs, outputs) = self.activations.split_at_mut(l + 1);
+            let (inputs, outputs) = activations.split_at_mut(l + 1);
             for (sample_in, sample_out) in inputs[l]
                 .chunks(layer.inputs)
                 .zip(outputs[0].chunks_mut(layer.units))
@@ -87,16 +101,23 @@ impl<'a> Backprop<'a> {
         }
 
         // Loss and output error (`output_error`): L = mean(r^2), dL/dy = 2r/N.
-        let output = self.activations.last().expect("at least one layer");
-        let output_error = self.errors.last_mut().expect("at least one layer");
+        let mut errors: Vec<&mut [f32]> = self
+            .errors
+            .iter_mut()
+            .zip(&widths)
+            .map(|(e, w)| &mut e[..samples * w])
+            .collect();
+        let output = activations.last().expect("at least one layer");
+        let output_error = errors.last_mut().expect("at least one layer");
+        let residuals = &mut self.residuals[..samples];
         for s in 0..samples {
-            self.residuals[s] = output[s] - self.data.fahrenheit[s];
-            output_error[s] = (2.0 * self.residuals[s]) / samples as f32;
+            residuals[s] = output[s] - fahrenheit[s];
+            output_error[s] = (2.0 * residuals[s]) / samples as f32;
         }
 
         // Errors passed back to every hidden layer (`dense_backward`).
         for (l, layer) in layers.iter().enumerate().skip(1).rev() {
-            let (before, after) = self.errors.split_at_mut(l + 1);
+            let (before, after) = errors.split_at_mut(l + 1);
             for (sample_in, sample_out) in after[0]
                 .chunks(layer.units)
                 .zip(before[l].chunks_mut(layer.inputs))
@@ -115,7 +136,7 @@ impl<'a> Backprop<'a> {
         // each block of REDUCE_BLOCK samples in sample order, then the block
         // sums level by level, exactly as `blocked_sum` orders them.
         for (l, layer) in layers.iter().enumerate() {
-            let (input, error) = (&self.activations[l], &self.errors[l + 1]);
+            let (input, error) = (&*activations[l], &*errors[l + 1]);
             let size = layer.inputs * layer.units + layer.units;
             let layer_gradients = &mut gradients[layer.kernel_offset..][..size];
             if samples <= REDUCE_BLOCK {
@@ -134,7 +155,6 @@ impl<'a> Backprop<'a> {
                 *gradient = blocked_sum(blocks, |block| partials[block * size + p]);
             }
         }
-        let residuals = &self.residuals;
         blocked_sum(samples, |s| residuals[s] * residuals[s]) / samples as f32
     }
 }
@@ -165,8 +185,10 @@ fn block_gradients(
     }
 }
 
-/// Trains `initial` on `config.data` with full-batch Adam and mean squared
-/// error, recording the loss of every epoch's forward pass before its update.
+/// Trains `initial` on `config.data` with Adam and mean squared error in
+/// Keras's mini-batches, recording each epoch's loss as Keras's history
+/// does: the batch losses (each from its forward pass, before its update)
+/// weighted by batch size, `sum(loss_k * size_k) / samples`.
 pub fn train(initial: &Model, config: &TrainConfig) -> Result<TrainOutput> {
     train_with_progress(initial, config, |_| {})
 }
@@ -180,18 +202,39 @@ pub fn train_with_progress(
 ) -> Result<TrainOutput> {
     config.validate()?;
     let started = std::time::Instant::now();
+    let data = &config.data;
+    let batching = config.batching();
     let adam = config.adam();
     let constants = adam.constants();
-    let mut backprop = Backprop::new(initial.architecture(), &config.data);
+    let steps = config.epochs as u64 * batching.steps_per_epoch as u64;
+    let step_sizes = adam.step_size_table(steps);
+    let batch_capacity = batching.batch_size as usize;
+    let mut backprop = Backprop::new(initial.architecture(), batch_capacity);
     let mut params = initial.params().to_vec();
     let mut gradients = vec![0.0f32; params.len()];
     let mut m = vec![0.0f32; params.len()];
     let mut v = vec![0.0f32; params.len()];
     let mut loss_history = Vec::with_capacity(config.epochs);
+    let (mut batch_celsius, mut batch_fahrenheit) = (Vec::new(), Vec::new());
+    let mut epoch_total = 0.0f32;
 
-    for (epoch, alpha) in adam.step_sizes(config.epochs).into_iter().enumerate() {
-        let loss = backprop.loss_and_gradients(&params, &mut gradients);
-        loss_history.push(loss);
+    for step in 0..steps {
+        let batch = batching.batch(step);
+        let (celsius, fahrenheit) = if batching.shuffle {
+            batch_celsius.clear();
+            batch_fahrenheit.clear();
+            for position in batch.first..batch.first + batch.size {
+                let sample = batching.sample_index(batch.epoch, position) as usize;
+                batch_celsius.push(data.celsius[sample]);
+                batch_fahrenheit.push(data.fahrenheit[sample]);
+            }
+            (&batch_celsius[..], &batch_fahrenheit[..])
+        } else {
+            let range = batch.first as usize..(batch.first + batch.size) as usize;
+            (&data.celsius[range.clone()], &data.fahrenheit[range])
+        };
+        let loss = backprop.loss_and_gradients(&params, celsius, fahrenheit, &mut gradients);
+        let alpha = step_sizes[(step as usize).min(step_sizes.len() - 1)];
         for p in 0..params.len() {
             params[p] = adam_update(
                 params[p],
@@ -202,16 +245,22 @@ pub fn train_with_progress(
                 &constants,
             );
         }
-        // The same test as the kernels' flag: stop at the first epoch whose
+        // The same test as the kernels' flag: stop at the first step whose
         // loss or updated weights are not finite.
         if !loss.is_finite() || params.iter().any(|w| !w.is_finite()) {
             return Err(Diverged {
-                epoch: epoch + 1,
+                epoch: batch.epoch as usize + 1,
                 loss,
             }
             .into());
         }
-        on_progress(epoch + 1);
+        // Keras's `Mean` loss tracker: total += loss * batch size.
+        epoch_total += loss * batch.size as f32;
+        if batch.first + batch.size == batching.samples {
+            loss_history.push(epoch_total / batching.samples as f32);
+            epoch_total = 0.0;
+            on_progress(batch.epoch as usize + 1);
+        }
     }
 
     let model = Model::from_params(initial.architecture().clone(), params)?;

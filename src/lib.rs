@@ -9,6 +9,7 @@
 //! println!("100 C -> {} F", output.model.predict(100.0));
 //! ```
 
+pub mod batching;
 pub mod cli;
 pub mod compare;
 pub mod cpu;

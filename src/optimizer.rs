@@ -64,9 +64,21 @@ impl Adam {
         self.learning_rate * (1.0 - beta_2_power).sqrt() / (1.0 - beta_1_power)
     }
 
-    /// `alpha_t` for steps 1..=steps, the table both paths read.
-    pub fn step_sizes(&self, steps: usize) -> Vec<f32> {
-        (1..=steps as u64).map(|t| self.step_size(t)).collect()
+    /// `alpha_t` for t = 1, 2, ..., the table both paths read; step t uses
+    /// entry `min(t, len) - 1`. It stops once `1 - beta^t` is exactly 1 in
+    /// f32 for both betas (t ~ 17 300 for 0.999): from there on every step
+    /// size is the learning rate, so a run of millions of steps needs no
+    /// table of millions of entries.
+    pub fn step_size_table(&self, steps: u64) -> Vec<f32> {
+        let mut table = Vec::new();
+        for t in 1..=steps.max(1) {
+            table.push(self.step_size(t));
+            let settled = |beta: f64| 1.0 - (beta as f32).powf(t as f32) == 1.0;
+            if settled(self.beta_1) && settled(self.beta_2) {
+                break;
+            }
+        }
+        table
     }
 }
 
@@ -124,6 +136,24 @@ mod tests {
             (w as f64 - pytorch).abs() > 0.05,
             "{w} vs pytorch {pytorch}"
         );
+    }
+
+    #[test]
+    fn step_size_table_settles_at_the_learning_rate() {
+        let adam = Adam::keras(0.1);
+        let table = adam.step_size_table(u64::MAX);
+        let last = *table.last().unwrap();
+        assert_eq!(last, 0.1);
+        assert!(
+            table.len() > 10_000 && table.len() < 20_000,
+            "{}",
+            table.len()
+        );
+        // Every later step computes to the same value the table ends with.
+        for t in [table.len() as u64 + 1, 50_000, 10_000_000] {
+            assert_eq!(adam.step_size(t), last, "t = {t}");
+        }
+        assert_eq!(adam.step_size_table(5).len(), 5);
     }
 
     #[test]

@@ -1,24 +1,32 @@
 //! What a training run takes and what it gives back, shared by the CPU
 //! reference and the GPU driver.
 
+use crate::batching::{Batching, DEFAULT_BATCH_SIZE};
 use crate::data::Dataset;
 use crate::model::Model;
 use crate::optimizer::Adam;
 use anyhow::{Result, bail};
 use std::time::Duration;
 
+/// The seed used when none is given, so two runs print the same numbers.
+pub const DEFAULT_SEED: u64 = 42;
+
 /// The seed program's settings: `Adam(0.1)`, `epochs=1000`.
 pub const DEFAULT_EPOCHS: usize = 1000;
 pub const DEFAULT_LEARNING_RATE: f32 = 0.1;
 
-/// One training run: full-batch Adam on mean squared error (Keras's default
-/// batch size, 32, holds the seed's 7 samples in one batch, so each epoch is
-/// one Adam step over every sample).
+/// One training run: Adam on mean squared error in mini-batches, as Keras's
+/// `fit` runs it (its default batch size, 32, holds the seed's 7 samples in
+/// one batch, so there each epoch is one Adam step over every sample).
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub data: Dataset,
     pub epochs: usize,
     pub learning_rate: f32,
+    /// Samples per Adam step; `None` for the whole dataset (`--batch-size all`).
+    pub batch_size: Option<usize>,
+    /// Seed of the per-epoch shuffle (used when there is more than one batch).
+    pub shuffle_seed: u64,
 }
 
 impl TrainConfig {
@@ -28,7 +36,14 @@ impl TrainConfig {
             data: Dataset::seed(),
             epochs: DEFAULT_EPOCHS,
             learning_rate: DEFAULT_LEARNING_RATE,
+            batch_size: Some(DEFAULT_BATCH_SIZE),
+            shuffle_seed: DEFAULT_SEED,
         }
+    }
+
+    /// How the samples are cut into steps.
+    pub fn batching(&self) -> Batching {
+        Batching::new(self.data.len(), self.batch_size, self.shuffle_seed)
     }
 
     pub fn adam(&self) -> Adam {
@@ -45,6 +60,9 @@ impl TrainConfig {
         }
         if self.data.is_empty() {
             bail!("the dataset has no samples");
+        }
+        if self.batch_size == Some(0) {
+            bail!("the batch size must be at least 1");
         }
         Ok(())
     }

@@ -77,8 +77,12 @@ fn backprop_gradients_match_finite_differences() {
     let model = known_model();
     let data = data();
     let mut gradients = vec![0.0f32; model.params().len()];
-    let loss = Backprop::new(model.architecture(), &data)
-        .loss_and_gradients(model.params(), &mut gradients);
+    let loss = Backprop::new(model.architecture(), data.len()).loss_and_gradients(
+        model.params(),
+        &data.celsius,
+        &data.fahrenheit,
+        &mut gradients,
+    );
     let p: Vec<f64> = model.params().iter().map(|&w| w as f64).collect();
     // f32 forward/backward over 3 samples: a few ULP (~1e-7 relative) per
     // value; central differences with h = 1e-6 in f64 are exact to ~1e-9.
@@ -104,6 +108,7 @@ fn three_adam_steps_match_keras_formula_in_f64_on_cpu_and_gpu() {
             data: data.clone(),
             epochs: steps,
             learning_rate: lr as f32,
+            ..TrainConfig::seed()
         };
         let cpu_run = cpu::train(&known_model(), &config).unwrap();
         let gpu_run = gpu::train(common::gpu(), &known_model(), &config)

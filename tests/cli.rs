@@ -318,7 +318,12 @@ fn compare_reports_agreement_in_text_and_json_and_draws_both_curves() {
     let text = std::fs::read_to_string(&svg).unwrap();
     let document = roxmltree::Document::parse(&text).expect("the plot is valid SVG");
     let words: String = document.descendants().filter_map(|n| n.text()).collect();
-    for label in ["Epoch", "Loss", "CPU reference", report["device"]["name"].as_str().unwrap()] {
+    for label in [
+        "Epoch",
+        "Loss",
+        "CPU reference",
+        report["device"]["name"].as_str().unwrap(),
+    ] {
         assert!(words.contains(label), "{label:?} missing from the plot");
     }
 
@@ -326,38 +331,78 @@ fn compare_reports_agreement_in_text_and_json_and_draws_both_curves() {
     let output = gpu_c2f(&["--compare", "--quiet"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.contains("Compare:") && text.contains("agree within the tolerance"), "{text}");
-    assert!(text.contains(&format!("tolerance {} relative loss", tolerance.loss_relative)));
+    assert!(
+        text.contains("Compare:") && text.contains("agree within the tolerance"),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "tolerance {} relative loss",
+        tolerance.loss_relative
+    )));
 }
 
 #[test]
 fn compare_passes_on_other_shapes() {
     for args in [
-        &["--samples", "300", "--hidden", "17", "--epochs", "30", "--learning-rate", "0.01"][..],
-        &["--samples", "5000", "--hidden", "8,4", "--epochs", "5", "--schedule", "dispatch"],
+        &[
+            "--samples",
+            "300",
+            "--hidden",
+            "17",
+            "--epochs",
+            "30",
+            "--learning-rate",
+            "0.01",
+        ][..],
+        &[
+            "--samples",
+            "5000",
+            "--hidden",
+            "8,4",
+            "--epochs",
+            "5",
+            "--schedule",
+            "dispatch",
+        ],
         &["--hidden", "none", "--epochs", "200"],
     ] {
         let mut all = vec!["--json", "--compare"];
         all.extend_from_slice(args);
         let report = json_of(&all);
-        assert_eq!(report["comparison"]["within_tolerance"], true, "{args:?}: {}", report["comparison"]);
+        assert_eq!(
+            report["comparison"]["within_tolerance"], true,
+            "{args:?}: {}",
+            report["comparison"]
+        );
     }
 }
 
 #[test]
 fn png_plot_is_written_and_bad_plot_paths_fail_before_training() {
     let png = scratch("loss.png");
-    let output = gpu_c2f(&["--cpu-reference", "--quiet", "--plot", png.to_str().unwrap(), "--plot-log"]);
+    let output = gpu_c2f(&[
+        "--cpu-reference",
+        "--quiet",
+        "--plot",
+        png.to_str().unwrap(),
+        "--plot-log",
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 5000);
 
-    for (path, words) in [("/tmp/loss.jpg", ".svg or .png"), ("/no/such/folder/loss.svg", "cannot write")] {
+    for (path, words) in [
+        ("/tmp/loss.jpg", ".svg or .png"),
+        ("/no/such/folder/loss.svg", "cannot write"),
+    ] {
         let started = std::time::Instant::now();
         let output = gpu_c2f(&["--cpu-reference", "--epochs", "100000000", "--plot", path]);
         let message = stderr(&output);
         assert_eq!(output.status.code(), Some(1), "{message}");
-        assert!(message.contains("--plot") && message.contains(words), "{message}");
+        assert!(
+            message.contains("--plot") && message.contains(words),
+            "{message}"
+        );
         // 1e8 epochs would take minutes: failing in seconds proves the
         // check ran before training.
         assert!(started.elapsed().as_secs() < 20);
@@ -367,7 +412,14 @@ fn png_plot_is_written_and_bad_plot_paths_fail_before_training() {
 #[test]
 fn samples_flag_trains_on_the_exact_formula() {
     let report = json_of(&[
-        "--json", "--cpu-reference", "--samples", "2000", "--hidden", "none", "--epochs", "1500",
+        "--json",
+        "--cpu-reference",
+        "--samples",
+        "2000",
+        "--hidden",
+        "none",
+        "--epochs",
+        "1500",
     ]);
     assert_eq!(report["samples"], 2000);
     let at_100 = report["predictions"][0]["fahrenheit"].as_f64().unwrap();

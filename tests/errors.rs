@@ -135,6 +135,18 @@ fn flags() {
         ),
         case("flags", &["--predict", "inf"], 2, &["not a finite number"]),
         case("flags", &["--samples", "0"], 2, &["--samples"]),
+        case(
+            "flags",
+            &["--batch-size", "0"],
+            2,
+            &["--batch-size", "at least 1"],
+        ),
+        case(
+            "flags",
+            &["--batch-size", "many"],
+            2,
+            &["--batch-size", "`all`"],
+        ),
         case("flags", &["--plot-log"], 2, &["--plot"]),
         case(
             "flags",
@@ -232,15 +244,30 @@ fn csv_with_crlf_blank_lines_and_a_million_rows_works() {
         }
     }
     let path = file("million.csv", &text);
-    let output = gpu_c2f(&["--data", &path, "--epochs", "2", "--hidden", "3", "--json"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report["samples"], 1_000_000);
-    assert_eq!(report["schedule"], "dispatch");
+    // Keras's default batches of 32 (31 250 steps an epoch, fused) and one
+    // full batch (spread over the GPU).
+    for (batch_size, schedule) in [("32", "fused"), ("all", "dispatch")] {
+        let output = gpu_c2f(&[
+            "--data",
+            &path,
+            "--epochs",
+            "2",
+            "--hidden",
+            "3",
+            "--batch-size",
+            batch_size,
+            "--json",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["samples"], 1_000_000);
+        assert_eq!(report["schedule"], schedule);
+        assert_eq!(report["loss_history"].as_array().unwrap().len(), 2);
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! dispatch of an epoch works on) and the GPU buffers built from it.
 
 use super::pipelines::{CURRENT_STRIDE, Kernel, Pipelines};
+use crate::batching::{Batching, half_bits};
 use crate::cpu::REDUCE_BLOCK;
 use crate::model::Model;
 use crate::optimizer::Adam;
@@ -15,10 +16,18 @@ use wgpu::util::DeviceExt;
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct RunUniform {
     pub samples: u32,
+    pub batch_size: u32,
+    pub steps_per_epoch: u32,
+    pub shuffle: u32,
+    pub seed_low: u32,
+    pub seed_high: u32,
+    pub half_bits: u32,
     pub param_count: u32,
+    pub data_offset: u32,
+    pub input_offset: u32,
+    pub target_offset: u32,
     pub output_offset: u32,
     pub output_delta_offset: u32,
-    pub target_offset: u32,
     pub residual_offset: u32,
     pub totals_offset: u32,
     pub one_minus_beta_1: f32,
@@ -27,7 +36,7 @@ pub struct RunUniform {
     pub _padding: [u32; 2],
 }
 
-/// `Step` in train.wgsl.
+/// `Step` in train.wgsl: what one dispatch of the list works on.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
 pub struct StepUniform {
@@ -65,11 +74,12 @@ pub const MAX_STEPS: usize = 64;
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct CurrentRecord {
     pub step: u32,
-    pub epochs: u32,
+    pub steps: u32,
 }
 
-/// One dispatch of an epoch: which kernel, on which `Step` record, over how
-/// many threads.
+/// One dispatch of a training step: which kernel, on which `Step` record,
+/// over how many threads (sized for a full batch; a smaller last batch
+/// leaves the extra threads idle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dispatch {
     pub kernel: Kernel,
@@ -78,22 +88,24 @@ pub struct Dispatch {
 }
 
 /// Where everything of a run lives, in f32 elements, and the dispatches of
-/// one epoch. Pure arithmetic: built and tested without a GPU.
+/// one training step. Pure arithmetic: built and tested without a GPU.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub samples: u32,
+    pub batching: Batching,
     pub param_count: u32,
     pub epochs: u32,
+    /// Training steps in the run: epochs x steps per epoch.
+    pub total_steps: u64,
     pub run: RunUniform,
-    /// Size of `tensors`: activations of every layer, errors of layers 1..,
-    /// residuals, targets.
+    /// Size of `tensors`: the dataset, the batch's activations of every
+    /// layer and errors of layers 1.., residuals, batch targets.
     pub tensors_len: u64,
-    pub input_offset: u32,
     /// Size of `reduce`: one region per reduction level.
     pub reduce_len: u64,
     pub grad_terms: Vec<GradTerm>,
     pub steps: Vec<StepUniform>,
-    pub epoch: Vec<Dispatch>,
+    /// The dispatches of one training step.
+    pub step_list: Vec<Dispatch>,
 }
 
 fn to_u32(value: u64, what: &str) -> Result<u32> {
@@ -105,27 +117,46 @@ fn to_u32(value: u64, what: &str) -> Result<u32> {
 impl Plan {
     pub fn new(model: &Model, config: &TrainConfig) -> Result<Self> {
         let architecture = model.architecture();
-        let samples = config.data.len() as u64;
+        let batching = config.batching();
+        let samples = batching.samples as u64;
+        // Every per-sample tensor holds one batch.
+        let batch = batching.batch_size as u64;
         let widths: Vec<u64> = architecture.widths().iter().map(|&w| w as u64).collect();
         let layers = architecture.layers();
         let param_count = architecture.param_count() as u64;
 
-        // tensors: activations[0..=L], errors[1..=L], residuals, targets.
-        let mut offset = 0u64;
+        // tensors: the dataset (celsius, fahrenheit), then per batch:
+        // activations[0..=L], errors[1..=L], residuals, targets. A single
+        // unshuffled batch reads its inputs and targets from the dataset.
+        let data_offset = 0u64;
+        let mut offset = 2 * samples;
         let mut activation_offsets = Vec::new();
-        for width in &widths {
+        for (l, width) in widths.iter().enumerate() {
+            if l == 0 && !batching.shuffle {
+                activation_offsets.push(data_offset);
+                continue;
+            }
             activation_offsets.push(offset);
-            offset += samples * width;
+            offset += batch * width;
         }
         let mut error_offsets = vec![0u64];
         for width in &widths[1..] {
             error_offsets.push(offset);
-            offset += samples * width;
+            offset += batch * width;
         }
         let residual_offset = offset;
-        let target_offset = offset + samples;
-        let tensors_len = target_offset + samples;
-        to_u32(tensors_len, "the per-sample activations and errors")?;
+        offset += batch;
+        let target_offset = if batching.shuffle {
+            offset += batch;
+            offset - batch
+        } else {
+            data_offset + samples
+        };
+        let tensors_len = offset;
+        to_u32(
+            tensors_len,
+            "the dataset and per-sample activations and errors",
+        )?;
 
         // Gradient rows, then the squared-error row.
         let mut grad_terms = Vec::with_capacity(param_count as usize + 1);
@@ -159,9 +190,9 @@ impl Plan {
         });
         let rows = grad_terms.len() as u64;
 
-        // Reduction levels: samples -> ceil(samples / block) -> ... -> 1.
+        // Reduction levels: batch -> ceil(batch / block) -> ... -> 1.
         let block = REDUCE_BLOCK as u64;
-        let mut level_lens = vec![samples.div_ceil(block)];
+        let mut level_lens = vec![batch.div_ceil(block)];
         while *level_lens.last().expect("one level") > 1 {
             let last = *level_lens.last().expect("one level");
             level_lens.push(last.div_ceil(block));
@@ -176,9 +207,9 @@ impl Plan {
         let totals_offset = *level_offsets.last().expect("one level");
 
         let mut steps = Vec::new();
-        let mut epoch = Vec::new();
+        let mut step_list = Vec::new();
         let mut push = |kernel, step: StepUniform, threads: u64| -> Result<()> {
-            epoch.push(Dispatch {
+            step_list.push(Dispatch {
                 kernel,
                 step: steps.len() as u32,
                 threads: to_u32(threads, kernel.entry_point())?,
@@ -195,16 +226,19 @@ impl Plan {
             out_offset: out_offset as u32,
             ..Default::default()
         };
+        if batching.shuffle {
+            push(Kernel::GatherBatch, StepUniform::default(), batch)?;
+        }
         for (l, layer) in layers.iter().enumerate() {
             let step = dense(l, activation_offsets[l], activation_offsets[l + 1]);
-            push(Kernel::DenseForward, step, samples * layer.units as u64)?;
+            push(Kernel::DenseForward, step, batch * layer.units as u64)?;
         }
-        push(Kernel::OutputError, StepUniform::default(), samples)?;
+        push(Kernel::OutputError, StepUniform::default(), batch)?;
         for (l, layer) in layers.iter().enumerate().skip(1).rev() {
             let step = dense(l, error_offsets[l + 1], error_offsets[l]);
-            push(Kernel::DenseBackward, step, samples * layer.inputs as u64)?;
+            push(Kernel::DenseBackward, step, batch * layer.inputs as u64)?;
         }
-        let mut in_len = samples;
+        let mut in_len = batch;
         for (level, (&len, &offset)) in level_lens.iter().zip(&level_offsets).enumerate() {
             let kernel = if level == 0 {
                 Kernel::GradientPartials
@@ -227,15 +261,24 @@ impl Plan {
             in_len = len;
         }
         push(Kernel::AdamStep, StepUniform::default(), param_count)?;
+        push(Kernel::FinishStep, StepUniform::default(), 1)?;
 
         let constants = config.adam().constants();
         let last = widths.len() - 1;
         let run = RunUniform {
             samples: samples as u32,
+            batch_size: batching.batch_size,
+            steps_per_epoch: batching.steps_per_epoch,
+            shuffle: batching.shuffle as u32,
+            seed_low: batching.seed as u32,
+            seed_high: (batching.seed >> 32) as u32,
+            half_bits: half_bits(batching.samples),
             param_count: param_count as u32,
+            data_offset: data_offset as u32,
+            input_offset: activation_offsets[0] as u32,
+            target_offset: target_offset as u32,
             output_offset: activation_offsets[last] as u32,
             output_delta_offset: error_offsets[last] as u32,
-            target_offset: target_offset as u32,
             residual_offset: residual_offset as u32,
             totals_offset: totals_offset as u32,
             one_minus_beta_1: constants.one_minus_beta_1,
@@ -244,20 +287,21 @@ impl Plan {
             _padding: [0; 2],
         };
         debug_assert!(
-            epoch.len() <= MAX_STEPS,
-            "Architecture caps hidden layers so an epoch fits MAX_STEPS"
+            step_list.len() <= MAX_STEPS,
+            "Architecture caps hidden layers so a step's list fits MAX_STEPS"
         );
+        let total_steps = config.epochs as u64 * batching.steps_per_epoch as u64;
         Ok(Self {
-            samples: samples as u32,
+            batching,
             param_count: param_count as u32,
             epochs: to_u32(config.epochs as u64, "the loss history")?,
+            total_steps,
             run,
             tensors_len,
-            input_offset: activation_offsets[0] as u32,
             reduce_len,
             grad_terms,
             steps,
-            epoch,
+            step_list,
         })
     }
 }
@@ -271,10 +315,12 @@ impl Plan {
             .min(limits.max_buffer_size);
         let words = |n: u64| n.max(1) * 4;
         for (what, bytes) in [
-            ("per-sample activations and errors", words(self.tensors_len)),
+            (
+                "dataset and per-sample activations and errors",
+                words(self.tensors_len),
+            ),
             ("gradient reduction", words(self.reduce_len)),
             ("loss history", words(HISTORY_HEADER + self.epochs as u64)),
-            ("Adam step-size table", words(self.epochs as u64)),
             (
                 "weights and Adam moments",
                 words(3 * self.param_count as u64),
@@ -283,33 +329,37 @@ impl Plan {
             if bytes > most {
                 bail!(
                     "the {what} of this run need {bytes} bytes, more than this device allows in \
-                     one buffer ({most} bytes); use fewer samples, fewer epochs or narrower layers"
+                     one buffer ({most} bytes); use a smaller --batch-size, fewer samples or \
+                     narrower layers"
                 );
             }
         }
         Ok(())
     }
 
-    /// Loop iterations one invocation of `fused_epochs` (a workgroup of
-    /// `workgroup_size`) runs per epoch, counting one more for every loop
-    /// entered: an upper bound, since the invocation with local index 0 does
-    /// the most. llvmpipe silently ends the loops of an invocation after
+    /// Loop iterations one invocation of `fused_steps` (a workgroup of
+    /// `workgroup_size`) runs per training step, counting one more for every
+    /// loop entered: an upper bound, since the invocation with local index 0
+    /// does the most. llvmpipe silently ends the loops of an invocation after
     /// 65 535 iterations inside its outermost loop (gallivm's loop limiter,
-    /// a guard against hangs), so the fused schedule splits its epochs into
+    /// a guard against hangs), so the fused schedule splits its steps into
     /// dispatches well below that (`trainer::FUSED_LOOP_BUDGET`).
-    pub fn fused_iterations_per_epoch(&self, workgroup_size: u32) -> u64 {
-        let samples = self.samples as u64;
+    pub fn fused_iterations_per_step(&self, workgroup_size: u32) -> u64 {
+        let batch = self.batching.batch_size as u64;
         let block = REDUCE_BLOCK as u64;
-        let mut total = 1 + self.epoch.len() as u64 + 1;
-        for dispatch in &self.epoch {
+        let mut total = 1 + self.step_list.len() as u64 + 1;
+        for dispatch in &self.step_list {
             let items = (dispatch.threads as u64).div_ceil(workgroup_size as u64);
             let step = &self.steps[dispatch.step as usize];
             let inner = match dispatch.kernel {
                 Kernel::DenseForward => step.inputs as u64 + 1,
                 Kernel::DenseBackward => step.units as u64 + 1,
-                Kernel::GradientPartials => samples.min(block) + 1,
+                Kernel::GradientPartials => batch.min(block) + 1,
                 Kernel::ReducePartials => (step.in_len as u64).min(block) + 1,
-                Kernel::OutputError | Kernel::AdamStep => 0,
+                // Cycle-walking the shuffle: under 4 rounds on average, and
+                // rarely more than a dozen.
+                Kernel::GatherBatch => 16,
+                Kernel::OutputError | Kernel::AdamStep | Kernel::FinishStep => 0,
             };
             total += items * (1 + inner) + 1;
         }
@@ -332,15 +382,16 @@ pub struct RunBuffers {
     /// Weights, then Adam's m and v.
     pub params: wgpu::Buffer,
     pub history: wgpu::Buffer,
-    /// `Current` records: one per step, then the fused schedule's epochs
-    /// per full dispatch and in the last dispatch.
+    /// `Current` records: one per `Step` record, then the fused schedule's
+    /// training steps per full dispatch and in the last dispatch.
     pub current: wgpu::Buffer,
     pub train_bind_group: wgpu::BindGroup,
     pub current_bind_group: wgpu::BindGroup,
 }
 
-/// 32-bit words before the losses in `History`: `step`, `first_bad_step`.
-pub const HISTORY_HEADER: u64 = 2;
+/// 32-bit words before the losses in `History`: `step`, `first_bad_step`,
+/// `epoch_total`, padding.
+pub const HISTORY_HEADER: u64 = 4;
 
 /// `first_bad_step` while every loss and weight has been finite.
 pub const NO_BAD_STEP: u32 = u32::MAX;
@@ -390,14 +441,16 @@ impl RunBuffers {
             mapped_at_creation: false,
         });
         let float_size = std::mem::size_of::<f32>() as u64;
+        let data_start = plan.run.data_offset as u64 * float_size;
+        let samples = config.data.len() as u64;
         queue.write_buffer(
             &tensors,
-            plan.input_offset as u64 * float_size,
+            data_start,
             bytemuck::cast_slice(&config.data.celsius),
         );
         queue.write_buffer(
             &tensors,
-            plan.run.target_offset as u64 * float_size,
+            data_start + samples * float_size,
             bytemuck::cast_slice(&config.data.fahrenheit),
         );
         let reduce = device.create_buffer(&wgpu::BufferDescriptor {
@@ -406,17 +459,22 @@ impl RunBuffers {
             usage: storage,
             mapped_at_creation: false,
         });
-        // `step` (0), `first_bad_step` (none yet), one loss per epoch.
+        // `step` (0), `first_bad_step` (none yet), `epoch_total` (0),
+        // padding, one loss per epoch.
         let history = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("history"),
             size: float_size * (HISTORY_HEADER + plan.epochs as u64),
             usage: storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        queue.write_buffer(&history, 0, bytemuck::cast_slice(&[0u32, NO_BAD_STEP]));
+        queue.write_buffer(
+            &history,
+            0,
+            bytemuck::cast_slice(&[0u32, NO_BAD_STEP, 0, 0]),
+        );
         let step_sizes = init(
             "adam step sizes",
-            bytemuck::cast_slice(&adam.step_sizes(config.epochs.max(1))),
+            bytemuck::cast_slice(&adam.step_size_table(plan.total_steps)),
             storage,
         );
         let schedule = init("schedule", &plan.schedule_bytes(), storage);
@@ -425,12 +483,12 @@ impl RunBuffers {
             bytemuck::bytes_of(&plan.run),
             wgpu::BufferUsages::UNIFORM,
         );
-        // One record per step, then the fused schedule's two epoch counts.
+        // One record per `Step`, then the fused schedule's two step counts.
         let mut current_bytes = vec![0u8; (plan.steps.len() + 2) * CURRENT_STRIDE as usize];
         for step in 0..plan.steps.len() {
             let record = CurrentRecord {
                 step: step as u32,
-                epochs: 0,
+                steps: 0,
             };
             current_bytes[step * CURRENT_STRIDE as usize..][..std::mem::size_of::<CurrentRecord>()]
                 .copy_from_slice(bytemuck::bytes_of(&record));
@@ -488,17 +546,18 @@ mod tests {
                 celsius: vec![0.0; samples],
                 fahrenheit: vec![0.0; samples],
             },
+            batch_size: None,
             ..TrainConfig::seed()
         };
         Plan::new(&model, &config).unwrap()
     }
 
     fn kernels(plan: &Plan) -> Vec<Kernel> {
-        plan.epoch.iter().map(|d| d.kernel).collect()
+        plan.step_list.iter().map(|d| d.kernel).collect()
     }
 
     #[test]
-    fn seed_epoch_is_forward_error_backward_reduce_adam() {
+    fn seed_step_is_forward_error_backward_reduce_adam_finish() {
         let plan = plan(7, &[3, 3]);
         use Kernel::*;
         assert_eq!(
@@ -511,16 +570,20 @@ mod tests {
                 DenseBackward,
                 DenseBackward,
                 GradientPartials,
-                AdamStep
+                AdamStep,
+                FinishStep
             ]
         );
         // 22 gradient rows and the squared-error row.
         assert_eq!(plan.grad_terms.len(), 23);
         assert_eq!(plan.grad_terms[22].a_offset, plan.run.residual_offset);
-        // Activations 7*(1+3+3+1), errors 7*(3+3+1), residuals, targets.
-        assert_eq!(plan.tensors_len, 7 * 8 + 7 * 7 + 7 + 7);
+        // The dataset 2*7; one unshuffled batch reads its inputs and
+        // targets there; activations 7*(3+3+1), errors 7*(3+3+1), residuals.
+        assert_eq!(plan.tensors_len, 2 * 7 + 7 * 7 + 7 * 7 + 7);
+        assert_eq!(plan.run.input_offset, plan.run.data_offset);
+        assert_eq!(plan.run.target_offset, plan.run.data_offset + 7);
         // Backward runs last layer first: layer 2's errors into layer 2's input.
-        let backward = plan.steps[plan.epoch[4].step as usize];
+        let backward = plan.steps[plan.step_list[4].step as usize];
         assert_eq!((backward.inputs, backward.units), (3, 1));
     }
 
@@ -539,7 +602,23 @@ mod tests {
         assert_eq!(levels(REDUCE_BLOCK * REDUCE_BLOCK + 1), 3);
         // The last level leaves one total per row where Adam reads it.
         let plan = plan(70_000, &[3]);
-        let last = plan.steps[plan.epoch[plan.epoch.len() - 2].step as usize];
+        let last = plan.steps[plan.step_list[plan.step_list.len() - 3].step as usize];
         assert_eq!((last.out_len, last.dst_offset), (1, plan.run.totals_offset));
+    }
+
+    #[test]
+    fn shuffled_batches_gather_first_and_size_tensors_by_the_batch() {
+        let model = Model::glorot_uniform(Architecture::new(&[3]).unwrap(), 1);
+        let config = TrainConfig {
+            data: Dataset::from_formula(1000, 1),
+            ..TrainConfig::seed()
+        };
+        let plan = Plan::new(&model, &config).unwrap();
+        assert_eq!(plan.batching.steps_per_epoch, 32); // ceil(1000 / 32)
+        assert_eq!(kernels(&plan)[0], Kernel::GatherBatch);
+        // Dataset 2*1000, then per batch of 32: inputs, activations (3+1),
+        // errors (3+1), residuals, targets.
+        assert_eq!(plan.tensors_len, 2000 + 32 * (1 + 4 + 4 + 1 + 1));
+        assert_eq!(plan.total_steps, 32 * 1000);
     }
 }

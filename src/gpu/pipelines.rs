@@ -36,42 +36,48 @@ impl Schedule {
     }
 }
 
-/// The kernels of an epoch's dispatch list.
+/// The kernels of a training step's dispatch list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
+    GatherBatch,
     DenseForward,
     OutputError,
     DenseBackward,
     GradientPartials,
     ReducePartials,
     AdamStep,
+    FinishStep,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 8] = [
+        Kernel::GatherBatch,
         Kernel::DenseForward,
         Kernel::OutputError,
         Kernel::DenseBackward,
         Kernel::GradientPartials,
         Kernel::ReducePartials,
         Kernel::AdamStep,
+        Kernel::FinishStep,
     ];
 
     /// The WGSL entry point of the dispatch schedule.
     pub fn entry_point(self) -> &'static str {
         match self {
+            Kernel::GatherBatch => "gather_batch",
             Kernel::DenseForward => "dense_forward",
             Kernel::OutputError => "output_error",
             Kernel::DenseBackward => "dense_backward",
             Kernel::GradientPartials => "gradient_partials",
             Kernel::ReducePartials => "reduce_partials",
             Kernel::AdamStep => "adam_step",
+            Kernel::FinishStep => "finish_step",
         }
     }
 }
 
 /// The entry point of the fused schedule.
-pub const FUSED_ENTRY_POINT: &str = "fused_epochs";
+pub const FUSED_ENTRY_POINT: &str = "fused_steps";
 
 /// Layouts and the pipelines one schedule needs, built once per run.
 pub struct Pipelines {

@@ -1,4 +1,4 @@
-//! The host driver: records the epochs' work, submits it without waiting
+//! The host driver: records the training steps' work, submits it without waiting
 //! inside the loop, and reads the loss history and the final weights back
 //! once at the end.
 
@@ -12,25 +12,25 @@ use anyhow::{Context, Result, bail};
 use std::time::{Duration, Instant};
 
 /// Most dispatches recorded into one command buffer by the dispatch
-/// schedule. The seed job (8 an epoch, 1000 epochs) fits in one; a longer
+/// schedule. The seed job (9 a step, 1000 steps) fits in one; a longer
 /// run is split so command buffers stay small, with one submission in
 /// flight while the next is recorded.
 pub const MAX_DISPATCHES_PER_SUBMIT: usize = 32_768;
 
-/// Most loop iterations (as [`Plan::fused_iterations_per_epoch`] counts
+/// Most loop iterations (as [`Plan::fused_iterations_per_step`] counts
 /// them) one invocation of a fused dispatch may run. llvmpipe ends every
 /// loop of an invocation once 65 535 iterations have run inside its
 /// outermost loop; measured against that cut-off, the count here
 /// underestimates llvmpipe's by up to 2.5x (seed job: 102 counted, 203
 /// real), so the budget is a quarter of the limit. It also keeps each
-/// dispatch short for any driver's watchdog. The seed job runs 160 epochs a
+/// dispatch short for any driver's watchdog. The seed job runs ~150 steps a
 /// dispatch, all of a submission's dispatches in one compute pass.
 pub const FUSED_LOOP_BUDGET: u64 = 16_384;
 
-/// Most epochs one fused submission runs (rounded to whole dispatches).
-pub const MAX_FUSED_EPOCHS_PER_SUBMIT: usize = 4096;
+/// Most training steps one fused submission runs (rounded to whole dispatches).
+pub const MAX_FUSED_STEPS_PER_SUBMIT: usize = 4096;
 
-/// `auto` fuses the epochs into one workgroup when samples x parameters
+/// `auto` fuses the steps into one workgroup when batch size x parameters
 /// (the work of one gradient pass) is at most this: below it the cost of
 /// thousands of dispatches outweighs the parallelism one workgroup gives up.
 pub const FUSED_MAX_WORK: u64 = 1 << 17;
@@ -49,17 +49,18 @@ impl ScheduleChoice {
     /// The schedule to run; `Fused` fails when not even one epoch fits in
     /// one fused dispatch.
     pub fn resolve(self, plan: &Plan, fused_workgroup_size: u32) -> Result<Schedule> {
-        let fits = plan.fused_iterations_per_epoch(fused_workgroup_size) <= FUSED_LOOP_BUDGET;
+        let fits = plan.fused_iterations_per_step(fused_workgroup_size) <= FUSED_LOOP_BUDGET;
         match self {
             ScheduleChoice::Fused if !fits => bail!(
-                "this job is too large for the fused schedule (one epoch needs more than {} loop \
+                "this job is too large for the fused schedule (one step needs more than {} loop \
                  iterations per thread); use the dispatch schedule",
                 FUSED_LOOP_BUDGET
             ),
             ScheduleChoice::Fused => Ok(Schedule::Fused),
             ScheduleChoice::Dispatch => Ok(Schedule::Dispatch),
             ScheduleChoice::Auto => {
-                let small = plan.samples as u64 * plan.param_count as u64 <= FUSED_MAX_WORK;
+                let small =
+                    plan.batching.batch_size as u64 * plan.param_count as u64 <= FUSED_MAX_WORK;
                 Ok(if small && fits {
                     Schedule::Fused
                 } else {
@@ -157,42 +158,45 @@ pub fn train_with(
     let upload = started.elapsed();
 
     let started = Instant::now();
-    let fused = FusedSplit::new(&plan, fused_workgroup_size, config.epochs);
+    let total_steps = plan.total_steps as usize;
+    let steps_per_epoch = plan.batching.steps_per_epoch as usize;
+    let fused = FusedSplit::new(&plan, fused_workgroup_size, total_steps);
     if schedule == Schedule::Fused {
         fused.write_records(gpu, &buffers, &plan);
     }
-    let epochs_per_submit = match schedule {
-        Schedule::Dispatch => options
-            .epochs_per_submit
-            .unwrap_or(MAX_DISPATCHES_PER_SUBMIT / plan.epoch.len())
+    let requested = options
+        .epochs_per_submit
+        .map(|e| e.max(1) * steps_per_epoch);
+    let steps_per_submit = match schedule {
+        Schedule::Dispatch => requested
+            .unwrap_or(MAX_DISPATCHES_PER_SUBMIT / plan.step_list.len())
             .max(1),
         // Whole dispatches, so only the run's last dispatch is a remainder.
-        Schedule::Fused => options
-            .epochs_per_submit
-            .unwrap_or(MAX_FUSED_EPOCHS_PER_SUBMIT)
-            .next_multiple_of(fused.epochs_per_dispatch),
+        Schedule::Fused => requested
+            .unwrap_or(MAX_FUSED_STEPS_PER_SUBMIT)
+            .next_multiple_of(fused.steps_per_dispatch),
     };
-    let submissions = config.epochs.div_ceil(epochs_per_submit);
+    let submissions = total_steps.div_ceil(steps_per_submit);
     let timer = PassTimer::new(gpu, submissions);
     let mut submits = 0;
     let mut in_flight: Option<(wgpu::SubmissionIndex, usize)> = None;
     let mut done = 0usize;
-    while done < config.epochs {
-        let count = epochs_per_submit.min(config.epochs - done);
+    while done < total_steps {
+        let count = steps_per_submit.min(total_steps - done);
         let timestamps = timer.as_ref().map(|t| t.writes(submits));
-        let commands = record_epochs(gpu, &pipelines, &buffers, &plan, &fused, count, timestamps);
+        let commands = record_steps(gpu, &pipelines, &buffers, &plan, &fused, count, timestamps);
         let submission = gpu.queue.submit([commands]);
         submits += 1;
         done += count;
         // Keep at most one submission queued behind the running one.
         if let Some((previous, finished)) = in_flight.replace((submission, done)) {
             gpu.wait(previous)?;
-            on_progress(finished);
+            on_progress(finished / steps_per_epoch);
         }
     }
     if let Some((last, finished)) = in_flight {
         gpu.wait(last)?;
-        on_progress(finished);
+        on_progress(finished / steps_per_epoch);
     }
     let train_time = started.elapsed();
 
@@ -200,7 +204,8 @@ pub fn train_with(
     let results = read_back(gpu, &buffers, &plan, timer.as_ref())?;
     let readback = started.elapsed();
     let gpu_train = timer.map(|t| t.total(&results.ticks));
-    if let Some(epoch) = results.first_bad_epoch {
+    if let Some(step) = results.first_bad_step {
+        let epoch = (step - 1) / steps_per_epoch + 1;
         return Err(Diverged {
             epoch,
             loss: results.loss_history[epoch - 1],
@@ -228,27 +233,27 @@ pub fn train_with(
     })
 }
 
-/// How the fused schedule splits a run's epochs into dispatches: full ones
-/// of `epochs_per_dispatch` epochs, and the run's last one of `remainder`.
+/// How the fused schedule splits a run's training steps into dispatches:
+/// full ones of `steps_per_dispatch` steps, and the run's last of `remainder`.
 struct FusedSplit {
-    epochs_per_dispatch: usize,
+    steps_per_dispatch: usize,
     remainder: usize,
 }
 
 impl FusedSplit {
-    fn new(plan: &Plan, workgroup_size: u32, epochs: usize) -> Self {
-        let per_epoch = plan.fused_iterations_per_epoch(workgroup_size);
-        let epochs_per_dispatch = (FUSED_LOOP_BUDGET / per_epoch).max(1) as usize;
+    fn new(plan: &Plan, workgroup_size: u32, steps: usize) -> Self {
+        let per_step = plan.fused_iterations_per_step(workgroup_size);
+        let steps_per_dispatch = (FUSED_LOOP_BUDGET / per_step).max(1) as usize;
         Self {
-            epochs_per_dispatch,
-            remainder: epochs % epochs_per_dispatch,
+            steps_per_dispatch,
+            remainder: steps % steps_per_dispatch,
         }
     }
 
-    /// Index of the `Current` record holding a dispatch's epoch count.
-    fn record(&self, plan: &Plan, epochs: usize) -> u64 {
+    /// Index of the `Current` record holding a dispatch's step count.
+    fn record(&self, plan: &Plan, steps: usize) -> u64 {
         let full = plan.steps.len() as u64;
-        if epochs == self.epochs_per_dispatch {
+        if steps == self.steps_per_dispatch {
             full
         } else {
             full + 1
@@ -256,33 +261,33 @@ impl FusedSplit {
     }
 
     fn write_records(&self, gpu: &Gpu, buffers: &RunBuffers, plan: &Plan) {
-        for epochs in [self.epochs_per_dispatch, self.remainder] {
+        for steps in [self.steps_per_dispatch, self.remainder] {
             let record = CurrentRecord {
                 step: 0,
-                epochs: epochs as u32,
+                steps: steps as u32,
             };
-            let offset = self.record(plan, epochs) * CURRENT_STRIDE;
+            let offset = self.record(plan, steps) * CURRENT_STRIDE;
             gpu.queue
                 .write_buffer(&buffers.current, offset, bytemuck::bytes_of(&record));
         }
     }
 }
 
-/// `epochs` epochs of work in one compute pass of one command buffer:
-/// `fused_epochs` dispatches, or every kernel of every epoch.
-fn record_epochs(
+/// `count` training steps in one compute pass of one command buffer:
+/// `fused_steps` dispatches, or every kernel of every step.
+fn record_steps(
     gpu: &Gpu,
     pipelines: &Pipelines,
     buffers: &RunBuffers,
     plan: &Plan,
     fused: &FusedSplit,
-    epochs: usize,
+    count: usize,
     timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
 ) -> wgpu::CommandBuffer {
     let mut encoder = gpu
         .device
         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("training epochs"),
+            label: Some("training steps"),
         });
     {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -293,20 +298,20 @@ fn record_epochs(
         match pipelines.schedule {
             Schedule::Fused => {
                 pass.set_pipeline(pipelines.get(None));
-                let mut left = epochs;
+                let mut left = count;
                 while left > 0 {
-                    let count = left.min(fused.epochs_per_dispatch);
-                    let offset = (fused.record(plan, count) * CURRENT_STRIDE) as u32;
+                    let steps = left.min(fused.steps_per_dispatch);
+                    let offset = (fused.record(plan, steps) * CURRENT_STRIDE) as u32;
                     pass.set_bind_group(1, &buffers.current_bind_group, &[offset]);
                     pass.dispatch_workgroups(1, 1, 1);
-                    left -= count;
+                    left -= steps;
                 }
             }
             Schedule::Dispatch => {
                 let max_groups = gpu.device.limits().max_compute_workgroups_per_dimension;
                 let mut current: Option<Kernel> = None;
-                for _ in 0..epochs {
-                    for dispatch in &plan.epoch {
+                for _ in 0..count {
+                    for dispatch in &plan.step_list {
                         if current != Some(dispatch.kernel) {
                             pass.set_pipeline(pipelines.get(Some(dispatch.kernel)));
                             current = Some(dispatch.kernel);
@@ -394,9 +399,9 @@ impl PassTimer {
 struct GpuResults {
     params: Vec<f32>,
     loss_history: Vec<f32>,
-    /// The epoch the kernels flagged as the first with a non-finite loss
-    /// or weight.
-    first_bad_epoch: Option<usize>,
+    /// The training step (1-based) the kernels flagged as the first with a
+    /// non-finite loss or weight.
+    first_bad_step: Option<usize>,
     /// Pass timestamps (empty without timestamp queries).
     ticks: Vec<u64>,
 }
@@ -464,14 +469,17 @@ fn read_back(
     let history = &floats[plan.param_count as usize..];
     let steps_run = history[0].to_bits() as usize;
     let epochs = plan.epochs as usize;
-    if steps_run != epochs {
-        bail!("the GPU ran {steps_run} training steps, expected {epochs}");
+    if steps_run as u64 != plan.total_steps {
+        bail!(
+            "the GPU ran {steps_run} training steps, expected {}",
+            plan.total_steps
+        );
     }
     let header = HISTORY_HEADER as usize;
     let results = GpuResults {
         params,
         loss_history: history[header..header + epochs].to_vec(),
-        first_bad_epoch: match history[1].to_bits() {
+        first_bad_step: match history[1].to_bits() {
             NO_BAD_STEP => None,
             step => Some(step as usize),
         },
