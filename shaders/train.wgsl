@@ -114,8 +114,11 @@ struct History {
     losses: array<f32>,
 }
 
-// The slice of the epoch's sample order the current step trains on.
+// The current training step: its number t (1-based, Adam's t) and the
+// slice of the epoch's sample order it trains on. Read once per invocation
+// and phase: `history.step` only moves in `finish_step`, the last phase.
 struct Batch {
+    t: u32,
     epoch: u32,
     first: u32,
     size: u32,
@@ -124,7 +127,8 @@ struct Batch {
 fn current_batch() -> Batch {
     let done = history.step;
     let first = (done % run.steps_per_epoch) * run.batch_size;
-    return Batch(done / run.steps_per_epoch, first, min(run.batch_size, run.samples - first));
+    let size = min(run.batch_size, run.samples - first);
+    return Batch(done + 1u, done / run.steps_per_epoch, first, size);
 }
 
 // src/batching.rs, bit for bit: a keyed 4-round Feistel permutation of
@@ -164,8 +168,7 @@ fn sample_index(epoch: u32, position: u32) -> u32 {
 
 // The batch's inputs and targets, copied from the dataset in the epoch's
 // shuffled order; item i of the batch.
-fn gather_batch_at(i: u32) {
-    let batch = current_batch();
+fn gather_batch_at(i: u32, batch: Batch) {
     if i >= batch.size {
         return;
     }
@@ -195,8 +198,8 @@ struct Current {
 @group(1) @binding(0) var<uniform> current: Current;
 
 // out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j]; item (s, j).
-fn dense_forward_at(index: u32, step: Step) {
-    if index >= current_batch().size * step.units {
+fn dense_forward_at(index: u32, step: Step, batch: Batch) {
+    if index >= batch.size * step.units {
         return;
     }
     let sample = index / step.units;
@@ -212,8 +215,8 @@ fn dense_forward_at(index: u32, step: Step) {
 // Mean squared error, Keras's `mean((y - y_hat)^2)` over the batch:
 // residual r = y_hat - y (squared later by the reduction) and the error fed
 // back, dL/dy_hat = 2 r / N (N: the batch's size).
-fn output_error_at(sample: u32) {
-    let size = current_batch().size;
+fn output_error_at(sample: u32, batch: Batch) {
+    let size = batch.size;
     if sample >= size {
         return;
     }
@@ -224,8 +227,8 @@ fn output_error_at(sample: u32) {
 
 // Error passed back through a Dense layer (no activation):
 // err_in[s][i] = sum_j err_out[s][j] * kernel[i][j]; item (s, i).
-fn dense_backward_at(index: u32, step: Step) {
-    if index >= current_batch().size * step.inputs {
+fn dense_backward_at(index: u32, step: Step, batch: Batch) {
+    if index >= batch.size * step.inputs {
         return;
     }
     let sample = index / step.inputs;
@@ -241,7 +244,7 @@ fn dense_backward_at(index: u32, step: Step) {
 // First level of every sum over samples: item (row, block) adds the row's
 // terms for `reduce_block` consecutive samples, in sample order. Rows are
 // the parameters' gradients, then the squared-error sum.
-fn gradient_partials_at(index: u32, step: Step) {
+fn gradient_partials_at(index: u32, step: Step, batch: Batch) {
     if index >= step.rows * step.out_len {
         return;
     }
@@ -249,7 +252,7 @@ fn gradient_partials_at(index: u32, step: Step) {
     let block = index / step.rows;
     let term = schedule.grad_terms[row];
     let first = block * reduce_block;
-    let end = min(first + reduce_block, current_batch().size);
+    let end = min(first + reduce_block, batch.size);
     var sum = 0.0;
     for (var s = first; s < end; s++) {
         var a = 1.0;
@@ -284,12 +287,12 @@ fn reduce_partials_at(index: u32, step: Step) {
 //   w <- w - (m * alpha) / (sqrt(v) + epsilon)
 // epsilon goes on sqrt of the raw v ("epsilon hat"), not PyTorch's sqrt(v_hat).
 // The table of alpha ends once alpha has settled at the learning rate.
-fn adam_step_at(p: u32) {
+fn adam_step_at(p: u32, batch: Batch) {
     let count = run.param_count;
     if p >= count {
         return;
     }
-    let t = history.step + 1u;
+    let t = batch.t;
     let g = reduce[run.totals_offset + p];
     let alpha = step_sizes[min(t, arrayLength(&step_sizes)) - 1u];
     let m = params[count + p] + (g - params[count + p]) * run.one_minus_beta_1;
@@ -305,12 +308,11 @@ fn adam_step_at(p: u32) {
 // before the update, goes into the epoch's size-weighted total (Keras's
 // `Mean` tracker: total += loss * size); the epoch's last batch records
 // total / samples. Then the step counter moves on.
-fn finish_step_at(item: u32) {
+fn finish_step_at(item: u32, batch: Batch) {
     if item != 0u {
         return;
     }
-    let batch = current_batch();
-    let t = history.step + 1u;
+    let t = batch.t;
     let loss = reduce[run.totals_offset + run.param_count] / f32(batch.size);
     flag_if_not_finite(loss, t);
     history.epoch_total += loss * f32(batch.size);
@@ -340,7 +342,7 @@ fn gather_batch(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    gather_batch_at(thread_index(group, groups, local));
+    gather_batch_at(thread_index(group, groups, local), current_batch());
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -349,7 +351,7 @@ fn dense_forward(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    dense_forward_at(thread_index(group, groups, local), schedule.steps[current.step]);
+    dense_forward_at(thread_index(group, groups, local), schedule.steps[current.step], current_batch());
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -358,7 +360,7 @@ fn output_error(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    output_error_at(thread_index(group, groups, local));
+    output_error_at(thread_index(group, groups, local), current_batch());
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -367,7 +369,7 @@ fn dense_backward(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    dense_backward_at(thread_index(group, groups, local), schedule.steps[current.step]);
+    dense_backward_at(thread_index(group, groups, local), schedule.steps[current.step], current_batch());
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -376,7 +378,7 @@ fn gradient_partials(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    gradient_partials_at(thread_index(group, groups, local), schedule.steps[current.step]);
+    gradient_partials_at(thread_index(group, groups, local), schedule.steps[current.step], current_batch());
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -394,7 +396,7 @@ fn adam_step(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    adam_step_at(thread_index(group, groups, local));
+    adam_step_at(thread_index(group, groups, local), current_batch());
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -403,5 +405,5 @@ fn finish_step(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    finish_step_at(thread_index(group, groups, local));
+    finish_step_at(thread_index(group, groups, local), current_batch());
 }

@@ -77,36 +77,22 @@ impl Backprop {
     ) -> f32 {
         let samples = celsius.len();
         let layers = &self.layers;
-        let widths: Vec<usize> = std::iter::once(1)
-            .chain(layers.iter().map(|l| l.units))
-            .collect();
-        let activations: Vec<&mut [f32]> = self
-            .activations
-            .iter_mut()
-            .zip(&widths)
-            .map(|(a, w)| &mut a[..samples * w])
-            .collect();
-        let mut activations = activations;
-        activations[0].copy_from_slice(celsius);
+        let (activations, errors) = (&mut self.activations, &mut self.errors);
+        activations[0][..samples].copy_from_slice(celsius);
 
         // Forward, layer by layer (the `dense_forward` kernel).
         for (l, layer) in layers.iter().enumerate() {
             let (inputs, outputs) = activations.split_at_mut(l + 1);
             for (sample_in, sample_out) in inputs[l]
-                .chunks(layer.inputs)
-                .zip(outputs[0].chunks_mut(layer.units))
+                .chunks_exact(layer.inputs)
+                .zip(outputs[0].chunks_exact_mut(layer.units))
+                .take(samples)
             {
                 dense_forward(params, layer, sample_in, sample_out);
             }
         }
 
         // Loss and output error (`output_error`): L = mean(r^2), dL/dy = 2r/N.
-        let mut errors: Vec<&mut [f32]> = self
-            .errors
-            .iter_mut()
-            .zip(&widths)
-            .map(|(e, w)| &mut e[..samples * w])
-            .collect();
         let output = activations.last().expect("at least one layer");
         let output_error = errors.last_mut().expect("at least one layer");
         let residuals = &mut self.residuals[..samples];
@@ -119,8 +105,9 @@ impl Backprop {
         for (l, layer) in layers.iter().enumerate().skip(1).rev() {
             let (before, after) = errors.split_at_mut(l + 1);
             for (sample_in, sample_out) in after[0]
-                .chunks(layer.units)
-                .zip(before[l].chunks_mut(layer.inputs))
+                .chunks_exact(layer.units)
+                .zip(before[l].chunks_exact_mut(layer.inputs))
+                .take(samples)
             {
                 for (i, out) in sample_out.iter_mut().enumerate() {
                     let row = &params[layer.kernel_offset + i * layer.units..][..layer.units];
@@ -136,7 +123,7 @@ impl Backprop {
         // each block of REDUCE_BLOCK samples in sample order, then the block
         // sums level by level, exactly as `blocked_sum` orders them.
         for (l, layer) in layers.iter().enumerate() {
-            let (input, error) = (&*activations[l], &*errors[l + 1]);
+            let (input, error) = (&activations[l], &errors[l + 1]);
             let size = layer.inputs * layer.units + layer.units;
             let layer_gradients = &mut gradients[layer.kernel_offset..][..size];
             if samples <= REDUCE_BLOCK {
@@ -235,6 +222,7 @@ pub fn train_with_progress(
         };
         let loss = backprop.loss_and_gradients(&params, celsius, fahrenheit, &mut gradients);
         let alpha = step_sizes[(step as usize).min(step_sizes.len() - 1)];
+        let mut finite = loss.is_finite();
         for p in 0..params.len() {
             params[p] = adam_update(
                 params[p],
@@ -244,10 +232,11 @@ pub fn train_with_progress(
                 alpha,
                 &constants,
             );
+            finite &= params[p].is_finite();
         }
         // The same test as the kernels' flag: stop at the first step whose
         // loss or updated weights are not finite.
-        if !loss.is_finite() || params.iter().any(|w| !w.is_finite()) {
+        if !finite {
             return Err(Diverged {
                 epoch: batch.epoch as usize + 1,
                 loss,

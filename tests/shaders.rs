@@ -5,6 +5,7 @@
 
 use gpu_c2f::gpu::buffers::Plan;
 use gpu_c2f::gpu::fused::fused_module_source;
+use gpu_c2f::gpu::pipelines::FUSED_ENTRY_POINT;
 use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
 use wgpu::naga;
 
@@ -75,7 +76,12 @@ fn the_fused_module_validates_for_several_plans() {
         for workgroup_size in [8, 64] {
             let name = format!("fused module, {samples} samples, hidden {hidden:?}");
             let module = validate(&name, &fused_module_source(&plan, workgroup_size));
-            assert!(module.entry_points.iter().any(|e| e.name == "fused_epochs"));
+            assert!(
+                module
+                    .entry_points
+                    .iter()
+                    .any(|e| e.name == FUSED_ENTRY_POINT)
+            );
         }
     }
 }
