@@ -197,19 +197,72 @@ struct Current {
 @group(0) @binding(6) var<uniform> run: Run;
 @group(1) @binding(0) var<uniform> current: Current;
 
-// out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j]; item (s, j).
+// Dense layers work in register tiles: an item computes `sample_tile`
+// samples x `unit_tile` units (forward) or inputs (backward), so every value
+// it loads is used several times. Each output is still one sum in index
+// order, as the CPU reference adds it; vec4 arithmetic rounds each component
+// on its own. The host sets the tile (src/gpu/buffers.rs, `Tile`): 4 x 4
+// for the dispatch schedule's wide layers, 1 x 1 for the fused schedule,
+// whose few threads want many small items.
+override sample_tile: u32 = 4u;
+override unit_tile: u32 = 4u;
+
+// Items of a layer's tiles: ceil(samples / sample_tile) x ceil(width / unit_tile).
+fn tile_of(index: u32, width: u32) -> vec2<u32> {
+    let tiles = (width + unit_tile - 1u) / unit_tile;
+    return vec2<u32>((index / tiles) * sample_tile, (index % tiles) * unit_tile);
+}
+
+// tensors[base + q * stride] for the tile's samples q (0 past `size`).
+fn sample_column(base: u32, stride: u32, first: u32, size: u32) -> vec4<f32> {
+    var column = vec4<f32>();
+    for (var q = 0u; q < sample_tile; q++) {
+        if first + q < size {
+            column[q] = tensors[base + q * stride];
+        }
+    }
+    return column;
+}
+
+// params[base + c * stride] for the tile's units c (0 past `count`).
+fn weight_row(base: u32, stride: u32, first: u32, count: u32) -> vec4<f32> {
+    var row = vec4<f32>();
+    for (var c = 0u; c < unit_tile; c++) {
+        if first + c < count {
+            row[c] = params[base + c * stride];
+        }
+    }
+    return row;
+}
+
+// Writes the tile `sums[q][c]` (+ `bias[c]`) to out[s][j], inside the batch
+// and the layer's width.
+fn store_tile(sums: array<vec4<f32>, 4>, bias: vec4<f32>, out_offset: u32, width: u32, tile: vec2<u32>, size: u32) {
+    for (var q = 0u; q < sample_tile; q++) {
+        for (var c = 0u; c < unit_tile; c++) {
+            if tile.x + q < size && tile.y + c < width {
+                tensors[out_offset + (tile.x + q) * width + tile.y + c] = sums[q][c] + bias[c];
+            }
+        }
+    }
+}
+
+// out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j].
 fn dense_forward_at(index: u32, step: Step, batch: Batch) {
-    if index >= batch.size * step.units {
+    let tile = tile_of(index, step.units);
+    if tile.x >= batch.size {
         return;
     }
-    let sample = index / step.units;
-    let unit = index % step.units;
-    var sum = 0.0;
+    var sums = array<vec4<f32>, 4>();
     for (var i = 0u; i < step.inputs; i++) {
-        sum += tensors[step.in_offset + sample * step.inputs + i]
-            * params[step.kernel_offset + i * step.units + unit];
+        let x = sample_column(step.in_offset + tile.x * step.inputs + i, step.inputs, tile.x, batch.size);
+        let w = weight_row(step.kernel_offset + i * step.units + tile.y, 1u, tile.y, step.units);
+        for (var q = 0u; q < sample_tile; q++) {
+            sums[q] += x[q] * w;
+        }
     }
-    tensors[step.out_offset + index] = sum + params[step.bias_offset + unit];
+    let bias = weight_row(step.bias_offset + tile.y, 1u, tile.y, step.units);
+    store_tile(sums, bias, step.out_offset, step.units, tile, batch.size);
 }
 
 // Mean squared error, Keras's `mean((y - y_hat)^2)` over the batch:
@@ -226,19 +279,21 @@ fn output_error_at(sample: u32, batch: Batch) {
 }
 
 // Error passed back through a Dense layer (no activation):
-// err_in[s][i] = sum_j err_out[s][j] * kernel[i][j]; item (s, i).
+// err_in[s][i] = sum_j err_out[s][j] * kernel[i][j].
 fn dense_backward_at(index: u32, step: Step, batch: Batch) {
-    if index >= batch.size * step.inputs {
+    let tile = tile_of(index, step.inputs);
+    if tile.x >= batch.size {
         return;
     }
-    let sample = index / step.inputs;
-    let input = index % step.inputs;
-    var sum = 0.0;
+    var sums = array<vec4<f32>, 4>();
     for (var j = 0u; j < step.units; j++) {
-        sum += tensors[step.in_offset + sample * step.units + j]
-            * params[step.kernel_offset + input * step.units + j];
+        let e = sample_column(step.in_offset + tile.x * step.units + j, step.units, tile.x, batch.size);
+        let w = weight_row(step.kernel_offset + tile.y * step.units + j, step.units, tile.y, step.inputs);
+        for (var q = 0u; q < sample_tile; q++) {
+            sums[q] += e[q] * w;
+        }
     }
-    tensors[step.out_offset + index] = sum;
+    store_tile(sums, vec4<f32>(), step.out_offset, step.inputs, tile, batch.size);
 }
 
 // First level of every sum over samples: item (row, block) adds the row's

@@ -3,7 +3,7 @@
 //! (the dispatch schedule) and, for several plans, train.wgsl with
 //! fused_entry.wgsl and the generated `fused_epoch` (the fused schedule).
 
-use gpu_c2f::gpu::buffers::Plan;
+use gpu_c2f::gpu::buffers::{Plan, Tile};
 use gpu_c2f::gpu::fused::fused_module_source;
 use gpu_c2f::gpu::pipelines::FUSED_ENTRY_POINT;
 use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
@@ -72,7 +72,7 @@ fn the_fused_module_validates_for_several_plans() {
             },
             ..TrainConfig::seed()
         };
-        let plan = Plan::new(&model, &config).unwrap();
+        let plan = Plan::new(&model, &config, Tile::SINGLE).unwrap();
         for workgroup_size in [8, 64] {
             let name = format!("fused module, {samples} samples, hidden {hidden:?}");
             let module = validate(&name, &fused_module_source(&plan, workgroup_size));

@@ -65,6 +65,32 @@ pub struct GradTerm {
     pub d_stride: u32,
 }
 
+/// The register tile one dense-layer item computes (`sample_tile` x
+/// `unit_tile` in train.wgsl, at most 4 x 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    pub samples: u32,
+    pub units: u32,
+}
+
+impl Tile {
+    /// Each loaded value used 4 times: for wide layers spread over a GPU.
+    pub const BLOCKED: Tile = Tile {
+        samples: 4,
+        units: 4,
+    };
+    /// One output per item: the fused schedule's 8 threads want many small
+    /// items (the seed job's layers are 1 to 3 wide).
+    pub const SINGLE: Tile = Tile {
+        samples: 1,
+        units: 1,
+    };
+
+    fn items(&self, samples: u64, width: usize) -> u64 {
+        samples.div_ceil(self.samples as u64) * (width as u64).div_ceil(self.units as u64)
+    }
+}
+
 /// Entries of `Schedule.steps` (MAX_STEPS in train.wgsl): enough for 28
 /// hidden layers.
 pub const MAX_STEPS: usize = 64;
@@ -92,6 +118,8 @@ pub struct Dispatch {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub batching: Batching,
+    /// The dense layers' register tile.
+    pub tile: Tile,
     pub param_count: u32,
     pub epochs: u32,
     /// Training steps in the run: epochs x steps per epoch.
@@ -115,7 +143,7 @@ fn to_u32(value: u64, what: &str) -> Result<u32> {
 }
 
 impl Plan {
-    pub fn new(model: &Model, config: &TrainConfig) -> Result<Self> {
+    pub fn new(model: &Model, config: &TrainConfig, tile: Tile) -> Result<Self> {
         let architecture = model.architecture();
         let batching = config.batching();
         let samples = batching.samples as u64;
@@ -231,12 +259,12 @@ impl Plan {
         }
         for (l, layer) in layers.iter().enumerate() {
             let step = dense(l, activation_offsets[l], activation_offsets[l + 1]);
-            push(Kernel::DenseForward, step, batch * layer.units as u64)?;
+            push(Kernel::DenseForward, step, tile.items(batch, layer.units))?;
         }
         push(Kernel::OutputError, StepUniform::default(), batch)?;
         for (l, layer) in layers.iter().enumerate().skip(1).rev() {
             let step = dense(l, error_offsets[l + 1], error_offsets[l]);
-            push(Kernel::DenseBackward, step, batch * layer.inputs as u64)?;
+            push(Kernel::DenseBackward, step, tile.items(batch, layer.inputs))?;
         }
         let mut in_len = batch;
         for (level, (&len, &offset)) in level_lens.iter().zip(&level_offsets).enumerate() {
@@ -293,6 +321,7 @@ impl Plan {
         let total_steps = config.epochs as u64 * batching.steps_per_epoch as u64;
         Ok(Self {
             batching,
+            tile,
             param_count: param_count as u32,
             epochs: to_u32(config.epochs as u64, "the loss history")?,
             total_steps,
@@ -347,13 +376,21 @@ impl Plan {
     pub fn fused_iterations_per_step(&self, workgroup_size: u32) -> u64 {
         let batch = self.batching.batch_size as u64;
         let block = REDUCE_BLOCK as u64;
+        let (tile_samples, tile_units) = (self.tile.samples as u64, self.tile.units as u64);
+        // The tile's loops run once per input; a 1-wide tile's loops have a
+        // single, constant trip and compile to straight code.
+        let counted = |n: u64| if n > 1 { 2 * n } else { 0 };
+        let tile_loops = 1 + counted(tile_samples) + counted(tile_units);
+        let tile_stores = counted(tile_samples) * (1 + tile_units);
         let mut total = 1 + self.step_list.len() as u64 + 1;
         for dispatch in &self.step_list {
             let items = (dispatch.threads as u64).div_ceil(workgroup_size as u64);
             let step = &self.steps[dispatch.step as usize];
             let inner = match dispatch.kernel {
-                Kernel::DenseForward => step.inputs as u64 + 1,
-                Kernel::DenseBackward => step.units as u64 + 1,
+                // Per input (unit): a loop over the tile's samples and one
+                // over its units; then the tile's store, TILE x TILE.
+                Kernel::DenseForward => (step.inputs as u64 + 1) * tile_loops + tile_stores,
+                Kernel::DenseBackward => (step.units as u64 + 1) * tile_loops + tile_stores,
                 Kernel::GradientPartials => batch.min(block) + 1,
                 Kernel::ReducePartials => (step.in_len as u64).min(block) + 1,
                 // Cycle-walking the shuffle: under 4 rounds on average, and
@@ -549,7 +586,7 @@ mod tests {
             batch_size: None,
             ..TrainConfig::seed()
         };
-        Plan::new(&model, &config).unwrap()
+        Plan::new(&model, &config, Tile::SINGLE).unwrap()
     }
 
     fn kernels(plan: &Plan) -> Vec<Kernel> {
@@ -613,7 +650,7 @@ mod tests {
             data: Dataset::from_formula(1000, 1),
             ..TrainConfig::seed()
         };
-        let plan = Plan::new(&model, &config).unwrap();
+        let plan = Plan::new(&model, &config, Tile::SINGLE).unwrap();
         assert_eq!(plan.batching.steps_per_epoch, 32); // ceil(1000 / 32)
         assert_eq!(kernels(&plan)[0], Kernel::GatherBatch);
         // Dataset 2*1000, then per batch of 32: inputs, activations (3+1),

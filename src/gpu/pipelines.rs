@@ -162,6 +162,8 @@ impl Pipelines {
             ("workgroup_size", WORKGROUP_SIZE as f64),
             ("fused_workgroup_size", fused_workgroup_size as f64),
             ("reduce_block", REDUCE_BLOCK as f64),
+            ("sample_tile", plan.tile.samples as f64),
+            ("unit_tile", plan.tile.units as f64),
         ];
         let entry_points: Vec<(Option<Kernel>, &str)> = match schedule {
             Schedule::Fused => vec![(None, FUSED_ENTRY_POINT)],

@@ -2,7 +2,9 @@
 //! inside the loop, and reads the loss history and the final weights back
 //! once at the end.
 
-use super::buffers::{CurrentRecord, Dispatch, HISTORY_HEADER, NO_BAD_STEP, Plan, RunBuffers};
+use super::buffers::{
+    CurrentRecord, Dispatch, HISTORY_HEADER, NO_BAD_STEP, Plan, RunBuffers, Tile,
+};
 use super::context::Gpu;
 use super::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
 use crate::model::Model;
@@ -124,8 +126,7 @@ pub fn train_with(
     mut on_progress: impl FnMut(usize),
 ) -> Result<GpuTrainOutput> {
     config.validate()?;
-    let plan = Plan::new(initial, config)?;
-    plan.check_limits(&gpu.device.limits())?;
+    let plan = Plan::new(initial, config, Tile::SINGLE)?;
     // llvmpipe runs a workgroup as 8-wide SIMD rows and switches between rows
     // at every barrier: one row is fastest there. GPUs want a full wave.
     let fused_workgroup_size = match gpu.adapter.get_info().device_type {
@@ -133,6 +134,11 @@ pub fn train_with(
         _ => WORKGROUP_SIZE,
     };
     let schedule = options.schedule.resolve(&plan, fused_workgroup_size)?;
+    let plan = match schedule {
+        Schedule::Fused => plan,
+        Schedule::Dispatch => Plan::new(initial, config, Tile::BLOCKED)?,
+    };
+    plan.check_limits(&gpu.device.limits())?;
 
     let started = Instant::now();
     let pipelines = Pipelines::new(&gpu.device, schedule, fused_workgroup_size, &plan)?;
