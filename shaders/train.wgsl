@@ -26,7 +26,7 @@ override fused_workgroup_size: u32 = 8u;
 override reduce_block: u32 = 256u;
 
 // Entries of a training step's dispatch list (enough for 28 hidden layers).
-const MAX_STEPS: u32 = 64u;
+const MAX_STEPS: u32 = 128u;
 
 // Sizes and offsets fixed for a whole training run.
 struct Run {
@@ -84,19 +84,8 @@ struct Step {
     _pad4: u32,
 }
 
-// One gradient (or the loss) as a sum over samples of a[s] * d[s], with
-// a[s] = tensors[a_offset + s * a_stride] (1.0 when a_stride is 0, a bias)
-// and d[s] = tensors[d_offset + s * d_stride].
-struct GradTerm {
-    a_offset: u32,
-    a_stride: u32,
-    d_offset: u32,
-    d_stride: u32,
-}
-
 struct Schedule {
     steps: array<Step, MAX_STEPS>,
-    grad_terms: array<GradTerm>,
 }
 
 struct History {
@@ -213,26 +202,26 @@ fn tile_of(index: u32, width: u32) -> vec2<u32> {
     return vec2<u32>((index / tiles) * sample_tile, (index % tiles) * unit_tile);
 }
 
-// tensors[base + q * stride] for the tile's samples q (0 past `size`).
-fn sample_column(base: u32, stride: u32, first: u32, size: u32) -> vec4<f32> {
-    var column = vec4<f32>();
-    for (var q = 0u; q < sample_tile; q++) {
-        if first + q < size {
-            column[q] = tensors[base + q * stride];
+// tensors[base + k * stride] for k < n where first + k < limit, else 0.
+fn tensor_vector(base: u32, stride: u32, first: u32, limit: u32, n: u32) -> vec4<f32> {
+    var values = vec4<f32>();
+    for (var k = 0u; k < n; k++) {
+        if first + k < limit {
+            values[k] = tensors[base + k * stride];
         }
     }
-    return column;
+    return values;
 }
 
-// params[base + c * stride] for the tile's units c (0 past `count`).
-fn weight_row(base: u32, stride: u32, first: u32, count: u32) -> vec4<f32> {
-    var row = vec4<f32>();
-    for (var c = 0u; c < unit_tile; c++) {
-        if first + c < count {
-            row[c] = params[base + c * stride];
+// params[base + k * stride] for k < n where first + k < limit, else 0.
+fn param_vector(base: u32, stride: u32, first: u32, limit: u32, n: u32) -> vec4<f32> {
+    var values = vec4<f32>();
+    for (var k = 0u; k < n; k++) {
+        if first + k < limit {
+            values[k] = params[base + k * stride];
         }
     }
-    return row;
+    return values;
 }
 
 // Writes the tile `sums[q][c]` (+ `bias[c]`) to out[s][j], inside the batch
@@ -255,13 +244,13 @@ fn dense_forward_at(index: u32, step: Step, batch: Batch) {
     }
     var sums = array<vec4<f32>, 4>();
     for (var i = 0u; i < step.inputs; i++) {
-        let x = sample_column(step.in_offset + tile.x * step.inputs + i, step.inputs, tile.x, batch.size);
-        let w = weight_row(step.kernel_offset + i * step.units + tile.y, 1u, tile.y, step.units);
+        let x = tensor_vector(step.in_offset + tile.x * step.inputs + i, step.inputs, tile.x, batch.size, sample_tile);
+        let w = param_vector(step.kernel_offset + i * step.units + tile.y, 1u, tile.y, step.units, unit_tile);
         for (var q = 0u; q < sample_tile; q++) {
             sums[q] += x[q] * w;
         }
     }
-    let bias = weight_row(step.bias_offset + tile.y, 1u, tile.y, step.units);
+    let bias = param_vector(step.bias_offset + tile.y, 1u, tile.y, step.units, unit_tile);
     store_tile(sums, bias, step.out_offset, step.units, tile, batch.size);
 }
 
@@ -287,8 +276,8 @@ fn dense_backward_at(index: u32, step: Step, batch: Batch) {
     }
     var sums = array<vec4<f32>, 4>();
     for (var j = 0u; j < step.units; j++) {
-        let e = sample_column(step.in_offset + tile.x * step.units + j, step.units, tile.x, batch.size);
-        let w = weight_row(step.kernel_offset + tile.y * step.units + j, step.units, tile.y, step.inputs);
+        let e = tensor_vector(step.in_offset + tile.x * step.units + j, step.units, tile.x, batch.size, sample_tile);
+        let w = param_vector(step.kernel_offset + tile.y * step.units + j, step.units, tile.y, step.inputs, unit_tile);
         for (var q = 0u; q < sample_tile; q++) {
             sums[q] += e[q] * w;
         }
@@ -296,27 +285,47 @@ fn dense_backward_at(index: u32, step: Step, batch: Batch) {
     store_tile(sums, vec4<f32>(), step.out_offset, step.inputs, tile, batch.size);
 }
 
-// First level of every sum over samples: item (row, block) adds the row's
-// terms for `reduce_block` consecutive samples, in sample order. Rows are
-// the parameters' gradients, then the squared-error sum.
+// First level of every sum over samples, one layer at a time. Row p of
+// `reduce` belongs to parameter p (kernel entry [i][j] at kernel_offset +
+// i * units + j, the biases right after: "input" row i == inputs, whose a is
+// 1); row param_count is the squared error, a one-entry "layer" with
+// a = err = the residual and no bias row. An item adds, for one block of
+// `reduce_block` consecutive samples in sample order, a unit_tile x
+// unit_tile tile of a[s][i] * err[s][j]. `step.in_len` is the number of a
+// rows: inputs + 1 for a layer, 1 for the loss.
 fn gradient_partials_at(index: u32, step: Step, batch: Batch) {
-    if index >= step.rows * step.out_len {
+    let column_tiles = (step.units + unit_tile - 1u) / unit_tile;
+    let tiles = ((step.in_len + unit_tile - 1u) / unit_tile) * column_tiles;
+    if index >= tiles * step.out_len {
         return;
     }
-    let row = index % step.rows;
-    let block = index / step.rows;
-    let term = schedule.grad_terms[row];
+    let block = index / tiles;
+    let first_row = ((index % tiles) / column_tiles) * unit_tile;
+    let first_column = ((index % tiles) % column_tiles) * unit_tile;
     let first = block * reduce_block;
     let end = min(first + reduce_block, batch.size);
-    var sum = 0.0;
+    var sums = array<vec4<f32>, 4>();
     for (var s = first; s < end; s++) {
-        var a = 1.0;
-        if term.a_stride != 0u {
-            a = tensors[term.a_offset + s * term.a_stride];
+        let err = tensor_vector(step.out_offset + s * step.units + first_column, 1u, first_column, step.units, unit_tile);
+        for (var q = 0u; q < unit_tile; q++) {
+            let i = first_row + q;
+            var a = 1.0;
+            if i < step.inputs {
+                a = tensors[step.in_offset + s * step.inputs + i];
+            }
+            sums[q] += a * err;
         }
-        sum += a * tensors[term.d_offset + s * term.d_stride];
     }
-    reduce[step.dst_offset + row * step.out_len + block] = sum;
+    for (var q = 0u; q < unit_tile; q++) {
+        for (var c = 0u; c < unit_tile; c++) {
+            let i = first_row + q;
+            let j = first_column + c;
+            if i < step.in_len && j < step.units {
+                let row = step.kernel_offset + i * step.units + j;
+                reduce[step.dst_offset + row * step.out_len + block] = sums[q][c];
+            }
+        }
+    }
 }
 
 // A further level: `reduce_block` consecutive partial sums of a row become one.

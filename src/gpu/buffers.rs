@@ -54,17 +54,6 @@ pub struct StepUniform {
     pub _padding: [u32; 5],
 }
 
-/// `GradTerm` in train.wgsl: row value = sum over s of a[s] * d[s].
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
-pub struct GradTerm {
-    pub a_offset: u32,
-    /// 0 means a[s] = 1 (a bias gradient).
-    pub a_stride: u32,
-    pub d_offset: u32,
-    pub d_stride: u32,
-}
-
 /// The register tile one dense-layer item computes (`sample_tile` x
 /// `unit_tile` in train.wgsl, at most 4 x 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +78,17 @@ impl Tile {
     fn items(&self, samples: u64, width: usize) -> u64 {
         samples.div_ceil(self.samples as u64) * (width as u64).div_ceil(self.units as u64)
     }
+
+    /// Items of a `rows` x `columns` gradient block in `units` x `units` tiles.
+    fn square_items(&self, rows: usize, columns: usize) -> u64 {
+        let tile = self.units as u64;
+        (rows as u64).div_ceil(tile) * (columns as u64).div_ceil(tile)
+    }
 }
 
 /// Entries of `Schedule.steps` (MAX_STEPS in train.wgsl): enough for 28
 /// hidden layers.
-pub const MAX_STEPS: usize = 64;
+pub const MAX_STEPS: usize = 128;
 
 /// `Current` in train.wgsl, one per `CURRENT_STRIDE` bytes.
 #[repr(C)]
@@ -130,7 +125,6 @@ pub struct Plan {
     pub tensors_len: u64,
     /// Size of `reduce`: one region per reduction level.
     pub reduce_len: u64,
-    pub grad_terms: Vec<GradTerm>,
     pub steps: Vec<StepUniform>,
     /// The dispatches of one training step.
     pub step_list: Vec<Dispatch>,
@@ -186,37 +180,8 @@ impl Plan {
             "the dataset and per-sample activations and errors",
         )?;
 
-        // Gradient rows, then the squared-error row.
-        let mut grad_terms = Vec::with_capacity(param_count as usize + 1);
-        for (l, layer) in layers.iter().enumerate() {
-            let a_offset = activation_offsets[l];
-            let d_offset = error_offsets[l + 1];
-            for i in 0..layer.inputs as u64 {
-                for j in 0..layer.units as u64 {
-                    grad_terms.push(GradTerm {
-                        a_offset: (a_offset + i) as u32,
-                        a_stride: layer.inputs as u32,
-                        d_offset: (d_offset + j) as u32,
-                        d_stride: layer.units as u32,
-                    });
-                }
-            }
-            for j in 0..layer.units as u64 {
-                grad_terms.push(GradTerm {
-                    a_offset: 0,
-                    a_stride: 0,
-                    d_offset: (d_offset + j) as u32,
-                    d_stride: layer.units as u32,
-                });
-            }
-        }
-        grad_terms.push(GradTerm {
-            a_offset: residual_offset as u32,
-            a_stride: 1,
-            d_offset: residual_offset as u32,
-            d_stride: 1,
-        });
-        let rows = grad_terms.len() as u64;
+        // One reduction row per parameter, then the squared-error row.
+        let rows = param_count + 1;
 
         // Reduction levels: batch -> ceil(batch / block) -> ... -> 1.
         let block = REDUCE_BLOCK as u64;
@@ -266,27 +231,56 @@ impl Plan {
             let step = dense(l, error_offsets[l + 1], error_offsets[l]);
             push(Kernel::DenseBackward, step, tile.items(batch, layer.inputs))?;
         }
-        let mut in_len = batch;
-        for (level, (&len, &offset)) in level_lens.iter().zip(&level_offsets).enumerate() {
-            let kernel = if level == 0 {
-                Kernel::GradientPartials
-            } else {
-                Kernel::ReducePartials
+        // Level 1, layer by layer: kernel and bias rows of each layer, then
+        // the squared error as a one-entry layer (a = err = residual).
+        let blocks = level_lens[0];
+        let gradient =
+            |inputs: usize, units: usize, first_row: usize, a: u64, err: u64, bias: bool| {
+                let a_rows = inputs + bias as usize;
+                let step = StepUniform {
+                    inputs: inputs as u32,
+                    units: units as u32,
+                    kernel_offset: first_row as u32,
+                    in_offset: a as u32,
+                    out_offset: err as u32,
+                    in_len: a_rows as u32,
+                    out_len: blocks as u32,
+                    dst_offset: level_offsets[0] as u32,
+                    ..Default::default()
+                };
+                (step, blocks * tile.square_items(a_rows, units))
             };
+        for (l, layer) in layers.iter().enumerate() {
+            let (step, threads) = gradient(
+                layer.inputs,
+                layer.units,
+                layer.kernel_offset,
+                activation_offsets[l],
+                error_offsets[l + 1],
+                true,
+            );
+            push(Kernel::GradientPartials, step, threads)?;
+        }
+        let (step, threads) = gradient(
+            1,
+            1,
+            param_count as usize,
+            residual_offset,
+            residual_offset,
+            false,
+        );
+        push(Kernel::GradientPartials, step, threads)?;
+        // Further levels over all rows at once.
+        for level in 1..level_lens.len() {
             let step = StepUniform {
                 rows: rows as u32,
-                in_len: in_len as u32,
-                out_len: len as u32,
-                src_offset: if level == 0 {
-                    0
-                } else {
-                    level_offsets[level - 1] as u32
-                },
-                dst_offset: offset as u32,
+                in_len: level_lens[level - 1] as u32,
+                out_len: level_lens[level] as u32,
+                src_offset: level_offsets[level - 1] as u32,
+                dst_offset: level_offsets[level] as u32,
                 ..Default::default()
             };
-            push(kernel, step, rows * len)?;
-            in_len = len;
+            push(Kernel::ReducePartials, step, rows * level_lens[level])?;
         }
         push(Kernel::AdamStep, StepUniform::default(), param_count)?;
         push(Kernel::FinishStep, StepUniform::default(), 1)?;
@@ -328,7 +322,6 @@ impl Plan {
             run,
             tensors_len,
             reduce_len,
-            grad_terms,
             steps,
             step_list,
         })
@@ -391,7 +384,10 @@ impl Plan {
                 // over its units; then the tile's store, TILE x TILE.
                 Kernel::DenseForward => (step.inputs as u64 + 1) * tile_loops + tile_stores,
                 Kernel::DenseBackward => (step.units as u64 + 1) * tile_loops + tile_stores,
-                Kernel::GradientPartials => batch.min(block) + 1,
+                // Per sample of the block: the tile's error load and rows.
+                Kernel::GradientPartials => {
+                    batch.min(block) * (1 + 2 * counted(tile_units) + 1) + tile_stores
+                }
                 Kernel::ReducePartials => (step.in_len as u64).min(block) + 1,
                 // Cycle-walking the shuffle: under 4 rounds on average, and
                 // rarely more than a dozen.
@@ -403,14 +399,12 @@ impl Plan {
         total
     }
 
-    /// The bytes of `Schedule` in train.wgsl: the step records (a
-    /// fixed-size array), then the gradient terms.
+    /// The bytes of `Schedule` in train.wgsl: the step records, a
+    /// fixed-size array.
     pub fn schedule_bytes(&self) -> Vec<u8> {
         let mut steps = [StepUniform::default(); MAX_STEPS];
         steps[..self.steps.len()].copy_from_slice(&self.steps);
-        let mut bytes = bytemuck::cast_slice(&steps).to_vec();
-        bytes.extend_from_slice(bytemuck::cast_slice(&self.grad_terms));
-        bytes
+        bytemuck::cast_slice(&steps).to_vec()
     }
 }
 
@@ -607,13 +601,19 @@ mod tests {
                 DenseBackward,
                 DenseBackward,
                 GradientPartials,
+                GradientPartials,
+                GradientPartials,
+                GradientPartials,
                 AdamStep,
                 FinishStep
             ]
         );
-        // 22 gradient rows and the squared-error row.
-        assert_eq!(plan.grad_terms.len(), 23);
-        assert_eq!(plan.grad_terms[22].a_offset, plan.run.residual_offset);
+        // The squared-error "layer" writes row 22, after the 22 parameters.
+        let loss = plan.steps[plan.step_list[9].step as usize];
+        assert_eq!(
+            (loss.kernel_offset, loss.in_offset),
+            (22, plan.run.residual_offset)
+        );
         // The dataset 2*7; one unshuffled batch reads its inputs and
         // targets there; activations 7*(3+3+1), errors 7*(3+3+1), residuals.
         assert_eq!(plan.tensors_len, 2 * 7 + 7 * 7 + 7 * 7 + 7);
@@ -626,17 +626,19 @@ mod tests {
 
     #[test]
     fn reduction_levels_grow_with_samples() {
-        let levels = |samples| {
+        // Level 1 is one dispatch per layer and one for the loss (3 for a
+        // 1-3-1 network); each further level is one dispatch.
+        let further_levels = |samples| {
             kernels(&plan(samples, &[3]))
                 .iter()
-                .filter(|k| matches!(k, Kernel::GradientPartials | Kernel::ReducePartials))
+                .filter(|k| matches!(k, Kernel::ReducePartials))
                 .count()
         };
-        assert_eq!(levels(1), 1);
-        assert_eq!(levels(REDUCE_BLOCK), 1);
-        assert_eq!(levels(REDUCE_BLOCK + 1), 2);
-        assert_eq!(levels(REDUCE_BLOCK * REDUCE_BLOCK), 2);
-        assert_eq!(levels(REDUCE_BLOCK * REDUCE_BLOCK + 1), 3);
+        assert_eq!(further_levels(1), 0);
+        assert_eq!(further_levels(REDUCE_BLOCK), 0);
+        assert_eq!(further_levels(REDUCE_BLOCK + 1), 1);
+        assert_eq!(further_levels(REDUCE_BLOCK * REDUCE_BLOCK), 1);
+        assert_eq!(further_levels(REDUCE_BLOCK * REDUCE_BLOCK + 1), 2);
         // The last level leaves one total per row where Adam reads it.
         let plan = plan(70_000, &[3]);
         let last = plan.steps[plan.step_list[plan.step_list.len() - 3].step as usize];
