@@ -25,14 +25,14 @@ override fused_workgroup_size: u32 = 8u;
 // of the reduction; the host sets it from cpu::REDUCE_BLOCK.
 override reduce_block: u32 = 256u;
 
-// Entries of a training step's dispatch list (enough for 28 hidden layers).
-const MAX_STEPS: u32 = 128u;
 
 // Sizes and offsets fixed for a whole training run.
 struct Run {
     // Samples in the dataset, and how they are cut into batches.
     samples: u32,
     batch_size: u32,
+    // Rows of the per-sample tensors: the batch, or a chunk of it.
+    chunk_size: u32,
     steps_per_epoch: u32,
     // 1 when each epoch draws its batches from a shuffled order.
     shuffle: u32,
@@ -57,7 +57,6 @@ struct Run {
     one_minus_beta_1: f32,
     one_minus_beta_2: f32,
     epsilon: f32,
-    _pad0: u32,
 }
 
 // What one dispatch works on.
@@ -77,16 +76,17 @@ struct Step {
     out_len: u32,
     src_offset: u32,
     dst_offset: u32,
-    _pad0: u32,
+    // Per-sample kernels: the first row of the batch this dispatch works on
+    // (a batch too large for one buffer runs in chunks; a multiple of
+    // reduce_block).
+    chunk_first: u32,
     _pad1: u32,
     _pad2: u32,
     _pad3: u32,
     _pad4: u32,
 }
 
-struct Schedule {
-    steps: array<Step, MAX_STEPS>,
-}
+
 
 struct History {
     // Training steps finished; the step in progress is t = step + 1.
@@ -103,21 +103,36 @@ struct History {
     losses: array<f32>,
 }
 
-// The current training step: its number t (1-based, Adam's t) and the
-// slice of the epoch's sample order it trains on. Read once per invocation
-// and phase: `history.step` only moves in `finish_step`, the last phase.
+// The current training step: its number t (1-based, Adam's t), its batch
+// (`total` samples from position `batch_first` of the epoch's order), and
+// the chunk of that batch a dispatch works on (`size` rows from position
+// `first`, whose sums start at reduction block `block0`). Read once per
+// invocation and phase: `history.step` only moves in `finish_step`, the last
+// phase.
 struct Batch {
     t: u32,
     epoch: u32,
+    batch_first: u32,
+    total: u32,
     first: u32,
     size: u32,
+    block0: u32,
 }
 
-fn current_batch() -> Batch {
+fn current_batch(chunk_first: u32) -> Batch {
     let done = history.step;
-    let first = (done % run.steps_per_epoch) * run.batch_size;
-    let size = min(run.batch_size, run.samples - first);
-    return Batch(done + 1u, done / run.steps_per_epoch, first, size);
+    let batch_first = (done % run.steps_per_epoch) * run.batch_size;
+    let total = min(run.batch_size, run.samples - batch_first);
+    let size = min(run.chunk_size, total - min(chunk_first, total));
+    return Batch(
+        done + 1u,
+        done / run.steps_per_epoch,
+        batch_first,
+        total,
+        batch_first + chunk_first,
+        size,
+        chunk_first / reduce_block,
+    );
 }
 
 // src/batching.rs, bit for bit: a keyed 4-round Feistel permutation of
@@ -182,7 +197,8 @@ struct Current {
 @group(0) @binding(3) var<storage, read_write> history: History;
 // Adam's bias-corrected step size alpha_t for t = 1, 2, ... (host-computed).
 @group(0) @binding(4) var<storage, read> step_sizes: array<f32>;
-@group(0) @binding(5) var<storage, read> schedule: Schedule;
+// The `Step` records of a training step's dispatch list.
+@group(0) @binding(5) var<storage, read> steps: array<Step>;
 @group(0) @binding(6) var<uniform> run: Run;
 @group(1) @binding(0) var<uniform> current: Current;
 
@@ -256,15 +272,14 @@ fn dense_forward_at(index: u32, step: Step, batch: Batch) {
 
 // Mean squared error, Keras's `mean((y - y_hat)^2)` over the batch:
 // residual r = y_hat - y (squared later by the reduction) and the error fed
-// back, dL/dy_hat = 2 r / N (N: the batch's size).
+// back, dL/dy_hat = 2 r / N (N: the batch's size, over all its chunks).
 fn output_error_at(sample: u32, batch: Batch) {
-    let size = batch.size;
-    if sample >= size {
+    if sample >= batch.size {
         return;
     }
     let residual = tensors[run.output_offset + sample] - tensors[run.target_offset + sample];
     tensors[run.residual_offset + sample] = residual;
-    tensors[run.output_delta_offset + sample] = (2.0 * residual) / f32(size);
+    tensors[run.output_delta_offset + sample] = (2.0 * residual) / f32(batch.total);
 }
 
 // Error passed back through a Dense layer (no activation):
@@ -296,10 +311,14 @@ fn dense_backward_at(index: u32, step: Step, batch: Batch) {
 fn gradient_partials_at(index: u32, step: Step, batch: Batch) {
     let column_tiles = (step.units + unit_tile - 1u) / unit_tile;
     let tiles = ((step.in_len + unit_tile - 1u) / unit_tile) * column_tiles;
-    if index >= tiles * step.out_len {
+    // The chunk's blocks, clipped to the batch's: a block past the end of a
+    // smaller (last) batch still writes its zero sums, so no stale partial
+    // from an earlier batch enters the next level.
+    let block = index / tiles;
+    let chunk_blocks = (run.chunk_size + reduce_block - 1u) / reduce_block;
+    if block >= chunk_blocks || batch.block0 + block >= step.out_len {
         return;
     }
-    let block = index / tiles;
     let first_row = ((index % tiles) / column_tiles) * unit_tile;
     let first_column = ((index % tiles) % column_tiles) * unit_tile;
     let first = block * reduce_block;
@@ -322,7 +341,7 @@ fn gradient_partials_at(index: u32, step: Step, batch: Batch) {
             let j = first_column + c;
             if i < step.in_len && j < step.units {
                 let row = step.kernel_offset + i * step.units + j;
-                reduce[step.dst_offset + row * step.out_len + block] = sums[q][c];
+                reduce[step.dst_offset + row * step.out_len + batch.block0 + block] = sums[q][c];
             }
         }
     }
@@ -377,10 +396,10 @@ fn finish_step_at(item: u32, batch: Batch) {
         return;
     }
     let t = batch.t;
-    let loss = reduce[run.totals_offset + run.param_count] / f32(batch.size);
+    let loss = reduce[run.totals_offset + run.param_count] / f32(batch.total);
     flag_if_not_finite(loss, t);
-    history.epoch_total += loss * f32(batch.size);
-    if batch.first + batch.size == run.samples {
+    history.epoch_total += loss * f32(batch.total);
+    if batch.batch_first + batch.total == run.samples {
         history.losses[batch.epoch] = history.epoch_total / f32(run.samples);
         history.epoch_total = 0.0;
     }
@@ -406,7 +425,7 @@ fn gather_batch(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    gather_batch_at(thread_index(group, groups, local), current_batch());
+    gather_batch_at(thread_index(group, groups, local), current_batch(steps[current.step].chunk_first));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -415,7 +434,7 @@ fn dense_forward(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    dense_forward_at(thread_index(group, groups, local), schedule.steps[current.step], current_batch());
+    dense_forward_at(thread_index(group, groups, local), steps[current.step], current_batch(steps[current.step].chunk_first));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -424,7 +443,7 @@ fn output_error(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    output_error_at(thread_index(group, groups, local), current_batch());
+    output_error_at(thread_index(group, groups, local), current_batch(steps[current.step].chunk_first));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -433,7 +452,7 @@ fn dense_backward(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    dense_backward_at(thread_index(group, groups, local), schedule.steps[current.step], current_batch());
+    dense_backward_at(thread_index(group, groups, local), steps[current.step], current_batch(steps[current.step].chunk_first));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -442,7 +461,7 @@ fn gradient_partials(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    gradient_partials_at(thread_index(group, groups, local), schedule.steps[current.step], current_batch());
+    gradient_partials_at(thread_index(group, groups, local), steps[current.step], current_batch(steps[current.step].chunk_first));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -451,7 +470,7 @@ fn reduce_partials(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    reduce_partials_at(thread_index(group, groups, local), schedule.steps[current.step]);
+    reduce_partials_at(thread_index(group, groups, local), steps[current.step]);
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -460,7 +479,7 @@ fn adam_step(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    adam_step_at(thread_index(group, groups, local), current_batch());
+    adam_step_at(thread_index(group, groups, local), current_batch(0u));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -469,5 +488,5 @@ fn finish_step(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    finish_step_at(thread_index(group, groups, local), current_batch());
+    finish_step_at(thread_index(group, groups, local), current_batch(0u));
 }

@@ -287,6 +287,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 epochs_per_submit: progress
                     .shown()
                     .then(|| (config.epochs / PROGRESS_CHUNKS).max(1)),
+                max_chunk_samples: None,
             };
             let run = gpu::train_with(gpu, &initial, &config, &options, |done| {
                 progress.update(done)

@@ -137,6 +137,45 @@ fn shuffled_mini_batches_agree() {
 }
 
 #[test]
+fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
+    // Chunks of 256 samples (the smallest allowed): a full batch of 1000 in
+    // 4 chunks (the last of 232), and shuffled batches of 300 in 2 chunks.
+    let initial = Model::glorot_uniform(Architecture::new(&[5, 3]).unwrap(), 8);
+    for batch_size in [None, Some(300)] {
+        let config = TrainConfig {
+            data: noisy_formula(1000),
+            epochs: 4,
+            learning_rate: 0.01,
+            batch_size,
+            shuffle_seed: 5,
+        };
+        let reference = cpu::train(&initial, &config).unwrap();
+        let options = GpuOptions {
+            schedule: ScheduleChoice::Dispatch,
+            epochs_per_submit: None,
+            max_chunk_samples: Some(256),
+        };
+        let chunked = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {}).unwrap();
+        let comparison = compare(&reference, &chunked.output, &[100.0], GPU_CPU_TOLERANCE);
+        assert!(comparison.within_tolerance, "{batch_size:?}: {comparison:#?}");
+        let whole = gpu::train_with(
+            common::gpu(),
+            &initial,
+            &config,
+            &GpuOptions {
+                max_chunk_samples: None,
+                ..options
+            },
+            |_| {},
+        )
+        .unwrap();
+        // Chunking changes where the sums happen, not their order.
+        assert_eq!(chunked.output.loss_history, whole.output.loss_history, "{batch_size:?}");
+        assert_eq!(chunked.output.model, whole.output.model, "{batch_size:?}");
+    }
+}
+
+#[test]
 fn seed_run_submits_once_and_reads_back_once_and_auto_fuses_it() {
     let initial = Model::glorot_uniform(Architecture::seed(), 1);
     let run = gpu::train(common::gpu(), &initial, &TrainConfig::seed()).unwrap();
@@ -168,10 +207,12 @@ fn submitting_in_chunks_changes_nothing_but_the_submit_count() {
         let whole = GpuOptions {
             schedule,
             epochs_per_submit: None,
+            max_chunk_samples: None,
         };
         let chunked = GpuOptions {
             schedule,
             epochs_per_submit: Some(100),
+            max_chunk_samples: None,
         };
         let a = gpu::train_with(common::gpu(), &initial, &config, &whole, |_| {}).unwrap();
         let mut reported = Vec::new();

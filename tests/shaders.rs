@@ -72,7 +72,7 @@ fn the_fused_module_validates_for_several_plans() {
             },
             ..TrainConfig::seed()
         };
-        let plan = Plan::new(&model, &config, Tile::SINGLE).unwrap();
+        let plan = Plan::new(&model, &config, Tile::SINGLE, None).unwrap();
         for workgroup_size in [8, 64] {
             let name = format!("fused module, {samples} samples, hidden {hidden:?}");
             let module = validate(&name, &fused_module_source(&plan, workgroup_size));

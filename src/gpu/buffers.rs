@@ -17,6 +17,7 @@ use wgpu::util::DeviceExt;
 pub struct RunUniform {
     pub samples: u32,
     pub batch_size: u32,
+    pub chunk_size: u32,
     pub steps_per_epoch: u32,
     pub shuffle: u32,
     pub seed_low: u32,
@@ -33,7 +34,7 @@ pub struct RunUniform {
     pub one_minus_beta_1: f32,
     pub one_minus_beta_2: f32,
     pub epsilon: f32,
-    pub _padding: [u32; 2],
+    pub _padding: [u32; 1],
 }
 
 /// `Step` in train.wgsl: what one dispatch of the list works on.
@@ -51,7 +52,8 @@ pub struct StepUniform {
     pub out_len: u32,
     pub src_offset: u32,
     pub dst_offset: u32,
-    pub _padding: [u32; 5],
+    pub chunk_first: u32,
+    pub _padding: [u32; 4],
 }
 
 /// The register tile one dense-layer item computes (`sample_tile` x
@@ -86,10 +88,6 @@ impl Tile {
     }
 }
 
-/// Entries of `Schedule.steps` (MAX_STEPS in train.wgsl): enough for 28
-/// hidden layers.
-pub const MAX_STEPS: usize = 128;
-
 /// `Current` in train.wgsl, one per `CURRENT_STRIDE` bytes.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
@@ -115,6 +113,8 @@ pub struct Plan {
     pub batching: Batching,
     /// The dense layers' register tile.
     pub tile: Tile,
+    /// Chunks each batch runs in (1 unless a batch exceeds a device buffer).
+    pub chunks: u32,
     pub param_count: u32,
     pub epochs: u32,
     /// Training steps in the run: epochs x steps per epoch.
@@ -136,55 +136,69 @@ fn to_u32(value: u64, what: &str) -> Result<u32> {
     })
 }
 
+/// f32 values a batch holds per sample: the activations and errors of
+/// every layer past the input, the residual, and a gathered input and target.
+pub fn floats_per_sample(model: &Model) -> u64 {
+    let widths = model.architecture().widths();
+    2 * widths[1..].iter().map(|&w| w as u64).sum::<u64>() + 3
+}
+
 impl Plan {
-    pub fn new(model: &Model, config: &TrainConfig, tile: Tile) -> Result<Self> {
+    /// The plan of a run whose per-sample tensors hold at most `max_chunk`
+    /// samples (a batch larger than that runs in chunks of a multiple of
+    /// `REDUCE_BLOCK` samples; `None`: no limit).
+    pub fn new(model: &Model, config: &TrainConfig, tile: Tile, max_chunk: Option<u64>) -> Result<Self> {
         let architecture = model.architecture();
         let batching = config.batching();
         let samples = batching.samples as u64;
-        // Every per-sample tensor holds one batch.
         let batch = batching.batch_size as u64;
+        let block = REDUCE_BLOCK as u64;
+        // At least one reduction block: when even that does not fit,
+        // `check_limits` says so with the sizes.
+        let chunk = match max_chunk {
+            Some(most) if most < batch => (most / block * block).max(block),
+            _ => batch,
+        };
+        let chunks = batch.div_ceil(chunk);
+        // A single unchunked, unshuffled batch reads the dataset in place.
+        let gather = batching.shuffle || chunks > 1;
         let widths: Vec<u64> = architecture.widths().iter().map(|&w| w as u64).collect();
         let layers = architecture.layers();
         let param_count = architecture.param_count() as u64;
 
-        // tensors: the dataset (celsius, fahrenheit), then per batch:
-        // activations[0..=L], errors[1..=L], residuals, targets. A single
-        // unshuffled batch reads its inputs and targets from the dataset.
+        // tensors: the dataset (celsius, fahrenheit), then per chunk of
+        // samples: activations[0..=L], errors[1..=L], residuals, targets.
         let data_offset = 0u64;
         let mut offset = 2 * samples;
         let mut activation_offsets = Vec::new();
         for (l, width) in widths.iter().enumerate() {
-            if l == 0 && !batching.shuffle {
+            if l == 0 && !gather {
                 activation_offsets.push(data_offset);
                 continue;
             }
             activation_offsets.push(offset);
-            offset += batch * width;
+            offset += chunk * width;
         }
         let mut error_offsets = vec![0u64];
         for width in &widths[1..] {
             error_offsets.push(offset);
-            offset += batch * width;
+            offset += chunk * width;
         }
         let residual_offset = offset;
-        offset += batch;
-        let target_offset = if batching.shuffle {
-            offset += batch;
-            offset - batch
+        offset += chunk;
+        let target_offset = if gather {
+            offset += chunk;
+            offset - chunk
         } else {
             data_offset + samples
         };
         let tensors_len = offset;
-        to_u32(
-            tensors_len,
-            "the dataset and per-sample activations and errors",
-        )?;
+        to_u32(tensors_len, "the dataset and per-sample activations and errors")?;
 
         // One reduction row per parameter, then the squared-error row.
         let rows = param_count + 1;
 
         // Reduction levels: batch -> ceil(batch / block) -> ... -> 1.
-        let block = REDUCE_BLOCK as u64;
         let mut level_lens = vec![batch.div_ceil(block)];
         while *level_lens.last().expect("one level") > 1 {
             let last = *level_lens.last().expect("one level");
@@ -210,32 +224,39 @@ impl Plan {
             steps.push(step);
             Ok(())
         };
-        let dense = |l: usize, in_offset: u64, out_offset: u64| StepUniform {
-            inputs: layers[l].inputs as u32,
-            units: layers[l].units as u32,
-            kernel_offset: layers[l].kernel_offset as u32,
-            bias_offset: layers[l].bias_offset as u32,
-            in_offset: in_offset as u32,
-            out_offset: out_offset as u32,
-            ..Default::default()
-        };
-        if batching.shuffle {
-            push(Kernel::GatherBatch, StepUniform::default(), batch)?;
-        }
-        for (l, layer) in layers.iter().enumerate() {
-            let step = dense(l, activation_offsets[l], activation_offsets[l + 1]);
-            push(Kernel::DenseForward, step, tile.items(batch, layer.units))?;
-        }
-        push(Kernel::OutputError, StepUniform::default(), batch)?;
-        for (l, layer) in layers.iter().enumerate().skip(1).rev() {
-            let step = dense(l, error_offsets[l + 1], error_offsets[l]);
-            push(Kernel::DenseBackward, step, tile.items(batch, layer.inputs))?;
-        }
-        // Level 1, layer by layer: kernel and bias rows of each layer, then
-        // the squared error as a one-entry layer (a = err = residual).
-        let blocks = level_lens[0];
-        let gradient =
-            |inputs: usize, units: usize, first_row: usize, a: u64, err: u64, bias: bool| {
+        for c in 0..chunks {
+            let chunk_first = (c * chunk) as u32;
+            let per_chunk = StepUniform {
+                chunk_first,
+                ..Default::default()
+            };
+            let dense = |l: usize, in_offset: u64, out_offset: u64| StepUniform {
+                inputs: layers[l].inputs as u32,
+                units: layers[l].units as u32,
+                kernel_offset: layers[l].kernel_offset as u32,
+                bias_offset: layers[l].bias_offset as u32,
+                in_offset: in_offset as u32,
+                out_offset: out_offset as u32,
+                chunk_first,
+                ..Default::default()
+            };
+            if gather {
+                push(Kernel::GatherBatch, per_chunk, chunk)?;
+            }
+            for (l, layer) in layers.iter().enumerate() {
+                let step = dense(l, activation_offsets[l], activation_offsets[l + 1]);
+                push(Kernel::DenseForward, step, tile.items(chunk, layer.units))?;
+            }
+            push(Kernel::OutputError, per_chunk, chunk)?;
+            for (l, layer) in layers.iter().enumerate().skip(1).rev() {
+                let step = dense(l, error_offsets[l + 1], error_offsets[l]);
+                push(Kernel::DenseBackward, step, tile.items(chunk, layer.inputs))?;
+            }
+            // Level 1, layer by layer: kernel and bias rows of each layer,
+            // then the squared error as a one-entry layer (a = err =
+            // residual), into the columns of this chunk's blocks.
+            let blocks = chunk.div_ceil(block);
+            let gradient = |inputs: usize, units: usize, first_row: usize, a: u64, err: u64, bias: bool| {
                 let a_rows = inputs + bias as usize;
                 let step = StepUniform {
                     inputs: inputs as u32,
@@ -244,33 +265,29 @@ impl Plan {
                     in_offset: a as u32,
                     out_offset: err as u32,
                     in_len: a_rows as u32,
-                    out_len: blocks as u32,
+                    out_len: level_lens[0] as u32,
                     dst_offset: level_offsets[0] as u32,
+                    chunk_first,
                     ..Default::default()
                 };
                 (step, blocks * tile.square_items(a_rows, units))
             };
-        for (l, layer) in layers.iter().enumerate() {
-            let (step, threads) = gradient(
-                layer.inputs,
-                layer.units,
-                layer.kernel_offset,
-                activation_offsets[l],
-                error_offsets[l + 1],
-                true,
-            );
+            for (l, layer) in layers.iter().enumerate() {
+                let (step, threads) = gradient(
+                    layer.inputs,
+                    layer.units,
+                    layer.kernel_offset,
+                    activation_offsets[l],
+                    error_offsets[l + 1],
+                    true,
+                );
+                push(Kernel::GradientPartials, step, threads)?;
+            }
+            let (step, threads) =
+                gradient(1, 1, param_count as usize, residual_offset, residual_offset, false);
             push(Kernel::GradientPartials, step, threads)?;
         }
-        let (step, threads) = gradient(
-            1,
-            1,
-            param_count as usize,
-            residual_offset,
-            residual_offset,
-            false,
-        );
-        push(Kernel::GradientPartials, step, threads)?;
-        // Further levels over all rows at once.
+        // Further levels over all rows at once, then the update.
         for level in 1..level_lens.len() {
             let step = StepUniform {
                 rows: rows as u32,
@@ -290,6 +307,7 @@ impl Plan {
         let run = RunUniform {
             samples: samples as u32,
             batch_size: batching.batch_size,
+            chunk_size: chunk as u32,
             steps_per_epoch: batching.steps_per_epoch,
             shuffle: batching.shuffle as u32,
             seed_low: batching.seed as u32,
@@ -306,16 +324,13 @@ impl Plan {
             one_minus_beta_1: constants.one_minus_beta_1,
             one_minus_beta_2: constants.one_minus_beta_2,
             epsilon: constants.epsilon,
-            _padding: [0; 2],
+            _padding: [0; 1],
         };
-        debug_assert!(
-            step_list.len() <= MAX_STEPS,
-            "Architecture caps hidden layers so a step's list fits MAX_STEPS"
-        );
         let total_steps = config.epochs as u64 * batching.steps_per_epoch as u64;
         Ok(Self {
             batching,
             tile,
+            chunks: chunks as u32,
             param_count: param_count as u32,
             epochs: to_u32(config.epochs as u64, "the loss history")?,
             total_steps,
@@ -399,12 +414,9 @@ impl Plan {
         total
     }
 
-    /// The bytes of `Schedule` in train.wgsl: the step records, a
-    /// fixed-size array.
+    /// The bytes of `steps` in train.wgsl.
     pub fn schedule_bytes(&self) -> Vec<u8> {
-        let mut steps = [StepUniform::default(); MAX_STEPS];
-        steps[..self.steps.len()].copy_from_slice(&self.steps);
-        bytemuck::cast_slice(&steps).to_vec()
+        bytemuck::cast_slice(&self.steps).to_vec()
     }
 }
 
@@ -580,7 +592,7 @@ mod tests {
             batch_size: None,
             ..TrainConfig::seed()
         };
-        Plan::new(&model, &config, Tile::SINGLE).unwrap()
+        Plan::new(&model, &config, Tile::SINGLE, None).unwrap()
     }
 
     fn kernels(plan: &Plan) -> Vec<Kernel> {
@@ -652,7 +664,7 @@ mod tests {
             data: Dataset::from_formula(1000, 1),
             ..TrainConfig::seed()
         };
-        let plan = Plan::new(&model, &config, Tile::SINGLE).unwrap();
+        let plan = Plan::new(&model, &config, Tile::SINGLE, None).unwrap();
         assert_eq!(plan.batching.steps_per_epoch, 32); // ceil(1000 / 32)
         assert_eq!(kernels(&plan)[0], Kernel::GatherBatch);
         // Dataset 2*1000, then per batch of 32: inputs, activations (3+1),

@@ -3,7 +3,7 @@
 //! once at the end.
 
 use super::buffers::{
-    CurrentRecord, Dispatch, HISTORY_HEADER, NO_BAD_STEP, Plan, RunBuffers, Tile,
+    CurrentRecord, Dispatch, HISTORY_HEADER, NO_BAD_STEP, Plan, RunBuffers, Tile, floats_per_sample,
 };
 use super::context::Gpu;
 use super::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
@@ -80,6 +80,10 @@ pub struct GpuOptions {
     /// Epochs per submission (default: as many as the limits above allow).
     /// The results do not depend on it.
     pub epochs_per_submit: Option<usize>,
+    /// Most samples the dispatch schedule holds at once (default: what the
+    /// device's largest buffer allows); a larger batch runs in chunks. The
+    /// results do not depend on it.
+    pub max_chunk_samples: Option<usize>,
 }
 
 /// Where the time of a GPU run went, and how often the host talked to it.
@@ -126,7 +130,7 @@ pub fn train_with(
     mut on_progress: impl FnMut(usize),
 ) -> Result<GpuTrainOutput> {
     config.validate()?;
-    let plan = Plan::new(initial, config, Tile::SINGLE)?;
+    let plan = Plan::new(initial, config, Tile::SINGLE, None)?;
     // llvmpipe runs a workgroup as 8-wide SIMD rows and switches between rows
     // at every barrier: one row is fastest there. GPUs want a full wave.
     let fused_workgroup_size = match gpu.adapter.get_info().device_type {
@@ -136,7 +140,14 @@ pub fn train_with(
     let schedule = options.schedule.resolve(&plan, fused_workgroup_size)?;
     let plan = match schedule {
         Schedule::Fused => plan,
-        Schedule::Dispatch => Plan::new(initial, config, Tile::BLOCKED)?,
+        Schedule::Dispatch => {
+            let limits = gpu.device.limits();
+            let floats = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) / 4;
+            let room = floats.saturating_sub(2 * config.data.len() as u64);
+            let fits = room / floats_per_sample(initial);
+            let most = options.max_chunk_samples.map_or(fits, |m| (m as u64).min(fits));
+            Plan::new(initial, config, Tile::BLOCKED, Some(most))?
+        }
     };
     plan.check_limits(&gpu.device.limits())?;
 
