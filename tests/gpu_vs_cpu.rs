@@ -157,7 +157,10 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
         };
         let chunked = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {}).unwrap();
         let comparison = compare(&reference, &chunked.output, &[100.0], GPU_CPU_TOLERANCE);
-        assert!(comparison.within_tolerance, "{batch_size:?}: {comparison:#?}");
+        assert!(
+            comparison.within_tolerance,
+            "{batch_size:?}: {comparison:#?}"
+        );
         let whole = gpu::train_with(
             common::gpu(),
             &initial,
@@ -170,7 +173,10 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
         )
         .unwrap();
         // Chunking changes where the sums happen, not their order.
-        assert_eq!(chunked.output.loss_history, whole.output.loss_history, "{batch_size:?}");
+        assert_eq!(
+            chunked.output.loss_history, whole.output.loss_history,
+            "{batch_size:?}"
+        );
         assert_eq!(chunked.output.model, whole.output.model, "{batch_size:?}");
     }
 }

@@ -147,7 +147,12 @@ impl Plan {
     /// The plan of a run whose per-sample tensors hold at most `max_chunk`
     /// samples (a batch larger than that runs in chunks of a multiple of
     /// `REDUCE_BLOCK` samples; `None`: no limit).
-    pub fn new(model: &Model, config: &TrainConfig, tile: Tile, max_chunk: Option<u64>) -> Result<Self> {
+    pub fn new(
+        model: &Model,
+        config: &TrainConfig,
+        tile: Tile,
+        max_chunk: Option<u64>,
+    ) -> Result<Self> {
         let architecture = model.architecture();
         let batching = config.batching();
         let samples = batching.samples as u64;
@@ -193,7 +198,10 @@ impl Plan {
             data_offset + samples
         };
         let tensors_len = offset;
-        to_u32(tensors_len, "the dataset and per-sample activations and errors")?;
+        to_u32(
+            tensors_len,
+            "the dataset and per-sample activations and errors",
+        )?;
 
         // One reduction row per parameter, then the squared-error row.
         let rows = param_count + 1;
@@ -256,22 +264,23 @@ impl Plan {
             // then the squared error as a one-entry layer (a = err =
             // residual), into the columns of this chunk's blocks.
             let blocks = chunk.div_ceil(block);
-            let gradient = |inputs: usize, units: usize, first_row: usize, a: u64, err: u64, bias: bool| {
-                let a_rows = inputs + bias as usize;
-                let step = StepUniform {
-                    inputs: inputs as u32,
-                    units: units as u32,
-                    kernel_offset: first_row as u32,
-                    in_offset: a as u32,
-                    out_offset: err as u32,
-                    in_len: a_rows as u32,
-                    out_len: level_lens[0] as u32,
-                    dst_offset: level_offsets[0] as u32,
-                    chunk_first,
-                    ..Default::default()
+            let gradient =
+                |inputs: usize, units: usize, first_row: usize, a: u64, err: u64, bias: bool| {
+                    let a_rows = inputs + bias as usize;
+                    let step = StepUniform {
+                        inputs: inputs as u32,
+                        units: units as u32,
+                        kernel_offset: first_row as u32,
+                        in_offset: a as u32,
+                        out_offset: err as u32,
+                        in_len: a_rows as u32,
+                        out_len: level_lens[0] as u32,
+                        dst_offset: level_offsets[0] as u32,
+                        chunk_first,
+                        ..Default::default()
+                    };
+                    (step, blocks * tile.square_items(a_rows, units))
                 };
-                (step, blocks * tile.square_items(a_rows, units))
-            };
             for (l, layer) in layers.iter().enumerate() {
                 let (step, threads) = gradient(
                     layer.inputs,
@@ -283,8 +292,14 @@ impl Plan {
                 );
                 push(Kernel::GradientPartials, step, threads)?;
             }
-            let (step, threads) =
-                gradient(1, 1, param_count as usize, residual_offset, residual_offset, false);
+            let (step, threads) = gradient(
+                1,
+                1,
+                param_count as usize,
+                residual_offset,
+                residual_offset,
+                false,
+            );
             push(Kernel::GradientPartials, step, threads)?;
         }
         // Further levels over all rows at once, then the update.

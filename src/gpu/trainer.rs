@@ -144,10 +144,15 @@ pub fn train_with(
         Schedule::Fused => plan,
         Schedule::Dispatch => {
             let limits = gpu.device.limits();
-            let floats = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) / 4;
+            let floats = limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size)
+                / 4;
             let room = floats.saturating_sub(2 * config.data.len() as u64);
             let fits = room / floats_per_sample(initial);
-            let most = options.max_chunk_samples.map_or(fits, |m| (m as u64).min(fits));
+            let most = options
+                .max_chunk_samples
+                .map_or(fits, |m| (m as u64).min(fits));
             Plan::new(initial, config, Tile::BLOCKED, Some(most))?
         }
     };
