@@ -134,31 +134,7 @@ pub fn train_with(
     mut on_progress: impl FnMut(usize),
 ) -> Result<GpuTrainOutput> {
     config.validate()?;
-    let plan = Plan::new(initial, config, Tile::SINGLE, None)?;
-    // llvmpipe runs a workgroup as 8-wide SIMD rows and switches between rows
-    // at every barrier: one row is fastest there. GPUs want a full wave.
-    let fused_workgroup_size = match gpu.adapter.get_info().device_type {
-        wgpu::DeviceType::Cpu => 8,
-        _ => WORKGROUP_SIZE,
-    };
-    let schedule = options.schedule.resolve(&plan, fused_workgroup_size)?;
-    let plan = match schedule {
-        Schedule::Fused => plan,
-        Schedule::Dispatch => {
-            let limits = gpu.device.limits();
-            let floats = limits
-                .max_storage_buffer_binding_size
-                .min(limits.max_buffer_size)
-                / 4;
-            let room = floats.saturating_sub(2 * config.data.len() as u64);
-            let fits = room / floats_per_sample(initial);
-            let most = options
-                .max_chunk_samples
-                .map_or(fits, |m| (m as u64).min(fits));
-            Plan::new(initial, config, Tile::BLOCKED, Some(most))?
-        }
-    };
-    plan.check_limits(&gpu.device.limits())?;
+    let (plan, schedule, fused_workgroup_size) = plan_run(gpu, initial, config, options)?;
 
     let started = Instant::now();
     let pipelines = Pipelines::new(&gpu.device, schedule, fused_workgroup_size, &plan)?;
@@ -184,46 +160,23 @@ pub fn train_with(
     let upload = started.elapsed();
 
     let started = Instant::now();
-    let total_steps = plan.total_steps as usize;
     let steps_per_epoch = plan.batching.steps_per_epoch as usize;
-    let fused = FusedSplit::new(&plan, fused_workgroup_size, total_steps);
+    let fused = FusedSplit::new(&plan, fused_workgroup_size, plan.total_steps as usize);
     if schedule == Schedule::Fused {
         fused.write_records(gpu, &buffers, &plan);
     }
-    let requested = options
-        .epochs_per_submit
-        .map(|e| e.max(1) * steps_per_epoch);
-    let steps_per_submit = match schedule {
-        Schedule::Dispatch => requested
-            .unwrap_or(MAX_DISPATCHES_PER_SUBMIT / plan.step_list.len())
-            .max(1),
-        // Whole dispatches, so only the run's last dispatch is a remainder.
-        Schedule::Fused => requested
-            .unwrap_or(MAX_FUSED_STEPS_PER_SUBMIT)
-            .next_multiple_of(fused.steps_per_dispatch),
-    };
-    let submissions = total_steps.div_ceil(steps_per_submit);
-    let timer = PassTimer::new(gpu, submissions);
-    let mut submits = 0;
-    let mut in_flight: Option<(wgpu::SubmissionIndex, usize)> = None;
-    let mut done = 0usize;
-    while done < total_steps {
-        let count = steps_per_submit.min(total_steps - done);
-        let timestamps = timer.as_ref().map(|t| t.writes(submits));
-        let commands = record_steps(gpu, &pipelines, &buffers, &plan, &fused, count, timestamps);
-        let submission = gpu.queue.submit([commands]);
-        submits += 1;
-        done += count;
-        // Keep at most one submission queued behind the running one.
-        if let Some((previous, finished)) = in_flight.replace((submission, done)) {
-            gpu.wait(previous)?;
-            on_progress(finished / steps_per_epoch);
-        }
-    }
-    if let Some((last, finished)) = in_flight {
-        gpu.wait(last)?;
-        on_progress(finished / steps_per_epoch);
-    }
+    let steps_per_submit = steps_per_submit(&plan, schedule, &fused, options);
+    let timer = PassTimer::new(gpu, (plan.total_steps as usize).div_ceil(steps_per_submit));
+    let submits = submit_steps(
+        gpu,
+        &pipelines,
+        &buffers,
+        &plan,
+        &fused,
+        steps_per_submit,
+        timer.as_ref(),
+        |steps| on_progress(steps / steps_per_epoch),
+    )?;
     let train_time = started.elapsed();
 
     let started = Instant::now();
@@ -257,6 +210,105 @@ pub fn train_with(
             readbacks: 1,
         },
     })
+}
+
+/// The run's plan and schedule: the schedule `options` ask for (auto: by
+/// the size of a step), the dense layers' tile for it, and for the dispatch
+/// schedule the chunk size the device's largest buffer allows. Also the
+/// fused workgroup's size for this adapter.
+fn plan_run(
+    gpu: &Gpu,
+    initial: &Model,
+    config: &TrainConfig,
+    options: &GpuOptions,
+) -> Result<(Plan, Schedule, u32)> {
+    // llvmpipe runs a workgroup as 8-wide SIMD rows and switches between rows
+    // at every barrier: one row is fastest there. GPUs want a full wave.
+    let fused_workgroup_size = match gpu.adapter.get_info().device_type {
+        wgpu::DeviceType::Cpu => 8,
+        _ => WORKGROUP_SIZE,
+    };
+    let plan = Plan::new(initial, config, Tile::SINGLE, None)?;
+    let schedule = options.schedule.resolve(&plan, fused_workgroup_size)?;
+    let plan = match schedule {
+        Schedule::Fused => plan,
+        Schedule::Dispatch => {
+            let limits = gpu.device.limits();
+            let floats = limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size)
+                / 4;
+            let room = floats.saturating_sub(2 * config.data.len() as u64);
+            let fits = room / floats_per_sample(initial);
+            let most = options
+                .max_chunk_samples
+                .map_or(fits, |m| (m as u64).min(fits));
+            Plan::new(initial, config, Tile::BLOCKED, Some(most))?
+        }
+    };
+    plan.check_limits(&gpu.device.limits())?;
+    Ok((plan, schedule, fused_workgroup_size))
+}
+
+/// Training steps per submission: what `options` asks for (in epochs), or
+/// as many as keep a command buffer small; fused ones in whole dispatches,
+/// so only the run's last dispatch is a remainder.
+fn steps_per_submit(
+    plan: &Plan,
+    schedule: Schedule,
+    fused: &FusedSplit,
+    options: &GpuOptions,
+) -> usize {
+    let steps_per_epoch = plan.batching.steps_per_epoch as usize;
+    let requested = options
+        .epochs_per_submit
+        .map(|e| e.max(1) * steps_per_epoch);
+    match schedule {
+        Schedule::Dispatch => requested
+            .unwrap_or(MAX_DISPATCHES_PER_SUBMIT / plan.step_list.len())
+            .max(1),
+        Schedule::Fused => requested
+            .unwrap_or(MAX_FUSED_STEPS_PER_SUBMIT)
+            .next_multiple_of(fused.steps_per_dispatch),
+    }
+}
+
+/// Records and submits every training step, `steps_per_submit` to a
+/// command buffer, keeping one submission queued behind the running one and
+/// waiting only for the one before; `on_progress` hears the finished steps.
+/// Returns the number of submissions.
+#[allow(clippy::too_many_arguments)]
+fn submit_steps(
+    gpu: &Gpu,
+    pipelines: &Pipelines,
+    buffers: &RunBuffers,
+    plan: &Plan,
+    fused: &FusedSplit,
+    steps_per_submit: usize,
+    timer: Option<&PassTimer>,
+    mut on_progress: impl FnMut(usize),
+) -> Result<usize> {
+    let total_steps = plan.total_steps as usize;
+    let mut submits = 0;
+    let mut in_flight: Option<(wgpu::SubmissionIndex, usize)> = None;
+    let mut done = 0usize;
+    while done < total_steps {
+        let count = steps_per_submit.min(total_steps - done);
+        let timestamps = timer.map(|t| t.writes(submits));
+        let commands = record_steps(gpu, pipelines, buffers, plan, fused, count, timestamps);
+        let submission = gpu.queue.submit([commands]);
+        submits += 1;
+        done += count;
+        if let Some((previous, finished)) = in_flight.replace((submission, done)) {
+            gpu.wait(previous)?;
+            on_progress(finished);
+        }
+    }
+    if let Some((last, finished)) = in_flight {
+        gpu.wait(last)?;
+        on_progress(finished);
+    }
+    Ok(submits)
 }
 
 /// How the fused schedule splits a run's training steps into dispatches:
