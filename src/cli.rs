@@ -8,7 +8,7 @@ use crate::model::{Architecture, Model};
 use crate::model_file::{self, OutputFile};
 use crate::plot;
 use crate::report::{DeviceReport, Report, millis};
-use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, TrainConfig};
+use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, TrainConfig, TrainOutput};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -226,20 +226,7 @@ pub fn run(cli: Cli) -> Result<()> {
     if cli.list_adapters {
         return list_adapters(cli.backend.into());
     }
-    let data = match (&cli.data, cli.samples) {
-        (Some(path), _) => Dataset::from_csv_file(path)?,
-        (None, Some(samples)) => Dataset::from_formula(samples, cli.seed),
-        (None, None) => Dataset::seed(),
-    };
-    let (initial, seed, init) = match &cli.init {
-        Some(path) => (model_file::load(path)?, None, path.display().to_string()),
-        None => {
-            let hidden = cli.hidden.clone().map_or_else(|| vec![3, 3], |h| h.0);
-            let architecture = Architecture::new(&hidden)?;
-            let model = Model::glorot_uniform(architecture, cli.seed);
-            (model, Some(cli.seed), "glorot_uniform".to_string())
-        }
-    };
+    let (initial, config, mut report) = job_from_flags(&cli)?;
     // Check the outputs before the work, so a bad path fails now.
     let save = cli
         .save
@@ -249,16 +236,7 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Some(path) = &cli.plot {
         plot::check_target(path).context("--plot")?;
     }
-    let config = TrainConfig {
-        data,
-        epochs: cli.epochs,
-        learning_rate: cli.learning_rate,
-        batch_size: cli.batch_size.0,
-        shuffle_seed: cli.seed,
-    };
-    config.validate()?;
 
-    let mut report = Report::new(&initial, &config, seed, init);
     let gpu = if cli.cpu_reference {
         None
     } else {
@@ -318,17 +296,7 @@ pub fn run(cli: Cli) -> Result<()> {
         file.commit(model_file::to_json(&output.model, &report.model_file_keys())?.as_bytes())?;
     }
     if let Some(path) = &cli.plot {
-        let mut series = vec![plot::Series {
-            label: report.device.short_name(),
-            losses: &output.loss_history,
-        }];
-        if let Some(reference) = &reference {
-            series.push(plot::Series {
-                label: "CPU reference",
-                losses: &reference.loss_history,
-            });
-        }
-        plot::write_loss_plot(path, &report.plot_title(), &series, cli.plot_log)?;
+        draw_plot(path, &report, &output, reference.as_ref(), cli.plot_log)?;
     }
 
     let mut text = if cli.json {
@@ -352,6 +320,57 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         _ => Ok(()),
     }
+}
+
+/// The starting weights, the training job and its report, from the flags:
+/// the data (`--data`, `--samples` or the seed's pairs), the weights
+/// (`--init`, or glorot_uniform from `--seed`) and the training settings.
+fn job_from_flags(cli: &Cli) -> Result<(Model, TrainConfig, Report)> {
+    let data = match (&cli.data, cli.samples) {
+        (Some(path), _) => Dataset::from_csv_file(path)?,
+        (None, Some(samples)) => Dataset::from_formula(samples, cli.seed),
+        (None, None) => Dataset::seed(),
+    };
+    let (initial, seed, init) = match &cli.init {
+        Some(path) => (model_file::load(path)?, None, path.display().to_string()),
+        None => {
+            let hidden = cli.hidden.clone().map_or_else(|| vec![3, 3], |h| h.0);
+            let architecture = Architecture::new(&hidden)?;
+            let model = Model::glorot_uniform(architecture, cli.seed);
+            (model, Some(cli.seed), "glorot_uniform".to_string())
+        }
+    };
+    let config = TrainConfig {
+        data,
+        epochs: cli.epochs,
+        learning_rate: cli.learning_rate,
+        batch_size: cli.batch_size.0,
+        shuffle_seed: cli.seed,
+    };
+    config.validate()?;
+    let report = Report::new(&initial, &config, seed, init);
+    Ok((initial, config, report))
+}
+
+/// `--plot`: the run's loss curve, and the CPU reference's with `--compare`.
+fn draw_plot(
+    path: &std::path::Path,
+    report: &Report,
+    output: &TrainOutput,
+    reference: Option<&TrainOutput>,
+    log_scale: bool,
+) -> Result<()> {
+    let mut series = vec![plot::Series {
+        label: report.device.short_name(),
+        losses: &output.loss_history,
+    }];
+    if let Some(reference) = reference {
+        series.push(plot::Series {
+            label: "CPU reference",
+            losses: &reference.loss_history,
+        });
+    }
+    plot::write_loss_plot(path, &report.plot_title(), &series, log_scale)
 }
 
 /// A progress bar on stderr for long runs on a terminal. It stays hidden
