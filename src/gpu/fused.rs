@@ -33,11 +33,17 @@ pub fn fused_step_source(plan: &Plan, workgroup_size: u32) -> String {
             call.replace("STEP", &step),
             threads = dispatch.threads,
         );
-        // The layers' gradient sums read the same tensors and write
-        // different rows: they need no barrier between them.
+        // No barrier between phases that touch different memory: the
+        // layers' gradient sums (same inputs, different rows), and Adam's
+        // update and the step's bookkeeping (which reads only the totals;
+        // `batch` was read once, before the step, so moving the step
+        // counter cannot race with Adam).
         let next = plan.step_list.get(position + 1).map(|d| d.kernel);
-        let independent =
-            dispatch.kernel == Kernel::GradientPartials && next == Some(Kernel::GradientPartials);
+        let independent = matches!(
+            (dispatch.kernel, next),
+            (Kernel::GradientPartials, Some(Kernel::GradientPartials))
+                | (Kernel::AdamStep, Some(Kernel::FinishStep))
+        );
         if !independent {
             out.push_str("    storageBarrier();\n");
         }
