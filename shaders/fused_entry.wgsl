@@ -2,7 +2,7 @@
 // training steps in one dispatch. It is compiled appended to train.wgsl with
 // `fused_step(local)`, one step for one invocation, which the host
 // writes out for each run (src/gpu/fused.rs): the calls of train.wgsl's
-// `*_at` functions in the order of the epoch's dispatch list, a barrier after
+// `*_at` functions in the order of the step's dispatch list, a barrier after
 // each, every loop bound and `Step` a constant so the driver can unroll them.
 
 @compute @workgroup_size(fused_workgroup_size)

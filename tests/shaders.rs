@@ -1,7 +1,7 @@
 //! Every WGSL module the program compiles parses and validates with naga,
 //! the compiler wgpu itself uses, without needing a GPU: train.wgsl alone
 //! (the dispatch schedule) and, for several plans, train.wgsl with
-//! fused_entry.wgsl and the generated `fused_epoch` (the fused schedule).
+//! fused_entry.wgsl and the generated `fused_step` (the fused schedule).
 
 use gpu_c2f::gpu::buffers::{Plan, Tile};
 use gpu_c2f::gpu::fused::fused_module_source;

@@ -16,5 +16,5 @@ pub use trainer::{GpuOptions, ScheduleChoice, train, train_with};
 pub const TRAIN_SHADER: &str = include_str!("../../shaders/train.wgsl");
 
 /// The fused schedule's entry point, compiled after [`TRAIN_SHADER`] and a
-/// generated `fused_epoch` (see [`fused`]).
+/// generated `fused_step` (see [`fused`]).
 pub const FUSED_ENTRY_SHADER: &str = include_str!("../../shaders/fused_entry.wgsl");

@@ -18,11 +18,11 @@ pub const CURRENT_STRIDE: u64 = 256;
 /// How the epochs run on the GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
-    /// One GPU dispatch per kernel of the epoch's list, every epoch
+    /// One GPU dispatch per kernel of a training step's list, many steps
     /// recorded into one compute pass: scales to any data size.
     Dispatch,
-    /// One workgroup walks the epoch's list for many epochs in a single
-    /// dispatch (`fused_epochs`): for jobs too small to fill a GPU, where
+    /// One workgroup runs the step's list for many steps in a single
+    /// dispatch (`fused_steps`): for jobs too small to fill a GPU, where
     /// the cost of each dispatch dominates.
     Fused,
 }
