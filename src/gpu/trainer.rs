@@ -167,16 +167,16 @@ pub fn train_with(
     }
     let steps_per_submit = steps_per_submit(&plan, schedule, &fused, options);
     let timer = PassTimer::new(gpu, (plan.total_steps as usize).div_ceil(steps_per_submit));
-    let submits = submit_steps(
+    let recorder = Recorder {
         gpu,
-        &pipelines,
-        &buffers,
-        &plan,
-        &fused,
-        steps_per_submit,
-        timer.as_ref(),
-        |steps| on_progress(steps / steps_per_epoch),
-    )?;
+        pipelines: &pipelines,
+        buffers: &buffers,
+        plan: &plan,
+        fused: &fused,
+    };
+    let submits = recorder.submit_all(steps_per_submit, timer.as_ref(), |steps| {
+        on_progress(steps / steps_per_epoch)
+    })?;
     let train_time = started.elapsed();
 
     let started = Instant::now();
@@ -273,44 +273,6 @@ fn steps_per_submit(
     }
 }
 
-/// Records and submits every training step, `steps_per_submit` to a
-/// command buffer, keeping one submission queued behind the running one and
-/// waiting only for the one before; `on_progress` hears the finished steps.
-/// Returns the number of submissions.
-#[allow(clippy::too_many_arguments)]
-fn submit_steps(
-    gpu: &Gpu,
-    pipelines: &Pipelines,
-    buffers: &RunBuffers,
-    plan: &Plan,
-    fused: &FusedSplit,
-    steps_per_submit: usize,
-    timer: Option<&PassTimer>,
-    mut on_progress: impl FnMut(usize),
-) -> Result<usize> {
-    let total_steps = plan.total_steps as usize;
-    let mut submits = 0;
-    let mut in_flight: Option<(wgpu::SubmissionIndex, usize)> = None;
-    let mut done = 0usize;
-    while done < total_steps {
-        let count = steps_per_submit.min(total_steps - done);
-        let timestamps = timer.map(|t| t.writes(submits));
-        let commands = record_steps(gpu, pipelines, buffers, plan, fused, count, timestamps);
-        let submission = gpu.queue.submit([commands]);
-        submits += 1;
-        done += count;
-        if let Some((previous, finished)) = in_flight.replace((submission, done)) {
-            gpu.wait(previous)?;
-            on_progress(finished);
-        }
-    }
-    if let Some((last, finished)) = in_flight {
-        gpu.wait(last)?;
-        on_progress(finished);
-    }
-    Ok(submits)
-}
-
 /// How the fused schedule splits a run's training steps into dispatches:
 /// full ones of `steps_per_dispatch` steps, and the run's last of `remainder`.
 struct FusedSplit {
@@ -351,59 +313,104 @@ impl FusedSplit {
     }
 }
 
-/// `count` training steps in one compute pass of one command buffer:
-/// `fused_steps` dispatches, or every kernel of every step.
-fn record_steps(
-    gpu: &Gpu,
-    pipelines: &Pipelines,
-    buffers: &RunBuffers,
-    plan: &Plan,
-    fused: &FusedSplit,
-    count: usize,
-    timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
-) -> wgpu::CommandBuffer {
-    let mut encoder = gpu
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("training steps"),
-        });
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("training pass"),
-            timestamp_writes,
-        });
-        pass.set_bind_group(0, &buffers.train_bind_group, &[]);
-        match pipelines.schedule {
-            Schedule::Fused => {
-                pass.set_pipeline(pipelines.get(None));
-                let mut left = count;
-                while left > 0 {
-                    let steps = left.min(fused.steps_per_dispatch);
-                    let offset = (fused.record(plan, steps) * CURRENT_STRIDE) as u32;
-                    pass.set_bind_group(1, &buffers.current_bind_group, &[offset]);
-                    pass.dispatch_workgroups(1, 1, 1);
-                    left -= steps;
-                }
+/// What recording a run's training steps needs.
+struct Recorder<'a> {
+    gpu: &'a Gpu,
+    pipelines: &'a Pipelines,
+    buffers: &'a RunBuffers,
+    plan: &'a Plan,
+    fused: &'a FusedSplit,
+}
+
+impl Recorder<'_> {
+    /// Records and submits every training step, `steps_per_submit` to a
+    /// command buffer, keeping one submission queued behind the running one
+    /// and waiting only for the one before; `on_progress` hears the finished
+    /// steps. Returns the number of submissions.
+    fn submit_all(
+        &self,
+        steps_per_submit: usize,
+        timer: Option<&PassTimer>,
+        mut on_progress: impl FnMut(usize),
+    ) -> Result<usize> {
+        let total_steps = self.plan.total_steps as usize;
+        let mut submits = 0;
+        let mut in_flight: Option<(wgpu::SubmissionIndex, usize)> = None;
+        let mut done = 0usize;
+        while done < total_steps {
+            let count = steps_per_submit.min(total_steps - done);
+            let commands = self.record(count, timer.map(|t| t.writes(submits)));
+            let submission = self.gpu.queue.submit([commands]);
+            submits += 1;
+            done += count;
+            if let Some((previous, finished)) = in_flight.replace((submission, done)) {
+                self.gpu.wait(previous)?;
+                on_progress(finished);
             }
-            Schedule::Dispatch => {
-                let max_groups = gpu.device.limits().max_compute_workgroups_per_dimension;
-                let mut current: Option<Kernel> = None;
-                for _ in 0..count {
-                    for dispatch in &plan.step_list {
-                        if current != Some(dispatch.kernel) {
-                            pass.set_pipeline(pipelines.get(Some(dispatch.kernel)));
-                            current = Some(dispatch.kernel);
-                        }
-                        let offset = (dispatch.step as u64 * CURRENT_STRIDE) as u32;
+        }
+        if let Some((last, finished)) = in_flight {
+            self.gpu.wait(last)?;
+            on_progress(finished);
+        }
+        Ok(submits)
+    }
+
+    /// `count` training steps in one compute pass of one command buffer:
+    /// `fused_steps` dispatches, or every kernel of every step.
+    fn record(
+        &self,
+        count: usize,
+        timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> wgpu::CommandBuffer {
+        let (plan, buffers, pipelines) = (self.plan, self.buffers, self.pipelines);
+        let mut encoder = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("training steps"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("training pass"),
+                timestamp_writes,
+            });
+            pass.set_bind_group(0, &buffers.train_bind_group, &[]);
+            match pipelines.schedule {
+                Schedule::Fused => {
+                    pass.set_pipeline(pipelines.get(None));
+                    let mut left = count;
+                    while left > 0 {
+                        let steps = left.min(self.fused.steps_per_dispatch);
+                        let offset = (self.fused.record(plan, steps) * CURRENT_STRIDE) as u32;
                         pass.set_bind_group(1, &buffers.current_bind_group, &[offset]);
-                        let (x, y) = workgroup_grid(dispatch, max_groups);
-                        pass.dispatch_workgroups(x, y, 1);
+                        pass.dispatch_workgroups(1, 1, 1);
+                        left -= steps;
+                    }
+                }
+                Schedule::Dispatch => {
+                    let max_groups = self
+                        .gpu
+                        .device
+                        .limits()
+                        .max_compute_workgroups_per_dimension;
+                    let mut current: Option<Kernel> = None;
+                    for _ in 0..count {
+                        for dispatch in &plan.step_list {
+                            if current != Some(dispatch.kernel) {
+                                pass.set_pipeline(pipelines.get(Some(dispatch.kernel)));
+                                current = Some(dispatch.kernel);
+                            }
+                            let offset = (dispatch.step as u64 * CURRENT_STRIDE) as u32;
+                            pass.set_bind_group(1, &buffers.current_bind_group, &[offset]);
+                            let (x, y) = workgroup_grid(dispatch, max_groups);
+                            pass.dispatch_workgroups(x, y, 1);
+                        }
                     }
                 }
             }
         }
+        encoder.finish()
     }
-    encoder.finish()
 }
 
 /// Workgroups for `dispatch.threads` threads, folded into a 2-D grid when
