@@ -133,10 +133,24 @@ impl Pipelines {
             Schedule::Dispatch => super::TRAIN_SHADER.to_string(),
             Schedule::Fused => fused_module_source(plan, fused_workgroup_size),
         };
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let descriptor = wgpu::ShaderModuleDescriptor {
             label: Some("train.wgsl"),
             source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        };
+        // Bounds checks stay on. Loop bounding (a counter wgpu adds to every
+        // loop, so a driver cannot assume an endless loop away) is off: it
+        // more than doubled lavapipe's pipeline creation (52 ms against 20 ms
+        // for the seed job's fused module).
+        // SAFETY: every loop in these shaders ends. Each `for` runs to a
+        // bound taken from a uniform, a `Step` record or a constant, and
+        // `fused_steps` to `current.steps`; `sample_index` walks the cycle of
+        // a permutation of [0, 4^half_bits) that contains its start, which is
+        // below `samples`, so it returns to [0, samples) (src/batching.rs).
+        let checks = wgpu::ShaderRuntimeChecks {
+            force_loop_bounding: false,
+            ..wgpu::ShaderRuntimeChecks::checked()
+        };
+        let module = unsafe { device.create_shader_module_trusted(descriptor, checks) };
         let train_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("training buffers layout"),
             entries: &[
