@@ -83,13 +83,12 @@ impl Backprop {
         // Forward, layer by layer (the `dense_forward` kernel).
         for (l, layer) in layers.iter().enumerate() {
             let (inputs, outputs) = activations.split_at_mut(l + 1);
-            for (sample_in, sample_out) in inputs[l]
-                .chunks_exact(layer.inputs)
-                .zip(outputs[0].chunks_exact_mut(layer.units))
-                .take(samples)
-            {
-                dense_forward(params, layer, sample_in, sample_out);
-            }
+            dense_forward(
+                params,
+                layer,
+                &inputs[l][..samples * layer.inputs],
+                &mut outputs[0][..samples * layer.units],
+            );
         }
 
         // Loss and output error (`output_error`): L = mean(r^2), dL/dy = 2r/N.

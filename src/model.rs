@@ -264,15 +264,23 @@ impl Model {
     }
 }
 
-/// One Dense layer for one sample: `out[j] = (sum_i in[i] * kernel[i][j]) + bias[j]`,
+/// One Dense layer for a batch of samples (`inputs` and `outputs` hold one
+/// row per sample): `out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j]`,
 /// summed in order of `i`, the bias added last, as the WGSL kernel does.
 pub fn dense_forward(params: &[f32], layer: &DenseLayout, inputs: &[f32], outputs: &mut [f32]) {
-    for (unit, out) in outputs.iter_mut().enumerate() {
-        let mut sum = 0.0f32;
-        for (input, value) in inputs.iter().enumerate() {
-            sum += value * params[layer.kernel_offset + input * layer.units + unit];
+    let kernel = &params[layer.kernel_offset..layer.bias_offset];
+    let bias = &params[layer.bias_offset..][..layer.units];
+    for (sample_in, sample_out) in inputs
+        .chunks_exact(layer.inputs)
+        .zip(outputs.chunks_exact_mut(layer.units))
+    {
+        for (unit, (out, &b)) in sample_out.iter_mut().zip(bias).enumerate() {
+            let mut sum = 0.0f32;
+            for (i, &value) in sample_in.iter().enumerate() {
+                sum += value * kernel[i * layer.units + unit];
+            }
+            *out = sum + b;
         }
-        *out = sum + params[layer.bias_offset + unit];
     }
 }
 
