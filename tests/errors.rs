@@ -154,6 +154,19 @@ fn flags() {
             2,
             &["cannot be used with"],
         ),
+        case(
+            "flags",
+            &[
+                "--samples",
+                "100000",
+                "--batch-size",
+                "1",
+                "--epochs",
+                "50000",
+            ],
+            1,
+            &["5000000000 training steps", "fewer epochs"],
+        ),
     ]);
 }
 

@@ -113,8 +113,6 @@ pub struct Plan {
     pub batching: Batching,
     /// The dense layers' register tile.
     pub tile: Tile,
-    /// Chunks each batch runs in (1 unless a batch exceeds a device buffer).
-    pub chunks: u32,
     pub param_count: u32,
     pub epochs: u32,
     /// Training steps in the run: epochs x steps per epoch.
@@ -342,10 +340,17 @@ impl Plan {
             _padding: [0; 1],
         };
         let total_steps = config.epochs as u64 * batching.steps_per_epoch as u64;
+        // The kernels count steps in a u32.
+        if total_steps > u32::MAX as u64 {
+            bail!(
+                "this run has {total_steps} training steps (epochs x batches per epoch), more than \
+                 the GPU's step counter holds ({}); use fewer epochs or a larger --batch-size",
+                u32::MAX
+            );
+        }
         Ok(Self {
             batching,
             tile,
-            chunks: chunks as u32,
             param_count: param_count as u32,
             epochs: to_u32(config.epochs as u64, "the loss history")?,
             total_steps,
