@@ -63,6 +63,8 @@ impl Dataset {
             fahrenheit: Vec::new(),
         };
         let mut seen_first_row = false;
+        // A byte-order mark (spreadsheet exports write one) is not data.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (index, raw_line) in text.lines().enumerate() {
             let line_number = index + 1;
             let line = raw_line.trim_end_matches('\r').trim();
@@ -128,6 +130,12 @@ mod tests {
         let data = Dataset::from_csv_str("celsius,fahrenheit\r\n\r\n0,32\r\n100, 212\n\n").unwrap();
         assert_eq!(data.celsius, vec![0.0, 100.0]);
         assert_eq!(data.fahrenheit, vec![32.0, 212.0]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_data() {
+        let data = Dataset::from_csv_str("\u{feff}0,32\n100,212\n").unwrap();
+        assert_eq!(data.celsius, vec![0.0, 100.0]);
     }
 
     #[test]
