@@ -12,7 +12,11 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 packages=()
 dpkg -s libvulkan1 >/dev/null 2>&1 || packages+=(libvulkan1)
-if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
+have_driver=false
+for icd in /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json; do
+    if [ -e "$icd" ]; then have_driver=true; fi
+done
+if [ "$have_driver" = false ]; then
     echo "setup: no Vulkan driver found; installing Mesa's lavapipe (software Vulkan)"
     packages+=(mesa-vulkan-drivers)
 fi
