@@ -2,7 +2,7 @@
 //! operations as the WGSL kernels, one step at a time. Tests hold the GPU to
 //! it, and `gpu-c2f --cpu-reference` trains with it.
 
-use crate::model::{Architecture, DenseLayout, Model, dense_forward};
+use crate::model::{Architecture, DenseLayout, LANES, Model, dense_forward, padded_samples};
 use crate::optimizer::adam_update;
 use crate::training::{Diverged, TrainConfig, TrainOutput};
 use anyhow::Result;
@@ -34,11 +34,17 @@ pub fn blocked_sum(count: usize, term: impl Fn(usize) -> f32) -> f32 {
 }
 
 /// The per-sample buffers of one forward and backward pass over a batch,
-/// reused every step so the loop does not allocate.
+/// reused every step so the loop does not allocate. Every tensor is stored
+/// feature-major (all samples of unit 0, then of unit 1, ...), each row
+/// padded to a multiple of [`LANES`]: the inner loops then run over a few
+/// samples at a time in registers, which on the seed's 1-3 wide layers is
+/// what keeps the reference fast. Each sum is still added in the kernels'
+/// order.
 pub struct Backprop {
     layers: Vec<DenseLayout>,
-    /// `activations[l][s * width + i]`: layer l's activations for sample s
-    /// of the batch (`activations[0]` holds the inputs).
+    /// `activations[l][i * stride + s]`: layer l's activation i for sample s
+    /// of the batch, `stride = padded_samples(samples)` (`activations[0]`
+    /// holds the inputs).
     activations: Vec<Vec<f32>>,
     /// `errors[l]`: dLoss/d(activations[l]) in the same layout (`errors[0]` unused).
     errors: Vec<Vec<f32>>,
@@ -54,7 +60,7 @@ impl Backprop {
         let activations: Vec<Vec<f32>> = architecture
             .widths()
             .iter()
-            .map(|w| vec![0.0f32; capacity * w])
+            .map(|w| vec![0.0f32; padded_samples(capacity) * w])
             .collect();
         Self {
             layers: architecture.layers(),
@@ -76,6 +82,7 @@ impl Backprop {
         gradients: &mut [f32],
     ) -> f32 {
         let samples = celsius.len();
+        let stride = padded_samples(samples);
         let layers = &self.layers;
         let (activations, errors) = (&mut self.activations, &mut self.errors);
         activations[0][..samples].copy_from_slice(celsius);
@@ -86,34 +93,42 @@ impl Backprop {
             dense_forward(
                 params,
                 layer,
-                &inputs[l][..samples * layer.inputs],
-                &mut outputs[0][..samples * layer.units],
+                stride,
+                &inputs[l][..stride * layer.inputs],
+                &mut outputs[0][..stride * layer.units],
             );
         }
 
         // Loss and output error (`output_error`): L = mean(r^2), dL/dy = 2r/N.
-        let output = activations.last().expect("at least one layer");
-        let output_error = errors.last_mut().expect("at least one layer");
+        let output = &activations.last().expect("at least one layer")[..samples];
+        let output_error = &mut errors.last_mut().expect("at least one layer")[..samples];
         let residuals = &mut self.residuals[..samples];
-        for s in 0..samples {
-            residuals[s] = output[s] - fahrenheit[s];
-            output_error[s] = (2.0 * residuals[s]) / samples as f32;
+        for (((residual, error), &y_hat), &y) in residuals
+            .iter_mut()
+            .zip(output_error.iter_mut())
+            .zip(output)
+            .zip(fahrenheit)
+        {
+            *residual = y_hat - y;
+            *error = (2.0 * *residual) / samples as f32;
         }
 
-        // Errors passed back to every hidden layer (`dense_backward`).
+        // Errors passed back to every hidden layer (`dense_backward`):
+        // err_in[s][i] = sum_j err_out[s][j] * kernel[i][j], in order of j.
         for (l, layer) in layers.iter().enumerate().skip(1).rev() {
             let (before, after) = errors.split_at_mut(l + 1);
-            for (sample_in, sample_out) in after[0]
-                .chunks_exact(layer.units)
-                .zip(before[l].chunks_exact_mut(layer.inputs))
-                .take(samples)
-            {
-                for (i, out) in sample_out.iter_mut().enumerate() {
-                    let row = &params[layer.kernel_offset + i * layer.units..][..layer.units];
-                    *out = sample_in
-                        .iter()
-                        .zip(row)
-                        .fold(0.0f32, |sum, (e, k)| sum + e * k);
+            let (error_out, error_in) = (&after[0], &mut before[l]);
+            for first in (0..stride).step_by(LANES) {
+                for i in 0..layer.inputs {
+                    let mut sums = [0.0f32; LANES];
+                    for j in 0..layer.units {
+                        let weight = params[layer.kernel_offset + i * layer.units + j];
+                        let unit_errors = &error_out[j * stride + first..][..LANES];
+                        for (sum, &e) in sums.iter_mut().zip(unit_errors) {
+                            *sum += e * weight;
+                        }
+                    }
+                    error_in[i * stride + first..][..LANES].copy_from_slice(&sums);
                 }
             }
         }
@@ -126,7 +141,7 @@ impl Backprop {
             let size = layer.inputs * layer.units + layer.units;
             let layer_gradients = &mut gradients[layer.kernel_offset..][..size];
             if samples <= REDUCE_BLOCK {
-                block_gradients(input, error, layer, 0..samples, layer_gradients);
+                block_gradients(input, error, layer, stride, 0..samples, layer_gradients);
                 continue;
             }
             let blocks = samples.div_ceil(REDUCE_BLOCK);
@@ -134,7 +149,7 @@ impl Backprop {
             for (block, partial) in self.block_partials.chunks_mut(size).enumerate() {
                 let first = block * REDUCE_BLOCK;
                 let range = first..(first + REDUCE_BLOCK).min(samples);
-                block_gradients(input, error, layer, range, partial);
+                block_gradients(input, error, layer, stride, range, partial);
             }
             let partials = &self.block_partials;
             for (p, gradient) in layer_gradients.iter_mut().enumerate() {
@@ -145,29 +160,31 @@ impl Backprop {
     }
 }
 
-/// One layer's gradient sums over the samples in `range`, each started at 0
-/// and added in sample order: kernel `[i][j] += input[s][i] * error[s][j]`,
-/// then bias `[j] += error[s][j]` (`out` is laid out as the parameters are).
+/// One layer's gradient sums over the samples in `range` of a batch whose
+/// feature-major rows hold `stride` samples, each started at 0 and added in sample
+/// order: kernel `[i][j] = sum_s input[s][i] * error[s][j]`, bias
+/// `[j] = sum_s error[s][j]` (`out` is laid out as the parameters are).
 fn block_gradients(
     input: &[f32],
     error: &[f32],
     layer: &DenseLayout,
+    stride: usize,
     range: std::ops::Range<usize>,
     out: &mut [f32],
 ) {
-    out.fill(0.0);
     let (kernel, bias) = out.split_at_mut(layer.inputs * layer.units);
-    for s in range {
-        let inputs = &input[s * layer.inputs..][..layer.inputs];
-        let errors = &error[s * layer.units..][..layer.units];
-        for (row, &a) in kernel.chunks_exact_mut(layer.units).zip(inputs) {
-            for (gradient, &e) in row.iter_mut().zip(errors) {
-                *gradient += a * e;
-            }
+    let unit_errors = |j: usize| &error[j * stride..][range.clone()];
+    for (i, row) in kernel.chunks_exact_mut(layer.units).enumerate() {
+        let values = &input[i * stride..][range.clone()];
+        for (j, gradient) in row.iter_mut().enumerate() {
+            *gradient = values
+                .iter()
+                .zip(unit_errors(j))
+                .fold(0.0f32, |sum, (&a, &e)| sum + a * e);
         }
-        for (gradient, &e) in bias.iter_mut().zip(errors) {
-            *gradient += e;
-        }
+    }
+    for (j, gradient) in bias.iter_mut().enumerate() {
+        *gradient = unit_errors(j).iter().fold(0.0f32, |sum, &e| sum + e);
     }
 }
 
