@@ -7,15 +7,19 @@
 // shuffled) -> dense_forward per layer -> output_error -> dense_backward per
 // layer, last to second -> gradient_partials -> reduce_partials (0+ levels)
 // -> adam_step -> finish_step.
-// Two schedules run that list:
+// Three schedules run that list:
 //   - one GPU dispatch per entry, many steps recorded into one compute pass
 //     (the entry points at the end of this file);
+//   - samples: the same, with the per-sample entries (forward to
+//     gradient_partials) replaced by one `network_partials` dispatch that the
+//     host writes out for the architecture (src/gpu/network.rs): one thread
+//     per block of samples, the whole network per sample in registers;
 //   - fused: one workgroup runs many steps in one dispatch, calling the same
 //     `*_at` functions in the list's order with a barrier between entries
 //     (shaders/fused_entry.wgsl plus `fused_step`, which the host writes
 //     out for each run with the list's sizes as constants: src/gpu/fused.rs).
 // The CPU reference (src/cpu.rs) follows the same order of operations, so on
-// a driver with IEEE f32 and no FMA contraction the three agree bit for bit.
+// a driver with IEEE f32 and no FMA contraction they agree bit for bit.
 
 // Threads per workgroup of the one-dispatch-per-kernel schedule.
 override workgroup_size: u32 = 64u;
@@ -279,7 +283,12 @@ fn output_error_at(sample: u32, batch: Batch) {
     }
     let residual = tensors[run.output_offset + sample] - tensors[run.target_offset + sample];
     tensors[run.residual_offset + sample] = residual;
-    tensors[run.output_delta_offset + sample] = (2.0 * residual) / f32(batch.total);
+    tensors[run.output_delta_offset + sample] = output_delta(residual, batch.total);
+}
+
+// dL/dy_hat of one sample of a batch of `total`: 2 r / N.
+fn output_delta(residual: f32, total: u32) -> f32 {
+    return (2.0 * residual) / f32(total);
 }
 
 // Error passed back through a Dense layer (no activation):

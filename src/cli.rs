@@ -41,11 +41,15 @@ impl From<BackendFlag> for BackendChoice {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleFlag {
-    /// Fused for small jobs, dispatch for large ones.
+    /// Fused for small jobs; samples for large ones on small networks
+    /// (at most 128 parameters), dispatch for wider networks.
     Auto,
     /// One workgroup loops over the epochs: few dispatches.
     Fused,
-    /// One dispatch per kernel per epoch, spread over the whole GPU.
+    /// A thread per block of 256 samples runs the whole network, from a
+    /// kernel written out for it (small networks, at most 512 parameters).
+    Samples,
+    /// One dispatch per kernel per step, spread over the whole GPU.
     Dispatch,
 }
 
@@ -54,6 +58,7 @@ impl From<ScheduleFlag> for ScheduleChoice {
         match flag {
             ScheduleFlag::Auto => ScheduleChoice::Auto,
             ScheduleFlag::Fused => ScheduleChoice::Fused,
+            ScheduleFlag::Samples => ScheduleChoice::Samples,
             ScheduleFlag::Dispatch => ScheduleChoice::Dispatch,
         }
     }

@@ -258,8 +258,8 @@ fn csv_with_crlf_blank_lines_and_a_million_rows_works() {
     }
     let path = file("million.csv", &text);
     // Keras's default batches of 32 (31 250 steps an epoch, fused) and one
-    // full batch (spread over the GPU).
-    for (batch_size, schedule) in [("32", "fused"), ("all", "dispatch")] {
+    // full batch (a thread per block of samples).
+    for (batch_size, schedule) in [("32", "fused"), ("all", "samples")] {
         let output = gpu_c2f(&[
             "--data",
             &path,

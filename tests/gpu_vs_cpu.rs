@@ -29,7 +29,13 @@ fn assert_gpu_matches_cpu(initial: &Model, config: &TrainConfig, schedules: &[Sc
     }
 }
 
-const BOTH: &[ScheduleChoice] = &[ScheduleChoice::Fused, ScheduleChoice::Dispatch];
+const ALL: &[ScheduleChoice] = &[
+    ScheduleChoice::Fused,
+    ScheduleChoice::Samples,
+    ScheduleChoice::Dispatch,
+];
+/// The schedules that run any size of data.
+const LARGE: &[ScheduleChoice] = &[ScheduleChoice::Samples, ScheduleChoice::Dispatch];
 
 /// Points on the exact formula with a little noise, from a fixed LCG so
 /// every run sees the same data.
@@ -55,7 +61,7 @@ fn noisy_formula(samples: usize) -> Dataset {
 #[test]
 fn seed_job_agrees_every_epoch_and_in_the_final_weights() {
     let initial = Model::glorot_uniform(Architecture::seed(), gpu_c2f::cli::DEFAULT_SEED);
-    assert_gpu_matches_cpu(&initial, &TrainConfig::seed(), BOTH);
+    assert_gpu_matches_cpu(&initial, &TrainConfig::seed(), ALL);
 }
 
 #[test]
@@ -76,17 +82,18 @@ fn other_sample_counts_and_widths_agree() {
     // Sample counts: one, the seed's 7, one reduction block and one more
     // (256, 257: a block boundary), several blocks (5000), and enough for a
     // third reduction level (70 000 > 256 * 256). Widths 1, 3, 17, 64.
-    // The fused schedule runs where one epoch fits a fused dispatch.
+    // The fused schedule runs where one epoch fits a fused dispatch, the
+    // samples schedule where the network has at most 512 parameters.
     let cases: [(usize, &[usize], usize, &[ScheduleChoice]); 9] = [
-        (1, &[3, 3], 6, BOTH),
-        (7, &[1], 6, BOTH),
-        (7, &[], 6, BOTH),
-        (256, &[17], 4, BOTH),
-        (257, &[3, 17], 4, &[ScheduleChoice::Dispatch]),
-        (300, &[64], 4, &[ScheduleChoice::Dispatch]),
-        (5000, &[3, 3], 3, &[ScheduleChoice::Dispatch]),
+        (1, &[3, 3], 6, ALL),
+        (7, &[1], 6, ALL),
+        (7, &[], 6, ALL),
+        (256, &[17], 4, ALL),
+        (257, &[3, 17], 4, LARGE),
+        (300, &[64], 4, LARGE),
+        (5000, &[3, 3], 3, LARGE),
         (5000, &[64, 17], 3, &[ScheduleChoice::Dispatch]),
-        (70_000, &[3], 3, &[ScheduleChoice::Dispatch]),
+        (70_000, &[3], 3, LARGE),
     ];
     for (samples, hidden, epochs, schedules) in cases {
         let architecture = Architecture::new(hidden).unwrap();
@@ -117,11 +124,11 @@ fn shuffled_mini_batches_agree() {
     // sample, and larger than one reduction block (257 of 1000 samples).
     // (samples, batch size, hidden widths, epochs, schedules)
     let cases: [MiniBatchCase; 5] = [
-        (100, 32, &[3, 3], 5, BOTH),
-        (7, 2, &[3], 20, BOTH),
-        (300, 1, &[], 3, BOTH),
-        (96, 32, &[17], 5, BOTH),
-        (1000, 257, &[8], 4, &[ScheduleChoice::Dispatch]),
+        (100, 32, &[3, 3], 5, ALL),
+        (7, 2, &[3], 20, ALL),
+        (300, 1, &[], 3, ALL),
+        (96, 32, &[17], 5, ALL),
+        (1000, 257, &[8], 4, LARGE),
     ];
     for (samples, batch_size, hidden, epochs, schedules) in cases {
         let initial = Model::glorot_uniform(Architecture::new(hidden).unwrap(), 4);
@@ -141,7 +148,12 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
     // Chunks of 256 samples (the smallest allowed): a full batch of 1000 in
     // 4 chunks (the last of 232), and shuffled batches of 300 in 2 chunks.
     let initial = Model::glorot_uniform(Architecture::new(&[5, 3]).unwrap(), 8);
-    for batch_size in [None, Some(300)] {
+    for (schedule, batch_size) in
+        [LARGE, LARGE]
+            .concat()
+            .into_iter()
+            .zip([None, None, Some(300), Some(300)])
+    {
         let config = TrainConfig {
             data: noisy_formula(1000),
             epochs: 4,
@@ -151,7 +163,7 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
         };
         let reference = cpu::train(&initial, &config).unwrap();
         let options = GpuOptions {
-            schedule: ScheduleChoice::Dispatch,
+            schedule,
             epochs_per_submit: None,
             max_chunk_samples: Some(256),
         };
@@ -159,7 +171,7 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
         let comparison = compare(&reference, &chunked.output, &[100.0], GPU_CPU_TOLERANCE);
         assert!(
             comparison.within_tolerance,
-            "{batch_size:?}: {comparison:#?}"
+            "{schedule:?} {batch_size:?}: {comparison:#?}"
         );
         let whole = gpu::train_with(
             common::gpu(),
@@ -175,9 +187,12 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
         // Chunking changes where the sums happen, not their order.
         assert_eq!(
             chunked.output.loss_history, whole.output.loss_history,
-            "{batch_size:?}"
+            "{schedule:?} {batch_size:?}"
         );
-        assert_eq!(chunked.output.model, whole.output.model, "{batch_size:?}");
+        assert_eq!(
+            chunked.output.model, whole.output.model,
+            "{schedule:?} {batch_size:?}"
+        );
     }
 }
 
@@ -187,19 +202,25 @@ fn seed_run_submits_once_and_reads_back_once_and_auto_fuses_it() {
     let run = gpu::train(common::gpu(), &initial, &TrainConfig::seed()).unwrap();
     assert_eq!(run.timings.schedule, Schedule::Fused);
     assert_eq!((run.timings.submits, run.timings.readbacks), (1, 1));
-    let options = GpuOptions {
-        schedule: ScheduleChoice::Dispatch,
-        ..GpuOptions::default()
-    };
-    let run = gpu::train_with(
-        common::gpu(),
-        &initial,
-        &TrainConfig::seed(),
-        &options,
-        |_| {},
-    )
-    .unwrap();
-    assert_eq!((run.timings.submits, run.timings.readbacks), (1, 1));
+    for &schedule in LARGE {
+        let options = GpuOptions {
+            schedule,
+            ..GpuOptions::default()
+        };
+        let run = gpu::train_with(
+            common::gpu(),
+            &initial,
+            &TrainConfig::seed(),
+            &options,
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            (run.timings.submits, run.timings.readbacks),
+            (1, 1),
+            "{schedule:?}"
+        );
+    }
 }
 
 #[test]
@@ -209,7 +230,7 @@ fn submitting_in_chunks_changes_nothing_but_the_submit_count() {
         epochs: 450,
         ..TrainConfig::seed()
     };
-    for schedule in [ScheduleChoice::Fused, ScheduleChoice::Dispatch] {
+    for &schedule in ALL {
         let whole = GpuOptions {
             schedule,
             epochs_per_submit: None,
@@ -235,11 +256,11 @@ fn submitting_in_chunks_changes_nothing_but_the_submit_count() {
         assert_eq!(reported.last(), Some(&450), "{schedule:?}");
         assert!(reported.windows(2).all(|w| w[1] > w[0]), "{reported:?}");
         match schedule {
-            ScheduleChoice::Dispatch => assert_eq!(reported, [100, 200, 300, 400, 450]),
-            _ => {
+            ScheduleChoice::Fused => {
                 assert!(reported.len() >= 2 && reported.len() <= 5, "{reported:?}");
                 assert!(reported[0] >= 100, "{reported:?}");
             }
+            _ => assert_eq!(reported, [100, 200, 300, 400, 450], "{schedule:?}"),
         }
     }
 }

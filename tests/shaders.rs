@@ -1,11 +1,13 @@
 //! Every WGSL module the program compiles parses and validates with naga,
 //! the compiler wgpu itself uses, without needing a GPU: train.wgsl alone
-//! (the dispatch schedule) and, for several plans, train.wgsl with
-//! fused_entry.wgsl and the generated `fused_step` (the fused schedule).
+//! (the dispatch schedule), and for several plans and networks train.wgsl
+//! with fused_entry.wgsl and the generated `fused_step` (the fused
+//! schedule) or with the generated `network_partials` (the samples schedule).
 
-use gpu_c2f::gpu::buffers::{Plan, Tile};
+use gpu_c2f::gpu::buffers::{Plan, SampleWork, Tile};
 use gpu_c2f::gpu::fused::fused_module_source;
-use gpu_c2f::gpu::pipelines::FUSED_ENTRY_POINT;
+use gpu_c2f::gpu::network::{NETWORK_ENTRY_POINT, network_module_source};
+use gpu_c2f::gpu::pipelines::{FUSED_ENTRY_POINT, Kernel};
 use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
 use wgpu::naga;
 
@@ -44,7 +46,10 @@ fn every_wgsl_file_is_covered_and_valid() {
 #[test]
 fn the_dispatch_schedule_has_every_kernel_the_host_uses() {
     let module = validate("train.wgsl", gpu_c2f::gpu::TRAIN_SHADER);
-    for kernel in gpu_c2f::gpu::pipelines::Kernel::ALL {
+    for kernel in Kernel::ALL {
+        if kernel == Kernel::NetworkPartials {
+            continue; // generated per network: checked below
+        }
         assert!(
             module
                 .entry_points
@@ -72,7 +77,7 @@ fn the_fused_module_validates_for_several_plans() {
             },
             ..TrainConfig::seed()
         };
-        let plan = Plan::new(&model, &config, Tile::SINGLE, None).unwrap();
+        let plan = Plan::new(&model, &config, SampleWork::Layers(Tile::SINGLE), None).unwrap();
         for workgroup_size in [8, 64] {
             let name = format!("fused module, {samples} samples, hidden {hidden:?}");
             let module = validate(&name, &fused_module_source(&plan, workgroup_size));
@@ -83,5 +88,20 @@ fn the_fused_module_validates_for_several_plans() {
                     .any(|e| e.name == FUSED_ENTRY_POINT)
             );
         }
+    }
+}
+
+#[test]
+fn the_samples_module_validates_for_several_networks() {
+    for hidden in [vec![], vec![1], vec![3, 3], vec![17, 5, 2], vec![16, 16]] {
+        let architecture = Architecture::new(&hidden).unwrap();
+        let name = format!("samples module, hidden {hidden:?}");
+        let module = validate(&name, &network_module_source(&architecture));
+        assert!(
+            module
+                .entry_points
+                .iter()
+                .any(|e| e.name == NETWORK_ENTRY_POINT)
+        );
     }
 }

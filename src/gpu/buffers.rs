@@ -4,7 +4,7 @@
 use super::pipelines::{CURRENT_STRIDE, Kernel, Pipelines};
 use crate::batching::{Batching, half_bits};
 use crate::cpu::REDUCE_BLOCK;
-use crate::model::Model;
+use crate::model::{Architecture, Model};
 use crate::optimizer::Adam;
 use crate::training::TrainConfig;
 use anyhow::{Context, Result, bail};
@@ -88,6 +88,17 @@ impl Tile {
     }
 }
 
+/// How a training step's per-sample work (forward, output error, backward,
+/// the first level of the gradient sums) is dispatched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleWork {
+    /// One dispatch per layer and pass, in register tiles of this size.
+    Layers(Tile),
+    /// One `network_partials` dispatch per chunk, a thread per block of
+    /// samples (the samples schedule): no per-sample tensors in memory.
+    Network,
+}
+
 /// `Current` in train.wgsl, one per `CURRENT_STRIDE` bytes.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
@@ -110,8 +121,10 @@ pub struct Dispatch {
 /// one training step. Pure arithmetic: built and tested without a GPU.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    pub architecture: Architecture,
     pub batching: Batching,
-    /// The dense layers' register tile.
+    pub sample_work: SampleWork,
+    /// The dense layers' register tile (unused by `SampleWork::Network`).
     pub tile: Tile,
     pub param_count: u32,
     pub epochs: u32,
@@ -135,10 +148,14 @@ fn to_u32(value: u64, what: &str) -> Result<u32> {
 }
 
 /// f32 values a batch holds per sample: the activations and errors of
-/// every layer past the input, the residual, and a gathered input and target.
-pub fn floats_per_sample(model: &Model) -> u64 {
+/// every layer past the input, the residual, and a gathered input and target
+/// (only the last two for `SampleWork::Network`).
+pub fn floats_per_sample(model: &Model, work: SampleWork) -> u64 {
     let widths = model.architecture().widths();
-    2 * widths[1..].iter().map(|&w| w as u64).sum::<u64>() + 3
+    match work {
+        SampleWork::Layers(_) => 2 * widths[1..].iter().map(|&w| w as u64).sum::<u64>() + 3,
+        SampleWork::Network => 2,
+    }
 }
 
 impl Plan {
@@ -148,9 +165,13 @@ impl Plan {
     pub fn new(
         model: &Model,
         config: &TrainConfig,
-        tile: Tile,
+        sample_work: SampleWork,
         max_chunk: Option<u64>,
     ) -> Result<Self> {
+        let tile = match sample_work {
+            SampleWork::Layers(tile) => tile,
+            SampleWork::Network => Tile::SINGLE,
+        };
         let architecture = model.architecture();
         let batching = config.batching();
         let samples = batching.samples as u64;
@@ -170,28 +191,30 @@ impl Plan {
         let param_count = architecture.param_count() as u64;
 
         // tensors: the dataset (celsius, fahrenheit), then per chunk of
-        // samples: activations[0..=L], errors[1..=L], residuals, targets.
+        // samples: the gathered inputs, activations[1..=L], errors[1..=L],
+        // residuals (these three for layered work only), gathered targets.
+        let layered = matches!(sample_work, SampleWork::Layers(_));
         let data_offset = 0u64;
         let mut offset = 2 * samples;
-        let mut activation_offsets = Vec::new();
-        for (l, width) in widths.iter().enumerate() {
-            if l == 0 && !gather {
-                activation_offsets.push(data_offset);
-                continue;
-            }
-            activation_offsets.push(offset);
-            offset += chunk * width;
-        }
+        let mut take = |len: u64| {
+            offset += len;
+            offset - len
+        };
+        let input_offset = if gather { take(chunk) } else { data_offset };
+        let mut activation_offsets = vec![input_offset];
         let mut error_offsets = vec![0u64];
-        for width in &widths[1..] {
-            error_offsets.push(offset);
-            offset += chunk * width;
+        let mut residual_offset = 0;
+        if layered {
+            for width in &widths[1..] {
+                activation_offsets.push(take(chunk * width));
+            }
+            for width in &widths[1..] {
+                error_offsets.push(take(chunk * width));
+            }
+            residual_offset = take(chunk);
         }
-        let residual_offset = offset;
-        offset += chunk;
         let target_offset = if gather {
-            offset += chunk;
-            offset - chunk
+            take(chunk)
         } else {
             data_offset + samples
         };
@@ -249,6 +272,17 @@ impl Plan {
             if gather {
                 push(Kernel::GatherBatch, per_chunk, chunk)?;
             }
+            let blocks = chunk.div_ceil(block);
+            if !layered {
+                let step = StepUniform {
+                    out_len: level_lens[0] as u32,
+                    dst_offset: level_offsets[0] as u32,
+                    chunk_first,
+                    ..Default::default()
+                };
+                push(Kernel::NetworkPartials, step, blocks)?;
+                continue;
+            }
             for (l, layer) in layers.iter().enumerate() {
                 let step = dense(l, activation_offsets[l], activation_offsets[l + 1]);
                 push(Kernel::DenseForward, step, tile.items(chunk, layer.units))?;
@@ -261,7 +295,6 @@ impl Plan {
             // Level 1, layer by layer: kernel and bias rows of each layer,
             // then the squared error as a one-entry layer (a = err =
             // residual), into the columns of this chunk's blocks.
-            let blocks = chunk.div_ceil(block);
             let gradient =
                 |inputs: usize, units: usize, first_row: usize, a: u64, err: u64, bias: bool| {
                     let a_rows = inputs + bias as usize;
@@ -328,10 +361,11 @@ impl Plan {
             half_bits: half_bits(batching.samples),
             param_count: param_count as u32,
             data_offset: data_offset as u32,
-            input_offset: activation_offsets[0] as u32,
+            input_offset: input_offset as u32,
             target_offset: target_offset as u32,
-            output_offset: activation_offsets[last] as u32,
-            output_delta_offset: error_offsets[last] as u32,
+            // Layered work's output and its error (unused by the network kernel).
+            output_offset: activation_offsets.get(last).map_or(0, |&o| o as u32),
+            output_delta_offset: error_offsets.get(last).map_or(0, |&o| o as u32),
             residual_offset: residual_offset as u32,
             totals_offset: totals_offset as u32,
             one_minus_beta_1: constants.one_minus_beta_1,
@@ -349,7 +383,9 @@ impl Plan {
             );
         }
         Ok(Self {
+            architecture: architecture.clone(),
             batching,
+            sample_work,
             tile,
             param_count: param_count as u32,
             epochs: to_u32(config.epochs as u64, "the loss history")?,
@@ -424,6 +460,7 @@ impl Plan {
                     batch.min(block) * (1 + 2 * counted(tile_units) + 1) + tile_stores
                 }
                 Kernel::ReducePartials => (step.in_len as u64).min(block) + 1,
+                Kernel::NetworkPartials => batch.min(block) + 1,
                 // Cycle-walking the shuffle: under 4 rounds on average, and
                 // rarely more than a dozen.
                 Kernel::GatherBatch => 16,
@@ -612,7 +649,7 @@ mod tests {
             batch_size: None,
             ..TrainConfig::seed()
         };
-        Plan::new(&model, &config, Tile::SINGLE, None).unwrap()
+        Plan::new(&model, &config, SampleWork::Layers(Tile::SINGLE), None).unwrap()
     }
 
     fn kernels(plan: &Plan) -> Vec<Kernel> {
@@ -678,13 +715,49 @@ mod tests {
     }
 
     #[test]
+    fn network_work_is_one_dispatch_per_chunk_and_keeps_no_per_sample_tensors() {
+        let model = Model::glorot_uniform(Architecture::new(&[3, 3]).unwrap(), 1);
+        let config = TrainConfig {
+            data: Dataset::from_formula(1000, 1),
+            batch_size: None,
+            ..TrainConfig::seed()
+        };
+        let plan = Plan::new(&model, &config, SampleWork::Network, Some(512)).unwrap();
+        use Kernel::*;
+        // Two chunks of 512 (2 blocks each), gathered; then 4 block sums
+        // per row reduced to one, Adam, the step's end.
+        assert_eq!(
+            kernels(&plan),
+            [
+                GatherBatch,
+                NetworkPartials,
+                GatherBatch,
+                NetworkPartials,
+                ReducePartials,
+                AdamStep,
+                FinishStep
+            ]
+        );
+        let second = plan.steps[plan.step_list[3].step as usize];
+        assert_eq!(
+            (second.chunk_first, second.out_len, second.dst_offset),
+            (512, 4, 0)
+        );
+        assert_eq!(plan.step_list[3].threads, 2);
+        // The dataset, then a chunk's gathered inputs and targets only.
+        assert_eq!(plan.tensors_len, 2 * 1000 + 2 * 512);
+        assert_eq!(plan.run.input_offset, 2000);
+        assert_eq!(plan.run.target_offset, 2000 + 512);
+    }
+
+    #[test]
     fn shuffled_batches_gather_first_and_size_tensors_by_the_batch() {
         let model = Model::glorot_uniform(Architecture::new(&[3]).unwrap(), 1);
         let config = TrainConfig {
             data: Dataset::from_formula(1000, 1),
             ..TrainConfig::seed()
         };
-        let plan = Plan::new(&model, &config, Tile::SINGLE, None).unwrap();
+        let plan = Plan::new(&model, &config, SampleWork::Layers(Tile::SINGLE), None).unwrap();
         assert_eq!(plan.batching.steps_per_epoch, 32); // ceil(1000 / 32)
         assert_eq!(kernels(&plan)[0], Kernel::GatherBatch);
         // Dataset 2*1000, then per batch of 32: inputs, activations (3+1),

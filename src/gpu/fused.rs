@@ -22,6 +22,7 @@ pub fn fused_step_source(plan: &Plan, workgroup_size: u32) -> String {
             Kernel::OutputError => "output_error_at(index, batch)",
             Kernel::DenseBackward => "dense_backward_at(index, STEP, batch)",
             Kernel::GradientPartials => "gradient_partials_at(index, STEP, batch)",
+            Kernel::NetworkPartials => unreachable!("the fused schedule runs layered work"),
             Kernel::ReducePartials => "reduce_partials_at(index, STEP)",
             Kernel::AdamStep => "adam_step_at(index, batch)",
             Kernel::FinishStep => "finish_step_at(index, batch)",

@@ -1,10 +1,13 @@
 //! The GPU path: adapter choice and device ([`context`]), the training
-//! kernels' pipelines ([`pipelines`]), the buffers of one run ([`buffers`])
-//! and the epoch loop that records, submits and reads back ([`trainer`]).
+//! kernels' pipelines ([`pipelines`]), the buffers of one run ([`buffers`]),
+//! the generated kernels of the fused and samples schedules ([`fused`],
+//! [`network`]) and the epoch loop that records, submits and reads back
+//! ([`trainer`]).
 
 pub mod buffers;
 pub mod context;
 pub mod fused;
+pub mod network;
 pub mod pipelines;
 pub mod trainer;
 

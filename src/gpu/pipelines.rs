@@ -4,6 +4,7 @@
 
 use super::buffers::Plan;
 use super::fused::fused_module_source;
+use super::network::{NETWORK_ENTRY_POINT, network_module_source};
 use crate::cpu::REDUCE_BLOCK;
 use anyhow::{Result, bail};
 
@@ -21,6 +22,11 @@ pub enum Schedule {
     /// One GPU dispatch per kernel of a training step's list, many steps
     /// recorded into one compute pass: scales to any data size.
     Dispatch,
+    /// The dispatch schedule with one generated kernel for the per-sample
+    /// work of a step (`network_partials`, src/gpu/network.rs): one thread
+    /// per block of samples runs the whole network in registers. For large
+    /// data on small networks.
+    Samples,
     /// One workgroup runs the step's list for many steps in a single
     /// dispatch (`fused_steps`): for jobs too small to fill a GPU, where
     /// the cost of each dispatch dominates.
@@ -31,6 +37,7 @@ impl Schedule {
     pub fn name(self) -> &'static str {
         match self {
             Schedule::Dispatch => "dispatch",
+            Schedule::Samples => "samples",
             Schedule::Fused => "fused",
         }
     }
@@ -44,24 +51,29 @@ pub enum Kernel {
     OutputError,
     DenseBackward,
     GradientPartials,
+    /// The samples schedule's generated kernel: forward, output error,
+    /// backward and the first level of the gradient sums in one.
+    NetworkPartials,
     ReducePartials,
     AdamStep,
     FinishStep,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 9] = [
         Kernel::GatherBatch,
         Kernel::DenseForward,
         Kernel::OutputError,
         Kernel::DenseBackward,
         Kernel::GradientPartials,
+        Kernel::NetworkPartials,
         Kernel::ReducePartials,
         Kernel::AdamStep,
         Kernel::FinishStep,
     ];
 
-    /// The WGSL entry point of the dispatch schedule.
+    /// The kernel's WGSL entry point (`network_partials` is generated per
+    /// architecture; the others are in train.wgsl).
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::GatherBatch => "gather_batch",
@@ -69,6 +81,7 @@ impl Kernel {
             Kernel::OutputError => "output_error",
             Kernel::DenseBackward => "dense_backward",
             Kernel::GradientPartials => "gradient_partials",
+            Kernel::NetworkPartials => NETWORK_ENTRY_POINT,
             Kernel::ReducePartials => "reduce_partials",
             Kernel::AdamStep => "adam_step",
             Kernel::FinishStep => "finish_step",
@@ -118,10 +131,10 @@ fn uniform_entry(binding: u32, has_dynamic_offset: bool) -> wgpu::BindGroupLayou
 }
 
 impl Pipelines {
-    /// Compiles the module and builds the pipelines `schedule` uses (the
-    /// fused schedule needs one, written out for `plan`; the dispatch
-    /// schedule six). Validation
-    /// errors come back as an error instead of reaching the uncaptured handler.
+    /// Compiles the module and builds the pipelines `schedule` uses: the
+    /// fused schedule's one, written out for `plan`, or one per kernel of
+    /// the plan's step list. Validation errors come back as an error
+    /// instead of reaching the uncaptured handler.
     pub fn new(
         device: &wgpu::Device,
         schedule: Schedule,
@@ -131,6 +144,7 @@ impl Pipelines {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let source = match schedule {
             Schedule::Dispatch => super::TRAIN_SHADER.to_string(),
+            Schedule::Samples => network_module_source(&plan.architecture),
             Schedule::Fused => fused_module_source(plan, fused_workgroup_size),
         };
         let descriptor = wgpu::ShaderModuleDescriptor {
@@ -142,7 +156,8 @@ impl Pipelines {
         // more than doubled lavapipe's pipeline creation (52 ms against 20 ms
         // for the seed job's fused module).
         // SAFETY: every loop in these shaders ends. Each `for` runs to a
-        // bound taken from a uniform, a `Step` record or a constant, and
+        // bound taken from a uniform, a `Step` record or a constant (the
+        // samples kernel's to the end of its block), and
         // `fused_steps` to `current.steps`; `sample_index` walks the cycle of
         // a permutation of [0, 4^half_bits) that contains its start, which is
         // below `samples`, so it returns to [0, samples) (src/batching.rs).
@@ -181,10 +196,18 @@ impl Pipelines {
         ];
         let entry_points: Vec<(Option<Kernel>, &str)> = match schedule {
             Schedule::Fused => vec![(None, FUSED_ENTRY_POINT)],
-            Schedule::Dispatch => Kernel::ALL
-                .iter()
-                .map(|&k| (Some(k), k.entry_point()))
-                .collect(),
+            Schedule::Dispatch | Schedule::Samples => {
+                let mut kernels: Vec<Kernel> = Vec::new();
+                for dispatch in &plan.step_list {
+                    if !kernels.contains(&dispatch.kernel) {
+                        kernels.push(dispatch.kernel);
+                    }
+                }
+                kernels
+                    .into_iter()
+                    .map(|k| (Some(k), k.entry_point()))
+                    .collect()
+            }
         };
         let pipelines = entry_points
             .into_iter()

@@ -3,9 +3,11 @@
 //! once at the end.
 
 use super::buffers::{
-    CurrentRecord, Dispatch, HISTORY_HEADER, NO_BAD_STEP, Plan, RunBuffers, Tile, floats_per_sample,
+    CurrentRecord, Dispatch, HISTORY_HEADER, NO_BAD_STEP, Plan, RunBuffers, SampleWork, Tile,
+    floats_per_sample,
 };
 use super::context::Gpu;
+use super::network::{SAMPLES_AUTO_MAX_PARAMS, SAMPLES_MAX_PARAMS};
 use super::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
 use crate::model::Model;
 use crate::training::{Diverged, TrainConfig, TrainOutput};
@@ -44,31 +46,44 @@ pub const FUSED_MAX_WORK: u64 = 1 << 15;
 /// Which schedule to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ScheduleChoice {
-    /// Fused for small jobs (see [`FUSED_MAX_WORK`]), dispatch otherwise.
+    /// Fused for small jobs (see [`FUSED_MAX_WORK`]); otherwise samples for
+    /// networks of at most [`SAMPLES_AUTO_MAX_PARAMS`] parameters, dispatch
+    /// for wider ones.
     #[default]
     Auto,
     Fused,
+    Samples,
     Dispatch,
 }
 
 impl ScheduleChoice {
     /// The schedule to run; `Fused` fails when not even one training step
-    /// fits in one fused dispatch.
+    /// fits in one fused dispatch, `Samples` when the network is too wide
+    /// for its written-out kernel.
     pub fn resolve(self, plan: &Plan, fused_workgroup_size: u32) -> Result<Schedule> {
         let fits = plan.fused_iterations_per_step(fused_workgroup_size) <= FUSED_LOOP_BUDGET;
+        let params = plan.param_count as usize;
         match self {
             ScheduleChoice::Fused if !fits => bail!(
                 "this job is too large for the fused schedule (one step needs more than {} loop \
-                 iterations per thread); use the dispatch schedule",
+                 iterations per thread); use the samples or dispatch schedule",
                 FUSED_LOOP_BUDGET
             ),
             ScheduleChoice::Fused => Ok(Schedule::Fused),
+            ScheduleChoice::Samples if params > SAMPLES_MAX_PARAMS => bail!(
+                "this network has {params} parameters, more than the samples schedule takes \
+                 ({SAMPLES_MAX_PARAMS}: its kernel is written out per parameter, and compiling it \
+                 grows with their square); use the dispatch schedule"
+            ),
+            ScheduleChoice::Samples => Ok(Schedule::Samples),
             ScheduleChoice::Dispatch => Ok(Schedule::Dispatch),
             ScheduleChoice::Auto => {
                 let small =
                     plan.batching.batch_size as u64 * plan.param_count as u64 <= FUSED_MAX_WORK;
                 Ok(if small && fits {
                     Schedule::Fused
+                } else if params <= SAMPLES_AUTO_MAX_PARAMS {
+                    Schedule::Samples
                 } else {
                     Schedule::Dispatch
                 })
@@ -213,9 +228,10 @@ pub fn train_with(
 }
 
 /// The run's plan and schedule: the schedule `options` ask for (auto: by
-/// the size of a step), the dense layers' tile for it, and for the dispatch
-/// schedule the chunk size the device's largest buffer allows. Also the
-/// fused workgroup's size for this adapter.
+/// the size of a step and of the network), its way of running the
+/// per-sample work, and for the dispatch and samples schedules the chunk
+/// size the device's largest buffer allows. Also the fused workgroup's size
+/// for this adapter.
 fn plan_run(
     gpu: &Gpu,
     initial: &Model,
@@ -228,22 +244,27 @@ fn plan_run(
         wgpu::DeviceType::Cpu => 8,
         _ => WORKGROUP_SIZE,
     };
-    let plan = Plan::new(initial, config, Tile::SINGLE, None)?;
+    let plan = Plan::new(initial, config, SampleWork::Layers(Tile::SINGLE), None)?;
     let schedule = options.schedule.resolve(&plan, fused_workgroup_size)?;
-    let plan = match schedule {
-        Schedule::Fused => plan,
-        Schedule::Dispatch => {
+    let work = match schedule {
+        Schedule::Fused => None,
+        Schedule::Samples => Some(SampleWork::Network),
+        Schedule::Dispatch => Some(SampleWork::Layers(Tile::BLOCKED)),
+    };
+    let plan = match work {
+        None => plan,
+        Some(work) => {
             let limits = gpu.device.limits();
             let floats = limits
                 .max_storage_buffer_binding_size
                 .min(limits.max_buffer_size)
                 / 4;
             let room = floats.saturating_sub(2 * config.data.len() as u64);
-            let fits = room / floats_per_sample(initial);
+            let fits = room / floats_per_sample(initial, work);
             let most = options
                 .max_chunk_samples
                 .map_or(fits, |m| (m as u64).min(fits));
-            Plan::new(initial, config, Tile::BLOCKED, Some(most))?
+            Plan::new(initial, config, work, Some(most))?
         }
     };
     plan.check_limits(&gpu.device.limits())?;
@@ -264,7 +285,7 @@ fn steps_per_submit(
         .epochs_per_submit
         .map(|e| e.max(1) * steps_per_epoch);
     match schedule {
-        Schedule::Dispatch => requested
+        Schedule::Dispatch | Schedule::Samples => requested
             .unwrap_or(MAX_DISPATCHES_PER_SUBMIT / plan.step_list.len())
             .max(1),
         Schedule::Fused => requested
@@ -387,7 +408,7 @@ impl Recorder<'_> {
                         left -= steps;
                     }
                 }
-                Schedule::Dispatch => {
+                Schedule::Dispatch | Schedule::Samples => {
                     let max_groups = self
                         .gpu
                         .device
@@ -571,4 +592,50 @@ fn read_back(
         ticks,
     };
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Dataset;
+    use crate::model::Architecture;
+
+    fn resolve(choice: ScheduleChoice, samples: u64, hidden: &[usize]) -> Result<Schedule> {
+        let model = Model::glorot_uniform(Architecture::new(hidden).unwrap(), 1);
+        let config = TrainConfig {
+            data: Dataset::from_formula(samples, 1),
+            batch_size: None,
+            ..TrainConfig::seed()
+        };
+        let plan = Plan::new(&model, &config, SampleWork::Layers(Tile::SINGLE), None)?;
+        choice.resolve(&plan, 8)
+    }
+
+    #[test]
+    fn auto_fuses_small_jobs_and_picks_samples_or_dispatch_by_the_network() {
+        let auto = ScheduleChoice::Auto;
+        assert_eq!(resolve(auto, 7, &[3, 3]).unwrap(), Schedule::Fused);
+        assert_eq!(resolve(auto, 100_000, &[3, 3]).unwrap(), Schedule::Samples);
+        // 8,8: 97 parameters; 16,16: 321, beyond SAMPLES_AUTO_MAX_PARAMS.
+        assert_eq!(resolve(auto, 100_000, &[8, 8]).unwrap(), Schedule::Samples);
+        assert_eq!(
+            resolve(auto, 100_000, &[16, 16]).unwrap(),
+            Schedule::Dispatch
+        );
+        assert_eq!(
+            resolve(auto, 100_000, &[64, 64]).unwrap(),
+            Schedule::Dispatch
+        );
+    }
+
+    #[test]
+    fn samples_refuses_networks_too_wide_to_write_out() {
+        let samples = ScheduleChoice::Samples;
+        assert_eq!(resolve(samples, 10, &[16, 16]).unwrap(), Schedule::Samples);
+        let error = resolve(samples, 10, &[64, 64]).unwrap_err().to_string();
+        assert!(
+            error.contains("4353 parameters") && error.contains("dispatch schedule"),
+            "{error}"
+        );
+    }
 }
