@@ -210,11 +210,17 @@ struct Current {
 // samples x `unit_tile` units (forward) or inputs (backward), so every value
 // it loads is used several times. Each output is still one sum in index
 // order, as the CPU reference adds it; vec4 arithmetic rounds each component
-// on its own. The host sets the tile (src/gpu/buffers.rs, `Tile`): 4 x 4
+// on its own. The host sets the tile (src/gpu/buffers.rs, `Tile`): 8 x 8
 // for the dispatch schedule's wide layers, 1 x 1 for the fused schedule,
-// whose few threads want many small items.
-override sample_tile: u32 = 4u;
-override unit_tile: u32 = 4u;
+// whose few threads want many small items. Both are at most 8: a row of a
+// tile is two vec4 halves (`Row`), and a tile's sums are `Sums`, row q in
+// `[2q]` (columns 0..3) and `[2q + 1]` (4..7); a second half is only
+// touched when the tile is wider than 4.
+override sample_tile: u32 = 8u;
+override unit_tile: u32 = 8u;
+
+alias Row = array<vec4<f32>, 2>;
+alias Sums = array<vec4<f32>, 16>;
 
 // Items of a layer's tiles: ceil(samples / sample_tile) x ceil(width / unit_tile).
 fn tile_of(index: u32, width: u32) -> vec2<u32> {
@@ -222,36 +228,95 @@ fn tile_of(index: u32, width: u32) -> vec2<u32> {
     return vec2<u32>((index / tiles) * sample_tile, (index % tiles) * unit_tile);
 }
 
+// The loops over a tile run to the tile's constants and at most 4 long,
+// so a driver unrolls them and every index into a tile becomes a constant:
+// a loop left rolled with a computed index would send the whole tile from
+// registers to scratch memory (on lavapipe, 8 x 8 tiles ran 1.6-2.5x
+// slower so). The store loops, which a driver may not unroll, take row 0
+// and move the rows up (`next_rows`) instead of indexing row q.
+
 // tensors[base + k * stride] for k < n where first + k < limit, else 0.
-fn tensor_vector(base: u32, stride: u32, first: u32, limit: u32, n: u32) -> vec4<f32> {
-    var values = vec4<f32>();
-    for (var k = 0u; k < n; k++) {
+fn tensor_row(base: u32, stride: u32, first: u32, limit: u32, n: u32) -> Row {
+    var values = Row();
+    for (var k = 0u; k < min(n, 4u); k++) {
         if first + k < limit {
-            values[k] = tensors[base + k * stride];
+            values[0][k] = tensors[base + k * stride];
+        }
+    }
+    for (var k = 4u; k < n; k++) {
+        if first + k < limit {
+            values[1][k - 4u] = tensors[base + k * stride];
         }
     }
     return values;
 }
 
 // params[base + k * stride] for k < n where first + k < limit, else 0.
-fn param_vector(base: u32, stride: u32, first: u32, limit: u32, n: u32) -> vec4<f32> {
-    var values = vec4<f32>();
-    for (var k = 0u; k < n; k++) {
+fn param_row(base: u32, stride: u32, first: u32, limit: u32, n: u32) -> Row {
+    var values = Row();
+    for (var k = 0u; k < min(n, 4u); k++) {
         if first + k < limit {
-            values[k] = params[base + k * stride];
+            values[0][k] = params[base + k * stride];
+        }
+    }
+    for (var k = 4u; k < n; k++) {
+        if first + k < limit {
+            values[1][k - 4u] = params[base + k * stride];
         }
     }
     return values;
 }
 
-// Writes the tile `sums[q][c]` (+ `bias[c]`) to out[s][j], inside the batch
-// and the layer's width.
-fn store_tile(sums: array<vec4<f32>, 4>, bias: vec4<f32>, out_offset: u32, width: u32, tile: vec2<u32>, size: u32) {
+// sums[row q] += x[q] * w for the tile's first `rows` rows: one
+// multiply-add per output, as the CPU reference's `sum += x * w`.
+fn add_outer_product(sums: ptr<function, Sums>, x: Row, w: Row, rows: u32) {
+    for (var q = 0u; q < min(rows, 4u); q++) {
+        add_row(sums, q, x[0][q], w);
+    }
+    for (var q = 4u; q < rows; q++) {
+        add_row(sums, q, x[1][q - 4u], w);
+    }
+}
+
+fn add_row(sums: ptr<function, Sums>, q: u32, value: f32, w: Row) {
+    (*sums)[2u * q] += value * w[0];
+    if unit_tile > 4u {
+        (*sums)[2u * q + 1u] += value * w[1];
+    }
+}
+
+// Writes the tile `sums` (+ `bias[c]`) to out[s][j], inside the batch and
+// the layer's width.
+fn store_tile(sums: Sums, bias: Row, out_offset: u32, width: u32, tile: vec2<u32>, size: u32) {
+    var rows = sums;
     for (var q = 0u; q < sample_tile; q++) {
-        for (var c = 0u; c < unit_tile; c++) {
-            if tile.x + q < size && tile.y + c < width {
-                tensors[out_offset + (tile.x + q) * width + tile.y + c] = sums[q][c] + bias[c];
-            }
+        store_row(rows[0], rows[1], q, bias, out_offset, width, tile, size);
+        rows = next_rows(rows);
+    }
+}
+
+// The tile's rows moved up by one: the store loops take row 0 each time, so
+// every index into a tile stays a constant even where a loop is not unrolled.
+fn next_rows(sums: Sums) -> Sums {
+    return Sums(
+        sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8], sums[9],
+        sums[10], sums[11], sums[12], sums[13], sums[14], sums[15], vec4<f32>(), vec4<f32>(),
+    );
+}
+
+fn store_row(low: vec4<f32>, high: vec4<f32>, q: u32, bias: Row, out_offset: u32, width: u32, tile: vec2<u32>, size: u32) {
+    if q >= sample_tile || tile.x + q >= size {
+        return;
+    }
+    let first = out_offset + (tile.x + q) * width + tile.y;
+    for (var c = 0u; c < min(unit_tile, 4u); c++) {
+        if tile.y + c < width {
+            tensors[first + c] = low[c] + bias[0][c];
+        }
+    }
+    for (var c = 4u; c < unit_tile; c++) {
+        if tile.y + c < width {
+            tensors[first + c] = high[c - 4u] + bias[1][c - 4u];
         }
     }
 }
@@ -262,15 +327,13 @@ fn dense_forward_at(index: u32, step: Step, batch: Batch) {
     if tile.x >= batch.size {
         return;
     }
-    var sums = array<vec4<f32>, 4>();
+    var sums = Sums();
     for (var i = 0u; i < step.inputs; i++) {
-        let x = tensor_vector(step.in_offset + tile.x * step.inputs + i, step.inputs, tile.x, batch.size, sample_tile);
-        let w = param_vector(step.kernel_offset + i * step.units + tile.y, 1u, tile.y, step.units, unit_tile);
-        for (var q = 0u; q < sample_tile; q++) {
-            sums[q] += x[q] * w;
-        }
+        let x = tensor_row(step.in_offset + tile.x * step.inputs + i, step.inputs, tile.x, batch.size, sample_tile);
+        let w = param_row(step.kernel_offset + i * step.units + tile.y, 1u, tile.y, step.units, unit_tile);
+        add_outer_product(&sums, x, w, sample_tile);
     }
-    let bias = param_vector(step.bias_offset + tile.y, 1u, tile.y, step.units, unit_tile);
+    let bias = param_row(step.bias_offset + tile.y, 1u, tile.y, step.units, unit_tile);
     store_tile(sums, bias, step.out_offset, step.units, tile, batch.size);
 }
 
@@ -298,15 +361,13 @@ fn dense_backward_at(index: u32, step: Step, batch: Batch) {
     if tile.x >= batch.size {
         return;
     }
-    var sums = array<vec4<f32>, 4>();
+    var sums = Sums();
     for (var j = 0u; j < step.units; j++) {
-        let e = tensor_vector(step.in_offset + tile.x * step.units + j, step.units, tile.x, batch.size, sample_tile);
-        let w = param_vector(step.kernel_offset + tile.y * step.units + j, step.units, tile.y, step.inputs, unit_tile);
-        for (var q = 0u; q < sample_tile; q++) {
-            sums[q] += e[q] * w;
-        }
+        let e = tensor_row(step.in_offset + tile.x * step.units + j, step.units, tile.x, batch.size, sample_tile);
+        let w = param_row(step.kernel_offset + tile.y * step.units + j, step.units, tile.y, step.inputs, unit_tile);
+        add_outer_product(&sums, e, w, sample_tile);
     }
-    store_tile(sums, vec4<f32>(), step.out_offset, step.inputs, tile, batch.size);
+    store_tile(sums, Row(), step.out_offset, step.inputs, tile, batch.size);
 }
 
 // First level of every sum over samples, one layer at a time. Row p of
@@ -332,26 +393,48 @@ fn gradient_partials_at(index: u32, step: Step, batch: Batch) {
     let first_column = ((index % tiles) % column_tiles) * unit_tile;
     let first = block * reduce_block;
     let end = min(first + reduce_block, batch.size);
-    var sums = array<vec4<f32>, 4>();
+    var sums = Sums();
     for (var s = first; s < end; s++) {
-        let err = tensor_vector(step.out_offset + s * step.units + first_column, 1u, first_column, step.units, unit_tile);
-        for (var q = 0u; q < unit_tile; q++) {
-            let i = first_row + q;
-            var a = 1.0;
-            if i < step.inputs {
-                a = tensors[step.in_offset + s * step.inputs + i];
+        let err = tensor_row(step.out_offset + s * step.units + first_column, 1u, first_column, step.units, unit_tile);
+        // a[s][i] for the tile's rows; the bias row's a is 1.
+        var a = Row(vec4<f32>(1.0), vec4<f32>(1.0));
+        for (var q = 0u; q < min(unit_tile, 4u); q++) {
+            if first_row + q < step.inputs {
+                a[0][q] = tensors[step.in_offset + s * step.inputs + first_row + q];
             }
-            sums[q] += a * err;
+        }
+        for (var q = 4u; q < unit_tile; q++) {
+            if first_row + q < step.inputs {
+                a[1][q - 4u] = tensors[step.in_offset + s * step.inputs + first_row + q];
+            }
+        }
+        add_outer_product(&sums, a, err, unit_tile);
+    }
+    let column = step.dst_offset + batch.block0 + block;
+    let tile = vec2<u32>(first_row, first_column);
+    var rows = sums;
+    for (var q = 0u; q < unit_tile; q++) {
+        store_partials(rows[0], rows[1], q, step, tile, column);
+        rows = next_rows(rows);
+    }
+}
+
+// Row q of a gradient tile (a-row first_row + q, columns from
+// first_column) into its parameters' rows of `reduce`, at `column`.
+fn store_partials(low: vec4<f32>, high: vec4<f32>, q: u32, step: Step, tile: vec2<u32>, column: u32) {
+    let i = tile.x + q;
+    if q >= unit_tile || i >= step.in_len {
+        return;
+    }
+    let first = step.kernel_offset + i * step.units + tile.y;
+    for (var c = 0u; c < min(unit_tile, 4u); c++) {
+        if tile.y + c < step.units {
+            reduce[column + (first + c) * step.out_len] = low[c];
         }
     }
-    for (var q = 0u; q < unit_tile; q++) {
-        for (var c = 0u; c < unit_tile; c++) {
-            let i = first_row + q;
-            let j = first_column + c;
-            if i < step.in_len && j < step.units {
-                let row = step.kernel_offset + i * step.units + j;
-                reduce[step.dst_offset + row * step.out_len + batch.block0 + block] = sums[q][c];
-            }
+    for (var c = 4u; c < unit_tile; c++) {
+        if tile.y + c < step.units {
+            reduce[column + (first + c) * step.out_len] = high[c - 4u];
         }
     }
 }

@@ -57,7 +57,7 @@ pub struct StepUniform {
 }
 
 /// The register tile one dense-layer item computes (`sample_tile` x
-/// `unit_tile` in train.wgsl, at most 4 x 4).
+/// `unit_tile` in train.wgsl, at most 8 x 8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tile {
     pub samples: u32,
@@ -65,10 +65,12 @@ pub struct Tile {
 }
 
 impl Tile {
-    /// Each loaded value used 4 times: for wide layers spread over a GPU.
+    /// Each loaded value used 8 times: for wide layers spread over a GPU.
+    /// On lavapipe, where every per-thread memory access costs a loop over
+    /// the SIMD lanes, 8 x 8 runs a 64-wide layer 1.7x faster than 4 x 4.
     pub const BLOCKED: Tile = Tile {
-        samples: 4,
-        units: 4,
+        samples: 8,
+        units: 8,
     };
     /// One output per item: the fused schedule's 8 threads want many small
     /// items (the seed job's layers are 1 to 3 wide).
