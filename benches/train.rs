@@ -1,5 +1,5 @@
 //! `cargo bench --bench train`: device setup, pipeline creation, the seed
-//! job on the GPU (both schedules) and on the CPU, and the per-epoch time of
+//! job on the GPU (each schedule) and on the CPU, and the per-epoch time of
 //! full-batch training over N samples and two widths, printed as markdown.
 //!
 //! A plain `harness = false` binary, no criterion: every figure is the
@@ -244,6 +244,7 @@ fn main() {
     let mut fused_train = None;
     for (choice, name) in [
         (ScheduleChoice::Fused, "fused"),
+        (ScheduleChoice::Samples, "samples"),
         (ScheduleChoice::Dispatch, "dispatch"),
     ] {
         let options = GpuOptions {
@@ -521,7 +522,7 @@ fn epoch_grid(gpu: Option<&Gpu>, settings: &Settings) {
     println!();
     println!(
         "Data `Dataset::from_formula(N, {DEFAULT_SEED})`, hidden [w, w], Adam(0.1). GPU: auto \
-         schedule, host time of `timings.train` / epochs (record, submit, wait; no pipelines, \
+         schedule (and dispatch too where auto picks samples), host time of `timings.train` / epochs (record, submit, wait; no pipelines, \
          upload or readback), and the GPU's timestamp time / epochs. CPU: `cpu::train`, one thread. \
          Each cell: probe runs that grow the epoch count until one run takes about 1/5 of \
          {:.1} s, then epochs x reps at that size (the fixed cost of a run is spread over its \
@@ -547,11 +548,14 @@ fn epoch_grid(gpu: Option<&Gpu>, settings: &Settings) {
             };
             // The big jobs: one epoch probes; small ones grow from 20.
             let probe = if n >= 100_000 { 1 } else { 20 };
-            let gpu_cell = match gpu {
+            let gpu_cell = |schedule: ScheduleChoice| match gpu {
                 Some(gpu) => measure(settings.cell_budget, probe, 5, |epochs| {
                     let config = make_config(epochs);
-                    let run =
-                        gpu::train_with(gpu, &initial, &config, &GpuOptions::default(), |_| {})?;
+                    let options = GpuOptions {
+                        schedule,
+                        ..GpuOptions::default()
+                    };
+                    let run = gpu::train_with(gpu, &initial, &config, &options, |_| {})?;
                     Ok((
                         run.timings.train,
                         run.timings.gpu_train,
@@ -560,34 +564,44 @@ fn epoch_grid(gpu: Option<&Gpu>, settings: &Settings) {
                 }),
                 None => Cell::refused("no adapter".into()),
             };
+            let auto = gpu_cell(ScheduleChoice::Auto);
             let cpu_cell = measure(settings.cell_budget, probe, 5, |epochs| {
                 let config = make_config(epochs);
                 let out = cpu::train(&initial, &config)?;
                 Ok((out.train_time, None, "cpu".into()))
             });
-            let ratio = match (gpu_cell.per_epoch, cpu_cell.per_epoch) {
-                (Some(g), Some(c)) => format!("{:.2}", c.median / g.median),
-                _ => "-".into(),
-            };
-            let gpu_ts = match gpu_cell.gpu_per_epoch {
-                Some(s) => fmt_ms(s.median),
-                None if gpu_cell.error.is_none() => "n/a".into(),
-                None => "-".into(),
-            };
-            println!(
-                "| {n} | {w},{w} | {} | {} | {gpu_ts} | {} | {ratio} | {} | {} |",
-                if gpu_cell.schedule.is_empty() {
-                    "-"
-                } else {
-                    &gpu_cell.schedule
-                },
-                gpu_cell.text(),
-                cpu_cell.text(),
-                gpu_cell.reps(),
-                cpu_cell.reps(),
-            );
+            grid_row(n, w, &auto, &cpu_cell);
+            // Where auto runs the samples schedule, the layered kernels too,
+            // for comparison.
+            if auto.schedule == "samples" && n >= 1000 {
+                grid_row(n, w, &gpu_cell(ScheduleChoice::Dispatch), &cpu_cell);
+            }
         }
     }
     println!();
     println!("- load average after the per-epoch grid: {}", loadavg());
+}
+
+fn grid_row(n: u64, w: usize, gpu_cell: &Cell, cpu_cell: &Cell) {
+    let ratio = match (gpu_cell.per_epoch, cpu_cell.per_epoch) {
+        (Some(g), Some(c)) => format!("{:.2}", c.median / g.median),
+        _ => "-".into(),
+    };
+    let gpu_ts = match gpu_cell.gpu_per_epoch {
+        Some(s) => fmt_ms(s.median),
+        None if gpu_cell.error.is_none() => "n/a".into(),
+        None => "-".into(),
+    };
+    println!(
+        "| {n} | {w},{w} | {} | {} | {gpu_ts} | {} | {ratio} | {} | {} |",
+        if gpu_cell.schedule.is_empty() {
+            "-"
+        } else {
+            &gpu_cell.schedule
+        },
+        gpu_cell.text(),
+        cpu_cell.text(),
+        gpu_cell.reps(),
+        cpu_cell.reps(),
+    );
 }

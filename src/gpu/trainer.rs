@@ -43,12 +43,21 @@ pub const MAX_FUSED_STEPS_PER_SUBMIT: usize = 4096;
 /// 0.61 in one run, 0.64 / 0.30 in another: that is the crossover.
 pub const FUSED_MAX_WORK: u64 = 1 << 15;
 
+/// The same bound against the samples schedule, for networks small enough
+/// for it: its step is 3 or 4 dispatches, not a dozen. Measured on
+/// lavapipe, ms for 1000 full-batch epochs fused / samples (learning rate
+/// 0.01): hidden 3,3 (22 parameters) at 64 samples 21 / 107-126, 256
+/// samples 72-74 / 50-125, 1000 samples 247-261 / 38-136; hidden 8,8 (97)
+/// at 256 samples 300-308 / 106-154.
+pub const FUSED_OVER_SAMPLES_MAX_WORK: u64 = 1 << 13;
+
 /// Which schedule to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ScheduleChoice {
-    /// Fused for small jobs (see [`FUSED_MAX_WORK`]); otherwise samples for
-    /// networks of at most [`SAMPLES_AUTO_MAX_PARAMS`] parameters, dispatch
-    /// for wider ones.
+    /// Fused for small jobs (see [`FUSED_MAX_WORK`] and
+    /// [`FUSED_OVER_SAMPLES_MAX_WORK`]); otherwise samples for networks of
+    /// at most [`SAMPLES_AUTO_MAX_PARAMS`] parameters, dispatch for wider
+    /// ones.
     #[default]
     Auto,
     Fused,
@@ -78,11 +87,16 @@ impl ScheduleChoice {
             ScheduleChoice::Samples => Ok(Schedule::Samples),
             ScheduleChoice::Dispatch => Ok(Schedule::Dispatch),
             ScheduleChoice::Auto => {
-                let small =
-                    plan.batching.batch_size as u64 * plan.param_count as u64 <= FUSED_MAX_WORK;
-                Ok(if small && fits {
+                let samples = params <= SAMPLES_AUTO_MAX_PARAMS;
+                let work = plan.batching.batch_size as u64 * plan.param_count as u64;
+                let most = if samples {
+                    FUSED_OVER_SAMPLES_MAX_WORK
+                } else {
+                    FUSED_MAX_WORK
+                };
+                Ok(if work <= most && fits {
                     Schedule::Fused
-                } else if params <= SAMPLES_AUTO_MAX_PARAMS {
+                } else if samples {
                     Schedule::Samples
                 } else {
                     Schedule::Dispatch
@@ -615,6 +629,10 @@ mod tests {
     fn auto_fuses_small_jobs_and_picks_samples_or_dispatch_by_the_network() {
         let auto = ScheduleChoice::Auto;
         assert_eq!(resolve(auto, 7, &[3, 3]).unwrap(), Schedule::Fused);
+        assert_eq!(resolve(auto, 256, &[3, 3]).unwrap(), Schedule::Fused);
+        assert_eq!(resolve(auto, 1000, &[3, 3]).unwrap(), Schedule::Samples);
+        // 17,17: 358 parameters, too many for auto's samples schedule.
+        assert_eq!(resolve(auto, 64, &[17, 17]).unwrap(), Schedule::Fused);
         assert_eq!(resolve(auto, 100_000, &[3, 3]).unwrap(), Schedule::Samples);
         // 8,8: 97 parameters; 16,16: 321, beyond SAMPLES_AUTO_MAX_PARAMS.
         assert_eq!(resolve(auto, 100_000, &[8, 8]).unwrap(), Schedule::Samples);
