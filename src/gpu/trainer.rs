@@ -263,7 +263,10 @@ fn plan_run(
     let work = match schedule {
         Schedule::Fused => None,
         Schedule::Samples => Some(SampleWork::Network),
-        Schedule::Dispatch => Some(SampleWork::Layers(Tile::BLOCKED)),
+        Schedule::Dispatch => {
+            let widest = initial.architecture().widths().iter().max().copied();
+            Some(SampleWork::Layers(Tile::blocked(widest.unwrap_or(1))))
+        }
     };
     let plan = match work {
         None => plan,
