@@ -95,18 +95,17 @@ pub fn network_entry_source(architecture: &Architecture) -> String {
             layer.inputs, layer.units
         );
         for j in 0..layer.units {
-            let mut sum = String::from("0.0");
-            for i in 0..layer.inputs {
-                let _ = write!(
-                    sum,
-                    " + a{l}_{i} * w{}",
-                    layer.kernel_offset + i * layer.units + j
-                );
-            }
+            let terms = (0..layer.inputs).map(|i| {
+                (
+                    format!("a{l}_{i}"),
+                    layer.kernel_offset + i * layer.units + j,
+                )
+            });
             let _ = writeln!(
                 out,
-                "        let a{}_{j} = ({sum}) + w{};",
+                "        let a{}_{j} = ({}) + w{};",
                 l + 1,
+                dense_sum(terms),
                 layer.bias_offset + j
             );
         }
@@ -124,16 +123,13 @@ pub fn network_entry_source(architecture: &Architecture) -> String {
             layer.inputs
         );
         for i in 0..layer.inputs {
-            let mut sum = String::from("0.0");
-            for j in 0..layer.units {
-                let _ = write!(
-                    sum,
-                    " + e{}_{j} * w{}",
-                    l + 1,
-                    layer.kernel_offset + i * layer.units + j
-                );
-            }
-            let _ = writeln!(out, "        let e{l}_{i} = {sum};");
+            let terms = (0..layer.units).map(|j| {
+                (
+                    format!("e{}_{j}", l + 1),
+                    layer.kernel_offset + i * layer.units + j,
+                )
+            });
+            let _ = writeln!(out, "        let e{l}_{i} = {};", dense_sum(terms));
         }
     }
     for (l, layer) in layers.iter().enumerate() {
@@ -165,6 +161,16 @@ pub fn network_entry_source(architecture: &Architecture) -> String {
         "    reduce[column + {param_count}u * step.out_len] = squared_error;\n}}"
     );
     out
+}
+
+/// A dense sum as the kernels add it: `0.0 + value * w_p + ...`, each term
+/// a named value times weight `p`, in the order given.
+fn dense_sum(terms: impl Iterator<Item = (String, usize)>) -> String {
+    let mut sum = String::from("0.0");
+    for (value, p) in terms {
+        let _ = write!(sum, " + {value} * w{p}");
+    }
+    sum
 }
 
 #[cfg(test)]
