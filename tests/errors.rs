@@ -167,6 +167,27 @@ fn flags() {
             1,
             &["5000000000 training steps", "fewer epochs"],
         ),
+        case(
+            "flags",
+            &["--schedule", "samples", "--hidden", "64,64"],
+            1,
+            &["4353 parameters", "use the dispatch schedule"],
+        ),
+        case(
+            "flags",
+            &[
+                "--schedule",
+                "fused",
+                "--samples",
+                "100000",
+                "--batch-size",
+                "all",
+                "--hidden",
+                "64",
+            ],
+            1,
+            &["too large for the fused schedule", "samples or dispatch"],
+        ),
     ]);
 }
 
@@ -438,10 +459,11 @@ fn output_files_fail_fast_and_are_never_left_half_written() {
 }
 
 #[test]
-fn divergence_names_the_first_bad_epoch_on_both_paths() {
+fn divergence_names_the_first_bad_epoch_on_every_path() {
     for path in [
         &["--cpu-reference"][..],
         &["--schedule", "fused"],
+        &["--schedule", "samples"],
         &["--schedule", "dispatch"],
     ] {
         let mut args = vec!["--learning-rate", "1e6", "--json"];
@@ -467,6 +489,7 @@ fn same_flags_give_bit_identical_results_across_processes() {
     for path in [
         &["--cpu-reference"][..],
         &["--schedule", "fused"],
+        &["--schedule", "samples"],
         &["--schedule", "dispatch"],
     ] {
         let run = || {
