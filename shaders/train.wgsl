@@ -210,9 +210,10 @@ struct Current {
 // samples x `unit_tile` units (forward) or inputs (backward), so every value
 // it loads is used several times. Each output is still one sum in index
 // order, as the CPU reference adds it; vec4 arithmetic rounds each component
-// on its own. The host sets the tile (src/gpu/buffers.rs, `Tile`): 8 x 8
-// for the dispatch schedule's wide layers, 1 x 1 for the fused schedule,
-// whose few threads want many small items. Both are at most 8: a row of a
+// on its own. The host sets the tile (src/gpu/buffers.rs, `Tile`), one for
+// the whole network: for the dispatch schedule 8 x 8 when any layer is
+// wider than 4, else 4 x 4; 1 x 1 for the fused schedule, whose few threads
+// want many small items. Both sides are at most 8: a row of a
 // tile is two vec4 halves (`Row`), and a tile's sums are `Sums`, row q in
 // `[2q]` (columns 0..3) and `[2q + 1]` (4..7); a second half is only
 // touched when the tile is wider than 4.
@@ -267,8 +268,8 @@ fn param_row(base: u32, stride: u32, first: u32, limit: u32, n: u32) -> Row {
     return values;
 }
 
-// sums[row q] += x[q] * w for the tile's first `rows` rows: one
-// multiply-add per output, as the CPU reference's `sum += x * w`.
+// sums[row q] += x[q] * w for the tile's first `rows` rows: for each
+// output a multiply, then an add, as the CPU reference's `sum += x * w`.
 fn add_outer_product(sums: ptr<function, Sums>, x: Row, w: Row, rows: u32) {
     for (var q = 0u; q < min(rows, 4u); q++) {
         add_row(sums, q, x[0][q], w);
@@ -305,7 +306,7 @@ fn next_rows(sums: Sums) -> Sums {
 }
 
 fn store_row(low: vec4<f32>, high: vec4<f32>, q: u32, bias: Row, out_offset: u32, width: u32, tile: vec2<u32>, size: u32) {
-    if q >= sample_tile || tile.x + q >= size {
+    if tile.x + q >= size {
         return;
     }
     let first = out_offset + (tile.x + q) * width + tile.y;
@@ -423,7 +424,7 @@ fn gradient_partials_at(index: u32, step: Step, batch: Batch) {
 // first_column) into its parameters' rows of `reduce`, at `column`.
 fn store_partials(low: vec4<f32>, high: vec4<f32>, q: u32, step: Step, tile: vec2<u32>, column: u32) {
     let i = tile.x + q;
-    if q >= unit_tile || i >= step.in_len {
+    if i >= step.in_len {
         return;
     }
     let first = step.kernel_offset + i * step.units + tile.y;

@@ -291,6 +291,9 @@ pub fn dense_forward(
     inputs: &[f32],
     outputs: &mut [f32],
 ) {
+    // A stride off the lane grid would let a chunk run into the next row.
+    assert_eq!(stride % LANES, 0, "rows are padded to whole lane chunks");
+    assert!(inputs.len() >= stride * layer.inputs && outputs.len() >= stride * layer.units);
     let kernel = &params[layer.kernel_offset..layer.bias_offset];
     let bias = &params[layer.bias_offset..][..layer.units];
     for first in (0..stride).step_by(LANES) {

@@ -89,7 +89,8 @@ pub fn millis(duration: Duration) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub device: DeviceReport,
-    /// The GPU schedule that ran (`fused` or `dispatch`); absent on the CPU.
+    /// The GPU schedule that ran (`fused`, `samples` or `dispatch`); absent
+    /// on the CPU.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<&'static str>,
     /// GPU command buffers of training work and buffers read back.

@@ -148,12 +148,10 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
     // Chunks of 256 samples (the smallest allowed): a full batch of 1000 in
     // 4 chunks (the last of 232), and shuffled batches of 300 in 2 chunks.
     let initial = Model::glorot_uniform(Architecture::new(&[5, 3]).unwrap(), 8);
-    for (schedule, batch_size) in
-        [LARGE, LARGE]
-            .concat()
-            .into_iter()
-            .zip([None, None, Some(300), Some(300)])
-    {
+    let cases = [None, Some(300)]
+        .into_iter()
+        .flat_map(|batch_size| LARGE.iter().map(move |&schedule| (schedule, batch_size)));
+    for (schedule, batch_size) in cases {
         let config = TrainConfig {
             data: noisy_formula(1000),
             epochs: 4,

@@ -700,6 +700,7 @@ fn flag_value() -> impl Strategy<Value = String> {
             "dx12",
             "all",
             "fused",
+            "samples",
             "dispatch",
             "AUTO",
             "18446744073709551615",

@@ -103,7 +103,8 @@ pub enum SampleWork {
     /// One dispatch per layer and pass, in register tiles of this size.
     Layers(Tile),
     /// One `network_partials` dispatch per chunk, a thread per block of
-    /// samples (the samples schedule): no per-sample tensors in memory.
+    /// samples (the samples schedule): of the per-sample tensors only the
+    /// gathered inputs and targets are kept in memory.
     Network,
 }
 
@@ -180,6 +181,14 @@ impl Plan {
             SampleWork::Layers(tile) => tile,
             SampleWork::Network => Tile::SINGLE,
         };
+        // train.wgsl holds a tile in two vec4 halves a side.
+        if !(1..=8).contains(&tile.samples) || !(1..=8).contains(&tile.units) {
+            bail!(
+                "a {} x {} register tile is not supported; each side must be 1 to 8",
+                tile.samples,
+                tile.units
+            );
+        }
         let architecture = model.architecture();
         let batching = config.batching();
         let samples = batching.samples as u64;
@@ -468,6 +477,8 @@ impl Plan {
                     batch.min(block) * (1 + 2 * counted(tile_units) + 1) + tile_stores
                 }
                 Kernel::ReducePartials => (step.in_len as u64).min(block) + 1,
+                // Never in a fused plan (fused.rs refuses it); counted as
+                // its loop over a block's samples all the same.
                 Kernel::NetworkPartials => batch.min(block) + 1,
                 // Cycle-walking the shuffle: under 4 rounds on average, and
                 // rarely more than a dozen.
@@ -720,6 +731,19 @@ mod tests {
         let plan = plan(70_000, &[3]);
         let last = plan.steps[plan.step_list[plan.step_list.len() - 3].step as usize];
         assert_eq!((last.out_len, last.dst_offset), (1, plan.run.totals_offset));
+    }
+
+    #[test]
+    fn tiles_beyond_8_by_8_are_refused() {
+        let model = Model::glorot_uniform(Architecture::seed(), 1);
+        let config = TrainConfig::seed();
+        let tile = Tile {
+            samples: 16,
+            units: 8,
+        };
+        let error = Plan::new(&model, &config, SampleWork::Layers(tile), None).unwrap_err();
+        assert!(error.to_string().contains("16 x 8"), "{error}");
+        assert!(Plan::new(&model, &config, SampleWork::Layers(Tile::blocked(64)), None).is_ok());
     }
 
     #[test]

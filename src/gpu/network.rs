@@ -9,9 +9,9 @@
 //! Why written out: with the widths known, every activation, error, weight
 //! and sum is a named scalar, so a driver keeps them in registers. On
 //! llvmpipe, where an invocation's memory accesses and loop-carried
-//! variables are what cost, this is 20x faster than the layer-by-layer
-//! kernels for narrow networks (hidden 3,3 at 10^6 samples: 3 ms against
-//! 70 ms). The code, and the driver's time to compile it, grow with the
+//! variables are what cost, this is 18x faster than the layer-by-layer
+//! kernels for narrow networks (hidden 3,3 at 10^6 samples: 3.6 ms an epoch
+//! against 65 ms; BENCHMARKS.md). The code, and the driver's time to compile it, grow with the
 //! parameter count, which is why `auto` uses it only for small networks
 //! ([`SAMPLES_AUTO_MAX_PARAMS`]).
 //!
@@ -30,7 +30,7 @@ pub const NETWORK_ENTRY_POINT: &str = "network_partials";
 /// Most parameters `auto` runs with the samples schedule. The driver's
 /// compile time of the written-out kernel grows with the square of the
 /// parameter count; on lavapipe (2 cores) with an empty shader cache:
-/// 22 parameters (hidden 3,3) 0.08 s, 97 (8,8) 0.5 s, 321 (16,16) 3.5 s,
+/// 22 parameters (hidden 3,3) 0.08 s, 97 (8,8) 0.5 s, 321 (16,16) 3-3.5 s,
 /// 1153 (32,32) 47 s. Mesa's shader cache makes later runs of a shape free.
 pub const SAMPLES_AUTO_MAX_PARAMS: usize = 128;
 
