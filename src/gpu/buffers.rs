@@ -132,7 +132,6 @@ pub struct Dispatch {
 pub struct Plan {
     pub architecture: Architecture,
     pub batching: Batching,
-    pub sample_work: SampleWork,
     /// The dense layers' register tile (unused by `SampleWork::Network`).
     pub tile: Tile,
     pub param_count: u32,
@@ -402,7 +401,6 @@ impl Plan {
         Ok(Self {
             architecture: architecture.clone(),
             batching,
-            sample_work,
             tile,
             param_count: param_count as u32,
             epochs: to_u32(config.epochs as u64, "the loss history")?,
