@@ -40,10 +40,16 @@ pub struct Batch {
 }
 
 impl Batching {
-    /// `batch_size` None means the whole dataset in one batch.
+    /// `batch_size` None means the whole dataset in one batch (`--batch-size
+    /// all`; Keras's `batch_size=None` means 32 instead); any size larger
+    /// than the dataset is one full batch too, as in Keras. Sizes are clamped
+    /// before they are narrowed, so none wraps; `samples` beyond `u32::MAX`
+    /// saturate ([`TrainConfig::validate`](crate::TrainConfig::validate)
+    /// refuses such datasets first).
     pub fn new(samples: usize, batch_size: Option<usize>, seed: u64) -> Self {
-        let samples = samples as u32;
-        let batch_size = batch_size.map_or(samples, |b| (b as u32).clamp(1, samples.max(1)));
+        let batch_size = batch_size.map_or(samples, |b| b.clamp(1, samples.max(1)));
+        let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let (samples, batch_size) = (narrow(samples), narrow(batch_size));
         let steps_per_epoch = samples.div_ceil(batch_size.max(1));
         Self {
             samples,
@@ -171,6 +177,22 @@ mod tests {
             }
         );
         assert_eq!(Batching::new(10, None, 1).steps_per_epoch, 1);
+    }
+
+    #[test]
+    fn batch_sizes_beyond_u32_mean_one_full_batch_and_never_wrap() {
+        for size in [1usize << 32, (1 << 32) + 3, usize::MAX] {
+            let batching = Batching::new(100, Some(size), 1);
+            assert_eq!(
+                (
+                    batching.batch_size,
+                    batching.steps_per_epoch,
+                    batching.shuffle
+                ),
+                (100, 1, false),
+                "--batch-size {size}"
+            );
+        }
     }
 
     #[test]

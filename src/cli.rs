@@ -5,10 +5,11 @@ use crate::cpu;
 use crate::data::Dataset;
 use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
 use crate::model::{Architecture, Model};
-use crate::model_file::{self, OutputFile};
+use crate::model_file;
+use crate::output::OutputFile;
 use crate::plot;
 use crate::report::{DeviceReport, Report, millis};
-use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, TrainConfig, TrainOutput};
+use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, Diverged, TrainConfig, TrainOutput};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -64,95 +65,134 @@ impl From<ScheduleFlag> for ScheduleChoice {
     }
 }
 
+const EXAMPLES: &str = "\
+Examples:
+  gpu-c2f                                   train the tutorial's job on the best GPU
+  gpu-c2f --compare --plot loss.png         also check it against the CPU reference, draw the loss
+  gpu-c2f --data temps.csv --predict 37     your own celsius,fahrenheit pairs
+  gpu-c2f --samples 100000 --hidden 8,8     100 000 points of the formula, a wider network
+  gpu-c2f --save model.json && gpu-c2f --init model.json --epochs 200 --seed 7
+  gpu-c2f --list-adapters --json            the adapters found, as JSON";
+
 /// Train the Celsius-to-Fahrenheit network of the classic Keras tutorial
 /// (Dense(3), Dense(3), Dense(1), Adam(0.1), mean squared error, 1000 epochs)
 /// with WGSL compute shaders on a GPU, or with the CPU reference.
 #[derive(Debug, Parser)]
-#[command(name = "gpu-c2f", version, about)]
+#[command(name = "gpu-c2f", version, about, after_help = EXAMPLES)]
 pub struct Cli {
-    /// Adapter to train on: `auto` (the best found), an index from
-    /// --list-adapters, or part of an adapter's name (case-insensitive).
-    #[arg(long, default_value = "auto", value_name = "auto|INDEX|TEXT")]
-    pub adapter: String,
-
-    /// Limit the wgpu backends tried (`all` honours WGPU_BACKEND when set).
-    #[arg(long, value_enum, default_value_t = BackendFlag::All)]
-    pub backend: BackendFlag,
-
-    /// How the GPU runs the epochs.
-    #[arg(long, value_enum, default_value_t = ScheduleFlag::Auto)]
-    pub schedule: ScheduleFlag,
-
-    /// Print every adapter found (index, name, backend, type, driver) and exit.
-    #[arg(long)]
-    pub list_adapters: bool,
-
-    /// Train with the plain-Rust CPU reference instead of a GPU.
-    #[arg(long)]
-    pub cpu_reference: bool,
-
     /// Hidden layer widths, comma-separated (`none` for a single Dense(1)).
-    #[arg(long, value_name = "W1,W2,...|none", value_parser = parse_hidden, conflicts_with = "init")]
+    #[arg(long, value_name = "W1,W2,...|none", value_parser = parse_hidden, conflicts_with = "init", help_heading = "Training")]
     pub hidden: Option<HiddenWidths>,
 
     /// Training epochs (0 reports the untrained model).
-    #[arg(long, default_value_t = DEFAULT_EPOCHS, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_EPOCHS, allow_negative_numbers = true, help_heading = "Training")]
     pub epochs: usize,
 
     /// Adam's learning rate.
-    #[arg(long, default_value_t = DEFAULT_LEARNING_RATE, value_parser = parse_learning_rate, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = DEFAULT_LEARNING_RATE, value_parser = parse_learning_rate, allow_hyphen_values = true, help_heading = "Training")]
     pub learning_rate: f32,
 
-    /// Seed of the glorot_uniform initialisation.
-    #[arg(long, default_value_t = DEFAULT_SEED, conflicts_with = "init")]
-    pub seed: u64,
+    /// Samples per Adam step, as Keras's `fit(batch_size=...)`; `all` (or any
+    /// size beyond the data) for one full batch per epoch. Batches are
+    /// reshuffled every epoch from --seed.
+    #[arg(long, value_name = "N|all", default_value = "32", value_parser = parse_batch_size, help_heading = "Training")]
+    pub batch_size: BatchSize,
 
-    /// CSV of celsius,fahrenheit rows (an optional header line) instead of the seed's 7 pairs.
-    #[arg(long, value_name = "FILE.csv")]
+    /// Seed of the glorot_uniform initialisation, the shuffle and --samples
+    /// [default: 42]. With --init it seeds only the shuffle (and --samples).
+    #[arg(long, help_heading = "Training")]
+    pub seed: Option<u64>,
+
+    /// Start from a model file's weights (its architecture too) instead of random ones.
+    #[arg(long, value_name = "FILE", help_heading = "Training")]
+    pub init: Option<PathBuf>,
+
+    /// CSV of celsius and fahrenheit columns instead of the seed's 7 pairs:
+    /// taken by name from a header (any case and order), else celsius first.
+    #[arg(long, value_name = "FILE.csv", help_heading = "Data")]
     pub data: Option<PathBuf>,
+
+    /// The --data file's cell separator: `,` `;` `tab` or any one character
+    /// [default: `;` if the first line has one, else `,`, else a tab].
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter, requires = "data", help_heading = "Data")]
+    pub delimiter: Option<u8>,
+
+    /// Train on N points of the exact formula (celsius uniform in [-50, 150], drawn from --seed).
+    #[arg(long, value_name = "N", conflicts_with = "data", value_parser = clap::value_parser!(u64).range(1..=u32::MAX as u64), help_heading = "Data")]
+    pub samples: Option<u64>,
 
     /// Also predict this many degrees Celsius (repeatable).
     // Hyphen values too: clap's negative-number test misses `-1e-7`.
-    #[arg(long, value_name = "CELSIUS", value_parser = parse_finite, allow_hyphen_values = true)]
+    #[arg(long, value_name = "CELSIUS", value_parser = parse_finite, allow_hyphen_values = true, help_heading = "Data")]
     pub predict: Vec<f32>,
 
-    /// Print the report as one JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
+    /// Adapter to train on: `auto` (the best found), an index from
+    /// --list-adapters, or part of an adapter's name (case-insensitive).
+    #[arg(
+        long,
+        default_value = "auto",
+        value_name = "auto|INDEX|TEXT",
+        env = "WGPU_ADAPTER_NAME",
+        help_heading = "GPU"
+    )]
+    pub adapter: String,
 
-    /// Write the trained model to this JSON file.
-    #[arg(long, value_name = "FILE")]
-    pub save: Option<PathBuf>,
+    /// Limit the wgpu backends tried (`all`: WGPU_BACKEND when set, else
+    /// Vulkan, Metal and DX12, and GL only when they find no adapter).
+    #[arg(long, value_enum, default_value_t = BackendFlag::All, help_heading = "GPU")]
+    pub backend: BackendFlag,
 
-    /// Start from a model file's weights (its architecture too) instead of random ones.
-    #[arg(long, value_name = "FILE")]
-    pub init: Option<PathBuf>,
+    /// How the GPU runs the epochs.
+    #[arg(long, value_enum, default_value_t = ScheduleFlag::Auto, help_heading = "GPU")]
+    pub schedule: ScheduleFlag,
 
-    /// Samples per Adam step, as Keras's `fit(batch_size=...)`; `all` for one
-    /// full batch per epoch. Batches are reshuffled every epoch from --seed.
-    #[arg(long, value_name = "N|all", default_value = "32", value_parser = parse_batch_size)]
-    pub batch_size: BatchSize,
+    /// Print every adapter found (index, name, backend, type, driver) and exit.
+    #[arg(long, help_heading = "GPU")]
+    pub list_adapters: bool,
 
-    /// Train on N points of the exact formula (celsius uniform in [-50, 150], drawn from --seed).
-    #[arg(long, value_name = "N", conflicts_with = "data", value_parser = clap::value_parser!(u64).range(1..=u32::MAX as u64))]
-    pub samples: Option<u64>,
-
-    /// Draw the loss history to FILE (.svg or .png); with --compare, both curves.
-    #[arg(long, value_name = "FILE")]
-    pub plot: Option<PathBuf>,
-
-    /// Use a logarithmic loss axis in --plot.
-    #[arg(long, requires = "plot")]
-    pub plot_log: bool,
+    /// Train with the plain-Rust CPU reference instead of a GPU.
+    #[arg(long, help_heading = "GPU")]
+    pub cpu_reference: bool,
 
     /// Also train with the CPU reference from the same weights, report the
     /// differences, and fail when they exceed the tests' tolerance.
-    #[arg(long, conflicts_with = "cpu_reference")]
+    #[arg(long, conflicts_with = "cpu_reference", help_heading = "GPU")]
     pub compare: bool,
 
+    /// Print the report as one JSON object instead of text.
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
+
+    /// Write the trained model to this JSON file.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub save: Option<PathBuf>,
+
+    /// Draw the loss history to FILE (.svg or .png); with --compare, both curves.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub plot: Option<PathBuf>,
+
+    /// Use a logarithmic loss axis in --plot.
+    #[arg(long, requires = "plot", help_heading = "Output")]
+    pub plot_log: bool,
+
     /// No start line and no progress bar.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub quiet: bool,
+}
+
+/// `--delimiter`: one ASCII character other than a quote or a line break,
+/// or `tab`.
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ => match text.as_bytes() {
+            [byte] if byte.is_ascii() && !matches!(byte, b'"' | b'\n' | b'\r') => Ok(*byte),
+            _ => Err(format!(
+                "{text:?} is not a delimiter: give one character such as , or ; (or `tab`), \
+                 not a quote or a line break"
+            )),
+        },
+    }
 }
 
 /// `--batch-size`: `None` is `all`.
@@ -229,28 +269,36 @@ const PROGRESS_CHUNKS: usize = 100;
 /// Runs the command line: train, report, save, plot.
 pub fn run(cli: Cli) -> Result<()> {
     if cli.list_adapters {
-        return list_adapters(cli.backend.into());
+        return list_adapters(cli.backend.into(), cli.json);
     }
-    let (initial, config, mut report) = job_from_flags(&cli)?;
-    // Check the outputs before the work, so a bad path fails now.
+    // Check the outputs before the work, so a bad path fails now; nothing
+    // is created until the results are ready.
     let save = cli
         .save
         .as_deref()
-        .map(|p| OutputFile::create(p, "--save"))
+        .map(|p| OutputFile::check(p, "--save"))
         .transpose()?;
     if let Some(path) = &cli.plot {
-        plot::check_target(path).context("--plot")?;
+        plot::check_target(path)?;
+    }
+    if let Some(samples) = cli.samples {
+        check_host_memory(samples)?;
     }
 
+    let mut setup = Duration::ZERO;
     let gpu = if cli.cpu_reference {
         None
     } else {
         let started = Instant::now();
         let gpu = Gpu::new(&AdapterSelector::parse(&cli.adapter), cli.backend.into())?;
-        report.timings_ms.setup = millis(started.elapsed());
-        report.device = DeviceReport::Gpu(gpu.info.clone());
+        setup = started.elapsed();
         Some(gpu)
     };
+    let (initial, config, mut report) = job_from_flags(&cli, gpu.as_ref())?;
+    if let Some(gpu) = &gpu {
+        report.timings_ms.setup = millis(setup);
+        report.device = DeviceReport::Gpu(gpu.info.clone());
+    }
     let chatty = !(cli.json || cli.quiet);
     if chatty {
         print_stdout(&format!("{}\n", report.start_line()))?;
@@ -275,7 +323,15 @@ pub fn run(cli: Cli) -> Result<()> {
             let run = gpu::train_with(gpu, &initial, &config, &options, |done| {
                 progress.update(done)
             })
-            .with_context(|| format!("training on {} failed", gpu.info.name))?;
+            .map_err(|error| {
+                // A divergence reads the same on every path; other
+                // failures name the adapter.
+                if error.is::<Diverged>() {
+                    error
+                } else {
+                    error.context(format!("training on {} failed", gpu.info.name))
+                }
+            })?;
             report.record_gpu_timings(&run.timings);
             run.output
         }
@@ -297,8 +353,8 @@ pub fn run(cli: Cli) -> Result<()> {
         None
     };
 
-    if let Some(file) = save {
-        file.commit(model_file::to_json(&output.model, &report.model_file_keys())?.as_bytes())?;
+    if let Some(file) = &save {
+        file.write(model_file::to_json(&output.model, &report.model_file_keys())?.as_bytes())?;
     }
     if let Some(path) = &cli.plot {
         draw_plot(path, &report, &output, reference.as_ref(), cli.plot_log)?;
@@ -330,19 +386,27 @@ pub fn run(cli: Cli) -> Result<()> {
 /// The starting weights, the training job and its report, from the flags:
 /// the data (`--data`, `--samples` or the seed's pairs), the weights
 /// (`--init`, or glorot_uniform from `--seed`) and the training settings.
-fn job_from_flags(cli: &Cli) -> Result<(Model, TrainConfig, Report)> {
+/// `--samples` is checked against `gpu`'s buffer limit before its data is
+/// made.
+fn job_from_flags(cli: &Cli, gpu: Option<&Gpu>) -> Result<(Model, TrainConfig, Report)> {
+    let seed = cli.seed.unwrap_or(DEFAULT_SEED);
     let data = match (&cli.data, cli.samples) {
-        (Some(path), _) => Dataset::from_csv_file(path)?,
-        (None, Some(samples)) => Dataset::from_formula(samples, cli.seed),
+        (Some(path), _) => Dataset::from_csv_file(path, cli.delimiter)?,
+        (None, Some(samples)) => {
+            if let Some(gpu) = gpu {
+                check_device_memory(samples, gpu)?;
+            }
+            Dataset::from_formula(samples, seed)
+        }
         (None, None) => Dataset::seed(),
     };
-    let (initial, seed, init) = match &cli.init {
+    let (initial, init_seed, init) = match &cli.init {
         Some(path) => (model_file::load(path)?, None, path.display().to_string()),
         None => {
             let hidden = cli.hidden.clone().map_or_else(|| vec![3, 3], |h| h.0);
             let architecture = Architecture::new(&hidden)?;
-            let model = Model::glorot_uniform(architecture, cli.seed);
-            (model, Some(cli.seed), "glorot_uniform".to_string())
+            let model = Model::glorot_uniform(architecture, seed);
+            (model, Some(seed), "glorot_uniform".to_string())
         }
     };
     let config = TrainConfig {
@@ -350,11 +414,73 @@ fn job_from_flags(cli: &Cli) -> Result<(Model, TrainConfig, Report)> {
         epochs: cli.epochs,
         learning_rate: cli.learning_rate,
         batch_size: cli.batch_size.0,
-        shuffle_seed: cli.seed,
+        shuffle_seed: seed,
     };
     config.validate()?;
-    let report = Report::new(&initial, &config, seed, init);
+    let report = Report::new(&initial, &config, init_seed, init);
     Ok((initial, config, report))
+}
+
+/// Refuses `--samples N` whose dataset would not fit in the memory this
+/// machine has free, before any of it is allocated. Only where the free
+/// memory can be read (Linux's /proc/meminfo); elsewhere the allocation
+/// itself is the check.
+fn check_host_memory(samples: u64) -> Result<()> {
+    let needed = samples.saturating_mul(Dataset::BYTES_PER_SAMPLE);
+    if let Some(available) = available_host_memory()
+        && needed > available
+    {
+        bail!(
+            "--samples {samples} needs {} of memory for the dataset ({} bytes a sample), \
+             more than the {} this machine has available (MemAvailable in /proc/meminfo); \
+             use fewer samples",
+            bytes(needed),
+            Dataset::BYTES_PER_SAMPLE,
+            bytes(available)
+        );
+    }
+    Ok(())
+}
+
+/// Refuses `--samples N` whose dataset alone would not fit in one of the
+/// device's storage buffers (where the kernels read it), before it is made.
+fn check_device_memory(samples: u64, gpu: &Gpu) -> Result<()> {
+    let limits = gpu.device.limits();
+    let most = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let needed = samples.saturating_mul(Dataset::BYTES_PER_SAMPLE);
+    if needed > most {
+        bail!(
+            "--samples {samples} needs {} of GPU memory in one buffer for the dataset ({} bytes \
+             a sample), more than {} allows in one buffer ({}); use at most {} samples, or \
+             --cpu-reference",
+            bytes(needed),
+            Dataset::BYTES_PER_SAMPLE,
+            gpu.info.name,
+            bytes(most),
+            most / Dataset::BYTES_PER_SAMPLE
+        );
+    }
+    Ok(())
+}
+
+/// Bytes as people read them, exact count included: `34359738368 bytes (32.0 GiB)`.
+fn bytes(count: u64) -> String {
+    let (unit, size) = if count >= 1 << 30 {
+        ("GiB", 1u64 << 30)
+    } else {
+        ("MiB", 1 << 20)
+    };
+    format!("{count} bytes ({:.1} {unit})", count as f64 / size as f64)
+}
+
+/// MemAvailable from /proc/meminfo, in bytes; `None` where there is none.
+fn available_host_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// `--plot`: the run's loss curve, and the CPU reference's with `--compare`.
@@ -438,10 +564,28 @@ fn print_stdout(text: &str) -> Result<()> {
     }
 }
 
-fn list_adapters(backend: BackendChoice) -> Result<()> {
+fn list_adapters(backend: BackendChoice, json: bool) -> Result<()> {
     let adapters = gpu::context::enumerate_adapters(backend);
     if adapters.is_empty() {
         return Err(gpu::context::no_adapter_error(backend));
+    }
+    if json {
+        let listed: Vec<serde_json::Value> = adapters
+            .iter()
+            .enumerate()
+            .map(|(index, adapter)| {
+                let info = gpu::GpuInfo::from_adapter(&adapter.get_info());
+                serde_json::json!({
+                    "index": index,
+                    "name": info.name,
+                    "backend": info.backend,
+                    "device_type": info.device_type,
+                    "driver": info.driver,
+                })
+            })
+            .collect();
+        let text = serde_json::to_string(&serde_json::json!({ "adapters": listed }))?;
+        return print_stdout(&(text + "\n"));
     }
     let lines = gpu::context::describe_adapters(&adapters);
     print_stdout(&(lines.join("\n") + "\n"))
@@ -464,6 +608,16 @@ mod tests {
         assert_eq!(parse_widths("none"), Ok(vec![]));
         for bad in [",", "0", "3,,3", "three", "", "-1", "3,0"] {
             assert!(parse_widths(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn delimiter_is_one_character_or_tab() {
+        assert_eq!(parse_delimiter(";"), Ok(b';'));
+        assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
+        assert_eq!(parse_delimiter("\t"), Ok(b'\t'));
+        for bad in ["", ";;", "\"", "\n", "é"] {
+            assert!(parse_delimiter(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -253,11 +253,7 @@ pub fn train_with_progress(
         // The same test as the kernels' flag: stop at the first step whose
         // loss or updated weights are not finite.
         if !finite {
-            return Err(Diverged {
-                epoch: batch.epoch as usize + 1,
-                loss,
-            }
-            .into());
+            return Err(Diverged::at_step(step, batching.steps_per_epoch).into());
         }
         // Keras's `Mean` loss tracker: total += loss * batch size.
         epoch_total += loss * batch.size as f32;

@@ -1,6 +1,6 @@
 //! Training data: celsius inputs and fahrenheit targets.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::path::Path;
@@ -13,6 +13,9 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Host memory one sample takes: a celsius and a fahrenheit f32.
+    pub const BYTES_PER_SAMPLE: u64 = 8;
+
     /// The seed program's 7 pairs (fahrenheit rounded to whole degrees).
     pub fn seed() -> Self {
         Self {
@@ -47,57 +50,75 @@ impl Dataset {
         self.celsius.is_empty()
     }
 
-    /// Reads `celsius,fahrenheit` rows. The first line may be a header (it is
-    /// skipped when its cells are not numbers); blank lines and CRLF line
-    /// endings are accepted. Errors name the file and the 1-based line.
-    pub fn from_csv_file(path: &Path) -> Result<Self> {
+    /// Reads a CSV of celsius and fahrenheit columns; see
+    /// [`Dataset::from_csv_str`]. Errors name the file, the 1-based line and
+    /// the column.
+    pub fn from_csv_file(path: &Path, delimiter: Option<u8>) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read data file {}", path.display()))?;
-        Self::from_csv_str(&text).with_context(|| format!("in data file {}", path.display()))
+        Self::from_csv_str(&text, delimiter)
+            .with_context(|| format!("in data file {}", path.display()))
     }
 
-    /// Parses CSV text as [`Dataset::from_csv_file`] does; errors name the line.
-    pub fn from_csv_str(text: &str) -> Result<Self> {
+    /// Parses CSV text (RFC 4180 through the `csv` crate: quoted cells,
+    /// CRLF, blank lines and a byte-order mark accepted; cells trimmed).
+    ///
+    /// - The delimiter is `delimiter`, or detected from the first non-blank
+    ///   line: `;` if it has one (spreadsheets in locales with a decimal
+    ///   comma write those), else `,`, else a tab if it has one.
+    /// - A first row with no number in it is a header. The columns are then
+    ///   taken by name: `celsius` and `fahrenheit` in any case and order,
+    ///   other columns ignored; a header naming neither is refused with what
+    ///   it does name. Without a header every row is `celsius,fahrenheit`.
+    pub fn from_csv_str(text: &str, delimiter: Option<u8>) -> Result<Self> {
+        // A byte-order mark (spreadsheet exports write one) is not data.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let delimiter = delimiter.unwrap_or_else(|| detect_delimiter(text));
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .delimiter(delimiter)
+            .from_reader(text.as_bytes());
         let mut data = Dataset {
             celsius: Vec::new(),
             fahrenheit: Vec::new(),
         };
-        let mut seen_first_row = false;
-        // A byte-order mark (spreadsheet exports write one) is not data.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        for (index, raw_line) in text.lines().enumerate() {
-            let line_number = index + 1;
-            let line = raw_line.trim_end_matches('\r').trim();
-            if line.is_empty() {
+        let mut columns: Option<Columns> = None;
+        // The csv crate's own line count skips blank lines, so lines are
+        // counted here from the records' byte offsets.
+        let mut lines = LineCounter::new(text);
+        for record in reader.records() {
+            let record = record.map_err(|error| csv_error(&error, &mut lines))?;
+            let line = lines.line_at(record.position().map_or(0, |p| p.byte()));
+            // A blank (or all-whitespace) line is one empty cell.
+            if record.len() == 1 && record[0].is_empty() {
                 continue;
             }
-            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-            let is_first_row = !seen_first_row;
-            seen_first_row = true;
-            if cells.len() != 2 {
-                bail!(
-                    "line {line_number}: expected 2 columns (celsius,fahrenheit), found {}",
-                    cells.len()
-                );
-            }
-            let parsed: Vec<Option<f32>> = cells.iter().map(|c| c.parse::<f32>().ok()).collect();
-            if is_first_row && parsed.iter().all(Option::is_none) {
-                continue; // a header line
-            }
-            for (cell, value, column) in [
-                (cells[0], parsed[0], "celsius"),
-                (cells[1], parsed[1], "fahrenheit"),
-            ] {
-                match value {
-                    None => bail!("line {line_number}: {column} value {cell:?} is not a number"),
-                    Some(v) if !v.is_finite() => {
-                        bail!("line {line_number}: {column} value {cell:?} is not finite")
+            let columns = match &columns {
+                Some(columns) => columns,
+                None => {
+                    // A header has at least two cells, a name in one and a
+                    // number in none (a row of empty cells, or one cell of
+                    // a file cut at the wrong delimiter, is a broken row).
+                    let header = record.len() >= 2
+                        && record.iter().all(|cell| cell.parse::<f32>().is_err())
+                        && record.iter().any(|cell| !cell.is_empty());
+                    let found = if header {
+                        Columns::from_header(&record, line)?
+                    } else {
+                        Columns::POSITIONAL
+                    };
+                    let columns = columns.insert(found);
+                    if header {
+                        continue;
                     }
-                    Some(_) => {}
+                    columns
                 }
-            }
-            data.celsius.push(parsed[0].unwrap_or_default());
-            data.fahrenheit.push(parsed[1].unwrap_or_default());
+            };
+            let [celsius, fahrenheit] = columns.values(&record, line)?;
+            data.celsius.push(celsius);
+            data.fahrenheit.push(fahrenheit);
         }
         if data.is_empty() {
             bail!("no data rows: expected lines of celsius,fahrenheit");
@@ -121,20 +142,161 @@ impl Dataset {
     }
 }
 
+/// The delimiter of a CSV whose first non-blank line is in `text`: `;`,
+/// else `,`, else a tab (see [`Dataset::from_csv_str`]).
+fn detect_delimiter(text: &str) -> u8 {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty());
+    let first = first.unwrap_or("");
+    if first.contains(';') {
+        b';'
+    } else if !first.contains(',') && first.contains('\t') {
+        b'\t'
+    } else {
+        b','
+    }
+}
+
+/// A reader error with its line. (The text is already UTF-8 and rows may
+/// differ in length, so the reader has little left to object to.)
+fn csv_error(error: &csv::Error, lines: &mut LineCounter) -> anyhow::Error {
+    match error.position() {
+        Some(position) => anyhow!("line {}: {error}", lines.line_at(position.byte())),
+        None => anyhow!("{error}"),
+    }
+}
+
+/// 1-based line numbers of byte offsets, asked for in increasing order:
+/// each call counts only the line breaks since the last one.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    offset: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text: text.as_bytes(),
+            offset: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the record at `byte`. The csv crate gives a record the
+    /// offset where it started looking for it, before any blank lines it
+    /// skipped; no record starts with a line break, so those are passed over.
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut end = (byte as usize).clamp(self.offset, self.text.len());
+        while matches!(self.text.get(end), Some(b'\n' | b'\r')) {
+            end += 1;
+        }
+        self.line += self.text[self.offset..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        self.offset = end;
+        self.line
+    }
+}
+
+/// Where celsius and fahrenheit are in a row, and how many cells a row has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Columns {
+    celsius: usize,
+    fahrenheit: usize,
+    /// The header's cell count; rows without a header have exactly 2.
+    count: usize,
+    from_header: bool,
+}
+
+impl Columns {
+    const POSITIONAL: Columns = Columns {
+        celsius: 0,
+        fahrenheit: 1,
+        count: 2,
+        from_header: false,
+    };
+
+    /// The columns a header row names, found case-insensitively.
+    fn from_header(header: &csv::StringRecord, line: u64) -> Result<Self> {
+        let find = |name: &str| {
+            header
+                .iter()
+                .position(|cell| cell.eq_ignore_ascii_case(name))
+        };
+        match (find("celsius"), find("fahrenheit")) {
+            (Some(celsius), Some(fahrenheit)) => Ok(Columns {
+                celsius,
+                fahrenheit,
+                count: header.len(),
+                from_header: true,
+            }),
+            (celsius, fahrenheit) => {
+                let missing: Vec<&str> = [("celsius", celsius), ("fahrenheit", fahrenheit)]
+                    .iter()
+                    .filter(|(_, at)| at.is_none())
+                    .map(|(name, _)| *name)
+                    .collect();
+                let found: Vec<String> = header.iter().map(|c| format!("{c:?}")).collect();
+                bail!(
+                    "line {line}: the header names the columns {} but not {}; name the columns \
+                     celsius and fahrenheit (any case, any order), or leave the header out \
+                     (then celsius is the first column, fahrenheit the second)",
+                    found.join(", "),
+                    missing.join(" or ")
+                )
+            }
+        }
+    }
+
+    /// The row's celsius and fahrenheit values; errors name line and column.
+    fn values(&self, record: &csv::StringRecord, line: u64) -> Result<[f32; 2]> {
+        if record.len() != self.count {
+            if self.from_header {
+                bail!(
+                    "line {line}: expected {} columns as the header has, found {}",
+                    self.count,
+                    record.len()
+                );
+            }
+            bail!(
+                "line {line}: expected 2 columns (celsius,fahrenheit), found {}",
+                record.len()
+            );
+        }
+        let value = |index: usize, name: &str| -> Result<f32> {
+            let cell = &record[index];
+            let column = index + 1;
+            match cell.parse::<f32>() {
+                Err(_) => bail!("line {line}, column {column} ({name}): {cell:?} is not a number"),
+                Ok(v) if !v.is_finite() => {
+                    bail!("line {line}, column {column} ({name}): {cell:?} is not finite")
+                }
+                Ok(v) => Ok(v),
+            }
+        };
+        Ok([
+            value(self.celsius, "celsius")?,
+            value(self.fahrenheit, "fahrenheit")?,
+        ])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn header_blank_lines_and_crlf_are_accepted() {
-        let data = Dataset::from_csv_str("celsius,fahrenheit\r\n\r\n0,32\r\n100, 212\n\n").unwrap();
+        let data =
+            Dataset::from_csv_str("celsius,fahrenheit\r\n\r\n0,32\r\n100, 212\n\n", None).unwrap();
         assert_eq!(data.celsius, vec![0.0, 100.0]);
         assert_eq!(data.fahrenheit, vec![32.0, 212.0]);
     }
 
     #[test]
     fn a_byte_order_mark_is_not_data() {
-        let data = Dataset::from_csv_str("\u{feff}0,32\n100,212\n").unwrap();
+        let data = Dataset::from_csv_str("\u{feff}0,32\n100,212\n", None).unwrap();
         assert_eq!(data.celsius, vec![0.0, 100.0]);
     }
 
@@ -149,8 +311,89 @@ mod tests {
             ("", "", "no data rows"),
         ];
         for (text, line, words) in cases {
-            let err = Dataset::from_csv_str(text).unwrap_err().to_string();
+            let err = Dataset::from_csv_str(text, None).unwrap_err().to_string();
             assert!(err.contains(line) && err.contains(words), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn header_columns_are_taken_by_name_in_any_order_and_case() {
+        for text in [
+            "fahrenheit,celsius\n212,100\n32,0\n",
+            "Fahrenheit , CELSIUS\n212,100\n32,0\n",
+            "date,fahrenheit,note,celsius\nmon,212,boils,100\ntue,32,melts,0\n",
+        ] {
+            let data = Dataset::from_csv_str(text, None).unwrap();
+            assert_eq!(data.celsius, vec![100.0, 0.0], "{text:?}");
+            assert_eq!(data.fahrenheit, vec![212.0, 32.0], "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_header_naming_neither_column_is_refused_with_what_it_names() {
+        for (text, found) in [
+            ("C,F\n0,32\n", "\"C\", \"F\""),
+            ("celsius,temp_f\n0,32\n", "\"celsius\", \"temp_f\""),
+        ] {
+            let err = Dataset::from_csv_str(text, None).unwrap_err().to_string();
+            assert!(
+                err.contains("line 1") && err.contains(found),
+                "{text:?}: {err}"
+            );
+        }
+        let err = Dataset::from_csv_str("celsius,temp_f\n0,32\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("but not fahrenheit"), "{err}");
+    }
+
+    #[test]
+    fn quoted_cells_and_other_delimiters_are_read() {
+        let cases = [
+            ("\"-40\",\"-40\"\n\"100\",\"212\"\n", None),
+            ("celsius;fahrenheit\n-40;-40\n100;212\n", None),
+            ("-40\t-40\n100\t212\n", None),
+            ("-40|-40\n100|212\n", Some(b'|')),
+            (
+                "\"celsius\";\"fahrenheit\"\r\n\"-40\";\"-40\"\r\n100;212\r\n",
+                None,
+            ),
+        ];
+        for (text, delimiter) in cases {
+            let data = Dataset::from_csv_str(text, delimiter).unwrap();
+            assert_eq!(data.celsius, vec![-40.0, 100.0], "{text:?}");
+            assert_eq!(data.fahrenheit, vec![-40.0, 212.0], "{text:?}");
+        }
+        // A file cut with a delimiter other than the one given.
+        let err = Dataset::from_csv_str("1;2\n", Some(b','))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 1") && err.contains("expected 2 columns"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let cases = [
+            (
+                "celsius,fahrenheit\n0,32\n1,x\n",
+                "line 3, column 2 (fahrenheit)",
+            ),
+            (
+                "fahrenheit,celsius\n32,0\n1,x\n",
+                "line 3, column 2 (celsius)",
+            ),
+            (
+                "a,celsius,fahrenheit\n1,2,3\n1,2\n",
+                "line 3: expected 3 columns",
+            ),
+            ("0,32\n\"1,2\n", "line 2"),
+        ];
+        for (text, words) in cases {
+            let err = Dataset::from_csv_str(text, None).unwrap_err().to_string();
+            assert!(err.contains(words), "{text:?}: {err}");
         }
     }
 
@@ -167,7 +410,7 @@ mod tests {
 
     #[test]
     fn least_squares_of_the_seed_pairs_matches_the_closed_form() {
-        // Closed form from shared/notes/keras-semantics.md (numpy, f64).
+        // Closed form: docs/keras-semantics.md, section 6 (exact: 4734/2633, 84131/2633).
         let (slope, intercept) = Dataset::seed().least_squares_line();
         assert!((slope - 1.79794910748196).abs() < 1e-12);
         assert!((intercept - 31.9525256361565).abs() < 1e-10);

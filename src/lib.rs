@@ -18,6 +18,7 @@ pub mod gpu;
 pub mod model;
 pub mod model_file;
 pub mod optimizer;
+pub mod output;
 pub mod plot;
 pub mod report;
 pub mod training;

@@ -2,7 +2,9 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match gpu_c2f::cli::run(gpu_c2f::cli::Cli::parse()) {
+    let cli = gpu_c2f::cli::Cli::parse();
+    // Ctrl-C and SIGTERM exit 130 / 143 and leave no temporary file.
+    match gpu_c2f::output::exit_on_interrupt().and_then(|()| gpu_c2f::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // `{:#}` prints the whole chain of causes on one line, without

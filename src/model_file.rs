@@ -2,16 +2,12 @@
 //! layer in Keras's `get_weights()` layout (`kernel[input][unit]`), so
 //! weights exported from Keras load directly. Other keys are ignored on
 //! load; gpu-c2f writes a few for people reading the file.
-//!
-//! Output files are written to a temporary file beside the target and
-//! renamed into place, so an existing file is never left half-written.
+//! [`crate::output`] writes them.
 
 use crate::model::{DenseWeights, Model};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ModelFile {
@@ -55,73 +51,6 @@ pub fn to_json(model: &Model, extra: &serde_json::Value) -> Result<String> {
         layers: model.dense_weights(),
     };
     Ok(serde_json::to_string_pretty(&saved)? + "\n")
-}
-
-/// An output file reserved before the work that fills it: creating the
-/// temporary file up front proves the folder is writable (fail fast), and
-/// [`OutputFile::commit`] renames it over the target only once it is
-/// complete. Dropped without a commit, the temporary file is removed.
-pub struct OutputFile {
-    target: PathBuf,
-    temporary: PathBuf,
-    file: Option<File>,
-}
-
-impl OutputFile {
-    pub fn create(target: &Path, flag: &str) -> Result<Self> {
-        if target.is_dir() {
-            bail!(
-                "{flag} {}: is a folder, expected a file name",
-                target.display()
-            );
-        }
-        let folder = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = target
-            .file_name()
-            .with_context(|| format!("{flag} {}: not a file name", target.display()))?;
-        let temporary = folder.join(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = File::create(&temporary).with_context(|| {
-            format!(
-                "{flag} {}: cannot write in {}",
-                target.display(),
-                folder.display()
-            )
-        })?;
-        Ok(Self {
-            target: target.to_path_buf(),
-            temporary,
-            file: Some(file),
-        })
-    }
-
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
-    /// Writes `bytes`, flushes them to disk and renames the file into place.
-    pub fn commit(mut self, bytes: &[u8]) -> Result<()> {
-        let mut file = self.file.take().expect("committed once");
-        let write = file.write_all(bytes).and_then(|_| file.sync_all());
-        drop(file);
-        write
-            .and_then(|_| std::fs::rename(&self.temporary, &self.target))
-            .with_context(|| format!("cannot write {}", self.target.display()))
-    }
-}
-
-impl Drop for OutputFile {
-    fn drop(&mut self) {
-        // After a commit the temporary name no longer exists; otherwise the
-        // work failed and the partial file goes.
-        let _ = std::fs::remove_file(&self.temporary);
-    }
 }
 
 #[cfg(test)]
@@ -172,22 +101,5 @@ mod tests {
             let err = format!("{:#}", parse(text).unwrap_err());
             assert!(err.contains(words), "{text}: {err}");
         }
-    }
-
-    #[test]
-    fn uncommitted_output_leaves_the_old_file_alone() {
-        let folder = std::env::temp_dir().join(format!("gpu-c2f-out-{}", std::process::id()));
-        std::fs::create_dir_all(&folder).unwrap();
-        let target = folder.join("model.json");
-        std::fs::write(&target, "old").unwrap();
-        drop(OutputFile::create(&target, "--save").unwrap());
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
-        OutputFile::create(&target, "--save")
-            .unwrap()
-            .commit(b"new")
-            .unwrap();
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
-        assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 1);
-        std::fs::remove_dir_all(&folder).unwrap();
     }
 }

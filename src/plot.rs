@@ -3,14 +3,16 @@
 //!
 //! Drawing uses `plotters` with its pure-Rust `ab_glyph` text renderer and an
 //! embedded DejaVu Sans font, so PNGs get readable text on machines without
-//! any system fonts. Files are drawn into a temporary file next to the target
-//! and renamed into place only when everything succeeded, so a failed plot
-//! never leaves a half-written picture behind (or clobbers an older one).
+//! any system fonts. Files are written through [`crate::output`]: drawn into a
+//! temporary file next to the target and renamed into place only when
+//! everything succeeded, so a failed plot never leaves a half-written picture
+//! behind (or clobbers an older one).
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::output::OutputFile;
 
 use anyhow::{Context, Result, anyhow, bail};
 use plotters::coord::Shift;
@@ -83,35 +85,35 @@ pub fn write_loss_plot(
         .with_context(|| format!("cannot plot the loss history into {}", path.display()))?;
     ensure_font().with_context(|| format!("cannot draw the loss plot {}", path.display()))?;
 
-    let tmp = temp_path(path, format);
-    let rendered = match format {
-        Format::Svg => render_svg(title, series, &layout).and_then(|svg| {
-            std::fs::write(&tmp, svg).with_context(|| format!("cannot write {}", tmp.display()))
-        }),
-        // The bitmap backend (dropped by now) writes the file itself.
-        Format::Png => render_png(&tmp, title, series, &layout),
+    let output = OutputFile::check(path, "--plot")?;
+    let suffix = match format {
+        Format::Svg => ".svg",
+        Format::Png => ".png",
     };
-    let result = rendered.and_then(|()| {
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
-    });
-    if result.is_err() {
-        // Best effort: the file may never have been created.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write the loss plot {}", path.display()))
+    output
+        .write_with(suffix, |file, tmp| match format {
+            Format::Svg => {
+                let svg = render_svg(title, series, &layout)?;
+                file.write_all(svg.as_bytes())
+                    .with_context(|| format!("cannot write {}", tmp.display()))
+            }
+            // The bitmap backend writes the file itself, by name (the
+            // encoder picks PNG from the suffix).
+            Format::Png => render_png(tmp, title, series, &layout),
+        })
+        .with_context(|| format!("cannot write the loss plot {}", path.display()))
 }
 
-/// Checks, before any work, that `path` names a picture format and that its
-/// folder is writable (by creating and removing the temporary file the
-/// drawing will use), so a long run does not fail at its very end.
+/// Checks, before any work, that `path` names a picture format and that a
+/// file can be written there, so a long run does not fail at its very end.
 pub fn check_target(path: &Path) -> Result<()> {
-    let format = format_of(path)?;
-    let probe = temp_path(path, format);
-    std::fs::File::create(&probe)
-        .with_context(|| format!("cannot write the loss plot {}", path.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+    if format_of(path).is_err() {
+        bail!(
+            "--plot {}: unknown picture format, the file name must end in {ACCEPTED}",
+            path.display()
+        );
+    }
+    OutputFile::check(path, "--plot").map(drop)
 }
 
 /// Picks the format from the extension, case-insensitively.
@@ -141,24 +143,6 @@ fn ensure_font() -> Result<()> {
     } else {
         Err(anyhow!("the embedded plot font could not be loaded"))
     }
-}
-
-/// A hidden, process-unique file next to `path`, with the right extension
-/// (the PNG encoder picks its format from it).
-fn temp_path(path: &Path, format: Format) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut name = OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(format!(
-        ".{}-{n}.tmp.{}",
-        std::process::id(),
-        match format {
-            Format::Svg => "svg",
-            Format::Png => "png",
-        }
-    ));
-    path.with_file_name(name)
 }
 
 fn render_svg(title: &str, series: &[Series<'_>], layout: &Layout) -> Result<String> {
@@ -506,12 +490,5 @@ mod tests {
         assert_eq!(l.y_label(0.0), "1");
         assert_eq!(l.y_label(3.0), "1000");
         assert_eq!(l.x, 1..5);
-    }
-
-    #[test]
-    fn temp_file_sits_next_to_target() {
-        let tmp = temp_path(Path::new("/a/b/loss.PNG"), Format::Png);
-        assert_eq!(tmp.parent(), Some(Path::new("/a/b")));
-        assert_eq!(tmp.extension().and_then(|e| e.to_str()), Some("png"));
     }
 }

@@ -81,6 +81,19 @@ pub struct TimingsMs {
     pub epochs_per_second: f64,
 }
 
+/// A number as people read it: the shortest decimal that round-trips,
+/// switching to scientific notation below 1e-4 and from 1e7 in magnitude,
+/// where the plain form is a run of zeros (`6.509285e-9`, not
+/// `0.000000006509285`). The JSON report keeps the plain, full value.
+pub fn readable(value: f32) -> String {
+    let magnitude = value.abs();
+    if value != 0.0 && magnitude.is_finite() && !(1e-4..1e7).contains(&magnitude) {
+        format!("{value:e}")
+    } else {
+        value.to_string()
+    }
+}
+
 pub fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
@@ -98,13 +111,20 @@ pub struct Report {
     pub submits: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readbacks: Option<usize>,
+    /// Submissions `timings_ms.gpu_train` covers (all of them unless a run
+    /// has more than `gpu::trainer::MAX_TIMED_PASSES`; 0 without timestamp
+    /// queries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timed_submits: Option<usize>,
     pub architecture: String,
     pub parameters: usize,
     pub samples: usize,
     pub epochs: usize,
     pub learning_rate: f32,
-    /// The initialisation seed; absent when the weights came from `--init`.
+    /// The initialisation seed; null when the weights came from `--init`.
     pub seed: Option<u64>,
+    /// The seed of the per-epoch shuffle (and of `--samples` data).
+    pub shuffle_seed: u64,
     /// `glorot_uniform` or the model file the weights came from.
     pub init: String,
     pub loss_history: Vec<f32>,
@@ -128,12 +148,14 @@ impl Report {
             schedule: None,
             submits: None,
             readbacks: None,
+            timed_submits: None,
             architecture: initial.architecture().describe(),
             parameters: initial.architecture().param_count(),
             samples: config.data.len(),
             epochs: config.epochs,
             learning_rate: config.learning_rate,
             seed,
+            shuffle_seed: config.shuffle_seed,
             init,
             loss_history: Vec::new(),
             final_loss: None,
@@ -148,6 +170,7 @@ impl Report {
         self.schedule = Some(timings.schedule.name());
         self.submits = Some(timings.submits);
         self.readbacks = Some(timings.readbacks);
+        self.timed_submits = Some(timings.timed_submits);
         let t = &mut self.timings_ms;
         t.pipelines = Some(millis(timings.pipelines));
         t.upload = Some(millis(timings.upload));
@@ -191,9 +214,7 @@ impl Report {
 
     /// The title of `--plot`: device, epochs and final loss.
     pub fn plot_title(&self) -> String {
-        let loss = self
-            .final_loss
-            .map_or_else(|| "none".to_string(), |l| l.to_string());
+        let loss = self.final_loss.map_or_else(|| "none".to_string(), readable);
         format!(
             "gpu-c2f {} on {}: {} epochs, final loss {loss}",
             self.architecture,
@@ -242,7 +263,12 @@ impl Report {
         );
         match (self.final_loss, self.loss_history.first()) {
             (Some(last), Some(first)) => {
-                let _ = writeln!(out, "Final loss:  {last} (epoch 1: {first})");
+                let _ = writeln!(
+                    out,
+                    "Final loss:  {} (epoch 1: {})",
+                    readable(last),
+                    readable(*first)
+                );
             }
             _ => {
                 let _ = writeln!(out, "Final loss:  none (0 epochs: the untrained model)");
@@ -279,9 +305,15 @@ impl Report {
         let _ = writeln!(out, "Timings:     {}", parts.join(", "));
         match t.gpu_train {
             Some(Some(ms)) => {
+                let passes = match (self.timed_submits, self.submits) {
+                    (Some(timed), Some(all)) if timed < all => {
+                        format!("the first {timed} of {all} training passes")
+                    }
+                    _ => "the training passes".to_string(),
+                };
                 let _ = writeln!(
                     out,
-                    "GPU time:    {ms:.2} ms in the training passes (timestamp queries)"
+                    "GPU time:    {ms:.2} ms in {passes} (timestamp queries)"
                 );
             }
             Some(None) => {
@@ -328,5 +360,21 @@ impl Report {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn small_and_huge_losses_print_in_scientific_notation() {
+        assert_eq!(readable(0.000_000_006_509_285), "6.509285e-9");
+        assert_eq!(readable(6.9e27), "6.9e27");
+        assert_eq!(readable(0.063_045_55), "0.06304555");
+        assert_eq!(readable(4234.2656), "4234.2656");
+        assert_eq!(readable(0.0001), "0.0001");
+        assert_eq!(readable(0.0), "0");
+        assert_eq!(readable(f32::NAN), "NaN");
     }
 }

@@ -61,6 +61,13 @@ impl TrainConfig {
         if self.data.is_empty() {
             bail!("the dataset has no samples");
         }
+        if u32::try_from(self.data.len()).is_err() {
+            bail!(
+                "the dataset has {} samples; at most {} are supported (sample indices are 32-bit)",
+                self.data.len(),
+                u32::MAX
+            );
+        }
         if self.batch_size == Some(0) {
             bail!("the batch size must be at least 1");
         }
@@ -68,23 +75,41 @@ impl TrainConfig {
     }
 }
 
-/// Training stopped being meaningful: at `epoch` (1-based) the loss, or a
-/// weight after that epoch's update, was not a finite number. Both trainers
-/// return it (the GPU flags it in the kernels) and never a model.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Training stopped being meaningful: after training step `batch` of
+/// `epoch` (both 1-based) the loss, or a weight after that step's update,
+/// was not a finite number. Both trainers return it (the GPU flags it in
+/// the kernels) and never a model, and say it in the same words: the step
+/// where it happened, not a loss value, since the paths hold different
+/// partial sums of a broken epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Diverged {
     pub epoch: usize,
-    /// That epoch's loss (finite when only a weight overflowed).
-    pub loss: f32,
+    pub batch: usize,
+    pub batches_per_epoch: usize,
+}
+
+impl Diverged {
+    /// The divergence at 0-based training step `step`.
+    pub fn at_step(step: u64, batches_per_epoch: u32) -> Self {
+        let per_epoch = batches_per_epoch.max(1) as u64;
+        Self {
+            epoch: (step / per_epoch) as usize + 1,
+            batch: (step % per_epoch) as usize + 1,
+            batches_per_epoch: per_epoch as usize,
+        }
+    }
 }
 
 impl std::fmt::Display for Diverged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "training diverged at epoch {}", self.epoch)?;
+        if self.batches_per_epoch > 1 {
+            write!(f, " (batch {} of {})", self.batch, self.batches_per_epoch)?;
+        }
         write!(
             f,
-            "training diverged at epoch {}: the loss or a weight became infinite or NaN \
-             (that epoch's loss: {}); no model was produced (try a smaller --learning-rate)",
-            self.epoch, self.loss
+            ": the loss or a weight became infinite or NaN; no model was produced \
+             (try a smaller --learning-rate)"
         )
     }
 }

@@ -426,3 +426,246 @@ fn samples_flag_trains_on_the_exact_formula() {
     // Exact data on a single Dense(1): converges to 212 (0.1 F, as above).
     assert!((at_100 - 212.0).abs() < 0.1, "{at_100}");
 }
+
+#[test]
+fn batch_sizes_beyond_u32_are_one_full_batch_not_wrapped() {
+    // `--batch-size 4294967296` used to train as `--batch-size 1`, and
+    // 4294967299 as 3: the size was cut to 32 bits.
+    let history = |batch: &str| {
+        json_of(&[
+            "--json",
+            "--cpu-reference",
+            "--samples",
+            "64",
+            "--epochs",
+            "3",
+            "--batch-size",
+            batch,
+        ])["loss_history"]
+            .to_string()
+    };
+    let whole = history("all");
+    assert_eq!(history("4294967296"), whole);
+    assert_eq!(history("4294967299"), whole);
+    assert_eq!(history("18446744073709551615"), whole);
+    assert_ne!(
+        history("1"),
+        whole,
+        "the check must see a batch-size change"
+    );
+}
+
+#[test]
+fn csv_columns_are_taken_by_header_name_and_quoted_or_semicolon_files_read() {
+    let pairs = [(-40.0, -40.0), (0.0, 32.0), (37.0, 98.6), (100.0, 212.0)];
+    let write = |name: &str, header: &str, row: &dyn Fn(f64, f64) -> String| {
+        let path = scratch(name);
+        let mut text = header.to_string();
+        for (c, f) in pairs {
+            text += &row(c, f);
+        }
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let files = [
+        write("plain.csv", "", &|c, f| format!("{c},{f}\n")),
+        write("swapped.csv", "fahrenheit,celsius\n", &|c, f| {
+            format!("{f},{c}\n")
+        }),
+        write("quoted.csv", "\"Celsius\",\"Fahrenheit\"\r\n", &|c, f| {
+            format!("\"{c}\",\"{f}\"\r\n")
+        }),
+        write("semicolons.csv", "celsius;fahrenheit\n", &|c, f| {
+            format!("{c};{f}\n")
+        }),
+        write("extra.csv", "day,FAHRENHEIT,celsius\n", &|c, f| {
+            format!("x,{f},{c}\n")
+        }),
+    ];
+    let run = |file: &str, extra: &[&str]| {
+        let mut args = vec!["--json", "--cpu-reference", "--epochs", "5", "--data", file];
+        args.extend_from_slice(extra);
+        json_of(&args)["loss_history"].to_string()
+    };
+    let expected = run(&files[0], &[]);
+    for file in &files[1..] {
+        assert_eq!(run(file, &[]), expected, "{file}");
+    }
+    let pipes = write("pipes.csv", "", &|c, f| format!("{c}|{f}\n"));
+    assert_eq!(run(&pipes, &["--delimiter", "|"]), expected);
+}
+
+#[test]
+fn tiny_losses_print_in_scientific_notation_and_json_keeps_them_whole() {
+    // 8 exact points of the formula: Adam drives the loss to ~1e-9, which
+    // used to print as 0.000000006509285.
+    let args = ["--cpu-reference", "--samples", "8", "--epochs", "3000"];
+    let json = json_of(&[&args[..], &["--json"]].concat());
+    let final_loss = json["final_loss"].as_f64().unwrap();
+    assert!(
+        final_loss < 1e-4,
+        "the case needs a tiny loss: {final_loss}"
+    );
+    let text = stdout(&gpu_c2f(&args));
+    let line = text.lines().find(|l| l.starts_with("Final loss:")).unwrap();
+    let shown = line.split_whitespace().nth(2).unwrap();
+    assert!(shown.contains("e-"), "{line}");
+    assert_eq!(shown.parse::<f32>().unwrap(), final_loss as f32, "{line}");
+}
+
+#[test]
+fn list_adapters_json_is_json() {
+    let output = gpu_c2f(&["--list-adapters", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listed: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let adapters = listed["adapters"].as_array().unwrap();
+    assert!(!adapters.is_empty());
+    for (index, adapter) in adapters.iter().enumerate() {
+        assert_eq!(adapter["index"], index);
+        for key in ["name", "backend", "device_type", "driver"] {
+            assert!(adapter[key].is_string(), "{key} in {adapter}");
+        }
+    }
+}
+
+#[test]
+fn seed_with_init_seeds_the_shuffle() {
+    let model = scratch("seeded-start.json");
+    let model_text = model.to_str().unwrap();
+    json_of(&[
+        "--json",
+        "--cpu-reference",
+        "--epochs",
+        "1",
+        "--save",
+        model_text,
+    ]);
+    let history = |seed: &str| {
+        json_of(&[
+            "--json",
+            "--cpu-reference",
+            "--init",
+            model_text,
+            "--samples",
+            "100",
+            "--batch-size",
+            "10",
+            "--epochs",
+            "2",
+            "--seed",
+            seed,
+        ])
+    };
+    let (a, b) = (history("7"), history("8"));
+    assert_ne!(a["loss_history"], b["loss_history"], "the seed shuffles");
+    assert_eq!(a["loss_history"], history("7")["loss_history"]);
+    assert_eq!(a["seed"], Value::Null, "no initialisation seed with --init");
+    assert_eq!(a["shuffle_seed"], 7);
+}
+
+#[test]
+fn wgpu_adapter_name_picks_the_adapter_and_the_flag_wins() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gpu-c2f"))
+            .args(args)
+            .env("WGPU_ADAPTER_NAME", "no-such-gpu")
+            .output()
+            .unwrap()
+    };
+    let output = run(&["--epochs", "1", "--quiet"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no adapter name contains \"no-such-gpu\""),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(&["--epochs", "1", "--quiet", "--adapter", "auto"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn help_is_grouped_and_ends_with_examples() {
+    let text = stdout(&gpu_c2f(&["--help"]));
+    let position = |words: &str| {
+        text.find(words)
+            .unwrap_or_else(|| panic!("{words:?} missing from --help:\n{text}"))
+    };
+    let headings = ["Training:", "Data:", "GPU:", "Output:", "Examples:"];
+    let positions: Vec<usize> = headings.iter().map(|h| position(h)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert!(position("--delimiter") > positions[1] && position("--delimiter") < positions[2]);
+}
+
+/// Runs a long CPU training with `--save` and `--plot` into an empty
+/// folder, checks that nothing is in the folder while it trains, sends
+/// `signal`, and returns the exit code and what the folder holds after.
+#[cfg(unix)]
+fn interrupted_run(signal: &str) -> (Option<i32>, Vec<String>) {
+    let folder = scratch(&format!("interrupted-{signal}"));
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-c2f"))
+        .args(["--cpu-reference", "--quiet", "--epochs", "100000000"])
+        .arg("--save")
+        .arg(folder.join("model.json"))
+        .arg("--plot")
+        .arg(folder.join("loss.svg"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let listing = || -> Vec<String> {
+        std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(
+        listing(),
+        Vec::<String>::new(),
+        "files made before the results"
+    );
+    let killed = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{signal} {}", child.id()))
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    (status.code(), listing())
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_and_sigint_exit_143_and_130_and_leave_no_files() {
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let (exit, left) = interrupted_run(signal);
+        assert_eq!(exit, Some(code), "SIG{signal}");
+        assert!(left.is_empty(), "SIG{signal} left {left:?}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn saved_files_get_the_permissions_of_any_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let model = scratch("mode-model.json");
+    let plot = scratch("mode-loss.svg");
+    let plain = scratch("mode-plain");
+    std::fs::write(&plain, "").unwrap();
+    let output = gpu_c2f(&[
+        "--cpu-reference",
+        "--epochs",
+        "2",
+        "--save",
+        model.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mode = |p: &PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // 0666 less the umask, as for `plain`; tempfile alone gives 0600.
+    assert_eq!(mode(&model), mode(&plain), "{:o}", mode(&model));
+    assert_eq!(mode(&plot), mode(&plain), "{:o}", mode(&plot));
+}

@@ -213,7 +213,10 @@ fn csv_data() {
     let header = file("header.csv", "celsius,fahrenheit\n");
     let columns = file("columns.csv", "0,32\n10,50,7\n");
     let text = file("text.csv", "0,32\n\nten,50\n");
-    let nan = file("nan.csv", "c,f\n0,32\n5,NaN\n");
+    let nan = file("nan.csv", "celsius,fahrenheit\n0,32\n5,NaN\n");
+    let unnamed = file("unnamed.csv", "temp_c,temp_f\n0,32\n");
+    let ragged = file("ragged.csv", "fahrenheit,celsius\n32,0\n50\n");
+    let colons = file("colons.csv", "0:32\n");
     let inf = file("inf.csv", "0,32\n-inf,5\n");
     check(&[
         case(
@@ -264,7 +267,62 @@ fn csv_data() {
             2,
             &["cannot be used with"],
         ),
+        case(
+            "csv",
+            &["--data", &unnamed],
+            1,
+            &[
+                "unnamed.csv",
+                "line 1",
+                "\"temp_c\", \"temp_f\"",
+                "celsius",
+                "fahrenheit",
+            ],
+        ),
+        case(
+            "csv",
+            &["--data", &ragged],
+            1,
+            &["ragged.csv", "line 3", "expected 2 columns"],
+        ),
+        case(
+            "csv",
+            &["--data", &colons],
+            1,
+            &["colons.csv", "line 1", "expected 2 columns"],
+        ),
+        case(
+            "csv",
+            &["--data", &colons, "--delimiter", ":;"],
+            2,
+            &["--delimiter", "one character"],
+        ),
+        case("csv", &["--delimiter", ";"], 2, &["--data"]),
     ]);
+}
+
+#[test]
+fn huge_samples_are_refused_before_any_allocation() {
+    // 2^32 - 1 samples need 34 GB for the dataset alone: more than this
+    // machine has free, or than any GPU holds in one buffer. Either way the
+    // refusal comes before the data is made (it used to allocate until the
+    // machine ran out of memory).
+    check(&[case(
+        "samples",
+        &["--samples", "4294967295"],
+        1,
+        &["--samples 4294967295 needs 34359738360 bytes", "use "],
+    )]);
+    // One sample more than the adapter's largest buffer holds: refused by
+    // the device's limit, naming it, before the data is made.
+    let most = adapter_buffer_limit();
+    let samples = (most / 8 + 1).to_string();
+    let output = gpu_c2f(&["--samples", &samples, "--quiet"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for words in ["GPU memory in one buffer", &samples, &most.to_string()] {
+        assert!(stderr.contains(words), "missing {words:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -306,9 +364,15 @@ fn csv_with_crlf_blank_lines_and_a_million_rows_works() {
 
 #[test]
 fn more_data_than_a_device_buffer_holds_is_refused_naming_the_limit() {
+    // A dataset that fits in the device's largest buffer (so the check of
+    // --samples before the data is made lets it through), leaving no room
+    // beside it for even one block of activations: the run's memory plan
+    // refuses it with the sizes, before any GPU allocation.
+    let most = adapter_buffer_limit();
+    let samples = (most / 8 - 64).to_string();
     let output = gpu_c2f(&[
         "--samples",
-        "20000000",
+        &samples,
         "--hidden",
         "16",
         "--epochs",
@@ -322,6 +386,19 @@ fn more_data_than_a_device_buffer_holds_is_refused_naming_the_limit() {
         "{stderr}"
     );
     assert!(stderr.contains("bytes)"), "{stderr}");
+}
+
+/// The largest buffer the adapter `--adapter auto` picks lets a kernel bind.
+fn adapter_buffer_limit() -> u64 {
+    let gpu = gpu_c2f::gpu::Gpu::new(
+        &gpu_c2f::gpu::AdapterSelector::Auto,
+        gpu_c2f::gpu::BackendChoice::All,
+    )
+    .expect("an adapter");
+    let limits = gpu.device.limits();
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
 }
 
 #[test]
@@ -406,7 +483,7 @@ fn assert_untouched(path: &Path, contents: &str) {
     let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.contains(".tmp"))
+        .filter(|name| name.contains(".tmp") || name.starts_with(".gpu-c2f-"))
         .collect();
     assert!(
         leftovers.is_empty(),
@@ -482,6 +559,47 @@ fn divergence_names_the_first_bad_epoch_on_every_path() {
             "{path:?}: no report for a diverged run"
         );
     }
+}
+
+#[test]
+fn divergence_in_mini_batches_reads_the_same_on_every_path() {
+    // Ten batches an epoch: the CPU used to print the batch's loss and the
+    // GPU the epoch's partial sum. Every path must now say the same thing.
+    let messages: Vec<String> = [
+        &["--cpu-reference"][..],
+        &["--schedule", "fused"],
+        &["--schedule", "samples"],
+        &["--schedule", "dispatch"],
+    ]
+    .iter()
+    .map(|path| {
+        let mut args = vec![
+            "--samples",
+            "100",
+            "--batch-size",
+            "10",
+            "--learning-rate",
+            "1e6",
+        ];
+        args.extend_from_slice(path);
+        let output = gpu_c2f(&args);
+        assert_eq!(output.status.code(), Some(1), "{path:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let error = stderr
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or("");
+        assert!(
+            error.contains("training diverged at epoch") && error.contains(" of 10)"),
+            "{path:?}: {stderr}"
+        );
+        error.to_string()
+    })
+    .collect();
+    assert!(
+        messages.iter().all(|m| m == &messages[0]),
+        "the paths differ: {messages:#?}"
+    );
 }
 
 #[test]

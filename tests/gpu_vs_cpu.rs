@@ -278,3 +278,37 @@ fn gpu_runs_are_reproducible_bit_for_bit() {
     assert_eq!(first.loss_history, second.loss_history);
     assert_eq!(first.model, second.model);
 }
+
+#[test]
+fn runs_of_more_passes_than_one_query_set_holds_train_and_time_every_pass() {
+    // wgpu caps a query set at 4096 queries, two timestamps a pass: a run
+    // of more than 2048 passes used to fail its first wait. One epoch a
+    // submission on the dispatch schedule makes 2100 passes cheaply.
+    let initial = Model::glorot_uniform(Architecture::seed(), 3);
+    let config = TrainConfig {
+        epochs: 2100,
+        ..TrainConfig::seed()
+    };
+    let options = GpuOptions {
+        schedule: ScheduleChoice::Dispatch,
+        epochs_per_submit: Some(1),
+        max_chunk_samples: None,
+    };
+    let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {})
+        .unwrap_or_else(|e| panic!("a 2100-pass run trains: {e:#}"));
+    assert_eq!(run.timings.submits, 2100);
+    assert_eq!(run.timings.readbacks, 1);
+    let timestamps = common::gpu()
+        .device
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY);
+    if timestamps {
+        assert_eq!(run.timings.timed_submits, 2100, "every pass is timed");
+        assert!(run.timings.gpu_train.is_some_and(|t| !t.is_zero()));
+    } else {
+        assert_eq!(run.timings.timed_submits, 0);
+    }
+    let reference = cpu::train(&initial, &config).unwrap();
+    let comparison = compare(&reference, &run.output, &[100.0], GPU_CPU_TOLERANCE);
+    assert!(comparison.within_tolerance, "{comparison:#?}");
+}

@@ -60,7 +60,7 @@ fn loss_history_starts_at_the_initial_loss_and_falls_to_the_least_squares_minimu
     // untrained model's loss (f32 sums of values ~1e3: 1e-5 relative).
     assert!(((history[0] as f64 - initial_loss) / initial_loss).abs() < 1e-5);
     // The minimum MSE of a line through the 7 pairs is 0.0630459551842004
-    // (keras-semantics.md); a converged run sits within 1e-4 of it.
+    // (docs/keras-semantics.md, section 6); a converged run sits within 1e-4 of it.
     let last = *history.last().unwrap() as f64;
     assert!(
         (last - 0.0630459551842004).abs() < 1e-4,

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
     let text = String::from_utf8_lossy(bytes);
-    if let Ok(data) = Dataset::from_csv_str(&text) {
+    if let Ok(data) = Dataset::from_csv_str(&text, None) {
         assert!(!data.is_empty());
         assert_eq!(data.celsius.len(), data.fahrenheit.len());
         assert!(

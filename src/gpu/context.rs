@@ -214,7 +214,24 @@ pub fn select_adapter(
 
 impl Gpu {
     /// Finds an adapter and opens a device on it.
+    ///
+    /// With [`BackendChoice::All`] (and no `WGPU_BACKEND`), `auto` and a
+    /// name look at Vulkan, Metal and DX12 first, and at GL only when none
+    /// of those has a matching adapter: a native adapter always wins over GL
+    /// for the same device, and starting GL (EGL) costs ~10 ms. An index
+    /// refers to `--list-adapters`, which lists every backend.
     pub fn new(selector: &AdapterSelector, backend: BackendChoice) -> Result<Self> {
+        let native_first = backend == BackendChoice::All
+            && wgpu::Backends::from_env().is_none()
+            && !matches!(selector, AdapterSelector::Index(_));
+        if native_first {
+            let native = wgpu::Backends::PRIMARY & backend.backends();
+            let instance = create_instance(native);
+            let adapters = pollster::block_on(instance.enumerate_adapters(native));
+            if let Ok(adapter) = select_adapter(adapters, selector, backend) {
+                return Self::from_adapter(adapter);
+            }
+        }
         let adapter = select_adapter(enumerate_adapters(backend), selector, backend)?;
         Self::from_adapter(adapter)
     }
@@ -270,6 +287,35 @@ impl Gpu {
         }
         let all = errors.drain(..).collect::<Vec<_>>().join("\n");
         bail!("the GPU reported an error on {}:\n{all}", self.info.name)
+    }
+
+    /// Waits for `submission` (which fills `buffer`), maps `buffer` and
+    /// returns its bytes: the one way results come back to the host, so
+    /// `readbacks` (the caller's count) counts every round trip.
+    pub fn read_mapped(
+        &self,
+        buffer: &wgpu::Buffer,
+        submission: wgpu::SubmissionIndex,
+        readbacks: &mut usize,
+    ) -> Result<Vec<u8>> {
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        buffer
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |result| {
+                sender.send(result).ok();
+            });
+        *readbacks += 1;
+        self.wait(submission)?;
+        pollster::block_on(receiver.receive())
+            .context("the GPU dropped the readback request")?
+            .context("cannot map the readback buffer")?;
+        let bytes = buffer
+            .slice(..)
+            .get_mapped_range()
+            .context("cannot read the readback buffer")?
+            .to_vec();
+        buffer.unmap();
+        Ok(bytes)
     }
 
     /// Blocks until `submission` has finished, at most [`GPU_WAIT_TIMEOUT`].

@@ -11,7 +11,7 @@ use super::network::{SAMPLES_AUTO_MAX_PARAMS, SAMPLES_MAX_PARAMS};
 use super::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
 use crate::model::Model;
 use crate::training::{Diverged, TrainConfig, TrainOutput};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use std::time::{Duration, Instant};
 
 /// Most dispatches recorded into one command buffer by the dispatch
@@ -133,11 +133,14 @@ pub struct GpuTimings {
     pub train: Duration,
     /// Copying the results out and mapping them.
     pub readback: Duration,
-    /// The GPU's own time in the training passes, from timestamp queries;
-    /// `None` where the adapter does not support them.
+    /// The GPU's own time in the first `timed_submits` training passes,
+    /// from timestamp queries; `None` where the adapter does not support them.
     pub gpu_train: Option<Duration>,
-    /// Command buffers of training work submitted to the queue.
+    /// Command buffers of training work submitted to the queue, one compute
+    /// pass each.
     pub submits: usize,
+    /// Passes `gpu_train` covers: all of them up to [`MAX_TIMED_PASSES`].
+    pub timed_submits: usize,
     /// Buffers mapped back to the host.
     pub readbacks: usize,
 }
@@ -211,16 +214,13 @@ pub fn train_with(
     let train_time = started.elapsed();
 
     let started = Instant::now();
-    let results = read_back(gpu, &buffers, &plan, timer.as_ref())?;
+    let mut readbacks = 0;
+    let results = read_back(gpu, &buffers, &plan, timer.as_ref(), &mut readbacks)?;
     let readback = started.elapsed();
-    let gpu_train = timer.map(|t| t.total(&results.ticks));
+    let gpu_train = timer.as_ref().map(|t| t.total(&results.ticks));
+    let timed_submits = timer.as_ref().map_or(0, |t| t.timed_passes);
     if let Some(step) = results.first_bad_step {
-        let epoch = (step - 1) / steps_per_epoch + 1;
-        return Err(Diverged {
-            epoch,
-            loss: results.loss_history[epoch - 1],
-        }
-        .into());
+        return Err(Diverged::at_step(step as u64 - 1, plan.batching.steps_per_epoch).into());
     }
     let loss_history = results.loss_history;
     let model = Model::from_params(initial.architecture().clone(), results.params)?;
@@ -238,7 +238,8 @@ pub fn train_with(
             readback,
             gpu_train,
             submits,
-            readbacks: 1,
+            timed_submits,
+            readbacks,
         },
     })
 }
@@ -379,7 +380,7 @@ impl Recorder<'_> {
         let mut done = 0usize;
         while done < total_steps {
             let count = steps_per_submit.min(total_steps - done);
-            let commands = self.record(count, timer.map(|t| t.writes(submits)));
+            let commands = self.record(count, timer, submits);
             let submission = self.gpu.queue.submit([commands]);
             submits += 1;
             done += count;
@@ -400,7 +401,8 @@ impl Recorder<'_> {
     fn record(
         &self,
         count: usize,
-        timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
+        timer: Option<&PassTimer>,
+        pass_index: usize,
     ) -> wgpu::CommandBuffer {
         let (plan, buffers, pipelines) = (self.plan, self.buffers, self.pipelines);
         let mut encoder = self
@@ -412,7 +414,7 @@ impl Recorder<'_> {
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("training pass"),
-                timestamp_writes,
+                timestamp_writes: timer.and_then(|t| t.writes(pass_index)),
             });
             pass.set_bind_group(0, &buffers.train_bind_group, &[]);
             match pipelines.schedule {
@@ -449,6 +451,9 @@ impl Recorder<'_> {
                 }
             }
         }
+        if let Some(timer) = timer {
+            timer.collect(&mut encoder, pass_index);
+        }
         encoder.finish()
     }
 }
@@ -464,12 +469,29 @@ fn workgroup_grid(dispatch: &Dispatch, max_groups: u32) -> (u32, u32) {
     }
 }
 
-/// Timestamps at the start and end of every training pass, resolved into a
-/// buffer that is read back with the results (no extra round trip).
+/// Most training passes whose GPU time is measured: 16 bytes of results
+/// each (1 MiB in all). Passes beyond it run untimed, and the report says
+/// how many were timed. Reached only by runs split into very many
+/// submissions (e.g. a progress chunk of one epoch).
+pub const MAX_TIMED_PASSES: usize = 1 << 16;
+
+/// Query pairs the timer cycles through. wgpu caps a query set at
+/// `QUERY_SET_MAX_QUERIES` (4096), so the queries cannot grow with the
+/// run: each pass writes a pair, the same command buffer resolves it and
+/// copies the two ticks out, and later passes reuse the pair. A few pairs
+/// rather than one keep a reused pair well apart from the one in flight.
+const TIMER_QUERY_PAIRS: u32 = 8;
+
+/// Timestamps at the start and end of every training pass (up to
+/// [`MAX_TIMED_PASSES`]), gathered on the GPU into one buffer that is read
+/// back with the results: no extra round trip.
 struct PassTimer {
     queries: wgpu::QuerySet,
-    resolved: wgpu::Buffer,
-    passes: u32,
+    /// One 256-byte slot per query pair (resolves need that alignment).
+    resolve_slots: wgpu::Buffer,
+    /// Two ticks per timed pass, in pass order.
+    ticks: wgpu::Buffer,
+    timed_passes: usize,
     nanoseconds_per_tick: f64,
 }
 
@@ -484,33 +506,62 @@ impl PassTimer {
         {
             return None;
         }
-        let count = (2 * passes) as u32;
+        let timed_passes = passes.min(MAX_TIMED_PASSES);
         Some(Self {
             queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("training pass timestamps"),
                 ty: wgpu::QueryType::Timestamp,
-                count,
+                count: 2 * TIMER_QUERY_PAIRS,
             }),
-            resolved: gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("resolved timestamps"),
-                size: count as u64 * 8,
+            resolve_slots: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("resolved timestamp slots"),
+                size: TIMER_QUERY_PAIRS as u64 * wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             }),
-            passes: passes as u32,
+            ticks: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("pass timestamps"),
+                size: timed_passes as u64 * 16,
+                usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            timed_passes,
             nanoseconds_per_tick: gpu.queue.get_timestamp_period() as f64,
         })
     }
 
-    fn writes(&self, pass: usize) -> wgpu::ComputePassTimestampWrites<'_> {
-        wgpu::ComputePassTimestampWrites {
-            query_set: &self.queries,
-            beginning_of_pass_write_index: Some(2 * pass as u32),
-            end_of_pass_write_index: Some(2 * pass as u32 + 1),
-        }
+    /// The query pair of `pass`.
+    fn pair(pass: usize) -> u32 {
+        (pass % TIMER_QUERY_PAIRS as usize) as u32
     }
 
-    /// The sum of every pass's end minus start.
+    /// The timestamp writes of `pass`, or `None` past [`MAX_TIMED_PASSES`].
+    fn writes(&self, pass: usize) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+        let first = 2 * Self::pair(pass);
+        (pass < self.timed_passes).then_some(wgpu::ComputePassTimestampWrites {
+            query_set: &self.queries,
+            beginning_of_pass_write_index: Some(first),
+            end_of_pass_write_index: Some(first + 1),
+        })
+    }
+
+    /// Records, after `pass`, the copy of its two ticks to their place.
+    fn collect(&self, encoder: &mut wgpu::CommandEncoder, pass: usize) {
+        if pass >= self.timed_passes {
+            return;
+        }
+        let pair = Self::pair(pass);
+        let slot = pair as u64 * wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT;
+        encoder.resolve_query_set(
+            &self.queries,
+            2 * pair..2 * pair + 2,
+            &self.resolve_slots,
+            slot,
+        );
+        encoder.copy_buffer_to_buffer(&self.resolve_slots, slot, &self.ticks, pass as u64 * 16, 16);
+    }
+
+    /// The sum of every timed pass's end minus start.
     fn total(&self, ticks: &[u64]) -> Duration {
         let ticks: u64 = ticks
             .chunks_exact(2)
@@ -538,12 +589,13 @@ fn read_back(
     buffers: &RunBuffers,
     plan: &Plan,
     timer: Option<&PassTimer>,
+    readbacks: &mut usize,
 ) -> Result<GpuResults> {
     let params_bytes = plan.param_count as u64 * 4;
     let history_bytes = buffers.history.size();
     // Timestamps are u64s: their copy starts on an 8-byte boundary.
     let timestamps_offset = (params_bytes + history_bytes).next_multiple_of(8);
-    let timestamp_bytes = timer.map_or(0, |t| t.resolved.size());
+    let timestamp_bytes = timer.map_or(0, |t| t.ticks.size());
     let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback staging"),
         size: timestamps_offset + timestamp_bytes,
@@ -558,9 +610,8 @@ fn read_back(
     encoder.copy_buffer_to_buffer(&buffers.params, 0, &staging, 0, params_bytes);
     encoder.copy_buffer_to_buffer(&buffers.history, 0, &staging, params_bytes, history_bytes);
     if let Some(timer) = timer {
-        encoder.resolve_query_set(&timer.queries, 0..2 * timer.passes, &timer.resolved, 0);
         encoder.copy_buffer_to_buffer(
-            &timer.resolved,
+            &timer.ticks,
             0,
             &staging,
             timestamps_offset,
@@ -568,23 +619,7 @@ fn read_back(
         );
     }
     let submission = gpu.queue.submit([encoder.finish()]);
-
-    let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, move |result| {
-            sender.send(result).ok();
-        });
-    gpu.wait(submission)?;
-    pollster::block_on(receiver.receive())
-        .context("the GPU dropped the readback request")?
-        .context("cannot map the readback buffer")?;
-    let bytes = staging
-        .slice(..)
-        .get_mapped_range()
-        .context("cannot read the readback buffer")?
-        .to_vec();
-    staging.unmap();
+    let bytes = gpu.read_mapped(&staging, submission, readbacks)?;
 
     let (results, timestamps) = bytes.split_at(timestamps_offset as usize);
     let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(timestamps);

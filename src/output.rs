@@ -1,0 +1,221 @@
+//! Output files (`--save`, `--plot`): checked before the work, written only
+//! when the result is ready, and never left half-written or as debris.
+//!
+//! A file is written to a fresh temporary file beside its target (created
+//! by the `tempfile` crate: an unpredictable name, `O_EXCL`, no symlink
+//! followed), flushed to disk and renamed over the target. Until the rename
+//! its path is listed as pending, so [`remove_pending`] (called on SIGINT or
+//! SIGTERM by [`exit_on_interrupt`]) can remove it.
+
+use anyhow::{Context, Result, bail};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Temporary files created and not yet renamed into place.
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Where an output goes, checked: a file name (not a folder) in a folder
+/// this process can create files in.
+#[derive(Debug, Clone)]
+pub struct OutputFile {
+    target: PathBuf,
+    folder: PathBuf,
+    /// The flag that named it, for messages.
+    flag: String,
+}
+
+impl OutputFile {
+    /// Checks `target` before any work: it is not a folder, it names a
+    /// file, and a file can be created beside it (a temporary one is created
+    /// and removed at once). Nothing else is created until [`Self::write`].
+    pub fn check(target: &Path, flag: &str) -> Result<Self> {
+        if target.is_dir() {
+            bail!(
+                "{flag} {}: is a folder, expected a file name",
+                target.display()
+            );
+        }
+        if target.file_name().is_none() {
+            bail!("{flag} {}: not a file name", target.display());
+        }
+        let folder = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let output = Self {
+            target: target.to_path_buf(),
+            folder,
+            flag: flag.to_string(),
+        };
+        output.temporary("")?;
+        Ok(output)
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Writes `bytes` to the target, atomically.
+    pub fn write(&self, bytes: &[u8]) -> Result<()> {
+        self.write_with("", |file, _| file.write_all(bytes).map_err(Into::into))
+    }
+
+    /// Fills a temporary file beside the target (its name ends in `suffix`,
+    /// for writers that pick a format from it) with `fill`, which gets the
+    /// open file and its path, then flushes it and renames it over the
+    /// target. On any failure the temporary file is removed and the target
+    /// left as it was.
+    pub fn write_with(
+        &self,
+        suffix: &str,
+        fill: impl FnOnce(&mut std::fs::File, &Path) -> Result<()>,
+    ) -> Result<()> {
+        let mut temporary = self.temporary(suffix)?;
+        let path = temporary.path().to_path_buf();
+        PENDING.lock().expect("pending list").push(path.clone());
+        let result = fill(temporary.as_file_mut(), &path)
+            .and_then(|()| temporary.as_file().sync_all().map_err(Into::into))
+            .and_then(|()| {
+                temporary
+                    .persist(&self.target)
+                    .map(drop)
+                    .map_err(|e| e.error.into())
+            });
+        PENDING
+            .lock()
+            .expect("pending list")
+            .retain(|pending| pending != &path);
+        result.with_context(|| format!("cannot write {}", self.target.display()))
+    }
+
+    /// A new temporary file in the target's folder, readable as any new file
+    /// is (0666 less the umask, not tempfile's private 0600).
+    fn temporary(&self, suffix: &str) -> Result<tempfile::NamedTempFile> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".gpu-c2f-").suffix(suffix);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let (flag, target, folder) = (&self.flag, self.target.display(), self.folder.display());
+        if !self.folder.is_dir() {
+            bail!("{flag} {target}: cannot write there, the folder {folder} does not exist");
+        }
+        builder
+            .tempfile_in(&self.folder)
+            .with_context(|| format!("{flag} {target}: cannot write a file in {folder}"))
+    }
+}
+
+/// Removes every temporary output file not yet renamed into place.
+pub fn remove_pending() {
+    // A poisoned lock still holds the list; the process is ending anyway.
+    let pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+    for path in pending.iter() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// On SIGINT or SIGTERM: remove what was started ([`remove_pending`]), say
+/// so, and exit with 128 + the signal's number (130, 143), as shells report
+/// a process killed by it. Call once, from a program's `main`.
+#[cfg(unix)]
+pub fn exit_on_interrupt() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install the SIGINT/SIGTERM handler")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                // Hold the list until the exit, so no new file starts.
+                let pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+                for path in pending.iter() {
+                    let _ = std::fs::remove_file(path);
+                }
+                let name = if signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                eprintln!("\ninterrupted ({name}): stopped; no output file was written");
+                std::process::exit(128 + signal);
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
+}
+
+/// Elsewhere the default handlers stay (no files are pending for long).
+#[cfg(not(unix))]
+pub fn exit_on_interrupt() -> Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let folder = std::env::temp_dir().join(format!("gpu-c2f-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        folder
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_debris() {
+        let folder = scratch("output-fail");
+        let target = folder.join("model.json");
+        std::fs::write(&target, "old").unwrap();
+        let output = OutputFile::check(&target, "--save").unwrap();
+        let error = output
+            .write_with("", |file, _| {
+                file.write_all(b"half")?;
+                bail!("the work failed")
+            })
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("the work failed"));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
+        output.write(b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 1);
+        assert!(PENDING.lock().unwrap().is_empty());
+        std::fs::remove_dir_all(&folder).unwrap();
+    }
+
+    #[test]
+    fn checking_creates_nothing_and_refuses_folders() {
+        let folder = scratch("output-check");
+        let output = OutputFile::check(&folder.join("plot.svg"), "--plot").unwrap();
+        assert_eq!(output.target(), folder.join("plot.svg"));
+        assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0);
+        let error = OutputFile::check(&folder, "--plot").unwrap_err();
+        assert!(error.to_string().contains("is a folder"), "{error}");
+        let missing = folder.join("no-such-folder").join("x.json");
+        let error = format!("{:#}", OutputFile::check(&missing, "--save").unwrap_err());
+        assert!(error.contains("does not exist"), "{error}");
+        std::fs::remove_dir_all(&folder).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn written_files_get_ordinary_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let folder = scratch("output-mode");
+        let target = folder.join("model.json");
+        OutputFile::check(&target, "--save")
+            .unwrap()
+            .write(b"{}")
+            .unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        // The mode any new file gets here (0666 less this process's umask),
+        // not tempfile's private 0600.
+        let plain = folder.join("plain");
+        std::fs::File::create(&plain).unwrap();
+        assert_eq!(mode(&target), mode(&plain), "{:o}", mode(&target));
+        std::fs::remove_dir_all(&folder).unwrap();
+    }
+}
