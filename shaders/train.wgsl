@@ -216,7 +216,11 @@ struct Current {
 // want many small items. Both sides are at most 8: a row of a
 // tile is two vec4 halves (`Row`), and a tile's sums are `Sums`, row q in
 // `[2q]` (columns 0..3) and `[2q + 1]` (4..7); a second half is only
-// touched when the tile is wider than 4.
+// touched when the tile is wider than 4. The code that touches it is marked
+// "wide tiles only", and modules whose tiles are at most 4 x 4 (the fused
+// and samples schedules, and the dispatch schedule's narrow networks) are
+// built without it (src/gpu/pipelines.rs, `train_shader`): on lavapipe that
+// halves the fused schedule's pipeline creation.
 override sample_tile: u32 = 8u;
 override unit_tile: u32 = 8u;
 
@@ -244,11 +248,13 @@ fn tensor_row(base: u32, stride: u32, first: u32, limit: u32, n: u32) -> Row {
             values[0][k] = tensors[base + k * stride];
         }
     }
+    // wide tiles only {
     for (var k = 4u; k < n; k++) {
         if first + k < limit {
             values[1][k - 4u] = tensors[base + k * stride];
         }
     }
+    // } wide tiles only
     return values;
 }
 
@@ -260,11 +266,13 @@ fn param_row(base: u32, stride: u32, first: u32, limit: u32, n: u32) -> Row {
             values[0][k] = params[base + k * stride];
         }
     }
+    // wide tiles only {
     for (var k = 4u; k < n; k++) {
         if first + k < limit {
             values[1][k - 4u] = params[base + k * stride];
         }
     }
+    // } wide tiles only
     return values;
 }
 
@@ -274,16 +282,20 @@ fn add_outer_product(sums: ptr<function, Sums>, x: Row, w: Row, rows: u32) {
     for (var q = 0u; q < min(rows, 4u); q++) {
         add_row(sums, q, x[0][q], w);
     }
+    // wide tiles only {
     for (var q = 4u; q < rows; q++) {
         add_row(sums, q, x[1][q - 4u], w);
     }
+    // } wide tiles only
 }
 
 fn add_row(sums: ptr<function, Sums>, q: u32, value: f32, w: Row) {
     (*sums)[2u * q] += value * w[0];
+    // wide tiles only {
     if unit_tile > 4u {
         (*sums)[2u * q + 1u] += value * w[1];
     }
+    // } wide tiles only
 }
 
 // Writes the tile `sums` (+ `bias[c]`) to out[s][j], inside the batch and
@@ -315,11 +327,13 @@ fn store_row(low: vec4<f32>, high: vec4<f32>, q: u32, bias: Row, out_offset: u32
             tensors[first + c] = low[c] + bias[0][c];
         }
     }
+    // wide tiles only {
     for (var c = 4u; c < unit_tile; c++) {
         if tile.y + c < width {
             tensors[first + c] = high[c - 4u] + bias[1][c - 4u];
         }
     }
+    // } wide tiles only
 }
 
 // out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j].
@@ -404,11 +418,13 @@ fn gradient_partials_at(index: u32, step: Step, batch: Batch) {
                 a[0][q] = tensors[step.in_offset + s * step.inputs + first_row + q];
             }
         }
+        // wide tiles only {
         for (var q = 4u; q < unit_tile; q++) {
             if first_row + q < step.inputs {
                 a[1][q - 4u] = tensors[step.in_offset + s * step.inputs + first_row + q];
             }
         }
+        // } wide tiles only
         add_outer_product(&sums, a, err, unit_tile);
     }
     let column = step.dst_offset + batch.block0 + block;
@@ -433,11 +449,13 @@ fn store_partials(low: vec4<f32>, high: vec4<f32>, q: u32, step: Step, tile: vec
             reduce[column + (first + c) * step.out_len] = low[c];
         }
     }
+    // wide tiles only {
     for (var c = 4u; c < unit_tile; c++) {
         if tile.y + c < step.units {
             reduce[column + (first + c) * step.out_len] = high[c - 4u];
         }
     }
+    // } wide tiles only
 }
 
 // A further level: `reduce_block` consecutive partial sums of a row become one.

@@ -7,7 +7,9 @@
 use gpu_c2f::gpu::buffers::{Plan, SampleWork, Tile};
 use gpu_c2f::gpu::fused::fused_module_source;
 use gpu_c2f::gpu::network::{NETWORK_ENTRY_POINT, network_module_source};
-use gpu_c2f::gpu::pipelines::{FUSED_ENTRY_POINT, Kernel};
+use gpu_c2f::gpu::pipelines::{
+    FUSED_ENTRY_POINT, Kernel, WIDE_TILES_BEGIN, WIDE_TILES_END, train_shader,
+};
 use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
 use wgpu::naga;
 
@@ -103,5 +105,52 @@ fn the_samples_module_validates_for_several_networks() {
                 .iter()
                 .any(|e| e.name == NETWORK_ENTRY_POINT)
         );
+    }
+}
+
+#[test]
+fn narrow_tile_modules_drop_only_the_marked_wide_tile_code_and_validate() {
+    let full = gpu_c2f::gpu::TRAIN_SHADER;
+    let begins = full.matches(WIDE_TILES_BEGIN).count();
+    assert_eq!(
+        begins,
+        full.matches(WIDE_TILES_END).count(),
+        "unpaired markers"
+    );
+    assert!(
+        begins >= 7,
+        "the wide-tile code is marked ({begins} regions)"
+    );
+    let wide = train_shader(Tile {
+        samples: 8,
+        units: 8,
+    });
+    assert_eq!(wide, full, "8 x 8 tiles keep everything");
+    let odd = train_shader(Tile {
+        samples: 4,
+        units: 5,
+    });
+    assert_eq!(odd, full, "one side over 4 keeps everything");
+    for tile in [Tile::SINGLE, Tile::blocked(4)] {
+        let narrow = train_shader(tile);
+        assert!(narrow.len() < full.len());
+        assert!(!narrow.contains(WIDE_TILES_BEGIN) && !narrow.contains(WIDE_TILES_END));
+        // Only the marked code goes: no line touching a second tile half
+        // (`[1]` of a Row, or a column or row from 4 on) is left.
+        for needle in ["values[1]", "k - 4u", "q - 4u", "c - 4u", "2u * q + 1u"] {
+            assert!(!narrow.contains(needle), "{needle} left in {tile:?}");
+            assert!(full.contains(needle), "{needle} not in train.wgsl");
+        }
+        let module = validate(&format!("train.wgsl for {tile:?}"), &narrow);
+        for kernel in Kernel::ALL {
+            if kernel != Kernel::NetworkPartials {
+                assert!(
+                    module
+                        .entry_points
+                        .iter()
+                        .any(|e| e.name == kernel.entry_point())
+                );
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! switch that a list-walking loop needs.
 
 use super::buffers::{Plan, StepUniform};
-use super::pipelines::Kernel;
+use super::pipelines::{Kernel, train_shader};
 use std::fmt::Write;
 
 /// `fused_step(local)`: one training step for one invocation of a
@@ -57,7 +57,7 @@ pub fn fused_step_source(plan: &Plan, workgroup_size: u32) -> String {
 pub fn fused_module_source(plan: &Plan, workgroup_size: u32) -> String {
     format!(
         "{}\n{}\n{}",
-        super::TRAIN_SHADER,
+        train_shader(plan.tile),
         super::FUSED_ENTRY_SHADER,
         fused_step_source(plan, workgroup_size)
     )

@@ -21,6 +21,8 @@
 //! sum starts at 0 and adds its block's samples in order. That is the CPU
 //! reference's order too, and the tests hold this kernel to it.
 
+use super::buffers::Tile;
+use super::pipelines::train_shader;
 use crate::model::Architecture;
 use std::fmt::Write;
 
@@ -38,12 +40,13 @@ pub const SAMPLES_AUTO_MAX_PARAMS: usize = 128;
 /// on lavapipe); wider networks use the dispatch schedule.
 pub const SAMPLES_MAX_PARAMS: usize = 512;
 
-/// The WGSL module of the samples schedule: train.wgsl and
-/// `network_partials` written out for `architecture`.
+/// The WGSL module of the samples schedule: train.wgsl (whose dense-layer
+/// tiles it never runs, so without the wide ones) and `network_partials`
+/// written out for `architecture`.
 pub fn network_module_source(architecture: &Architecture) -> String {
     format!(
         "{}\n{}",
-        super::TRAIN_SHADER,
+        train_shader(Tile::SINGLE),
         network_entry_source(architecture)
     )
 }

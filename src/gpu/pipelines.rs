@@ -2,11 +2,12 @@
 //! WGSL module and sharing one pipeline layout, so a single bind group of
 //! training buffers stays bound across every dispatch of a pass.
 
-use super::buffers::Plan;
+use super::buffers::{Plan, Tile};
 use super::fused::fused_module_source;
 use super::network::{NETWORK_ENTRY_POINT, network_module_source};
 use crate::cpu::REDUCE_BLOCK;
 use anyhow::{Result, bail};
+use std::borrow::Cow;
 
 /// Threads per workgroup of the dispatch schedule. 64 fills the SIMD width
 /// of common GPUs (32 or 64 lanes) and eight 8-wide rows on llvmpipe.
@@ -15,6 +16,32 @@ pub const WORKGROUP_SIZE: u32 = 64;
 /// Byte stride between the per-dispatch `Current` records, the alignment
 /// every adapter accepts for dynamic uniform offsets.
 pub const CURRENT_STRIDE: u64 = 256;
+
+/// The markers around train.wgsl's code for tiles wider than 4.
+pub const WIDE_TILES_BEGIN: &str = "// wide tiles only {";
+pub const WIDE_TILES_END: &str = "// } wide tiles only";
+
+/// train.wgsl as a module whose dense layers run in `tile`: without the
+/// code marked "wide tiles only" when neither side of the tile exceeds 4,
+/// so the driver never compiles what cannot run (the fused schedule's
+/// pipeline creation on lavapipe: ~30 ms instead of ~60 here).
+pub fn train_shader(tile: Tile) -> Cow<'static, str> {
+    let source = super::TRAIN_SHADER;
+    if tile.samples > 4 || tile.units > 4 {
+        return Cow::Borrowed(source);
+    }
+    let mut narrow = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(begin) = rest.find(WIDE_TILES_BEGIN) {
+        narrow.push_str(&rest[..begin]);
+        let end = rest[begin..]
+            .find(WIDE_TILES_END)
+            .expect("train.wgsl's wide-tile markers come in pairs (tests/shaders.rs)");
+        rest = &rest[begin + end + WIDE_TILES_END.len()..];
+    }
+    narrow.push_str(rest);
+    Cow::Owned(narrow)
+}
 
 /// How the epochs run on the GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +170,7 @@ impl Pipelines {
     ) -> Result<Self> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let source = match schedule {
-            Schedule::Dispatch => super::TRAIN_SHADER.to_string(),
+            Schedule::Dispatch => train_shader(plan.tile).into_owned(),
             Schedule::Samples => network_module_source(&plan.architecture),
             Schedule::Fused => fused_module_source(plan, fused_workgroup_size),
         };
