@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 1);
         // (Other tests may be writing their own files meanwhile.)
         let pending = PENDING.lock().unwrap();
-        assert!(!pending.iter().any(|p| p.starts_with(&folder)), "{pending:?}");
+        assert!(
+            !pending.iter().any(|p| p.starts_with(&folder)),
+            "{pending:?}"
+        );
         drop(pending);
         std::fs::remove_dir_all(&folder).unwrap();
     }
