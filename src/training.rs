@@ -134,3 +134,26 @@ impl TrainOutput {
         self.loss_history.last().copied().unwrap_or(f32::NAN)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn divergence_names_the_1_based_epoch_and_batch_of_a_step() {
+        let at = |step, batches| {
+            let d = Diverged::at_step(step, batches);
+            (d.epoch, d.batch, d.to_string())
+        };
+        let (epoch, batch, text) = at(12, 10);
+        assert_eq!((epoch, batch), (2, 3));
+        assert!(
+            text.starts_with("training diverged at epoch 2 (batch 3 of 10): "),
+            "{text}"
+        );
+        let (epoch, batch, text) = at(1, 1);
+        assert_eq!((epoch, batch), (2, 1));
+        assert!(text.starts_with("training diverged at epoch 2: "), "{text}");
+        assert_eq!(at(0, 7).0, 1);
+    }
+}
