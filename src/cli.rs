@@ -127,15 +127,10 @@ pub struct Cli {
     pub predict: Vec<f32>,
 
     /// Adapter to train on: `auto` (the best found), an index from
-    /// --list-adapters, or part of an adapter's name (case-insensitive).
-    #[arg(
-        long,
-        default_value = "auto",
-        value_name = "auto|INDEX|TEXT",
-        env = "WGPU_ADAPTER_NAME",
-        help_heading = "GPU"
-    )]
-    pub adapter: String,
+    /// --list-adapters, or part of an adapter's name (case-insensitive)
+    /// [default: WGPU_ADAPTER_NAME as a part of a name when set, else auto].
+    #[arg(long, value_name = "auto|INDEX|TEXT", help_heading = "GPU")]
+    pub adapter: Option<String>,
 
     /// Limit the wgpu backends tried (`all`: WGPU_BACKEND when set, else
     /// Vulkan, Metal and DX12, and GL only when they find no adapter).
@@ -281,20 +276,49 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Some(path) = &cli.plot {
         plot::check_target(path)?;
     }
-    if let Some(samples) = cli.samples {
-        check_host_memory(samples)?;
-    }
+    // Everything that can be wrong with the flags' files, before the GPU.
+    let seed = cli.seed.unwrap_or(DEFAULT_SEED);
+    let (initial, init_seed, init) = initial_model(&cli, seed)?;
+    let csv = cli
+        .data
+        .as_deref()
+        .map(|path| Dataset::from_csv_file(path, cli.delimiter))
+        .transpose()?;
 
     let mut setup = Duration::ZERO;
     let gpu = if cli.cpu_reference {
         None
     } else {
         let started = Instant::now();
-        let gpu = Gpu::new(&AdapterSelector::parse(&cli.adapter), cli.backend.into())?;
+        let selector = adapter_selector(&cli);
+        let gpu = Gpu::new(&selector, cli.backend.into()).map_err(|error| {
+            match (&cli.adapter, &selector) {
+                (None, AdapterSelector::Name(name)) => error.context(format!(
+                    "{ADAPTER_NAME_VARIABLE} is set to {name:?} (unset it, or choose with --adapter)"
+                )),
+                _ => error,
+            }
+        })?;
         setup = started.elapsed();
         Some(gpu)
     };
-    let (initial, config, mut report) = job_from_flags(&cli, gpu.as_ref())?;
+    let data = match (csv, cli.samples) {
+        (Some(data), _) => data,
+        (None, Some(samples)) => {
+            check_memory(samples, &cli, initial.architecture(), gpu.as_ref())?;
+            Dataset::from_formula(samples, seed)
+        }
+        (None, None) => Dataset::seed(),
+    };
+    let config = TrainConfig {
+        data,
+        epochs: cli.epochs,
+        learning_rate: cli.learning_rate,
+        batch_size: cli.batch_size.0,
+        shuffle_seed: seed,
+    };
+    config.validate()?;
+    let mut report = Report::new(&initial, &config, init_seed, init);
     if let Some(gpu) = &gpu {
         report.timings_ms.setup = millis(setup);
         report.device = DeviceReport::Gpu(gpu.info.clone());
@@ -383,24 +407,24 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The starting weights, the training job and its report, from the flags:
-/// the data (`--data`, `--samples` or the seed's pairs), the weights
-/// (`--init`, or glorot_uniform from `--seed`) and the training settings.
-/// `--samples` is checked against `gpu`'s buffer limit before its data is
-/// made.
-fn job_from_flags(cli: &Cli, gpu: Option<&Gpu>) -> Result<(Model, TrainConfig, Report)> {
-    let seed = cli.seed.unwrap_or(DEFAULT_SEED);
-    let data = match (&cli.data, cli.samples) {
-        (Some(path), _) => Dataset::from_csv_file(path, cli.delimiter)?,
-        (None, Some(samples)) => {
-            if let Some(gpu) = gpu {
-                check_device_memory(samples, gpu)?;
-            }
-            Dataset::from_formula(samples, seed)
-        }
-        (None, None) => Dataset::seed(),
-    };
-    let (initial, init_seed, init) = match &cli.init {
+/// The adapter to train on: `--adapter`, else `WGPU_ADAPTER_NAME` (a part
+/// of the adapter's name, as wgpu's own tools read it), else `auto`.
+fn adapter_selector(cli: &Cli) -> AdapterSelector {
+    match (&cli.adapter, std::env::var(ADAPTER_NAME_VARIABLE)) {
+        (Some(flag), _) => AdapterSelector::parse(flag),
+        (None, Ok(name)) if !name.is_empty() => AdapterSelector::Name(name),
+        _ => AdapterSelector::Auto,
+    }
+}
+
+/// The environment variable wgpu's tools read an adapter name from.
+pub const ADAPTER_NAME_VARIABLE: &str = "WGPU_ADAPTER_NAME";
+
+/// The starting weights (`--init`, or glorot_uniform from `seed`), the
+/// initialisation seed the report names (none with `--init`) and where the
+/// weights came from.
+fn initial_model(cli: &Cli, seed: u64) -> Result<(Model, Option<u64>, String)> {
+    Ok(match &cli.init {
         Some(path) => (model_file::load(path)?, None, path.display().to_string()),
         None => {
             let hidden = cli.hidden.clone().map_or_else(|| vec![3, 3], |h| h.0);
@@ -408,58 +432,74 @@ fn job_from_flags(cli: &Cli, gpu: Option<&Gpu>) -> Result<(Model, TrainConfig, R
             let model = Model::glorot_uniform(architecture, seed);
             (model, Some(seed), "glorot_uniform".to_string())
         }
-    };
-    let config = TrainConfig {
-        data,
-        epochs: cli.epochs,
-        learning_rate: cli.learning_rate,
-        batch_size: cli.batch_size.0,
-        shuffle_seed: seed,
-    };
-    config.validate()?;
-    let report = Report::new(&initial, &config, init_seed, init);
-    Ok((initial, config, report))
+    })
 }
 
-/// Refuses `--samples N` whose dataset would not fit in the memory this
-/// machine has free, before any of it is allocated. Only where the free
-/// memory can be read (Linux's /proc/meminfo); elsewhere the allocation
-/// itself is the check.
-fn check_host_memory(samples: u64) -> Result<()> {
-    let needed = samples.saturating_mul(Dataset::BYTES_PER_SAMPLE);
-    if let Some(available) = available_host_memory()
+/// Refuses `--samples N` before its data is made when the run would not
+/// fit: in the host's free memory (the dataset, the upload's staging copy,
+/// a software adapter's device buffers, the CPU reference's per-sample
+/// buffers of one batch), or, on a GPU, in one of the device's storage
+/// buffers (where the kernels read the dataset).
+fn check_memory(
+    samples: u64,
+    cli: &Cli,
+    architecture: &Architecture,
+    gpu: Option<&Gpu>,
+) -> Result<()> {
+    let per_sample = Dataset::BYTES_PER_SAMPLE;
+    let dataset = samples.saturating_mul(per_sample);
+    if let Some(gpu) = gpu {
+        let limits = gpu.device.limits();
+        let most = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        if dataset > most {
+            bail!(
+                "--samples {samples} needs {} of GPU memory in one buffer for the dataset \
+                 ({per_sample} bytes a sample), more than {} allows in one buffer ({}); use at \
+                 most {} samples, or --cpu-reference",
+                bytes(dataset),
+                gpu.info.name,
+                bytes(most),
+                most / per_sample
+            );
+        }
+    }
+    let mut parts = vec![("the dataset", dataset)];
+    if let Some(gpu) = gpu {
+        parts.push(("its upload's staging copy", dataset));
+        if gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu {
+            parts.push(("the software adapter's copy", dataset));
+        }
+    }
+    if cli.cpu_reference || cli.compare {
+        let batch = cli
+            .batch_size
+            .0
+            .map_or(samples, |b| (b as u64).min(samples));
+        let widths: u64 = architecture.widths().iter().map(|&w| w as u64).sum();
+        let per_batch_sample = 4 * (2 * widths + 1) + per_sample;
+        parts.push((
+            "the CPU reference's buffers for a batch",
+            batch.saturating_mul(per_batch_sample),
+        ));
+    }
+    let needed = parts
+        .iter()
+        .fold(0u64, |sum, (_, b)| sum.saturating_add(*b));
+    if let Some((available, source)) = available_host_memory()
         && needed > available
     {
+        let parts: Vec<String> = parts
+            .iter()
+            .map(|(what, b)| format!("{what} {}", bytes(*b)))
+            .collect();
         bail!(
-            "--samples {samples} needs {} of memory for the dataset ({} bytes a sample), \
-             more than the {} this machine has available (MemAvailable in /proc/meminfo); \
-             use fewer samples",
+            "--samples {samples} needs about {} of memory ({}), more than the {} available \
+             ({source}); use fewer samples",
             bytes(needed),
-            Dataset::BYTES_PER_SAMPLE,
+            parts.join(", "),
             bytes(available)
-        );
-    }
-    Ok(())
-}
-
-/// Refuses `--samples N` whose dataset alone would not fit in one of the
-/// device's storage buffers (where the kernels read it), before it is made.
-fn check_device_memory(samples: u64, gpu: &Gpu) -> Result<()> {
-    let limits = gpu.device.limits();
-    let most = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
-    let needed = samples.saturating_mul(Dataset::BYTES_PER_SAMPLE);
-    if needed > most {
-        bail!(
-            "--samples {samples} needs {} of GPU memory in one buffer for the dataset ({} bytes \
-             a sample), more than {} allows in one buffer ({}); use at most {} samples, or \
-             --cpu-reference",
-            bytes(needed),
-            Dataset::BYTES_PER_SAMPLE,
-            gpu.info.name,
-            bytes(most),
-            most / Dataset::BYTES_PER_SAMPLE
         );
     }
     Ok(())
@@ -475,12 +515,30 @@ fn bytes(count: u64) -> String {
     format!("{count} bytes ({:.1} {unit})", count as f64 / size as f64)
 }
 
-/// MemAvailable from /proc/meminfo, in bytes; `None` where there is none.
-fn available_host_memory() -> Option<u64> {
+/// The memory this process may still take, in bytes, and where that
+/// figure comes from: Linux's MemAvailable, or less when a cgroup (v2) limit
+/// leaves less. `None` where neither can be read (then the allocation
+/// itself is the check).
+fn available_host_memory() -> Option<(u64, &'static str)> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let available = (kib * 1024, "MemAvailable in /proc/meminfo");
+    let read = |name: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{name}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    // memory.max is "max" (no limit) or a byte count.
+    match (read("memory.max"), read("memory.current")) {
+        (Some(max), Some(current)) if max.saturating_sub(current) < available.0 => Some((
+            max.saturating_sub(current),
+            "this cgroup's memory.max less memory.current",
+        )),
+        _ => Some(available),
+    }
 }
 
 /// `--plot`: the run's loss curve, and the CPU reference's with `--compare`.

@@ -1,6 +1,6 @@
 //! Training data: celsius inputs and fahrenheit targets.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::path::Path;
@@ -64,8 +64,9 @@ impl Dataset {
     /// CRLF, blank lines and a byte-order mark accepted; cells trimmed).
     ///
     /// - The delimiter is `delimiter`, or detected from the first non-blank
-    ///   line: `;` if it has one (spreadsheets in locales with a decimal
-    ///   comma write those), else `,`, else a tab if it has one.
+    ///   line: `;` if it has one, else `,`, else a tab if it has one.
+    /// - In a `;`-separated file a number may have a decimal comma (`36,6`),
+    ///   as spreadsheets write them where the comma is the decimal mark.
     /// - A first row with no number in it is a header. The columns are then
     ///   taken by name: `celsius` and `fahrenheit` in any case and order,
     ///   other columns ignored; a header naming neither is refused with what
@@ -89,7 +90,9 @@ impl Dataset {
         // counted here from the records' byte offsets.
         let mut lines = LineCounter::new(text);
         for record in reader.records() {
-            let record = record.map_err(|error| csv_error(&error, &mut lines))?;
+            // The text is UTF-8 and rows may differ in length: the reader
+            // has nothing left to refuse but I/O on a string, which cannot fail.
+            let record = record.context("cannot read the CSV")?;
             let line = lines.line_at(record.position().map_or(0, |p| p.byte()));
             // A blank (or all-whitespace) line is one empty cell.
             if record.len() == 1 && record[0].is_empty() {
@@ -102,7 +105,9 @@ impl Dataset {
                     // number in none (a row of empty cells, or one cell of
                     // a file cut at the wrong delimiter, is a broken row).
                     let header = record.len() >= 2
-                        && record.iter().all(|cell| cell.parse::<f32>().is_err())
+                        && record
+                            .iter()
+                            .all(|cell| parse_number(cell, delimiter).is_none())
                         && record.iter().any(|cell| !cell.is_empty());
                     let found = if header {
                         Columns::from_header(&record, line)?
@@ -116,7 +121,7 @@ impl Dataset {
                     columns
                 }
             };
-            let [celsius, fahrenheit] = columns.values(&record, line)?;
+            let [celsius, fahrenheit] = columns.values(&record, line, delimiter)?;
             data.celsius.push(celsius);
             data.fahrenheit.push(fahrenheit);
         }
@@ -156,13 +161,16 @@ fn detect_delimiter(text: &str) -> u8 {
     }
 }
 
-/// A reader error with its line. (The text is already UTF-8 and rows may
-/// differ in length, so the reader has little left to object to.)
-fn csv_error(error: &csv::Error, lines: &mut LineCounter) -> anyhow::Error {
-    match error.position() {
-        Some(position) => anyhow!("line {}: {error}", lines.line_at(position.byte())),
-        None => anyhow!("{error}"),
-    }
+/// A cell's number: Rust's float syntax, or in a `;`-separated file one
+/// with a decimal comma in place of the point (`-36,6`).
+fn parse_number(cell: &str, delimiter: u8) -> Option<f32> {
+    cell.parse().ok().or_else(|| {
+        let decimal_comma =
+            delimiter == b';' && cell.matches(',').count() == 1 && !cell.contains('.');
+        decimal_comma
+            .then(|| cell.replace(',', ".").parse().ok())
+            .flatten()
+    })
 }
 
 /// 1-based line numbers of byte offsets, asked for in increasing order:
@@ -190,9 +198,10 @@ impl<'a> LineCounter<'a> {
         while matches!(self.text.get(end), Some(b'\n' | b'\r')) {
             end += 1;
         }
-        self.line += self.text[self.offset..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
+        // A line ends at LF, CRLF or a lone CR, as the csv crate reads them.
+        let text = self.text;
+        self.line += (self.offset..end)
+            .filter(|&i| text[i] == b'\n' || (text[i] == b'\r' && text.get(i + 1) != Some(&b'\n')))
             .count() as u64;
         self.offset = end;
         self.line
@@ -250,7 +259,7 @@ impl Columns {
     }
 
     /// The row's celsius and fahrenheit values; errors name line and column.
-    fn values(&self, record: &csv::StringRecord, line: u64) -> Result<[f32; 2]> {
+    fn values(&self, record: &csv::StringRecord, line: u64, delimiter: u8) -> Result<[f32; 2]> {
         if record.len() != self.count {
             if self.from_header {
                 bail!(
@@ -267,12 +276,12 @@ impl Columns {
         let value = |index: usize, name: &str| -> Result<f32> {
             let cell = &record[index];
             let column = index + 1;
-            match cell.parse::<f32>() {
-                Err(_) => bail!("line {line}, column {column} ({name}): {cell:?} is not a number"),
-                Ok(v) if !v.is_finite() => {
+            match parse_number(cell, delimiter) {
+                None => bail!("line {line}, column {column} ({name}): {cell:?} is not a number"),
+                Some(v) if !v.is_finite() => {
                     bail!("line {line}, column {column} ({name}): {cell:?} is not finite")
                 }
-                Ok(v) => Ok(v),
+                Some(v) => Ok(v),
             }
         };
         Ok([
@@ -354,6 +363,8 @@ mod tests {
             ("celsius;fahrenheit\n-40;-40\n100;212\n", None),
             ("-40\t-40\n100\t212\n", None),
             ("-40|-40\n100|212\n", Some(b'|')),
+            ("celsius;fahrenheit\n-40,0;-40\n100;212,0\n", None),
+            ("-40;-40,0\n100;212\n", None),
             (
                 "\"celsius\";\"fahrenheit\"\r\n\"-40\";\"-40\"\r\n100;212\r\n",
                 None,
@@ -390,6 +401,10 @@ mod tests {
                 "line 3: expected 3 columns",
             ),
             ("0,32\n\"1,2\n", "line 2"),
+            ("0,32\r1,x\r", "line 2, column 2"),
+            ("0,32\r\n\r\n1,x\r\n", "line 3, column 2"),
+            // Decimal commas only where `;` separates the cells.
+            ("0,32\n1,5,3\n", "line 2: expected 2 columns"),
         ];
         for (text, words) in cases {
             let err = Dataset::from_csv_str(text, None).unwrap_err().to_string();

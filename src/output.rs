@@ -4,8 +4,8 @@
 //! A file is written to a fresh temporary file beside its target (created
 //! by the `tempfile` crate: an unpredictable name, `O_EXCL`, no symlink
 //! followed), flushed to disk and renamed over the target. Until the rename
-//! its path is listed as pending, so [`remove_pending`] (called on SIGINT or
-//! SIGTERM by [`exit_on_interrupt`]) can remove it.
+//! its path is listed as pending, so the SIGINT/SIGTERM handler of
+//! [`exit_on_interrupt`] can remove it.
 
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -52,10 +52,6 @@ impl OutputFile {
         Ok(output)
     }
 
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Writes `bytes` to the target, atomically.
     pub fn write(&self, bytes: &[u8]) -> Result<()> {
         self.write_with("", |file, _| file.write_all(bytes).map_err(Into::into))
@@ -71,9 +67,15 @@ impl OutputFile {
         suffix: &str,
         fill: impl FnOnce(&mut std::fs::File, &Path) -> Result<()>,
     ) -> Result<()> {
-        let mut temporary = self.temporary(suffix)?;
-        let path = temporary.path().to_path_buf();
-        PENDING.lock().expect("pending list").push(path.clone());
+        // Created and listed under the lock, so a signal in between cannot
+        // miss it.
+        let (mut temporary, path) = {
+            let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+            let temporary = self.temporary(suffix)?;
+            let path = temporary.path().to_path_buf();
+            pending.push(path.clone());
+            (temporary, path)
+        };
         let result = fill(temporary.as_file_mut(), &path)
             .and_then(|()| temporary.as_file().sync_all().map_err(Into::into))
             .and_then(|()| {
@@ -84,7 +86,7 @@ impl OutputFile {
             });
         PENDING
             .lock()
-            .expect("pending list")
+            .unwrap_or_else(|p| p.into_inner())
             .retain(|pending| pending != &path);
         result.with_context(|| format!("cannot write {}", self.target.display()))
     }
@@ -100,8 +102,11 @@ impl OutputFile {
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
         let (flag, target, folder) = (&self.flag, self.target.display(), self.folder.display());
-        if !self.folder.is_dir() {
+        if !self.folder.exists() {
             bail!("{flag} {target}: cannot write there, the folder {folder} does not exist");
+        }
+        if !self.folder.is_dir() {
+            bail!("{flag} {target}: cannot write there, {folder} is not a folder");
         }
         builder
             .tempfile_in(&self.folder)
@@ -109,18 +114,11 @@ impl OutputFile {
     }
 }
 
-/// Removes every temporary output file not yet renamed into place.
-pub fn remove_pending() {
-    // A poisoned lock still holds the list; the process is ending anyway.
-    let pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
-    for path in pending.iter() {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
-/// On SIGINT or SIGTERM: remove what was started ([`remove_pending`]), say
-/// so, and exit with 128 + the signal's number (130, 143), as shells report
-/// a process killed by it. Call once, from a program's `main`.
+/// On SIGINT or SIGTERM: remove the temporary output files not yet renamed
+/// into place, say so, and exit with 128 + the signal's number (130, 143),
+/// as shells report a process killed by it. The exit is `_exit`: no atexit
+/// handler or driver teardown runs while the main thread may be inside the
+/// GPU driver. Call once, from a program's `main`.
 #[cfg(unix)]
 pub fn exit_on_interrupt() -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
@@ -132,16 +130,21 @@ pub fn exit_on_interrupt() -> Result<()> {
             if let Some(signal) = signals.forever().next() {
                 // Hold the list until the exit, so no new file starts.
                 let pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
-                for path in pending.iter() {
-                    let _ = std::fs::remove_file(path);
-                }
+                let removed = pending
+                    .iter()
+                    .filter(|path| std::fs::remove_file(path).is_ok())
+                    .count();
                 let name = if signal == SIGINT {
                     "SIGINT"
                 } else {
                     "SIGTERM"
                 };
-                eprintln!("\ninterrupted ({name}): stopped; no output file was written");
-                std::process::exit(128 + signal);
+                let what = match removed {
+                    0 => String::new(),
+                    n => format!("; removed {n} unfinished output file(s)"),
+                };
+                eprintln!("\ninterrupted ({name}): training stopped{what}");
+                signal_hook::low_level::exit(128 + signal);
             }
         })
         .context("cannot start the signal thread")?;
@@ -195,14 +198,20 @@ mod tests {
     #[test]
     fn checking_creates_nothing_and_refuses_folders() {
         let folder = scratch("output-check");
-        let output = OutputFile::check(&folder.join("plot.svg"), "--plot").unwrap();
-        assert_eq!(output.target(), folder.join("plot.svg"));
+        OutputFile::check(&folder.join("plot.svg"), "--plot").unwrap();
         assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0);
         let error = OutputFile::check(&folder, "--plot").unwrap_err();
         assert!(error.to_string().contains("is a folder"), "{error}");
         let missing = folder.join("no-such-folder").join("x.json");
         let error = format!("{:#}", OutputFile::check(&missing, "--save").unwrap_err());
         assert!(error.contains("does not exist"), "{error}");
+        std::fs::write(folder.join("file"), "").unwrap();
+        let under_a_file = folder.join("file").join("x.json");
+        let error = format!(
+            "{:#}",
+            OutputFile::check(&under_a_file, "--save").unwrap_err()
+        );
+        assert!(error.contains("is not a folder"), "{error}");
         std::fs::remove_dir_all(&folder).unwrap();
     }
 

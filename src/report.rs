@@ -368,6 +368,32 @@ mod tests {
     use super::readable;
 
     #[test]
+    fn the_gpu_time_line_says_how_many_passes_it_covers() {
+        use crate::{Model, TrainConfig, model::Architecture};
+        let config = TrainConfig::seed();
+        let model = Model::glorot_uniform(Architecture::seed(), 1);
+        let mut report = super::Report::new(&model, &config, Some(1), "glorot_uniform".into());
+        report.timings_ms.gpu_train = Some(Some(12.5));
+        report.submits = Some(70_000);
+        report.timed_submits = Some(65_536);
+        assert!(
+            report
+                .to_text()
+                .contains("GPU time:    12.50 ms in the first 65536 of 70000 training passes"),
+            "{}",
+            report.to_text()
+        );
+        report.timed_submits = Some(70_000);
+        assert!(
+            report
+                .to_text()
+                .contains("GPU time:    12.50 ms in the training passes"),
+            "{}",
+            report.to_text()
+        );
+    }
+
+    #[test]
     fn small_and_huge_losses_print_in_scientific_notation() {
         assert_eq!(readable(0.000_000_006_509_285), "6.509285e-9");
         assert_eq!(readable(6.9e27), "6.9e27");

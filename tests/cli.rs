@@ -565,22 +565,38 @@ fn seed_with_init_seeds_the_shuffle() {
 
 #[test]
 fn wgpu_adapter_name_picks_the_adapter_and_the_flag_wins() {
-    let run = |args: &[&str]| {
+    let run = |name: &str, args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_gpu-c2f"))
             .args(args)
-            .env("WGPU_ADAPTER_NAME", "no-such-gpu")
+            .env("WGPU_ADAPTER_NAME", name)
             .output()
             .unwrap()
     };
-    let output = run(&["--epochs", "1", "--quiet"]);
-    assert_eq!(output.status.code(), Some(1));
+    // A name that matches nothing: refused, naming the variable.
+    let output = run("no-such-gpu", &["--epochs", "1", "--quiet"]);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
     assert!(
-        stderr(&output).contains("no adapter name contains \"no-such-gpu\""),
-        "{}",
-        stderr(&output)
+        message.contains("WGPU_ADAPTER_NAME is set to \"no-such-gpu\"")
+            && message.contains("no adapter name contains \"no-such-gpu\""),
+        "{message}"
     );
-    let output = run(&["--epochs", "1", "--quiet", "--adapter", "auto"]);
+    // The flag wins over it.
+    let output = run(
+        "no-such-gpu",
+        &["--epochs", "1", "--quiet", "--adapter", "auto"],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
+    // A part of a real adapter's name (upper-cased: matching ignores case)
+    // trains on that adapter. Even "0" would be a name, not an index.
+    let listed = json_of(&["--list-adapters", "--json"]);
+    let name = listed["adapters"][0]["name"].as_str().unwrap().to_string();
+    let part: String = name.chars().take(6).collect::<String>().to_uppercase();
+    let output = run(&part, &["--epochs", "1", "--json"]);
+    assert!(output.status.success(), "{part}: {}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let chosen = report["device"]["name"].as_str().unwrap();
+    assert!(chosen.to_uppercase().contains(&part), "{part} -> {chosen}");
 }
 
 #[test]

@@ -578,6 +578,8 @@ fn divergence_in_mini_batches_reads_the_same_on_every_path() {
             "100",
             "--batch-size",
             "10",
+            "--epochs",
+            "5",
             "--learning-rate",
             "1e6",
         ];

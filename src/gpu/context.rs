@@ -215,11 +215,12 @@ pub fn select_adapter(
 impl Gpu {
     /// Finds an adapter and opens a device on it.
     ///
-    /// With [`BackendChoice::All`] (and no `WGPU_BACKEND`), `auto` and a
-    /// name look at Vulkan, Metal and DX12 first, and at GL only when none
-    /// of those has a matching adapter: a native adapter always wins over GL
-    /// for the same device, and starting GL (EGL) costs ~10 ms. An index
-    /// refers to `--list-adapters`, which lists every backend.
+    /// With [`BackendChoice::All`] (and no `WGPU_BACKEND`), Vulkan, Metal
+    /// and DX12 are looked at first, and GL (whose start, EGL, costs ~10 ms)
+    /// only when they cannot settle the choice: for `auto`, when their best
+    /// adapter is not a discrete GPU (a GL-only GPU would rank above an
+    /// integrated or software one); for a name, when none of theirs matches.
+    /// An index refers to `--list-adapters`, which lists every backend.
     pub fn new(selector: &AdapterSelector, backend: BackendChoice) -> Result<Self> {
         let native_first = backend == BackendChoice::All
             && wgpu::Backends::from_env().is_none()
@@ -229,7 +230,15 @@ impl Gpu {
             let instance = create_instance(native);
             let adapters = pollster::block_on(instance.enumerate_adapters(native));
             if let Ok(adapter) = select_adapter(adapters, selector, backend) {
-                return Self::from_adapter(adapter);
+                let settled = match selector {
+                    AdapterSelector::Auto => {
+                        adapter.get_info().device_type == wgpu::DeviceType::DiscreteGpu
+                    }
+                    _ => true,
+                };
+                if settled {
+                    return Self::from_adapter(adapter);
+                }
             }
         }
         let adapter = select_adapter(enumerate_adapters(backend), selector, backend)?;
