@@ -7,17 +7,18 @@ machine hits every command alike), and prints the median, min and max of
 each. Usage:
 
     cargo build --release
-    scripts/bench-startup.py [--rounds 20] [BINARY ...]
+    scripts/bench-startup.py [--rounds 20] [COMMAND ...]
 
-With no BINARY, target/release/gpu-c2f with `--backend all` (the default:
-native backends first, GL only when they find nothing) and with
-`--backend vulkan`. Give other binaries (e.g. one built from an earlier
-commit) to compare them with the same flags.
+Each COMMAND is a binary and any flags, as one argument (`"/tmp/old
+--backend vulkan"`); the seed job's `--quiet --json` is added. With none,
+target/release/gpu-c2f with `--backend all` (the default) and with
+`--backend vulkan`.
 """
 
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import time
@@ -34,12 +35,12 @@ def run(command):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("binaries", nargs="*")
+    parser.add_argument("commands", nargs="*")
     args = parser.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     seed_job = ["--quiet", "--json"]
-    if args.binaries:
-        commands = {b: [b, *seed_job] for b in args.binaries}
+    if args.commands:
+        commands = {c: [*shlex.split(c), *seed_job] for c in args.commands}
     else:
         binary = "target/release/gpu-c2f"
         commands = {

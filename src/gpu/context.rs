@@ -131,8 +131,13 @@ pub fn create_instance(backends: wgpu::Backends) -> wgpu::Instance {
 /// Every adapter on the chosen backends, in enumeration order (the indices
 /// `--list-adapters` prints and `--adapter N` takes).
 pub fn enumerate_adapters(backend: BackendChoice) -> Vec<wgpu::Adapter> {
-    let instance = create_instance(backend.backends());
-    pollster::block_on(instance.enumerate_adapters(backend.backends()))
+    enumerate_on(backend.backends())
+}
+
+/// Every adapter on `backends`, from an instance of those backends only.
+fn enumerate_on(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let instance = create_instance(backends);
+    pollster::block_on(instance.enumerate_adapters(backends))
 }
 
 /// One line per adapter: index, name, backend, device type, driver.
@@ -216,32 +221,36 @@ impl Gpu {
     /// Finds an adapter and opens a device on it.
     ///
     /// With [`BackendChoice::All`] (and no `WGPU_BACKEND`), Vulkan, Metal
-    /// and DX12 are looked at first, and GL (whose start, EGL, costs ~10 ms)
-    /// only when they cannot settle the choice: for `auto`, when their best
-    /// adapter is not a discrete GPU (a GL-only GPU would rank above an
-    /// integrated or software one); for a name, when none of theirs matches.
-    /// An index refers to `--list-adapters`, which lists every backend.
+    /// and DX12 are looked at first, and GL (whose start, EGL, costs up to
+    /// ~10 ms) only when they cannot settle the choice: for `auto`, when
+    /// their best adapter is not a discrete GPU (a GPU that only GL reaches,
+    /// as under WSL or virgl, ranks above an integrated or software one);
+    /// for a name, when none of theirs matches. An index refers to
+    /// `--list-adapters`, which lists every backend.
     pub fn new(selector: &AdapterSelector, backend: BackendChoice) -> Result<Self> {
         let native_first = backend == BackendChoice::All
             && wgpu::Backends::from_env().is_none()
             && !matches!(selector, AdapterSelector::Index(_));
-        if native_first {
-            let native = wgpu::Backends::PRIMARY & backend.backends();
-            let instance = create_instance(native);
-            let adapters = pollster::block_on(instance.enumerate_adapters(native));
-            if let Ok(adapter) = select_adapter(adapters, selector, backend) {
-                let settled = match selector {
-                    AdapterSelector::Auto => {
-                        adapter.get_info().device_type == wgpu::DeviceType::DiscreteGpu
-                    }
-                    _ => true,
-                };
-                if settled {
-                    return Self::from_adapter(adapter);
-                }
-            }
+        if !native_first {
+            let adapter = select_adapter(enumerate_adapters(backend), selector, backend)?;
+            return Self::from_adapter(adapter);
         }
-        let adapter = select_adapter(enumerate_adapters(backend), selector, backend)?;
+        let mut adapters = enumerate_on(wgpu::Backends::PRIMARY);
+        let settled = select_adapter(adapters.clone(), selector, backend)
+            .ok()
+            .filter(|adapter| match selector {
+                AdapterSelector::Auto => {
+                    adapter.get_info().device_type == wgpu::DeviceType::DiscreteGpu
+                }
+                _ => true,
+            });
+        let adapter = match settled {
+            Some(adapter) => adapter,
+            None => {
+                adapters.extend(enumerate_on(wgpu::Backends::GL));
+                select_adapter(adapters, selector, backend)?
+            }
+        };
         Self::from_adapter(adapter)
     }
 
