@@ -133,7 +133,7 @@ pub struct Cli {
     pub adapter: Option<String>,
 
     /// Limit the wgpu backends tried (`all`: WGPU_BACKEND when set, else
-    /// Vulkan, Metal and DX12, and GL only when they find no adapter).
+    /// Vulkan, Metal and DX12 first, and GL unless they found a discrete GPU).
     #[arg(long, value_enum, default_value_t = BackendFlag::All, help_heading = "GPU")]
     pub backend: BackendFlag,
 

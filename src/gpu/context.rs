@@ -221,8 +221,8 @@ impl Gpu {
     /// Finds an adapter and opens a device on it.
     ///
     /// With [`BackendChoice::All`] (and no `WGPU_BACKEND`), Vulkan, Metal
-    /// and DX12 are looked at first, and GL (whose start, EGL, costs up to
-    /// ~10 ms) only when they cannot settle the choice: for `auto`, when
+    /// and DX12 are looked at first, and GL (whose start, EGL, costs 11-16 ms
+    /// on lavapipe) only when they cannot settle the choice: for `auto`, when
     /// their best adapter is not a discrete GPU (a GPU that only GL reaches,
     /// as under WSL or virgl, ranks above an integrated or software one);
     /// for a name, when none of theirs matches. An index refers to
