@@ -3,6 +3,7 @@
 use crate::compare::{GPU_CPU_TOLERANCE, compare};
 use crate::cpu;
 use crate::data::Dataset;
+use crate::gpu::context::ADAPTER_NAME_VARIABLE;
 use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
 use crate::model::{Architecture, Model};
 use crate::model_file;
@@ -290,7 +291,7 @@ pub fn run(cli: Cli) -> Result<()> {
         None
     } else {
         let started = Instant::now();
-        let selector = adapter_selector(&cli);
+        let selector = AdapterSelector::from_flag_or_env(cli.adapter.as_deref());
         let gpu = Gpu::new(&selector, cli.backend.into()).map_err(|error| {
             match (&cli.adapter, &selector) {
                 (None, AdapterSelector::Name(name)) => error.context(format!(
@@ -343,6 +344,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     .shown()
                     .then(|| (config.epochs / PROGRESS_CHUNKS).max(1)),
                 max_chunk_samples: None,
+                fused_workgroup_size: None,
             };
             let run = gpu::train_with(gpu, &initial, &config, &options, |done| {
                 progress.update(done)
@@ -406,19 +408,6 @@ pub fn run(cli: Cli) -> Result<()> {
         _ => Ok(()),
     }
 }
-
-/// The adapter to train on: `--adapter`, else `WGPU_ADAPTER_NAME` (a part
-/// of the adapter's name, as wgpu's own tools read it), else `auto`.
-fn adapter_selector(cli: &Cli) -> AdapterSelector {
-    match (&cli.adapter, std::env::var(ADAPTER_NAME_VARIABLE)) {
-        (Some(flag), _) => AdapterSelector::parse(flag),
-        (None, Ok(name)) if !name.is_empty() => AdapterSelector::Name(name),
-        _ => AdapterSelector::Auto,
-    }
-}
-
-/// The environment variable wgpu's tools read an adapter name from.
-pub const ADAPTER_NAME_VARIABLE: &str = "WGPU_ADAPTER_NAME";
 
 /// The starting weights (`--init`, or glorot_uniform from `seed`), the
 /// initialisation seed the report names (none with `--init`) and where the

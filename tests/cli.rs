@@ -81,6 +81,12 @@ fn adapter_auto_trains_on_a_gpu_and_prints_the_report() {
 fn json_report_has_every_key_and_the_gpu_agrees_with_the_cpu_reference() {
     let gpu = json_of(&["--json", "--predict", "-40", "--predict", "37.5"]);
     let cpu = json_of(&["--json", "--cpu-reference"]);
+    // The binary takes the same adapter as the library tests (CI names it).
+    if let Ok(expected) = std::env::var("GPU_C2F_EXPECT_ADAPTER") {
+        let chosen =
+            format!("{} ({})", gpu["device"]["name"], gpu["device"]["backend"]).replace('"', "");
+        assert!(chosen.contains(&expected), "{expected:?} vs {chosen}");
+    }
     for key in [
         "device",
         "epochs",

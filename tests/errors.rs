@@ -388,10 +388,10 @@ fn more_data_than_a_device_buffer_holds_is_refused_naming_the_limit() {
     assert!(stderr.contains("bytes)"), "{stderr}");
 }
 
-/// The largest buffer the adapter `--adapter auto` picks lets a kernel bind.
+/// The largest buffer the adapter the binary picks lets a kernel bind.
 fn adapter_buffer_limit() -> u64 {
     let gpu = gpu_c2f::gpu::Gpu::new(
-        &gpu_c2f::gpu::AdapterSelector::Auto,
+        &gpu_c2f::gpu::AdapterSelector::from_flag_or_env(None),
         gpu_c2f::gpu::BackendChoice::All,
     )
     .expect("an adapter");

@@ -164,6 +164,7 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
             schedule,
             epochs_per_submit: None,
             max_chunk_samples: Some(256),
+            fused_workgroup_size: None,
         };
         let chunked = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {}).unwrap();
         let comparison = compare(&reference, &chunked.output, &[100.0], GPU_CPU_TOLERANCE);
@@ -233,11 +234,13 @@ fn submitting_in_chunks_changes_nothing_but_the_submit_count() {
             schedule,
             epochs_per_submit: None,
             max_chunk_samples: None,
+            fused_workgroup_size: None,
         };
         let chunked = GpuOptions {
             schedule,
             epochs_per_submit: Some(100),
             max_chunk_samples: None,
+            fused_workgroup_size: None,
         };
         let a = gpu::train_with(common::gpu(), &initial, &config, &whole, |_| {}).unwrap();
         let mut reported = Vec::new();
@@ -293,6 +296,7 @@ fn runs_of_more_passes_than_one_query_set_holds_train_and_time_every_pass() {
         schedule: ScheduleChoice::Dispatch,
         epochs_per_submit: Some(1),
         max_chunk_samples: None,
+        fused_workgroup_size: None,
     };
     let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {})
         .unwrap_or_else(|e| panic!("a 2100-pass run trains: {e:#}"));
@@ -311,4 +315,80 @@ fn runs_of_more_passes_than_one_query_set_holds_train_and_time_every_pass() {
     let reference = cpu::train(&initial, &config).unwrap();
     let comparison = compare(&reference, &run.output, &[100.0], GPU_CPU_TOLERANCE);
     assert!(comparison.within_tolerance, "{comparison:#?}");
+}
+
+#[test]
+fn fused_schedule_sums_over_several_reduction_blocks() {
+    // A full batch of 500 samples: two 256-sample blocks, then a second
+    // reduction level, inside the fused dispatch (what `auto` picks for 500
+    // samples with hidden 3).
+    let initial = Model::glorot_uniform(Architecture::new(&[3]).unwrap(), 11);
+    let config = TrainConfig {
+        data: noisy_formula(500),
+        epochs: 30,
+        learning_rate: 0.01,
+        batch_size: None,
+        ..TrainConfig::seed()
+    };
+    let plan_steps = config.batching().batch_size as usize;
+    assert!(
+        plan_steps > gpu_c2f::cpu::REDUCE_BLOCK,
+        "more than one block"
+    );
+    assert_gpu_matches_cpu(&initial, &config, &[ScheduleChoice::Fused]);
+}
+
+#[test]
+fn runs_past_the_end_of_adams_step_size_table_agree() {
+    // The step-size table stops once alpha_t has settled (~17 300 steps for
+    // beta_2 = 0.999); later steps read its last entry. 64 one-sample
+    // batches an epoch for 300 epochs: 19 200 steps.
+    let initial = Model::glorot_uniform(Architecture::new(&[3]).unwrap(), 12);
+    let config = TrainConfig {
+        data: noisy_formula(64),
+        epochs: 300,
+        learning_rate: 0.001,
+        batch_size: Some(1),
+        ..TrainConfig::seed()
+    };
+    let steps = config.epochs as u64 * config.batching().steps_per_epoch as u64;
+    let table = config.adam().step_size_table(steps);
+    assert!(
+        (table.len() as u64) < steps,
+        "{} table entries for {steps} steps",
+        table.len()
+    );
+    assert_gpu_matches_cpu(&initial, &config, &[ScheduleChoice::Fused]);
+}
+
+#[test]
+fn the_fused_workgroup_a_real_gpu_gets_runs_here_too() {
+    // A GPU gets a 64-thread fused workgroup (a software adapter gets 8):
+    // run that size on this adapter, on the seed job and on 300 samples
+    // (more than one block, mini-batches), against the CPU reference.
+    for (data, batch_size, hidden) in [
+        (Dataset::seed(), Some(32), vec![3, 3]),
+        (noisy_formula(300), None, vec![17]),
+        (noisy_formula(300), Some(50), vec![3, 3]),
+    ] {
+        let initial = Model::glorot_uniform(Architecture::new(&hidden).unwrap(), 13);
+        let config = TrainConfig {
+            data,
+            epochs: 40,
+            learning_rate: 0.01,
+            batch_size,
+            ..TrainConfig::seed()
+        };
+        let reference = cpu::train(&initial, &config).unwrap();
+        let options = GpuOptions {
+            schedule: ScheduleChoice::Fused,
+            fused_workgroup_size: Some(64),
+            ..GpuOptions::default()
+        };
+        let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {})
+            .unwrap_or_else(|e| panic!("64 threads: {e:#}"));
+        assert_eq!(run.timings.schedule, Schedule::Fused);
+        let comparison = compare(&reference, &run.output, &[100.0], GPU_CPU_TOLERANCE);
+        assert!(comparison.within_tolerance, "{hidden:?}: {comparison:#?}");
+    }
 }

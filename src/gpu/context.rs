@@ -54,7 +54,20 @@ impl AdapterSelector {
             AdapterSelector::Name(text.to_string())
         }
     }
+
+    /// `flag` parsed (`--adapter`), else [`ADAPTER_NAME_VARIABLE`] as a part
+    /// of a name (as wgpu's own tools read it), else `auto`.
+    pub fn from_flag_or_env(flag: Option<&str>) -> Self {
+        match (flag, std::env::var(ADAPTER_NAME_VARIABLE)) {
+            (Some(flag), _) => AdapterSelector::parse(flag),
+            (None, Ok(name)) if !name.is_empty() => AdapterSelector::Name(name),
+            _ => AdapterSelector::Auto,
+        }
+    }
 }
+
+/// The environment variable wgpu's tools read an adapter name from.
+pub const ADAPTER_NAME_VARIABLE: &str = "WGPU_ADAPTER_NAME";
 
 /// What the report says about the adapter that ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -125,6 +138,11 @@ pub const GPU_WAIT_TIMEOUT: Duration = Duration::from_secs(120);
 pub fn create_instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     descriptor.backends = backends;
+    // The release build's flags in every build, then `WGPU_VALIDATION` and
+    // `WGPU_DEBUG`: wgpu would turn the validation layer on in debug builds
+    // (the tests), so the layer, where installed, would run or not by build
+    // profile rather than by choice.
+    descriptor.flags = wgpu::InstanceFlags::VALIDATION_INDIRECT_CALL.with_env();
     wgpu::Instance::new(descriptor)
 }
 
@@ -275,6 +293,9 @@ impl Gpu {
         }))
         .with_context(|| format!("cannot open a device on adapter {}", info.name))?;
 
+        // What the driver log kept so far came from probing the backends
+        // (it was printed); from here on its errors belong to this device.
+        drop(super::driver_log::take_errors());
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
@@ -297,9 +318,12 @@ impl Gpu {
         })
     }
 
-    /// Fails with every GPU error reported since the last check.
+    /// Fails with every GPU error reported since the last check: wgpu's
+    /// uncaptured errors and device loss, and the error-level messages of the
+    /// driver or the validation layer (when [`super::driver_log`] is installed).
     pub fn check_errors(&self) -> Result<()> {
         let mut errors = self.errors.lock().expect("error list");
+        errors.extend(super::driver_log::take_errors());
         if errors.is_empty() {
             return Ok(());
         }

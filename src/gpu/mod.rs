@@ -6,6 +6,7 @@
 
 pub mod buffers;
 pub mod context;
+pub mod driver_log;
 pub mod fused;
 pub mod network;
 pub mod pipelines;

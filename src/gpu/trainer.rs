@@ -119,6 +119,11 @@ pub struct GpuOptions {
     /// device's largest buffer allows); a larger batch runs in chunks. The
     /// results do not depend on it.
     pub max_chunk_samples: Option<usize>,
+    /// Threads of the fused schedule's one workgroup (default: 8 on a
+    /// software adapter, where one SIMD row is fastest, else
+    /// [`WORKGROUP_SIZE`]); tests run a GPU's 64 on lavapipe. At most the
+    /// device's `max_compute_invocations_per_workgroup`.
+    pub fused_workgroup_size: Option<u32>,
 }
 
 /// Where the time of a GPU run went, and how often the host talked to it.
@@ -257,9 +262,16 @@ fn plan_run(
 ) -> Result<(Plan, Schedule, u32)> {
     // llvmpipe runs a workgroup as 8-wide SIMD rows and switches between rows
     // at every barrier: one row is fastest there. GPUs want a full wave.
-    let fused_workgroup_size = match gpu.adapter.get_info().device_type {
-        wgpu::DeviceType::Cpu => 8,
-        _ => WORKGROUP_SIZE,
+    let fused_workgroup_size = match (options.fused_workgroup_size, gpu.adapter.get_info()) {
+        (Some(size), _) => {
+            let most = gpu.device.limits().max_compute_invocations_per_workgroup;
+            if !(1..=most).contains(&size) {
+                bail!("a fused workgroup of {size} threads: this device takes 1 to {most}");
+            }
+            size
+        }
+        (None, info) if info.device_type == wgpu::DeviceType::Cpu => 8,
+        (None, _) => WORKGROUP_SIZE,
     };
     let plan = Plan::new(initial, config, SampleWork::Layers(Tile::SINGLE), None)?;
     let schedule = options.schedule.resolve(&plan, fused_workgroup_size)?;
