@@ -154,3 +154,18 @@ fn narrow_tile_modules_drop_only_the_marked_wide_tile_code_and_validate() {
         }
     }
 }
+
+#[test]
+fn the_kernels_bind_as_many_storage_buffers_as_the_device_is_asked_for() {
+    // The device is asked for exactly this many (gpu::context::required_limits).
+    let module = validate("train.wgsl", gpu_c2f::gpu::TRAIN_SHADER);
+    let storage = module
+        .global_variables
+        .iter()
+        .filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. }))
+        .count();
+    assert_eq!(
+        storage as u32,
+        gpu_c2f::gpu::pipelines::STORAGE_BUFFERS_PER_STAGE
+    );
+}

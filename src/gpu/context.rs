@@ -235,6 +235,29 @@ pub fn select_adapter(
     })
 }
 
+/// The limits to ask a device for: wgpu's downlevel defaults (what GLES 3.1
+/// and old mobile GPUs give) raised only where the kernels need more, the
+/// storage buffers per stage, and the adapter's own buffer sizes (large
+/// datasets need all of it; a run that still does not fit is refused with
+/// the sizes by its memory plan). An adapter that cannot give the kernels'
+/// storage buffers is refused with the limit named.
+pub fn required_limits(supported: &wgpu::Limits) -> Result<wgpu::Limits> {
+    let needed = super::pipelines::STORAGE_BUFFERS_PER_STAGE;
+    if supported.max_storage_buffers_per_shader_stage < needed {
+        bail!(
+            "its limit max_storage_buffers_per_shader_stage is {}, and the training kernels bind \
+             {needed} storage buffers",
+            supported.max_storage_buffers_per_shader_stage
+        );
+    }
+    Ok(wgpu::Limits {
+        max_storage_buffers_per_shader_stage: needed,
+        max_storage_buffer_binding_size: supported.max_storage_buffer_binding_size,
+        max_buffer_size: supported.max_buffer_size,
+        ..wgpu::Limits::downlevel_defaults()
+    })
+}
+
 impl Gpu {
     /// Finds an adapter and opens a device on it.
     ///
@@ -277,12 +300,8 @@ impl Gpu {
     /// turn validation errors and device loss into errors of the run.
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
         let info = GpuInfo::from_adapter(&adapter.get_info());
-        let supported = adapter.limits();
-        let required_limits = wgpu::Limits {
-            max_storage_buffer_binding_size: supported.max_storage_buffer_binding_size,
-            max_buffer_size: supported.max_buffer_size,
-            ..wgpu::Limits::default()
-        };
+        let required_limits = required_limits(&adapter.limits())
+            .with_context(|| format!("adapter {} cannot run the training kernels", info.name))?;
         // Timestamps let the report give the GPU's own training time.
         let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -390,6 +409,31 @@ mod tests {
         assert_eq!(
             AdapterSelector::parse("llvmpipe"),
             AdapterSelector::Name("llvmpipe".into())
+        );
+    }
+
+    #[test]
+    fn limits_are_the_downlevel_defaults_plus_what_the_kernels_need() {
+        let downlevel = wgpu::Limits::downlevel_defaults();
+        let error = required_limits(&downlevel).unwrap_err().to_string();
+        assert!(
+            error.contains("max_storage_buffers_per_shader_stage is 4")
+                && error.contains("bind 6 storage buffers"),
+            "{error}"
+        );
+        let adapter = wgpu::Limits {
+            max_storage_buffers_per_shader_stage: 16,
+            max_storage_buffer_binding_size: 1 << 30,
+            max_buffer_size: 1 << 31,
+            ..wgpu::Limits::default()
+        };
+        let asked = required_limits(&adapter).unwrap();
+        assert_eq!(asked.max_storage_buffers_per_shader_stage, 6);
+        assert_eq!(asked.max_storage_buffer_binding_size, 1 << 30);
+        assert_eq!(asked.max_buffer_size, 1 << 31);
+        assert_eq!(
+            asked.max_uniform_buffer_binding_size,
+            downlevel.max_uniform_buffer_binding_size
         );
     }
 

@@ -13,6 +13,14 @@ use std::borrow::Cow;
 /// of common GPUs (32 or 64 lanes) and eight 8-wide rows on llvmpipe.
 pub const WORKGROUP_SIZE: u32 = 64;
 
+/// Storage buffers every training kernel's bind group holds (params,
+/// tensors, reduce, history, step sizes, dispatch records): the one limit
+/// above wgpu's downlevel defaults (4) that the kernels need besides buffer
+/// sizes. Fitting in 4 would mean merging the two read-only tables into one
+/// buffer and the history into another, which every kernel's addressing
+/// would follow: left for the typed memory plan of the redesign.
+pub const STORAGE_BUFFERS_PER_STAGE: u32 = 6;
+
 /// Byte stride between the per-dispatch `Current` records, the alignment
 /// every adapter accepts for dynamic uniform offsets.
 pub const CURRENT_STRIDE: u64 = 256;
