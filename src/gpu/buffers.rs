@@ -498,6 +498,11 @@ impl Plan {
 pub struct RunBuffers {
     /// Weights, then Adam's m and v.
     pub params: wgpu::Buffer,
+    /// The dataset and the per-sample tensors (readable: the per-kernel tests
+    /// look at one dispatch's output).
+    pub tensors: wgpu::Buffer,
+    /// The gradient reduction's levels (readable, as `tensors`).
+    pub reduce: wgpu::Buffer,
     pub history: wgpu::Buffer,
     /// `Current` records: one per `Step` record, then the fused schedule's
     /// training steps per full dispatch and in the last dispatch.
@@ -554,7 +559,7 @@ impl RunBuffers {
         let tensors = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensors"),
             size: f32_bytes(plan.tensors_len),
-            usage: storage | wgpu::BufferUsages::COPY_DST,
+            usage: storage | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         let float_size = std::mem::size_of::<f32>() as u64;
@@ -573,7 +578,7 @@ impl RunBuffers {
         let reduce = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("reduce"),
             size: f32_bytes(plan.reduce_len),
-            usage: storage,
+            usage: storage | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         // `step` (0), `first_bad_step` (none yet), `epoch_total` (0),
@@ -642,6 +647,8 @@ impl RunBuffers {
         });
         Ok(Self {
             params,
+            tensors,
+            reduce,
             history,
             current,
             train_bind_group,

@@ -1,0 +1,481 @@
+//! One kernel at a time: the first training step's dispatch list is run up
+//! to and including one WGSL kernel, on small buffers, and that kernel's
+//! output is held to the CPU computing the same thing from the kernel's own
+//! inputs as the GPU left them (so an error is pinned to one kernel, never
+//! carried in from an earlier one).
+//!
+//! Every comparison allows what reordering-free f32 arithmetic may still
+//! differ by on a real GPU, where compilers fuse `a * b + c`: for a sum of n
+//! terms added in order, |gpu - cpu| <= n * u * sum(|term|) with u = 2^-24
+//! (each fused step skips one rounding of at most u times the running
+//! magnitude). On the software drivers CI uses they agree bit for bit. A
+//! failure prints the first value outside its bound: index, both values.
+
+mod common;
+
+use gpu_c2f::batching::Batching;
+use gpu_c2f::cpu::{REDUCE_BLOCK, blocked_sum};
+use gpu_c2f::gpu::buffers::{Plan, RunBuffers, SampleWork, Tile};
+use gpu_c2f::gpu::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
+use gpu_c2f::model::{DenseLayout, dense_forward, padded_samples};
+use gpu_c2f::optimizer::adam_update;
+use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
+
+/// Half an f32 ULP at 1: the unit roundoff.
+const U: f32 = f32::EPSILON / 2.0;
+
+/// A run's plan, pipelines and buffers, set up as the trainer does.
+struct KernelRun {
+    plan: Plan,
+    pipelines: Pipelines,
+    buffers: RunBuffers,
+}
+
+impl KernelRun {
+    fn new(model: &Model, config: &TrainConfig, work: SampleWork) -> Self {
+        let gpu = common::gpu();
+        let plan = Plan::new(model, config, work, None).expect("a plan");
+        let schedule = match work {
+            SampleWork::Network => Schedule::Samples,
+            SampleWork::Layers(_) => Schedule::Dispatch,
+        };
+        let pipelines = Pipelines::new(&gpu.device, schedule, 8, &plan).expect("pipelines");
+        let buffers = RunBuffers::new(
+            &gpu.device,
+            &gpu.queue,
+            &pipelines,
+            &plan,
+            model,
+            config,
+            &config.adam(),
+        )
+        .expect("buffers");
+        Self {
+            plan,
+            pipelines,
+            buffers,
+        }
+    }
+
+    /// Positions in the dispatch list of every dispatch of `kernel`.
+    fn positions(&self, kernel: Kernel) -> Vec<usize> {
+        let list = &self.plan.step_list;
+        (0..list.len())
+            .filter(|&i| list[i].kernel == kernel)
+            .collect()
+    }
+
+    /// Runs training step `step`'s dispatches up to and including position
+    /// `last` of the list (the step counter is set first, so the kernels
+    /// work on that step's batch).
+    fn run_through(&self, step: u32, last: usize) {
+        let gpu = common::gpu();
+        gpu.queue
+            .write_buffer(&self.buffers.history, 0, bytemuck::bytes_of(&step));
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kernel test"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("kernel test pass"),
+                timestamp_writes: None,
+            });
+            pass.set_bind_group(0, &self.buffers.train_bind_group, &[]);
+            for dispatch in &self.plan.step_list[..=last] {
+                pass.set_pipeline(self.pipelines.get(Some(dispatch.kernel)));
+                let offset = (dispatch.step as u64 * CURRENT_STRIDE) as u32;
+                pass.set_bind_group(1, &self.buffers.current_bind_group, &[offset]);
+                pass.dispatch_workgroups(dispatch.threads.div_ceil(WORKGROUP_SIZE).max(1), 1, 1);
+            }
+        }
+        let submission = gpu.queue.submit([encoder.finish()]);
+        gpu.wait(submission).expect("the dispatches run");
+    }
+
+    /// The whole of `buffer`, as f32s.
+    fn read(&self, buffer: &wgpu::Buffer) -> Vec<f32> {
+        let gpu = common::gpu();
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel test readback"),
+            size: buffer.size(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
+        let submission = gpu.queue.submit([encoder.finish()]);
+        let bytes = gpu
+            .read_mapped(&staging, submission, &mut 0)
+            .expect("readback");
+        bytemuck::pod_collect_to_vec(&bytes)
+    }
+}
+
+/// Fails at the first `gpu[i]` farther than `bound[i]` from `cpu[i]`.
+fn assert_within(what: &str, gpu: &[f32], cpu: &[f32], bound: &[f32]) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
+    for (index, ((&g, &c), &b)) in gpu.iter().zip(cpu).zip(bound).enumerate() {
+        assert!(
+            (g - c).abs() <= b,
+            "{what}: first mismatch at index {index}: GPU {g:e}, CPU {c:e} (allowed {b:e})"
+        );
+    }
+}
+
+/// The bound for a sum of `terms.len()` terms added in order.
+fn sum_bound(terms: impl Iterator<Item = f32> + Clone) -> f32 {
+    let n = terms.clone().count() as f32;
+    n * U * terms.map(f32::abs).sum::<f32>()
+}
+
+/// Points on the formula with some noise, from a fixed LCG.
+fn data(samples: usize) -> Dataset {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let celsius: Vec<f32> = (0..samples).map(|_| -50.0 + 200.0 * next()).collect();
+    let fahrenheit = celsius.iter().map(|c| c * 1.8 + 32.0 + next()).collect();
+    Dataset {
+        celsius,
+        fahrenheit,
+    }
+}
+
+fn job(samples: usize, batch_size: Option<usize>, seed: u64) -> TrainConfig {
+    TrainConfig {
+        data: data(samples),
+        epochs: 4,
+        learning_rate: 0.01,
+        batch_size,
+        shuffle_seed: seed,
+    }
+}
+
+/// glorot_uniform weights and, unlike Keras's zeros, biases of either sign,
+/// so a kernel that drops or doubles a bias shows.
+fn model(hidden: &[usize]) -> Model {
+    let initial = Model::glorot_uniform(Architecture::new(hidden).unwrap(), 7);
+    let mut params = initial.params().to_vec();
+    for layer in initial.architecture().layers() {
+        for j in 0..layer.units {
+            params[layer.bias_offset + j] = 0.5 - (j % 3) as f32 * 0.4;
+        }
+    }
+    Model::from_params(initial.architecture().clone(), params).unwrap()
+}
+
+/// `rows` x `columns` sample-major values (`[s * columns + c]`) from
+/// `offset`, as the CPU reference's feature-major rows padded to lanes.
+fn feature_major(tensors: &[f32], offset: u32, rows: usize, columns: usize) -> Vec<f32> {
+    let stride = padded_samples(rows);
+    let mut out = vec![0.0; stride * columns];
+    for s in 0..rows {
+        for c in 0..columns {
+            out[c * stride + s] = tensors[offset as usize + s * columns + c];
+        }
+    }
+    out
+}
+
+#[test]
+fn dense_forward_at_every_tile_and_width() {
+    let tiles = [
+        Tile::SINGLE,
+        Tile {
+            samples: 4,
+            units: 4,
+        },
+        Tile {
+            samples: 8,
+            units: 8,
+        },
+    ];
+    let samples = 37; // not a multiple of any tile side
+    for tile in tiles {
+        for width in [1, 3, 5, 9, 64] {
+            let model = model(&[width, width]);
+            let run = KernelRun::new(&model, &job(samples, None, 1), SampleWork::Layers(tile));
+            let forwards = run.positions(Kernel::DenseForward);
+            run.run_through(0, *forwards.last().unwrap());
+            let tensors = run.read(&run.buffers.tensors);
+            let layers = model.architecture().layers();
+            for (layer, &position) in layers.iter().zip(&forwards) {
+                let step = run.plan.steps[run.plan.step_list[position].step as usize];
+                check_dense_forward(&model, layer, &tensors, step.in_offset, step.out_offset);
+            }
+            eprintln!("dense_forward, {tile:?}, width {width}: agrees");
+        }
+    }
+}
+
+/// One layer's GPU output against `model::dense_forward` on the GPU's input.
+fn check_dense_forward(
+    model: &Model,
+    layer: &DenseLayout,
+    tensors: &[f32],
+    input: u32,
+    output: u32,
+) {
+    let samples = 37;
+    let stride = padded_samples(samples);
+    let inputs = feature_major(tensors, input, samples, layer.inputs);
+    let mut cpu = vec![0.0; stride * layer.units];
+    dense_forward(model.params(), layer, stride, &inputs, &mut cpu);
+    let params = model.params();
+    let (mut gpu_values, mut cpu_values, mut bounds) = (vec![], vec![], vec![]);
+    for s in 0..samples {
+        for j in 0..layer.units {
+            gpu_values.push(tensors[output as usize + s * layer.units + j]);
+            cpu_values.push(cpu[j * stride + s]);
+            let terms = (0..layer.inputs)
+                .map(|i| inputs[i * stride + s] * params[layer.kernel_offset + i * layer.units + j])
+                .chain(std::iter::once(params[layer.bias_offset + j]));
+            bounds.push(sum_bound(terms));
+        }
+    }
+    let what = format!("dense_forward {} -> {}", layer.inputs, layer.units);
+    assert_within(&what, &gpu_values, &cpu_values, &bounds);
+}
+
+#[test]
+fn dense_backward_passes_errors_back_a_layer() {
+    for (hidden, tile) in [(vec![3, 3], Tile::SINGLE), (vec![9, 5], Tile::blocked(9))] {
+        let model = model(&hidden);
+        let samples = 29;
+        let run = KernelRun::new(&model, &job(samples, None, 1), SampleWork::Layers(tile));
+        let backwards = run.positions(Kernel::DenseBackward);
+        run.run_through(0, *backwards.last().unwrap());
+        let tensors = run.read(&run.buffers.tensors);
+        let layers = model.architecture().layers();
+        let params = model.params();
+        // Backward dispatches run from the last layer down to the second.
+        for (&position, layer) in backwards.iter().zip(layers.iter().skip(1).rev()) {
+            let step = run.plan.steps[run.plan.step_list[position].step as usize];
+            let (mut gpu, mut cpu, mut bounds) = (vec![], vec![], vec![]);
+            for s in 0..samples {
+                for i in 0..layer.inputs {
+                    // err_in[s][i] = sum_j err_out[s][j] * kernel[i][j], in order of j.
+                    let terms = (0..layer.units).map(|j| {
+                        tensors[step.in_offset as usize + s * layer.units + j]
+                            * params[layer.kernel_offset + i * layer.units + j]
+                    });
+                    cpu.push(terms.clone().fold(0.0f32, |sum, t| sum + t));
+                    bounds.push(sum_bound(terms));
+                    gpu.push(tensors[step.out_offset as usize + s * layer.inputs + i]);
+                }
+            }
+            let what = format!("dense_backward {} <- {}", layer.inputs, layer.units);
+            assert_within(&what, &gpu, &cpu, &bounds);
+        }
+    }
+}
+
+/// The first level of every sum over samples as the layered kernels left it
+/// in `reduce`, and the CPU's sums of the same products of the GPU's own
+/// activations and errors, with their bounds: (gpu, cpu, bound).
+fn partial_sums(run: &KernelRun, samples: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let tensors = run.read(&run.buffers.tensors);
+    let reduce = run.read(&run.buffers.reduce);
+    let blocks = samples.div_ceil(REDUCE_BLOCK);
+    let (mut gpu, mut cpu, mut bounds) = (vec![], vec![], vec![]);
+    for position in run.positions(Kernel::GradientPartials) {
+        let step = run.plan.steps[run.plan.step_list[position].step as usize];
+        let (inputs, units) = (step.inputs as usize, step.units as usize);
+        for row in 0..step.in_len as usize {
+            for j in 0..units {
+                let parameter = step.kernel_offset as usize + row * units + j;
+                for block in 0..blocks {
+                    let first = block * REDUCE_BLOCK;
+                    let range = first..(first + REDUCE_BLOCK).min(samples);
+                    // a[s][row] * err[s][j]; the bias row's a is 1.
+                    let terms = range.map(|s| {
+                        let a = if row < inputs {
+                            tensors[step.in_offset as usize + s * inputs + row]
+                        } else {
+                            1.0
+                        };
+                        a * tensors[step.out_offset as usize + s * units + j]
+                    });
+                    cpu.push(terms.clone().fold(0.0f32, |sum, t| sum + t));
+                    bounds.push(sum_bound(terms));
+                    let column = step.dst_offset as usize + block;
+                    gpu.push(reduce[column + parameter * step.out_len as usize]);
+                }
+            }
+        }
+    }
+    (gpu, cpu, bounds)
+}
+
+#[test]
+fn gradient_partials_at_block_boundaries() {
+    for samples in [255, 256, 257] {
+        let model = model(&[3, 2]);
+        let run = KernelRun::new(
+            &model,
+            &job(samples, None, 1),
+            SampleWork::Layers(Tile::SINGLE),
+        );
+        let partials = run.positions(Kernel::GradientPartials);
+        run.run_through(0, *partials.last().unwrap());
+        let (gpu, cpu, bounds) = partial_sums(&run, samples);
+        assert_within(
+            &format!("gradient_partials, {samples} samples"),
+            &gpu,
+            &cpu,
+            &bounds,
+        );
+    }
+}
+
+#[test]
+fn reduce_partials_is_the_blocked_sum() {
+    // 70 000 samples: 274 blocks, then 2, then 1: two further levels.
+    let model = model(&[]);
+    let samples = 70_000;
+    let run = KernelRun::new(
+        &model,
+        &job(samples, None, 1),
+        SampleWork::Layers(Tile::SINGLE),
+    );
+    let reduces = run.positions(Kernel::ReducePartials);
+    assert_eq!(reduces.len(), 2, "two further levels");
+    run.run_through(0, *reduces.last().unwrap());
+    let reduce = run.read(&run.buffers.reduce);
+    let first_level = run.plan.steps[run.plan.step_list[reduces[0]].step as usize];
+    let (rows, len) = (first_level.rows as usize, first_level.in_len as usize);
+    let level0 = |row: usize, k: usize| reduce[first_level.src_offset as usize + row * len + k];
+    let totals = run.plan.run.totals_offset as usize;
+    let gpu: Vec<f32> = (0..rows).map(|row| reduce[totals + row]).collect();
+    let cpu: Vec<f32> = (0..rows)
+        .map(|row| blocked_sum(len, |k| level0(row, k)))
+        .collect();
+    let bounds: Vec<f32> = (0..rows)
+        .map(|row| sum_bound((0..len).map(|k| level0(row, k))))
+        .collect();
+    assert_within("reduce_partials", &gpu, &cpu, &bounds);
+}
+
+#[test]
+fn adam_step_is_the_cpu_update() {
+    // Ordinary data, and data a million times smaller, whose gradients are
+    // so small that epsilon (1e-7) outweighs sqrt(v) in the update.
+    for scale in [1.0, 1e-6] {
+        let mut config = job(40, None, 1);
+        for value in config
+            .data
+            .celsius
+            .iter_mut()
+            .chain(&mut config.data.fahrenheit)
+        {
+            *value *= scale;
+        }
+        check_adam_step(&model(&[5, 3]), &config);
+    }
+}
+
+fn check_adam_step(model: &Model, config: &TrainConfig) {
+    let run = KernelRun::new(model, config, SampleWork::Layers(Tile::SINGLE));
+    let adam = run.positions(Kernel::AdamStep)[0];
+    run.run_through(0, adam);
+    let state = run.read(&run.buffers.params);
+    let reduce = run.read(&run.buffers.reduce);
+    let count = model.params().len();
+    let totals = run.plan.run.totals_offset as usize;
+    let alpha = config.adam().step_size(1);
+    let constants = config.adam().constants();
+    let (mut gpu, mut cpu) = (vec![], vec![]);
+    for p in 0..count {
+        let (mut m, mut v) = (0.0, 0.0);
+        let w = adam_update(
+            model.params()[p],
+            reduce[totals + p],
+            &mut m,
+            &mut v,
+            alpha,
+            &constants,
+        );
+        gpu.extend([state[p], state[count + p], state[2 * count + p]]);
+        cpu.extend([w, m, v]);
+    }
+    // A handful of operations per value: 4 ULPs of each.
+    let bounds: Vec<f32> = cpu.iter().map(|c| 4.0 * 2.0 * U * c.abs()).collect();
+    assert_within("adam_step", &gpu, &cpu, &bounds);
+}
+
+#[test]
+fn gather_batch_draws_the_shuffle_of_src_batching() {
+    for (samples, batch, seed) in [
+        (7, 2, 1),
+        (100, 10, 42),
+        (1000, 64, 1 << 40 | 3),
+        (4097, 256, 9),
+    ] {
+        let config = job(samples, Some(batch), seed);
+        let run = KernelRun::new(&model(&[2]), &config, SampleWork::Layers(Tile::SINGLE));
+        let batching = Batching::new(samples, Some(batch), seed);
+        assert!(batching.shuffle);
+        let gather = run.positions(Kernel::GatherBatch)[0];
+        // A few steps of a few epochs, the last batch of an epoch among them.
+        let per_epoch = batching.steps_per_epoch;
+        for step in [0, 1, per_epoch - 1, 3 * per_epoch + 1] {
+            run.run_through(step, gather);
+            let tensors = run.read(&run.buffers.tensors);
+            let current = batching.batch(step as u64);
+            for k in 0..current.size {
+                let sample = batching.sample_index(current.epoch, current.first + k) as usize;
+                let inputs = tensors[(run.plan.run.input_offset + k) as usize];
+                let targets = tensors[(run.plan.run.target_offset + k) as usize];
+                assert_eq!(
+                    (inputs, targets),
+                    (config.data.celsius[sample], config.data.fahrenheit[sample]),
+                    "{samples} samples, seed {seed}, step {step}: first mismatch at position {k}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn network_partials_matches_the_layered_kernels() {
+    // The samples schedule's written-out kernel runs forward, error,
+    // backward and the first level of every sum per sample in registers: its
+    // partial sums against the layered kernels' on the same job, in the
+    // layered run's order (parameter rows, then the squared error; blocks).
+    for (hidden, samples) in [(vec![3, 3], 600), (vec![], 300), (vec![8, 4, 2], 257)] {
+        let model = model(&hidden);
+        let config = job(samples, None, 1);
+        let layered = KernelRun::new(&model, &config, SampleWork::Layers(Tile::SINGLE));
+        layered.run_through(
+            0,
+            *layered.positions(Kernel::GradientPartials).last().unwrap(),
+        );
+        let (layered_sums, _, bounds) = partial_sums(&layered, samples);
+        let written = KernelRun::new(&model, &config, SampleWork::Network);
+        let position = written.positions(Kernel::NetworkPartials)[0];
+        written.run_through(0, position);
+        let step = written.plan.steps[written.plan.step_list[position].step as usize];
+        let reduce = written.read(&written.buffers.reduce);
+        let blocks = samples.div_ceil(REDUCE_BLOCK);
+        let written_sums: Vec<f32> = (0..=model.params().len())
+            .flat_map(|row| {
+                let start = step.dst_offset as usize + row * step.out_len as usize;
+                reduce[start..start + blocks].to_vec()
+            })
+            .collect();
+        // Each sum's terms come through the forward and backward passes of
+        // every layer, rounded again at each: the sum's bound times the depth.
+        let depth = hidden.len() as f32 + 2.0;
+        let bounds: Vec<f32> = bounds.iter().map(|b| depth * b).collect();
+        let what = format!("network_partials, hidden {hidden:?}");
+        assert_within(&what, &written_sums, &layered_sums, &bounds);
+    }
+}
