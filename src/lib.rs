@@ -21,6 +21,7 @@ pub mod optimizer;
 pub mod output;
 pub mod plot;
 pub mod report;
+pub mod shadow;
 pub mod training;
 
 pub use data::Dataset;

@@ -1,0 +1,417 @@
+//! The shadow check: a device's training steps, one at a time, against the
+//! CPU reference started from the device's own state.
+//!
+//! A device under test records training steps: the state before the step
+//! (weights, Adam's m and v), the gradients and the loss it computed for the
+//! step's batch, and the state after its update ([`StepRecord`]). For each
+//! recorded step the CPU reference computes the loss and gradients from the
+//! device's *before* state, and Adam's update from that state with the
+//! device's own gradients. Since every comparison starts from the device's
+//! state, nothing compounds from step to step: Adam's late, chaotic spikes,
+//! which make two correct trajectories part, never enter the verdict.
+//!
+//! **Tolerance.** Every value gets its own bound from a rounding-error
+//! analysis of the operations that produced it ([`step_bounds`],
+//! [`adam_bounds`]): a sum of n terms added in order differs from the exact
+//! sum by at most gamma(n) times the sum of the terms' magnitudes, gamma(n) =
+//! n u / (1 - n u) with u = 2^-24, whatever a compiler fuses into
+//! multiply-adds (a fused step skips a rounding, it adds none). The device
+//! and the CPU reference are each within that bound of the exact value of
+//! their own inputs, so they are within twice it of each other; the
+//! differences of the inputs themselves are carried through each layer
+//! (forward, output error, backward, the blocked sums over samples). The
+//! bounds are per value, scaled by the magnitudes that value was computed
+//! from: tight where nothing cancels, loose only where the terms cancel (a
+//! gradient near a minimum is a sum of large terms of either sign). A device
+//! that computes the wrong thing (a gradient twice as large, a dropped bias
+//! gradient, epsilon in the wrong place, Adam's t off by one, another
+//! sample's data) is outside them.
+//!
+//! **Chaining.** Records of consecutive steps must hand the state on bit for
+//! bit (the after-state of one is the before-state of the next), the first
+//! step must start from the initial weights with m = v = 0, and the last
+//! must end in the trained model: with every step recorded, that covers the
+//! whole run.
+
+use crate::cpu::{Backprop, REDUCE_BLOCK};
+use crate::model::{DenseLayout, Model};
+use crate::optimizer::adam_update;
+use crate::training::TrainConfig;
+use serde::Serialize;
+
+/// Weights, and Adam's first and second moments, one value per parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainState {
+    pub weights: Vec<f32>,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+impl TrainState {
+    /// A model's weights before any step: m = v = 0.
+    pub fn initial(model: &Model) -> Self {
+        let count = model.params().len();
+        Self {
+            weights: model.params().to_vec(),
+            m: vec![0.0; count],
+            v: vec![0.0; count],
+        }
+    }
+}
+
+/// What a device recorded of one training step.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    /// 0-based training step (Adam's t is `step + 1`).
+    pub step: u64,
+    pub before: TrainState,
+    /// The gradient of the batch's loss, one per parameter.
+    pub gradients: Vec<f32>,
+    /// The batch's mean squared error, from the forward pass before the update.
+    pub loss: f32,
+    pub after: TrainState,
+}
+
+/// The largest difference of one kind, as a fraction of its bound (above 1:
+/// outside the tolerance), and where.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Worst {
+    /// |device - CPU| / bound.
+    pub ratio: f64,
+    pub step: u64,
+    /// Parameter index (0 for a loss).
+    pub index: usize,
+    pub device: f32,
+    pub cpu: f32,
+}
+
+impl Worst {
+    fn consider(&mut self, step: u64, index: usize, device: f32, cpu: f32, bound: f64) {
+        let difference = (device as f64 - cpu as f64).abs();
+        let ratio = if difference == 0.0 {
+            0.0
+        } else if bound > 0.0 {
+            difference / bound
+        } else {
+            f64::INFINITY
+        };
+        if ratio > self.ratio || ratio.is_nan() {
+            *self = Worst {
+                ratio,
+                step,
+                index,
+                device,
+                cpu,
+            };
+        }
+    }
+
+    fn holds(&self) -> bool {
+        self.ratio <= 1.0
+    }
+}
+
+/// The verdict of a shadow check.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowCheck {
+    pub steps_checked: usize,
+    pub gradients: Worst,
+    pub losses: Worst,
+    /// Weights, m and v after the update (index: parameter, then
+    /// `count + p` for m, `2 count + p` for v).
+    pub states: Worst,
+    /// Broken hand-overs between records, or from the initial state or to
+    /// the final model: each described.
+    pub chain_breaks: Vec<String>,
+    pub within_tolerance: bool,
+}
+
+/// Checks `records` (in step order) of a run of `config` from `initial`
+/// that ended in `trained` (its last record, if it is the run's last step,
+/// must end there).
+pub fn check_steps(
+    initial: &Model,
+    config: &TrainConfig,
+    records: &[StepRecord],
+    trained: &Model,
+) -> ShadowCheck {
+    let batching = config.batching();
+    let adam = config.adam();
+    let constants = adam.constants();
+    let total_steps = config.epochs as u64 * batching.steps_per_epoch as u64;
+    let step_sizes = adam.step_size_table(total_steps);
+    let architecture = initial.architecture();
+    let layers = architecture.layers();
+    let count = initial.params().len();
+    let mut backprop = Backprop::new(architecture, batching.batch_size as usize);
+    let mut cpu_gradients = vec![0.0f32; count];
+    let (mut gradients, mut losses, mut states) =
+        (Worst::default(), Worst::default(), Worst::default());
+    let mut chain_breaks = Vec::new();
+    let (mut celsius, mut fahrenheit) = (Vec::new(), Vec::new());
+
+    for (position, record) in records.iter().enumerate() {
+        let step = record.step;
+        if step == 0 && record.before != TrainState::initial(initial) {
+            chain_breaks.push("step 1 does not start from the initial weights".into());
+        }
+        if let Some(previous) = position.checked_sub(1).map(|p| &records[p])
+            && previous.step + 1 == step
+            && previous.after != record.before
+        {
+            chain_breaks.push(format!(
+                "step {} does not start where step {} ended",
+                step + 1,
+                step
+            ));
+        }
+        if step + 1 == total_steps && record.after.weights != trained.params() {
+            chain_breaks.push("the last step does not end in the trained model".into());
+        }
+
+        let batch = batching.batch(step);
+        celsius.clear();
+        fahrenheit.clear();
+        for position in batch.first..batch.first + batch.size {
+            let sample = batching.sample_index(batch.epoch, position) as usize;
+            celsius.push(config.data.celsius[sample]);
+            fahrenheit.push(config.data.fahrenheit[sample]);
+        }
+        let weights = &record.before.weights;
+        let loss = backprop.loss_and_gradients(weights, &celsius, &fahrenheit, &mut cpu_gradients);
+        let bounds = step_bounds(&layers, weights, &celsius, &fahrenheit);
+        losses.consider(step, 0, record.loss, loss, bounds.loss);
+        let compared = record.gradients.iter().zip(&cpu_gradients);
+        for (p, ((&device, &cpu), &bound)) in compared.zip(&bounds.gradients).enumerate() {
+            gradients.consider(step, p, device, cpu, bound);
+        }
+
+        let alpha = step_sizes[(step as usize).min(step_sizes.len() - 1)];
+        for p in 0..count {
+            let (w, g) = (record.before.weights[p], record.gradients[p]);
+            let (mut m, mut v) = (record.before.m[p], record.before.v[p]);
+            let bound = adam_bounds(w, g, m, v, alpha, &constants);
+            let updated = adam_update(w, g, &mut m, &mut v, alpha, &constants);
+            states.consider(step, p, record.after.weights[p], updated, bound.weight);
+            states.consider(step, count + p, record.after.m[p], m, bound.m);
+            states.consider(step, 2 * count + p, record.after.v[p], v, bound.v);
+        }
+    }
+    let within_tolerance =
+        chain_breaks.is_empty() && gradients.holds() && losses.holds() && states.holds();
+    ShadowCheck {
+        steps_checked: records.len(),
+        gradients,
+        losses,
+        states,
+        chain_breaks,
+        within_tolerance,
+    }
+}
+
+/// The unit roundoff of f32.
+const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// gamma(n) = n u / (1 - n u): the relative error bound of n roundings.
+fn gamma(n: usize) -> f64 {
+    let nu = n as f64 * U;
+    nu / (1.0 - nu)
+}
+
+/// How far a device's loss and gradients of one batch may be from the CPU
+/// reference's, both computed from the same weights.
+#[derive(Debug, Clone)]
+pub struct StepBounds {
+    pub gradients: Vec<f64>,
+    pub loss: f64,
+}
+
+/// A value of one sample's pass (f64) and the bound on how far the device's
+/// and the CPU's f32 values of it may be apart.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bounded {
+    value: f64,
+    apart: f64,
+}
+
+impl Bounded {
+    /// A magnitude covering both f32 values (each within `apart` of the other,
+    /// and the f64 value within that of the CPU's).
+    fn magnitude(self) -> f64 {
+        self.value.abs() + 2.0 * self.apart
+    }
+}
+
+/// Bounds for one batch (see the module's notes): each value's forward and
+/// backward differences carried through the network, then the blocked sums
+/// over samples.
+pub fn step_bounds(
+    layers: &[DenseLayout],
+    weights: &[f32],
+    celsius: &[f32],
+    fahrenheit: &[f32],
+) -> StepBounds {
+    let samples = celsius.len();
+    let w = |index: usize| weights[index] as f64;
+    // Per parameter (and the squared error last): sum over samples of the
+    // terms' magnitude products, and of their own differences.
+    let mut magnitudes = vec![0.0f64; weights.len() + 1];
+    let mut term_differences = vec![0.0f64; weights.len() + 1];
+    for (&x, &y) in celsius.iter().zip(fahrenheit) {
+        // Forward: activations[l][j].
+        let mut activations = vec![vec![Bounded {
+            value: x as f64,
+            apart: 0.0,
+        }]];
+        for layer in layers {
+            let inputs = activations.last().expect("the input layer");
+            let outputs = (0..layer.units)
+                .map(|j| {
+                    let kernel = |i: usize| w(layer.kernel_offset + i * layer.units + j);
+                    let bias = w(layer.bias_offset + j);
+                    let sum: f64 = (0..layer.inputs)
+                        .map(|i| inputs[i].value * kernel(i))
+                        .sum::<f64>()
+                        + bias;
+                    let size: f64 = (0..layer.inputs)
+                        .map(|i| inputs[i].magnitude() * kernel(i).abs())
+                        .sum::<f64>()
+                        + bias.abs();
+                    let carried: f64 = (0..layer.inputs)
+                        .map(|i| inputs[i].apart * kernel(i).abs())
+                        .sum();
+                    Bounded {
+                        value: sum,
+                        apart: 2.0 * gamma(layer.inputs + 1) * size + carried,
+                    }
+                })
+                .collect();
+            activations.push(outputs);
+        }
+        // Output error: r = y_hat - y, dL/dy_hat = 2 r / N.
+        let output = activations.last().expect("the output layer")[0];
+        let residual = output.value - y as f64;
+        let residual_apart = output.apart + 2.0 * U * (residual.abs() + output.apart);
+        let residual = Bounded {
+            value: residual,
+            apart: residual_apart,
+        };
+        let n = samples as f64;
+        let delta_value = 2.0 * residual.value / n;
+        let delta_apart = 2.0 * residual.apart / n;
+        let mut errors = vec![Bounded {
+            value: delta_value,
+            apart: delta_apart + 2.0 * U * (delta_value.abs() + delta_apart),
+        }];
+        // Backward: errors of each layer's inputs, last layer first;
+        // `errors_of[l]` holds layer l's output errors.
+        let mut errors_of = vec![Vec::new(); layers.len()];
+        for (l, layer) in layers.iter().enumerate().rev() {
+            errors_of[l] = errors.clone();
+            if l == 0 {
+                break;
+            }
+            errors = (0..layer.inputs)
+                .map(|i| {
+                    let kernel = |j: usize| w(layer.kernel_offset + i * layer.units + j);
+                    let sum: f64 = (0..layer.units).map(|j| errors[j].value * kernel(j)).sum();
+                    let size: f64 = (0..layer.units)
+                        .map(|j| errors[j].magnitude() * kernel(j).abs())
+                        .sum();
+                    let carried: f64 = (0..layer.units)
+                        .map(|j| errors[j].apart * kernel(j).abs())
+                        .sum();
+                    Bounded {
+                        value: sum,
+                        apart: 2.0 * gamma(layer.units) * size + carried,
+                    }
+                })
+                .collect();
+        }
+        // This sample's gradient terms a[i] * err[j] (the bias's a is 1) and
+        // the squared error r * r.
+        let mut add = |index: usize, a: Bounded, e: Bounded| {
+            magnitudes[index] += a.magnitude() * e.magnitude();
+            term_differences[index] += a.apart * e.magnitude()
+                + a.magnitude() * e.apart
+                + 2.0 * U * a.magnitude() * e.magnitude();
+        };
+        let one = Bounded {
+            value: 1.0,
+            apart: 0.0,
+        };
+        for ((layer, inputs), output_errors) in layers.iter().zip(&activations).zip(&errors_of) {
+            for (j, &e) in output_errors.iter().enumerate() {
+                for (i, &a) in inputs.iter().enumerate() {
+                    add(layer.kernel_offset + i * layer.units + j, a, e);
+                }
+                add(layer.bias_offset + j, one, e);
+            }
+        }
+        add(weights.len(), residual, residual);
+    }
+    // The blocked sum adds at most REDUCE_BLOCK values a level.
+    let mut roundings = 0;
+    let mut length = samples;
+    loop {
+        roundings += length.min(REDUCE_BLOCK);
+        if length <= REDUCE_BLOCK {
+            break;
+        }
+        length = length.div_ceil(REDUCE_BLOCK);
+    }
+    let sum_bound = |p: usize| term_differences[p] + 2.0 * gamma(roundings) * magnitudes[p];
+    let gradients = (0..weights.len()).map(sum_bound).collect();
+    let squared = sum_bound(weights.len());
+    let n = samples as f64;
+    let loss_magnitude = magnitudes[weights.len()] / n;
+    StepBounds {
+        gradients,
+        loss: squared / n + 2.0 * U * (loss_magnitude + squared / n),
+    }
+}
+
+/// How far a device's Adam update may be from the CPU reference's, both from
+/// the same weight `w`, gradient `g`, moments `m`, `v` and step size: each
+/// value's few roundings (one fewer where a multiply-add fuses), carried
+/// through the update's division and square root.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamBounds {
+    pub weight: f64,
+    pub m: f64,
+    pub v: f64,
+}
+
+pub fn adam_bounds(
+    w: f32,
+    g: f32,
+    m: f32,
+    v: f32,
+    alpha: f32,
+    c: &crate::optimizer::AdamConstants,
+) -> AdamBounds {
+    let (w, g, m, v, alpha) = (w as f64, g as f64, m as f64, v as f64, alpha as f64);
+    let (c1, c2, epsilon) = (
+        c.one_minus_beta_1 as f64,
+        c.one_minus_beta_2 as f64,
+        c.epsilon as f64,
+    );
+    // m' = m + (g - m) c1: three roundings.
+    let new_m = m + (g - m) * c1;
+    let m_apart = 2.0 * gamma(3) * (m.abs() + (g - m).abs() * c1 + new_m.abs());
+    // v' = v + (g g - v) c2: four roundings.
+    let new_v = v + (g * g - v) * c2;
+    let v_apart = 2.0 * gamma(4) * (v.abs() + (g * g + v.abs()) * c2 + new_v.abs());
+    // s = sqrt(v') + eps; q = m' alpha / s; w' = w - q.
+    let s = new_v.sqrt() + epsilon;
+    let s_apart = (new_v + v_apart).sqrt() - new_v.sqrt() + 2.0 * gamma(2) * s;
+    let q = new_m * alpha / s;
+    let low = (s - s_apart).max(epsilon / 2.0);
+    let q_apart = (m_apart * alpha + q.abs() * s_apart) / low + 2.0 * gamma(2) * q.abs();
+    let weight = q_apart + 2.0 * U * (w.abs() + q.abs() + q_apart);
+    AdamBounds {
+        weight,
+        m: m_apart,
+        v: v_apart,
+    }
+}

@@ -1,0 +1,302 @@
+//! The shadow check (src/shadow.rs) against simulated devices: a CPU trainer
+//! written apart from the reference, contracting every `a * b + c` a GPU
+//! compiler may fuse into `f32::mul_add`, as a real GPU's arithmetic, must
+//! pass; the same trainer with one mistake planted must fail. The product
+//! code is never perturbed: only this test's device.
+
+use gpu_c2f::cpu::REDUCE_BLOCK;
+use gpu_c2f::shadow::{ShadowCheck, StepRecord, TrainState, check_steps};
+use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
+
+/// A mistake planted in the simulated device.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mistake {
+    None,
+    /// Every gradient times this (x0.5 is dropping the 2 of 2 r / N).
+    GradientScale(f32),
+    /// Bias gradients left at 0.
+    DroppedBiasGradient,
+    /// PyTorch's epsilon on sqrt(v-hat) instead of Keras's on sqrt(v).
+    EpsilonOnVHat,
+    /// Adam's t one step ahead.
+    AdamTOffByOne,
+    /// The shuffle drawn with another key.
+    ShuffleKey,
+}
+
+/// Sums `terms` in blocks of REDUCE_BLOCK, then the block sums, as the GPU,
+/// each block a chain of fused multiply-adds `term(k) = (a, b)`.
+fn fused_blocked_sum(count: usize, term: impl Fn(usize) -> (f32, f32)) -> f32 {
+    let mut partials: Vec<f32> = (0..count)
+        .step_by(REDUCE_BLOCK)
+        .map(|first| {
+            (first..(first + REDUCE_BLOCK).min(count)).fold(0.0f32, |sum, k| {
+                let (a, b) = term(k);
+                a.mul_add(b, sum)
+            })
+        })
+        .collect();
+    while partials.len() > 1 {
+        partials = partials
+            .chunks(REDUCE_BLOCK)
+            .map(|block| block.iter().fold(0.0f32, |sum, v| sum + v))
+            .collect();
+    }
+    partials.first().copied().unwrap_or(0.0)
+}
+
+/// Trains as a GPU that fuses multiply-adds would, recording every step.
+fn simulated_device(
+    initial: &Model,
+    config: &TrainConfig,
+    mistake: Mistake,
+) -> (Vec<StepRecord>, Model) {
+    let mut batching = config.batching();
+    let true_batching = batching;
+    if mistake == Mistake::ShuffleKey {
+        batching.seed ^= 0x5eed;
+    }
+    let adam = config.adam();
+    let c = adam.constants();
+    let steps = config.epochs as u64 * batching.steps_per_epoch as u64;
+    let table = adam.step_size_table(steps + 1);
+    let layers = initial.architecture().layers();
+    let mut state = TrainState::initial(initial);
+    let mut records = Vec::new();
+    for step in 0..steps {
+        let batch = true_batching.batch(step);
+        let samples: Vec<usize> = (batch.first..batch.first + batch.size)
+            .map(|p| batching.sample_index(batch.epoch, p) as usize)
+            .collect();
+        let n = samples.len();
+        let w = &state.weights;
+        // Forward and backward per sample, every sum a chain of FMAs.
+        let mut activations: Vec<Vec<Vec<f32>>> = Vec::new(); // [sample][layer][unit]
+        let mut errors: Vec<Vec<Vec<f32>>> = Vec::new(); // [sample][layer][unit]: output errors
+        let mut residuals = Vec::new();
+        for &s in &samples {
+            let mut a = vec![vec![config.data.celsius[s]]];
+            for layer in &layers {
+                let input = a.last().unwrap();
+                let out = (0..layer.units)
+                    .map(|j| {
+                        let sum = (0..layer.inputs).fold(0.0f32, |sum, i| {
+                            input[i].mul_add(w[layer.kernel_offset + i * layer.units + j], sum)
+                        });
+                        sum + w[layer.bias_offset + j]
+                    })
+                    .collect();
+                a.push(out);
+            }
+            let residual = a.last().unwrap()[0] - config.data.fahrenheit[s];
+            let mut e = vec![Vec::new(); layers.len()];
+            e[layers.len() - 1] = vec![(2.0 * residual) / n as f32];
+            for l in (1..layers.len()).rev() {
+                let layer = &layers[l];
+                e[l - 1] = (0..layer.inputs)
+                    .map(|i| {
+                        (0..layer.units).fold(0.0f32, |sum, j| {
+                            e[l][j].mul_add(w[layer.kernel_offset + i * layer.units + j], sum)
+                        })
+                    })
+                    .collect();
+            }
+            activations.push(a);
+            errors.push(e);
+            residuals.push(residual);
+        }
+        let mut gradients = vec![0.0f32; w.len()];
+        for (l, layer) in layers.iter().enumerate() {
+            for j in 0..layer.units {
+                for i in 0..layer.inputs {
+                    gradients[layer.kernel_offset + i * layer.units + j] =
+                        fused_blocked_sum(n, |k| (activations[k][l][i], errors[k][l][j]));
+                }
+                gradients[layer.bias_offset + j] = match mistake {
+                    Mistake::DroppedBiasGradient => 0.0,
+                    _ => fused_blocked_sum(n, |k| (1.0, errors[k][l][j])),
+                };
+            }
+        }
+        if let Mistake::GradientScale(scale) = mistake {
+            gradients.iter_mut().for_each(|g| *g *= scale);
+        }
+        let loss = fused_blocked_sum(n, |k| (residuals[k], residuals[k])) / n as f32;
+
+        let t = step + 1;
+        let alpha = match mistake {
+            Mistake::AdamTOffByOne => table[(t as usize).min(table.len() - 1)],
+            _ => table[(t as usize - 1).min(table.len() - 1)],
+        };
+        let before = state.clone();
+        for (p, &g) in gradients.iter().enumerate() {
+            let m = (g - state.m[p]).mul_add(c.one_minus_beta_1, state.m[p]);
+            let v = g
+                .mul_add(g, -state.v[p])
+                .mul_add(c.one_minus_beta_2, state.v[p]);
+            let step_size = match mistake {
+                Mistake::EpsilonOnVHat => {
+                    let m_hat = m / (1.0 - (adam.beta_1 as f32).powf(t as f32));
+                    let v_hat = v / (1.0 - (adam.beta_2 as f32).powf(t as f32));
+                    adam.learning_rate * m_hat / (v_hat.sqrt() + c.epsilon)
+                }
+                _ => (m * alpha) / (v.sqrt() + c.epsilon),
+            };
+            state.weights[p] -= step_size;
+            state.m[p] = m;
+            state.v[p] = v;
+        }
+        records.push(StepRecord {
+            step,
+            before,
+            gradients,
+            loss,
+            after: state.clone(),
+        });
+    }
+    let trained = Model::from_params(initial.architecture().clone(), state.weights).unwrap();
+    (records, trained)
+}
+
+fn check(initial: &Model, config: &TrainConfig, mistake: Mistake) -> ShadowCheck {
+    let (records, trained) = simulated_device(initial, config, mistake);
+    check_steps(initial, config, &records, &trained)
+}
+
+fn seed_job(seed: u64) -> (Model, TrainConfig) {
+    (
+        Model::glorot_uniform(Architecture::seed(), seed),
+        TrainConfig::seed(),
+    )
+}
+
+fn assert_passes(what: &str, initial: &Model, config: &TrainConfig) {
+    let result = check(initial, config, Mistake::None);
+    assert!(
+        result.within_tolerance,
+        "{what}: the FMA device failed the shadow check: {result:#?}"
+    );
+    eprintln!(
+        "{what}: worst gradient {:.3}, loss {:.3}, state {:.3} of their bounds",
+        result.gradients.ratio, result.losses.ratio, result.states.ratio
+    );
+}
+
+fn assert_caught(mistake: Mistake, initial: &Model, config: &TrainConfig) {
+    let result = check(initial, config, mistake);
+    assert!(
+        !result.within_tolerance,
+        "{mistake:?} was not caught: {result:#?}"
+    );
+}
+
+#[test]
+fn fma_device_passes_the_seed_job_for_many_seeds() {
+    for seed in (0..=9).chain([42]) {
+        let (initial, config) = seed_job(seed);
+        assert_passes(&format!("seed job, seed {seed}"), &initial, &config);
+    }
+}
+
+#[test]
+fn fma_device_passes_exact_fit_data_at_both_learning_rates() {
+    for samples in [8, 200] {
+        for learning_rate in [0.1, 0.01] {
+            let initial = Model::glorot_uniform(Architecture::seed(), 3);
+            let config = TrainConfig {
+                data: Dataset::from_formula(samples, 3),
+                learning_rate,
+                ..TrainConfig::seed()
+            };
+            let what = format!("--samples {samples} --learning-rate {learning_rate}");
+            assert_passes(&what, &initial, &config);
+        }
+    }
+}
+
+#[test]
+fn fma_device_passes_mini_batches_and_wide_layers() {
+    let cases: [(&[usize], usize, Option<usize>, usize); 4] = [
+        (&[3, 3], 100, Some(10), 30),
+        (&[17, 5], 300, Some(64), 10),
+        (&[64], 50, None, 100),
+        (&[64, 64], 40, Some(16), 5),
+    ];
+    for (hidden, samples, batch_size, epochs) in cases {
+        let initial = Model::glorot_uniform(Architecture::new(hidden).unwrap(), 5);
+        let config = TrainConfig {
+            data: Dataset::from_formula(samples as u64, 5),
+            epochs,
+            learning_rate: 0.01,
+            batch_size,
+            ..TrainConfig::seed()
+        };
+        let what = format!("hidden {hidden:?}, {samples} samples, batch {batch_size:?}");
+        assert_passes(&what, &initial, &config);
+    }
+}
+
+#[test]
+fn doubled_gradients_are_caught() {
+    let (initial, config) = seed_job(42);
+    assert_caught(Mistake::GradientScale(2.0), &initial, &config);
+}
+
+#[test]
+fn halved_gradients_are_caught() {
+    let (initial, config) = seed_job(42);
+    assert_caught(Mistake::GradientScale(0.5), &initial, &config);
+}
+
+#[test]
+fn a_dropped_bias_gradient_is_caught() {
+    let (initial, config) = seed_job(42);
+    assert_caught(Mistake::DroppedBiasGradient, &initial, &config);
+}
+
+#[test]
+fn epsilon_on_sqrt_v_hat_is_caught() {
+    // Epsilon's place matters where sqrt(v) is near epsilon (1e-7): data a
+    // million times smaller than the tutorial's, whose gradients are tiny.
+    let (initial, mut config) = seed_job(42);
+    for value in config
+        .data
+        .celsius
+        .iter_mut()
+        .chain(&mut config.data.fahrenheit)
+    {
+        *value *= 1e-6;
+    }
+    assert_caught(Mistake::EpsilonOnVHat, &initial, &config);
+}
+
+#[test]
+fn adams_t_off_by_one_is_caught() {
+    let (initial, config) = seed_job(42);
+    assert_caught(Mistake::AdamTOffByOne, &initial, &config);
+}
+
+#[test]
+fn a_wrong_sample_in_the_shuffle_is_caught() {
+    let initial = Model::glorot_uniform(Architecture::seed(), 42);
+    let config = TrainConfig {
+        data: Dataset::from_formula(100, 1),
+        epochs: 3,
+        batch_size: Some(10),
+        ..TrainConfig::seed()
+    };
+    assert_caught(Mistake::ShuffleKey, &initial, &config);
+}
+
+#[test]
+fn a_broken_hand_over_between_steps_is_caught() {
+    let (initial, config) = seed_job(42);
+    let (mut records, trained) = simulated_device(&initial, &config, Mistake::None);
+    records[500].before.v[3] *= 1.0 + f32::EPSILON;
+    let result = check_steps(&initial, &config, &records, &trained);
+    assert!(
+        !result.within_tolerance && result.chain_breaks.len() == 1,
+        "{result:#?}"
+    );
+    assert!(result.chain_breaks[0].contains("step 501"), "{result:#?}");
+}
