@@ -61,6 +61,14 @@ struct Run {
     one_minus_beta_1: f32,
     one_minus_beta_2: f32,
     epsilon: f32,
+    // Step records for the shadow check (src/shadow.rs): every
+    // `record_every`-th step (0: none), `record_count` of them, from
+    // `history.losses[record_offset]`, each `7 param_count + 1` values:
+    // weights, m and v before the step, its gradients, its loss, and
+    // weights, m and v after it.
+    record_every: u32,
+    record_offset: u32,
+    record_count: u32,
 }
 
 // What one dispatch works on.
@@ -488,6 +496,13 @@ fn adam_step_at(p: u32, batch: Batch) {
     }
     let t = batch.t;
     let g = reduce[run.totals_offset + p];
+    let record = step_record(t);
+    if record != NO_RECORD {
+        history.losses[record + p] = params[p];
+        history.losses[record + count + p] = params[count + p];
+        history.losses[record + 2u * count + p] = params[2u * count + p];
+        history.losses[record + 3u * count + p] = g;
+    }
     let alpha = step_sizes[min(t, arrayLength(&step_sizes)) - 1u];
     let m = params[count + p] + (g - params[count + p]) * run.one_minus_beta_1;
     let v = params[2u * count + p] + (g * g - params[2u * count + p]) * run.one_minus_beta_2;
@@ -496,6 +511,28 @@ fn adam_step_at(p: u32, batch: Batch) {
     let w = params[p] - (m * alpha) / (sqrt(v) + run.epsilon);
     params[p] = w;
     flag_if_not_finite(w, t);
+    if record != NO_RECORD {
+        let after = record + 4u * count + 1u;
+        history.losses[after + p] = w;
+        history.losses[after + count + p] = m;
+        history.losses[after + 2u * count + p] = v;
+    }
+}
+
+const NO_RECORD: u32 = 0xffffffffu;
+
+// Where step t's record starts in `history.losses`, or NO_RECORD when the
+// step is not recorded.
+fn step_record(t: u32) -> u32 {
+    let done = t - 1u;
+    if run.record_every == 0u || done % run.record_every != 0u {
+        return NO_RECORD;
+    }
+    let slot = done / run.record_every;
+    if slot >= run.record_count {
+        return NO_RECORD;
+    }
+    return run.record_offset + slot * (7u * run.param_count + 1u);
 }
 
 // Ends the step (item 0 alone): the batch's loss, from its forward pass
@@ -509,6 +546,10 @@ fn finish_step_at(item: u32, batch: Batch) {
     let t = batch.t;
     let loss = reduce[run.totals_offset + run.param_count] / f32(batch.total);
     flag_if_not_finite(loss, t);
+    let record = step_record(t);
+    if record != NO_RECORD {
+        history.losses[record + 4u * run.param_count] = loss;
+    }
     history.epoch_total += loss * f32(batch.total);
     if batch.batch_first + batch.total == run.samples {
         history.losses[batch.epoch] = history.epoch_total / f32(run.samples);

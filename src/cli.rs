@@ -9,7 +9,8 @@ use crate::model::{Architecture, Model};
 use crate::model_file;
 use crate::output::OutputFile;
 use crate::plot;
-use crate::report::{DeviceReport, Report, millis};
+use crate::report::{DeviceReport, Report, ShadowReport, millis};
+use crate::shadow::{self, DeviceRun};
 use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, Diverged, TrainConfig, TrainOutput};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
@@ -345,6 +346,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     .then(|| (config.epochs / PROGRESS_CHUNKS).max(1)),
                 max_chunk_samples: None,
                 fused_workgroup_size: None,
+                record_steps: cli.compare,
             };
             let run = gpu::train_with(gpu, &initial, &config, &options, |done| {
                 progress.update(done)
@@ -359,6 +361,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             })?;
             report.record_gpu_timings(&run.timings);
+            if cli.compare {
+                let device = DeviceRun {
+                    records: &run.records,
+                    loss_history: &run.output.loss_history,
+                    trained: &run.output.model,
+                };
+                report.shadow_check = Some(ShadowReport {
+                    record_every: run.record_every,
+                    total_steps: config.epochs as u64 * config.batching().steps_per_epoch as u64,
+                    check: shadow::check_steps(&initial, &config, device),
+                });
+            }
             run.output
         }
         None => {
@@ -399,12 +413,22 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     }
     print_stdout(&text)?;
-    match &report.comparison {
-        Some(comparison) if !comparison.within_tolerance => bail!(
-            "the GPU and the CPU reference differ beyond the tolerance ({} relative loss, {} weight)",
-            comparison.tolerance.loss_relative,
-            comparison.tolerance.weight
+    match (&report.shadow_check, &report.comparison) {
+        (Some(shadow), _) if !shadow.check.within_tolerance => bail!(
+            "the shadow check failed: the GPU's training steps differ from the CPU reference's \
+             beyond their rounding bounds (see the Shadow check lines of the report)"
         ),
+        // No step's record fit the budget: the whole-run comparison decides.
+        (Some(shadow), Some(comparison))
+            if shadow.check.steps_checked == 0 && !comparison.within_tolerance =>
+        {
+            bail!(
+                "no training step could be recorded for the shadow check, and the GPU and the \
+                 CPU reference differ beyond the whole-run tolerance ({} relative loss, {} weight)",
+                comparison.tolerance.loss_relative,
+                comparison.tolerance.weight
+            )
+        }
         _ => Ok(()),
     }
 }

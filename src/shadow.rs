@@ -126,15 +126,25 @@ pub struct ShadowCheck {
     pub within_tolerance: bool,
 }
 
-/// Checks `records` (in step order) of a run of `config` from `initial`
-/// that ended in `trained` (its last record, if it is the run's last step,
-/// must end there).
-pub fn check_steps(
-    initial: &Model,
-    config: &TrainConfig,
-    records: &[StepRecord],
-    trained: &Model,
-) -> ShadowCheck {
+/// What a device's run gave: its records of training steps (in step
+/// order), its loss history and the trained model.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceRun<'a> {
+    pub records: &'a [StepRecord],
+    pub loss_history: &'a [f32],
+    pub trained: &'a Model,
+}
+
+/// Checks a device's run of `config` from `initial`: every record (see the
+/// module's notes), the hand-overs between them, and, where every step of
+/// an epoch was recorded, the epoch's loss in the history against its
+/// steps' recorded losses (Keras's size-weighted mean).
+pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) -> ShadowCheck {
+    let DeviceRun {
+        records,
+        loss_history,
+        trained,
+    } = run;
     let batching = config.batching();
     let adam = config.adam();
     let constants = adam.constants();
@@ -197,6 +207,7 @@ pub fn check_steps(
             states.consider(step, 2 * count + p, record.after.v[p], v, bound.v);
         }
     }
+    check_epoch_losses(config, records, loss_history, &mut losses);
     let within_tolerance =
         chain_breaks.is_empty() && gradients.holds() && losses.holds() && states.holds();
     ShadowCheck {
@@ -206,6 +217,50 @@ pub fn check_steps(
         states,
         chain_breaks,
         within_tolerance,
+    }
+}
+
+/// Each epoch whose steps were all recorded: its loss in the history against
+/// `sum(loss_k * size_k) / samples` of the recorded step losses, added in
+/// step order as the kernels do (the index of a mismatch is the epoch).
+fn check_epoch_losses(
+    config: &TrainConfig,
+    records: &[StepRecord],
+    loss_history: &[f32],
+    worst: &mut Worst,
+) {
+    let batching = config.batching();
+    let per_epoch = batching.steps_per_epoch as usize;
+    let samples = batching.samples as f64;
+    for epoch_records in records.chunks(per_epoch) {
+        let first = epoch_records[0].step;
+        let whole_epoch = first % per_epoch as u64 == 0
+            && epoch_records.len() == per_epoch
+            && epoch_records
+                .iter()
+                .enumerate()
+                .all(|(k, r)| r.step == first + k as u64);
+        if !whole_epoch {
+            continue;
+        }
+        let epoch = (first / per_epoch as u64) as usize;
+        let Some(&device) = loss_history.get(epoch) else {
+            continue;
+        };
+        let sizes = epoch_records
+            .iter()
+            .map(|r| batching.batch(r.step).size as f32);
+        let total = epoch_records
+            .iter()
+            .zip(sizes.clone())
+            .fold(0.0f32, |sum, (r, size)| sum + r.loss * size);
+        let magnitude: f64 = epoch_records
+            .iter()
+            .zip(sizes)
+            .map(|(r, size)| (r.loss as f64 * size as f64).abs())
+            .sum();
+        let bound = 2.0 * gamma(2 * per_epoch + 1) * magnitude / samples;
+        worst.consider(first, epoch, device, total / samples as f32, bound);
     }
 }
 

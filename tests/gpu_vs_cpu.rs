@@ -1,32 +1,49 @@
-//! The GPU kernels held to the CPU reference: every epoch's loss and the
-//! final weights, on the seed job and on other data sizes and widths.
-
+//! The GPU kernels held to the CPU reference through the shadow check
+//! (src/shadow.rs): every training step the GPU ran, replayed on the CPU
+//! from the GPU's own state, within its rounding bounds, on the seed job and
+//! on other data sizes, widths, batchings and schedules.
 mod common;
 
-use gpu_c2f::compare::{GPU_CPU_TOLERANCE, compare};
+use gpu_c2f::gpu::trainer::GpuTrainOutput;
 use gpu_c2f::gpu::{GpuOptions, Schedule, ScheduleChoice};
-use gpu_c2f::{Architecture, Dataset, Model, TrainConfig, cpu, gpu};
+use gpu_c2f::shadow::{DeviceRun, check_steps};
+use gpu_c2f::{Architecture, Dataset, Model, TrainConfig, gpu};
 
 fn assert_gpu_matches_cpu(initial: &Model, config: &TrainConfig, schedules: &[ScheduleChoice]) {
-    let reference = cpu::train(initial, config).expect("CPU reference trains");
     for &schedule in schedules {
         let options = GpuOptions {
             schedule,
+            record_steps: true,
             ..GpuOptions::default()
         };
         let on_gpu = gpu::train_with(common::gpu(), initial, config, &options, |_| {})
             .unwrap_or_else(|e| panic!("GPU ({schedule:?}) trains: {e:#}"));
         assert_eq!(on_gpu.output.loss_history.len(), config.epochs);
-        let comparison = compare(&reference, &on_gpu.output, &[100.0], GPU_CPU_TOLERANCE);
-        assert!(
-            comparison.within_tolerance,
-            "{} on {} samples, {:?} schedule: GPU differs from the CPU reference beyond {:?}: {comparison:#?}",
-            initial.architecture().describe(),
-            config.data.len(),
-            on_gpu.timings.schedule,
-            GPU_CPU_TOLERANCE
-        );
+        assert_shadow_check_passes(initial, config, &on_gpu);
     }
+}
+
+/// Every training step the GPU ran, replayed on the CPU reference from the
+/// GPU's own state, within its rounding bounds (src/shadow.rs); these runs
+/// are small enough for every step to be recorded, so the check covers the
+/// whole run, from the initial weights to the trained model.
+fn assert_shadow_check_passes(initial: &Model, config: &TrainConfig, on_gpu: &GpuTrainOutput) {
+    let steps = config.epochs * config.batching().steps_per_epoch as usize;
+    assert_eq!(on_gpu.record_every, 1, "every step recorded");
+    assert_eq!(on_gpu.records.len(), steps);
+    let device = DeviceRun {
+        records: &on_gpu.records,
+        loss_history: &on_gpu.output.loss_history,
+        trained: &on_gpu.output.model,
+    };
+    let check = check_steps(initial, config, device);
+    assert!(
+        check.within_tolerance,
+        "{} on {} samples, {:?} schedule: the shadow check failed: {check:#?}",
+        initial.architecture().describe(),
+        config.data.len(),
+        on_gpu.timings.schedule,
+    );
 }
 
 const ALL: &[ScheduleChoice] = &[
@@ -159,19 +176,15 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
             batch_size,
             shuffle_seed: 5,
         };
-        let reference = cpu::train(&initial, &config).unwrap();
         let options = GpuOptions {
             schedule,
             epochs_per_submit: None,
             max_chunk_samples: Some(256),
             fused_workgroup_size: None,
+            record_steps: true,
         };
         let chunked = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {}).unwrap();
-        let comparison = compare(&reference, &chunked.output, &[100.0], GPU_CPU_TOLERANCE);
-        assert!(
-            comparison.within_tolerance,
-            "{schedule:?} {batch_size:?}: {comparison:#?}"
-        );
+        assert_shadow_check_passes(&initial, &config, &chunked);
         let whole = gpu::train_with(
             common::gpu(),
             &initial,
@@ -235,12 +248,14 @@ fn submitting_in_chunks_changes_nothing_but_the_submit_count() {
             epochs_per_submit: None,
             max_chunk_samples: None,
             fused_workgroup_size: None,
+            record_steps: false,
         };
         let chunked = GpuOptions {
             schedule,
             epochs_per_submit: Some(100),
             max_chunk_samples: None,
             fused_workgroup_size: None,
+            record_steps: false,
         };
         let a = gpu::train_with(common::gpu(), &initial, &config, &whole, |_| {}).unwrap();
         let mut reported = Vec::new();
@@ -297,6 +312,7 @@ fn runs_of_more_passes_than_one_query_set_holds_train_and_time_every_pass() {
         epochs_per_submit: Some(1),
         max_chunk_samples: None,
         fused_workgroup_size: None,
+        record_steps: true,
     };
     let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {})
         .unwrap_or_else(|e| panic!("a 2100-pass run trains: {e:#}"));
@@ -312,9 +328,7 @@ fn runs_of_more_passes_than_one_query_set_holds_train_and_time_every_pass() {
     } else {
         assert_eq!(run.timings.timed_submits, 0);
     }
-    let reference = cpu::train(&initial, &config).unwrap();
-    let comparison = compare(&reference, &run.output, &[100.0], GPU_CPU_TOLERANCE);
-    assert!(comparison.within_tolerance, "{comparison:#?}");
+    assert_shadow_check_passes(&initial, &config, &run);
 }
 
 #[test]
@@ -379,16 +393,15 @@ fn the_fused_workgroup_a_real_gpu_gets_runs_here_too() {
             batch_size,
             ..TrainConfig::seed()
         };
-        let reference = cpu::train(&initial, &config).unwrap();
         let options = GpuOptions {
             schedule: ScheduleChoice::Fused,
             fused_workgroup_size: Some(64),
+            record_steps: true,
             ..GpuOptions::default()
         };
         let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {})
             .unwrap_or_else(|e| panic!("64 threads: {e:#}"));
         assert_eq!(run.timings.schedule, Schedule::Fused);
-        let comparison = compare(&reference, &run.output, &[100.0], GPU_CPU_TOLERANCE);
-        assert!(comparison.within_tolerance, "{hidden:?}: {comparison:#?}");
+        assert_shadow_check_passes(&initial, &config, &run);
     }
 }

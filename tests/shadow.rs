@@ -5,7 +5,7 @@
 //! code is never perturbed: only this test's device.
 
 use gpu_c2f::cpu::REDUCE_BLOCK;
-use gpu_c2f::shadow::{ShadowCheck, StepRecord, TrainState, check_steps};
+use gpu_c2f::shadow::{DeviceRun, ShadowCheck, StepRecord, TrainState, check_steps};
 use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
 
 /// A mistake planted in the simulated device.
@@ -50,7 +50,7 @@ fn simulated_device(
     initial: &Model,
     config: &TrainConfig,
     mistake: Mistake,
-) -> (Vec<StepRecord>, Model) {
+) -> (Vec<StepRecord>, Model, Vec<f32>) {
     let mut batching = config.batching();
     let true_batching = batching;
     if mistake == Mistake::ShuffleKey {
@@ -63,6 +63,7 @@ fn simulated_device(
     let layers = initial.architecture().layers();
     let mut state = TrainState::initial(initial);
     let mut records = Vec::new();
+    let (mut loss_history, mut epoch_total) = (Vec::new(), 0.0f32);
     for step in 0..steps {
         let batch = true_batching.batch(step);
         let samples: Vec<usize> = (batch.first..batch.first + batch.size)
@@ -146,6 +147,13 @@ fn simulated_device(
             state.m[p] = m;
             state.v[p] = v;
         }
+        // Keras's size-weighted mean of the batch losses, as the kernels
+        // keep it (their `epoch_total += loss * size` may fuse).
+        epoch_total = loss.mul_add(batch.size as f32, epoch_total);
+        if batch.first + batch.size == true_batching.samples {
+            loss_history.push(epoch_total / true_batching.samples as f32);
+            epoch_total = 0.0;
+        }
         records.push(StepRecord {
             step,
             before,
@@ -155,12 +163,17 @@ fn simulated_device(
         });
     }
     let trained = Model::from_params(initial.architecture().clone(), state.weights).unwrap();
-    (records, trained)
+    (records, trained, loss_history)
 }
 
 fn check(initial: &Model, config: &TrainConfig, mistake: Mistake) -> ShadowCheck {
-    let (records, trained) = simulated_device(initial, config, mistake);
-    check_steps(initial, config, &records, &trained)
+    let (records, trained, loss_history) = simulated_device(initial, config, mistake);
+    let run = DeviceRun {
+        records: &records,
+        loss_history: &loss_history,
+        trained: &trained,
+    };
+    check_steps(initial, config, run)
 }
 
 fn seed_job(seed: u64) -> (Model, TrainConfig) {
@@ -291,12 +304,42 @@ fn a_wrong_sample_in_the_shuffle_is_caught() {
 #[test]
 fn a_broken_hand_over_between_steps_is_caught() {
     let (initial, config) = seed_job(42);
-    let (mut records, trained) = simulated_device(&initial, &config, Mistake::None);
+    let (mut records, trained, loss_history) = simulated_device(&initial, &config, Mistake::None);
     records[500].before.v[3] *= 1.0 + f32::EPSILON;
-    let result = check_steps(&initial, &config, &records, &trained);
+    let run = DeviceRun {
+        records: &records,
+        loss_history: &loss_history,
+        trained: &trained,
+    };
+    let result = check_steps(&initial, &config, run);
     assert!(
         !result.within_tolerance && result.chain_breaks.len() == 1,
         "{result:#?}"
     );
     assert!(result.chain_breaks[0].contains("step 501"), "{result:#?}");
+}
+
+#[test]
+fn a_loss_history_that_does_not_follow_the_steps_is_caught() {
+    let initial = Model::glorot_uniform(Architecture::seed(), 42);
+    let config = TrainConfig {
+        data: Dataset::from_formula(100, 1),
+        epochs: 3,
+        batch_size: Some(10),
+        ..TrainConfig::seed()
+    };
+    let (records, trained, mut loss_history) = simulated_device(&initial, &config, Mistake::None);
+    // The last batch's loss counted twice in epoch 2.
+    let last = &records[19];
+    loss_history[1] += last.loss * 10.0 / 100.0;
+    let run = DeviceRun {
+        records: &records,
+        loss_history: &loss_history,
+        trained: &trained,
+    };
+    let result = check_steps(&initial, &config, run);
+    assert!(
+        !result.within_tolerance && result.losses.index == 1,
+        "{result:#?}"
+    );
 }

@@ -34,7 +34,10 @@ pub struct RunUniform {
     pub one_minus_beta_1: f32,
     pub one_minus_beta_2: f32,
     pub epsilon: f32,
-    pub _padding: [u32; 1],
+    pub record_every: u32,
+    pub record_offset: u32,
+    pub record_count: u32,
+    pub _padding: [u32; 2],
 }
 
 /// `Step` in train.wgsl: what one dispatch of the list works on.
@@ -147,7 +150,16 @@ pub struct Plan {
     pub steps: Vec<StepUniform>,
     /// The dispatches of one training step.
     pub step_list: Vec<Dispatch>,
+    /// Values after the losses in the history buffer: the step records
+    /// ([`Plan::record_steps`]).
+    pub record_floats: u64,
 }
+
+/// Most bytes of step records a run keeps for the shadow check: every step
+/// while they fit, else every K-th. 64 MiB holds every step of the seed job
+/// 100 times over (620 bytes a step) and ~550 steps of a 1-64-64-1 network
+/// (122 kB a step).
+pub const RECORD_BUDGET: u64 = 64 << 20;
 
 fn to_u32(value: u64, what: &str) -> Result<u32> {
     u32::try_from(value).with_context(|| {
@@ -387,7 +399,10 @@ impl Plan {
             one_minus_beta_1: constants.one_minus_beta_1,
             one_minus_beta_2: constants.one_minus_beta_2,
             epsilon: constants.epsilon,
-            _padding: [0; 1],
+            record_every: 0,
+            record_offset: to_u32(config.epochs as u64, "the loss history")?,
+            record_count: 0,
+            _padding: [0; 2],
         };
         let total_steps = config.epochs as u64 * batching.steps_per_epoch as u64;
         // The kernels count steps in a u32.
@@ -410,11 +425,40 @@ impl Plan {
             reduce_len,
             steps,
             step_list,
+            record_floats: 0,
         })
     }
 }
 
 impl Plan {
+    /// Values in one step record: weights, m and v before, gradients, loss,
+    /// weights, m and v after.
+    pub fn record_len(&self) -> u64 {
+        7 * self.param_count as u64 + 1
+    }
+
+    /// Records every step for the shadow check, or every K-th when all of
+    /// them would not fit in `budget` bytes (and beside the losses in one
+    /// buffer of at most `most` bytes); returns K, or 0 when not even one
+    /// record fits.
+    pub fn record_steps(&mut self, budget: u64, most: u64) -> u64 {
+        let losses = 4 * (HISTORY_HEADER + self.epochs as u64);
+        let room = budget.min(most.saturating_sub(losses));
+        let record_bytes = 4 * self.record_len();
+        let fitting = room / record_bytes;
+        if fitting == 0 || self.total_steps == 0 {
+            return 0;
+        }
+        let every = self.total_steps.div_ceil(fitting);
+        let count = self.total_steps.div_ceil(every);
+        // Both fit in u32: every <= total_steps (checked against u32 by
+        // Plan::new) and count <= fitting < 2^30 at the budget above.
+        self.run.record_every = every as u32;
+        self.run.record_count = count as u32;
+        self.record_floats = count * self.record_len();
+        every
+    }
+
     /// Fails, before any GPU allocation, when a buffer of this run would
     /// exceed what the device allows, naming the buffer and the limit.
     pub fn check_limits(&self, limits: &wgpu::Limits) -> Result<()> {
@@ -428,7 +472,10 @@ impl Plan {
                 words(self.tensors_len),
             ),
             ("gradient reduction", words(self.reduce_len)),
-            ("loss history", words(HISTORY_HEADER + self.epochs as u64)),
+            (
+                "loss history and step records",
+                words(HISTORY_HEADER + self.epochs as u64 + self.record_floats),
+            ),
             (
                 "weights and Adam moments",
                 words(3 * self.param_count as u64),
@@ -585,7 +632,7 @@ impl RunBuffers {
         // padding, one loss per epoch.
         let history = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("history"),
-            size: float_size * (HISTORY_HEADER + plan.epochs as u64),
+            size: float_size * (HISTORY_HEADER + plan.epochs as u64 + plan.record_floats),
             usage: storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });

@@ -3,13 +3,14 @@
 //! once at the end.
 
 use super::buffers::{
-    CurrentRecord, Dispatch, HISTORY_HEADER, NO_BAD_STEP, Plan, RunBuffers, SampleWork, Tile,
-    floats_per_sample,
+    CurrentRecord, Dispatch, HISTORY_HEADER, NO_BAD_STEP, Plan, RECORD_BUDGET, RunBuffers,
+    SampleWork, Tile, floats_per_sample,
 };
 use super::context::Gpu;
 use super::network::{SAMPLES_AUTO_MAX_PARAMS, SAMPLES_MAX_PARAMS};
 use super::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
 use crate::model::Model;
+use crate::shadow::{StepRecord, TrainState};
 use crate::training::{Diverged, TrainConfig, TrainOutput};
 use anyhow::{Result, bail};
 use std::time::{Duration, Instant};
@@ -124,6 +125,10 @@ pub struct GpuOptions {
     /// [`WORKGROUP_SIZE`]); tests run a GPU's 64 on lavapipe. At most the
     /// device's `max_compute_invocations_per_workgroup`.
     pub fused_workgroup_size: Option<u32>,
+    /// Record training steps for the shadow check ([`crate::shadow`]): every
+    /// step while [`RECORD_BUDGET`] holds them, else every K-th. They come
+    /// back with the results, in the same readback.
+    pub record_steps: bool,
 }
 
 /// Where the time of a GPU run went, and how often the host talked to it.
@@ -154,6 +159,11 @@ pub struct GpuTimings {
 pub struct GpuTrainOutput {
     pub output: TrainOutput,
     pub timings: GpuTimings,
+    /// The recorded training steps (with `record_steps`), in step order.
+    pub records: Vec<StepRecord>,
+    /// Every how many steps one was recorded (0: none; with `record_steps`,
+    /// only when not even one step's record fits the budget).
+    pub record_every: u64,
 }
 
 /// Trains `initial` on the GPU with the default options.
@@ -220,13 +230,14 @@ pub fn train_with(
 
     let started = Instant::now();
     let mut readbacks = 0;
-    let results = read_back(gpu, &buffers, &plan, timer.as_ref(), &mut readbacks)?;
+    let mut results = read_back(gpu, &buffers, &plan, timer.as_ref(), &mut readbacks)?;
     let readback = started.elapsed();
     let gpu_train = timer.as_ref().map(|t| t.total(&results.ticks));
     let timed_submits = timer.as_ref().map_or(0, |t| t.timed_passes);
     if let Some(step) = results.first_bad_step {
         return Err(Diverged::at_step(step as u64 - 1, plan.batching.steps_per_epoch).into());
     }
+    let records = std::mem::take(&mut results.records);
     let loss_history = results.loss_history;
     let model = Model::from_params(initial.architecture().clone(), results.params)?;
     Ok(GpuTrainOutput {
@@ -246,6 +257,8 @@ pub fn train_with(
             timed_submits,
             readbacks,
         },
+        records,
+        record_every: plan.run.record_every as u64,
     })
 }
 
@@ -299,6 +312,14 @@ fn plan_run(
             Plan::new(initial, config, work, Some(most))?
         }
     };
+    let mut plan = plan;
+    if options.record_steps {
+        let limits = gpu.device.limits();
+        let most = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        plan.record_steps(RECORD_BUDGET, most);
+    }
     plan.check_limits(&gpu.device.limits())?;
     Ok((plan, schedule, fused_workgroup_size))
 }
@@ -592,6 +613,8 @@ struct GpuResults {
     first_bad_step: Option<usize>,
     /// Pass timestamps (empty without timestamp queries).
     ticks: Vec<u64>,
+    /// The step records, in step order (empty unless recorded).
+    records: Vec<StepRecord>,
 }
 
 /// Copies the weights, the loss history, the divergence flag and the pass
@@ -648,7 +671,9 @@ fn read_back(
         );
     }
     let header = HISTORY_HEADER as usize;
+    let records = step_records(plan, &history[header + epochs..]);
     let results = GpuResults {
+        records,
         params,
         loss_history: history[header..header + epochs].to_vec(),
         first_bad_step: match history[1].to_bits() {
@@ -658,6 +683,30 @@ fn read_back(
         ticks,
     };
     Ok(results)
+}
+
+/// The step records the kernels wrote (see `Run.record_every` in
+/// train.wgsl), from the values after the losses in the history buffer.
+fn step_records(plan: &Plan, values: &[f32]) -> Vec<StepRecord> {
+    let every = plan.run.record_every as u64;
+    let count = plan.param_count as usize;
+    let state = |values: &[f32]| TrainState {
+        weights: values[..count].to_vec(),
+        m: values[count..2 * count].to_vec(),
+        v: values[2 * count..3 * count].to_vec(),
+    };
+    values
+        .chunks_exact(plan.record_len() as usize)
+        .take(plan.run.record_count as usize)
+        .enumerate()
+        .map(|(slot, record)| StepRecord {
+            step: slot as u64 * every,
+            before: state(record),
+            gradients: record[3 * count..4 * count].to_vec(),
+            loss: record[4 * count],
+            after: state(&record[4 * count + 1..]),
+        })
+        .collect()
 }
 
 #[cfg(test)]
