@@ -15,7 +15,9 @@
 //! [`adam_bounds`]): a sum of n terms added in order differs from the exact
 //! sum by at most gamma(n) times the sum of the terms' magnitudes, gamma(n) =
 //! n u / (1 - n u) with u = 2^-24, whatever a compiler fuses into
-//! multiply-adds (a fused step skips a rounding, it adds none). The device
+//! multiply-adds (a fused step skips a rounding, it adds none); a division
+//! may be 2.5 ULP off and a square root 3 ULP, and a subnormal result may be
+//! flushed to zero, as WGSL allows. The device
 //! and the CPU reference are each within that bound of the exact value of
 //! their own inputs, so they are within twice it of each other; the
 //! differences of the inputs themselves are carried through each layer
@@ -259,13 +261,30 @@ fn check_epoch_losses(
             .zip(sizes)
             .map(|(r, size)| (r.loss as f64 * size as f64).abs())
             .sum();
-        let bound = 2.0 * gamma(2 * per_epoch + 1) * magnitude / samples;
+        let mean = total as f64 / samples;
+        let bound = 2.0 * gamma(2 * per_epoch) * magnitude / samples
+            + DIVISION_APART * (mean.abs() + 2.0 * gamma(2 * per_epoch) * magnitude / samples);
         worst.consider(first, epoch, device, total / samples as f32, bound);
     }
 }
 
 /// The unit roundoff of f32.
 const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// How far a quotient may be from the exact one on a device and on the CPU
+/// together: WGSL allows 2.5 ULP for `x / y` (an ULP is at most 2u of the
+/// value), Rust rounds correctly (u). WGSL's floating-point accuracy table:
+/// <https://www.w3.org/TR/WGSL/#floating-point-accuracy>.
+const DIVISION_APART: f64 = 2.5 * 2.0 * U + U;
+
+/// The same for `sqrt`: WGSL inherits it from `inverseSqrt(x) * x`, 2 ULP
+/// and one more rounding, so at most 3 ULP.
+const SQRT_APART: f64 = 3.0 * 2.0 * U + U;
+
+/// What one operation may lose on a device that flushes subnormal results
+/// to zero, as WGSL allows: less than the smallest normal f32. Added per
+/// operation, it matters only for values near 1e-38.
+const FLUSH: f64 = f32::MIN_POSITIVE as f64;
 
 /// gamma(n) = n u / (1 - n u): the relative error bound of n roundings.
 fn gamma(n: usize) -> f64 {
@@ -337,7 +356,9 @@ pub fn step_bounds(
                         .sum();
                     Bounded {
                         value: sum,
-                        apart: 2.0 * gamma(layer.inputs + 1) * size + carried,
+                        apart: 2.0 * gamma(layer.inputs + 1) * size
+                            + carried
+                            + 2.0 * (layer.inputs + 1) as f64 * FLUSH,
                     }
                 })
                 .collect();
@@ -346,7 +367,7 @@ pub fn step_bounds(
         // Output error: r = y_hat - y, dL/dy_hat = 2 r / N.
         let output = activations.last().expect("the output layer")[0];
         let residual = output.value - y as f64;
-        let residual_apart = output.apart + 2.0 * U * (residual.abs() + output.apart);
+        let residual_apart = output.apart + 2.0 * U * (residual.abs() + output.apart) + 2.0 * FLUSH;
         let residual = Bounded {
             value: residual,
             apart: residual_apart,
@@ -356,7 +377,7 @@ pub fn step_bounds(
         let delta_apart = 2.0 * residual.apart / n;
         let mut errors = vec![Bounded {
             value: delta_value,
-            apart: delta_apart + 2.0 * U * (delta_value.abs() + delta_apart),
+            apart: delta_apart + DIVISION_APART * (delta_value.abs() + delta_apart) + 2.0 * FLUSH,
         }];
         // Backward: errors of each layer's inputs, last layer first;
         // `errors_of[l]` holds layer l's output errors.
@@ -378,7 +399,9 @@ pub fn step_bounds(
                         .sum();
                     Bounded {
                         value: sum,
-                        apart: 2.0 * gamma(layer.units) * size + carried,
+                        apart: 2.0 * gamma(layer.units) * size
+                            + carried
+                            + 2.0 * layer.units as f64 * FLUSH,
                     }
                 })
                 .collect();
@@ -389,7 +412,8 @@ pub fn step_bounds(
             magnitudes[index] += a.magnitude() * e.magnitude();
             term_differences[index] += a.apart * e.magnitude()
                 + a.magnitude() * e.apart
-                + 2.0 * U * a.magnitude() * e.magnitude();
+                + 2.0 * U * a.magnitude() * e.magnitude()
+                + 4.0 * FLUSH;
         };
         let one = Bounded {
             value: 1.0,
@@ -422,7 +446,7 @@ pub fn step_bounds(
     let loss_magnitude = magnitudes[weights.len()] / n;
     StepBounds {
         gradients,
-        loss: squared / n + 2.0 * U * (loss_magnitude + squared / n),
+        loss: squared / n + DIVISION_APART * (loss_magnitude + squared / n),
     }
 }
 
@@ -459,14 +483,15 @@ pub fn adam_bounds(
     let v_apart = 2.0 * gamma(4) * (v.abs() + (g * g + v.abs()) * c2 + new_v.abs());
     // s = sqrt(v') + eps; q = m' alpha / s; w' = w - q.
     let s = new_v.sqrt() + epsilon;
-    let s_apart = (new_v + v_apart).sqrt() - new_v.sqrt() + 2.0 * gamma(2) * s;
+    let s_apart = (new_v + v_apart).sqrt() - new_v.sqrt() + SQRT_APART * new_v.sqrt() + 2.0 * U * s;
     let q = new_m * alpha / s;
     let low = (s - s_apart).max(epsilon / 2.0);
-    let q_apart = (m_apart * alpha + q.abs() * s_apart) / low + 2.0 * gamma(2) * q.abs();
+    let q_apart =
+        (m_apart * alpha + q.abs() * s_apart) / low + (2.0 * U + DIVISION_APART) * q.abs();
     let weight = q_apart + 2.0 * U * (w.abs() + q.abs() + q_apart);
     AdamBounds {
-        weight,
-        m: m_apart,
-        v: v_apart,
+        weight: weight + 16.0 * FLUSH,
+        m: m_apart + 8.0 * FLUSH,
+        v: v_apart + 8.0 * FLUSH,
     }
 }

@@ -1,8 +1,10 @@
 //! The shadow check (src/shadow.rs) against simulated devices: a CPU trainer
-//! written apart from the reference, contracting every `a * b + c` a GPU
-//! compiler may fuse into `f32::mul_add`, as a real GPU's arithmetic, must
-//! pass; the same trainer with one mistake planted must fail. The product
-//! code is never perturbed: only this test's device.
+//! written apart from the reference, with the arithmetic WGSL allows a real
+//! GPU (every `a * b + c` a compiler may fuse contracted into `f32::mul_add`,
+//! divisions 2 ULP and square roots 2 ULP off the correctly rounded result,
+//! subnormal results flushed to zero), must pass; the same trainer with one
+//! mistake planted must fail. The product code is never perturbed: only
+//! this test's device.
 
 use gpu_c2f::cpu::REDUCE_BLOCK;
 use gpu_c2f::shadow::{DeviceRun, ShadowCheck, StepRecord, TrainState, check_steps};
@@ -22,6 +24,32 @@ enum Mistake {
     AdamTOffByOne,
     /// The shuffle drawn with another key.
     ShuffleKey,
+}
+
+/// `x` moved `ulps` ULPs up or down (a fixed pseudo-random choice by its
+/// bits), as a GPU's division or square root may be.
+fn off_by_ulps(x: f32, ulps: u32) -> f32 {
+    let bits = x.to_bits();
+    if !x.is_finite() || x == 0.0 || (bits & 0x7fff_ffff) <= ulps {
+        return x;
+    }
+    let up = bits.wrapping_mul(0x9e37_79b9) >> 31 == 1;
+    f32::from_bits(if up { bits + ulps } else { bits - ulps })
+}
+
+/// Division as a GPU may do it (WGSL: 2.5 ULP).
+fn divide(a: f32, b: f32) -> f32 {
+    flush(off_by_ulps(a / b, 2))
+}
+
+/// Square root as a GPU may do it (WGSL: inverseSqrt's 2 ULP and a product).
+fn square_root(x: f32) -> f32 {
+    off_by_ulps(x.sqrt(), 2)
+}
+
+/// A subnormal result flushed to zero, as WGSL allows.
+fn flush(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE { 0.0 } else { x }
 }
 
 /// Sums `terms` in blocks of REDUCE_BLOCK, then the block sums, as the GPU,
@@ -91,7 +119,7 @@ fn simulated_device(
             }
             let residual = a.last().unwrap()[0] - config.data.fahrenheit[s];
             let mut e = vec![Vec::new(); layers.len()];
-            e[layers.len() - 1] = vec![(2.0 * residual) / n as f32];
+            e[layers.len() - 1] = vec![divide(2.0 * residual, n as f32)];
             for l in (1..layers.len()).rev() {
                 let layer = &layers[l];
                 e[l - 1] = (0..layer.inputs)
@@ -122,7 +150,10 @@ fn simulated_device(
         if let Mistake::GradientScale(scale) = mistake {
             gradients.iter_mut().for_each(|g| *g *= scale);
         }
-        let loss = fused_blocked_sum(n, |k| (residuals[k], residuals[k])) / n as f32;
+        let loss = divide(
+            fused_blocked_sum(n, |k| (residuals[k], residuals[k])),
+            n as f32,
+        );
 
         let t = step + 1;
         let alpha = match mistake {
@@ -131,17 +162,18 @@ fn simulated_device(
         };
         let before = state.clone();
         for (p, &g) in gradients.iter().enumerate() {
-            let m = (g - state.m[p]).mul_add(c.one_minus_beta_1, state.m[p]);
-            let v = g
-                .mul_add(g, -state.v[p])
-                .mul_add(c.one_minus_beta_2, state.v[p]);
+            let m = flush((g - state.m[p]).mul_add(c.one_minus_beta_1, state.m[p]));
+            let v = flush(
+                g.mul_add(g, -state.v[p])
+                    .mul_add(c.one_minus_beta_2, state.v[p]),
+            );
             let step_size = match mistake {
                 Mistake::EpsilonOnVHat => {
                     let m_hat = m / (1.0 - (adam.beta_1 as f32).powf(t as f32));
                     let v_hat = v / (1.0 - (adam.beta_2 as f32).powf(t as f32));
                     adam.learning_rate * m_hat / (v_hat.sqrt() + c.epsilon)
                 }
-                _ => (m * alpha) / (v.sqrt() + c.epsilon),
+                _ => divide(m * alpha, square_root(v) + c.epsilon),
             };
             state.weights[p] -= step_size;
             state.m[p] = m;
@@ -151,7 +183,7 @@ fn simulated_device(
         // keep it (their `epoch_total += loss * size` may fuse).
         epoch_total = loss.mul_add(batch.size as f32, epoch_total);
         if batch.first + batch.size == true_batching.samples {
-            loss_history.push(epoch_total / true_batching.samples as f32);
+            loss_history.push(divide(epoch_total, true_batching.samples as f32));
             epoch_total = 0.0;
         }
         records.push(StepRecord {
