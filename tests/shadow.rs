@@ -1,9 +1,12 @@
 //! The shadow check (src/shadow.rs) against simulated devices: a CPU trainer
 //! written apart from the reference, with the arithmetic WGSL allows a real
-//! GPU (every `a * b + c` a compiler may fuse contracted into `f32::mul_add`,
-//! divisions 2 ULP and square roots 2 ULP off the correctly rounded result,
-//! subnormal results flushed to zero), must pass; the same trainer with one
-//! mistake planted must fail. The product code is never perturbed: only
+//! GPU, pushed to its limits: every `a * b + c` a compiler may fuse
+//! contracted into `f32::mul_add`; the results of sums and of Adam's update
+//! moved to the other neighbour of the exact value (WGSL's "correctly
+//! rounded" allows either); divisions 2 ULP off the correctly rounded
+//! result; square roots as `1.0 / inverseSqrt(x)` with both steps 2 ULP off;
+//! subnormal results flushed to zero. It must pass; the same trainer with
+//! one mistake planted must fail. The product code is never perturbed: only
 //! this test's device.
 
 use gpu_c2f::cpu::REDUCE_BLOCK;
@@ -24,6 +27,9 @@ enum Mistake {
     AdamTOffByOne,
     /// The shuffle drawn with another key.
     ShuffleKey,
+    /// One sample of one batch (the first of step 5) read from the next
+    /// position of the dataset: an off-by-one in an index.
+    OneWrongSample,
 }
 
 /// `x` moved `ulps` ULPs up or down (a fixed pseudo-random choice by its
@@ -42,9 +48,30 @@ fn divide(a: f32, b: f32) -> f32 {
     flush(off_by_ulps(a / b, 2))
 }
 
-/// Square root as a GPU may do it (WGSL: inverseSqrt's 2 ULP and a product).
+/// Square root as a GPU may do it: WGSL inherits it from 1 / inverseSqrt(x),
+/// each 2 ULP off here (2 and 2.5 allowed).
 fn square_root(x: f32) -> f32 {
-    off_by_ulps(x.sqrt(), 2)
+    if x == 0.0 {
+        return 0.0;
+    }
+    divide(1.0, off_by_ulps(1.0 / x.sqrt(), 2))
+}
+
+/// A result rounded to the other neighbour of the exact value than round to
+/// nearest takes: one ULP off, away from the CPU's, as WGSL's "correctly
+/// rounded" allows (either neighbour). Exact results stay.
+fn other_neighbour(x: f32, exact: f64) -> f32 {
+    if x as f64 == exact || !x.is_finite() {
+        return x;
+    }
+    let toward = if exact > x as f64 { 1.0f32 } else { -1.0 };
+    let bits = x.to_bits();
+    let moved = if (x > 0.0) == (toward > 0.0) {
+        bits + 1
+    } else {
+        bits.wrapping_sub(1)
+    };
+    flush(f32::from_bits(moved))
 }
 
 /// A subnormal result flushed to zero, as WGSL allows.
@@ -94,9 +121,12 @@ fn simulated_device(
     let (mut loss_history, mut epoch_total) = (Vec::new(), 0.0f32);
     for step in 0..steps {
         let batch = true_batching.batch(step);
-        let samples: Vec<usize> = (batch.first..batch.first + batch.size)
+        let mut samples: Vec<usize> = (batch.first..batch.first + batch.size)
             .map(|p| batching.sample_index(batch.epoch, p) as usize)
             .collect();
+        if mistake == Mistake::OneWrongSample && step == 5 {
+            samples[0] = (samples[0] + 1) % config.data.len();
+        }
         let n = samples.len();
         let w = &state.weights;
         // Forward and backward per sample, every sum a chain of FMAs.
@@ -112,7 +142,8 @@ fn simulated_device(
                         let sum = (0..layer.inputs).fold(0.0f32, |sum, i| {
                             input[i].mul_add(w[layer.kernel_offset + i * layer.units + j], sum)
                         });
-                        sum + w[layer.bias_offset + j]
+                        let bias = w[layer.bias_offset + j];
+                        other_neighbour(sum + bias, sum as f64 + bias as f64)
                     })
                     .collect();
                 a.push(out);
@@ -162,10 +193,16 @@ fn simulated_device(
         };
         let before = state.clone();
         for (p, &g) in gradients.iter().enumerate() {
-            let m = flush((g - state.m[p]).mul_add(c.one_minus_beta_1, state.m[p]));
-            let v = flush(
-                g.mul_add(g, -state.v[p])
-                    .mul_add(c.one_minus_beta_2, state.v[p]),
+            let (m0, v0) = (state.m[p], state.v[p]);
+            let m_step = g - m0;
+            let m = other_neighbour(
+                flush(m_step.mul_add(c.one_minus_beta_1, m0)),
+                m_step as f64 * c.one_minus_beta_1 as f64 + m0 as f64,
+            );
+            let v_step = g.mul_add(g, -v0);
+            let v = other_neighbour(
+                flush(v_step.mul_add(c.one_minus_beta_2, v0)),
+                v_step as f64 * c.one_minus_beta_2 as f64 + v0 as f64,
             );
             let step_size = match mistake {
                 Mistake::EpsilonOnVHat => {
@@ -175,7 +212,8 @@ fn simulated_device(
                 }
                 _ => divide(m * alpha, square_root(v) + c.epsilon),
             };
-            state.weights[p] -= step_size;
+            let w = state.weights[p];
+            state.weights[p] = other_neighbour(w - step_size, w as f64 - step_size as f64);
             state.m[p] = m;
             state.v[p] = v;
         }
@@ -331,6 +369,20 @@ fn a_wrong_sample_in_the_shuffle_is_caught() {
         ..TrainConfig::seed()
     };
     assert_caught(Mistake::ShuffleKey, &initial, &config);
+}
+
+#[test]
+fn one_wrong_sample_in_one_batch_is_caught() {
+    let initial = Model::glorot_uniform(Architecture::seed(), 42);
+    let config = TrainConfig {
+        data: Dataset::from_formula(100, 1),
+        epochs: 3,
+        batch_size: Some(10),
+        ..TrainConfig::seed()
+    };
+    let result = check(&initial, &config, Mistake::OneWrongSample);
+    assert!(!result.within_tolerance, "{result:#?}");
+    assert_eq!(result.gradients.step, 5, "{result:#?}");
 }
 
 #[test]
