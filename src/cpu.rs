@@ -99,38 +99,19 @@ impl Backprop {
             );
         }
 
-        // Loss and output error (`output_error`): L = mean(r^2), dL/dy = 2r/N.
-        let output = &activations.last().expect("at least one layer")[..samples];
-        let output_error = &mut errors.last_mut().expect("at least one layer")[..samples];
-        let residuals = &mut self.residuals[..samples];
-        for (((residual, error), &y_hat), &y) in residuals
-            .iter_mut()
-            .zip(output_error.iter_mut())
-            .zip(output)
-            .zip(fahrenheit)
-        {
-            *residual = y_hat - y;
-            *error = (2.0 * *residual) / samples as f32;
-        }
+        // Loss and output error: L = mean(r^2), dL/dy = 2r/N.
+        output_error(
+            &activations.last().expect("at least one layer")[..samples],
+            fahrenheit,
+            &mut self.residuals[..samples],
+            &mut errors.last_mut().expect("at least one layer")[..samples],
+        );
+        let residuals = &self.residuals[..samples];
 
-        // Errors passed back to every hidden layer (`dense_backward`):
-        // err_in[s][i] = sum_j err_out[s][j] * kernel[i][j], in order of j.
+        // Errors passed back to every hidden layer.
         for (l, layer) in layers.iter().enumerate().skip(1).rev() {
             let (before, after) = errors.split_at_mut(l + 1);
-            let (error_out, error_in) = (&after[0], &mut before[l]);
-            for first in (0..stride).step_by(LANES) {
-                for i in 0..layer.inputs {
-                    let mut sums = [0.0f32; LANES];
-                    for j in 0..layer.units {
-                        let weight = params[layer.kernel_offset + i * layer.units + j];
-                        let unit_errors = &error_out[j * stride + first..][..LANES];
-                        for (sum, &e) in sums.iter_mut().zip(unit_errors) {
-                            *sum += e * weight;
-                        }
-                    }
-                    error_in[i * stride + first..][..LANES].copy_from_slice(&sums);
-                }
-            }
+            dense_backward(params, layer, stride, &after[0], &mut before[l]);
         }
 
         // Gradients summed over samples (`gradient_partials`, `reduce_partials`):
@@ -141,7 +122,7 @@ impl Backprop {
             let size = layer.inputs * layer.units + layer.units;
             let layer_gradients = &mut gradients[layer.kernel_offset..][..size];
             if samples <= REDUCE_BLOCK {
-                block_gradients(input, error, layer, stride, 0..samples, layer_gradients);
+                gradient_partials(input, error, layer, stride, 0..samples, layer_gradients);
                 continue;
             }
             let blocks = samples.div_ceil(REDUCE_BLOCK);
@@ -149,7 +130,7 @@ impl Backprop {
             for (block, partial) in self.block_partials.chunks_mut(size).enumerate() {
                 let first = block * REDUCE_BLOCK;
                 let range = first..(first + REDUCE_BLOCK).min(samples);
-                block_gradients(input, error, layer, stride, range, partial);
+                gradient_partials(input, error, layer, stride, range, partial);
             }
             let partials = &self.block_partials;
             for (p, gradient) in layer_gradients.iter_mut().enumerate() {
@@ -160,11 +141,55 @@ impl Backprop {
     }
 }
 
-/// One layer's gradient sums over the samples in `range` of a batch whose
-/// feature-major rows hold `stride` samples, each started at 0 and added in sample
-/// order: kernel `[i][j] = sum_s input[s][i] * error[s][j]`, bias
+/// The `output_error` kernel: for each sample of a batch of
+/// `outputs.len()`, the residual `r = y_hat - y` (squared by the loss's
+/// reduction) and the error fed back, `dL/dy_hat = 2 r / N`.
+pub fn output_error(outputs: &[f32], targets: &[f32], residuals: &mut [f32], errors: &mut [f32]) {
+    let samples = outputs.len() as f32;
+    for (((residual, error), &y_hat), &y) in residuals
+        .iter_mut()
+        .zip(errors.iter_mut())
+        .zip(outputs)
+        .zip(targets)
+    {
+        *residual = y_hat - y;
+        *error = (2.0 * *residual) / samples;
+    }
+}
+
+/// The `dense_backward` kernel: the error passed back through a Dense layer
+/// (no activation), `err_in[s][i] = sum_j err_out[s][j] * kernel[i][j]`,
+/// added in order of j, on feature-major rows of `stride` samples (a
+/// multiple of [`LANES`]).
+pub fn dense_backward(
+    params: &[f32],
+    layer: &DenseLayout,
+    stride: usize,
+    error_out: &[f32],
+    error_in: &mut [f32],
+) {
+    assert_eq!(stride % LANES, 0, "rows are padded to whole lane chunks");
+    for first in (0..stride).step_by(LANES) {
+        for i in 0..layer.inputs {
+            let mut sums = [0.0f32; LANES];
+            for j in 0..layer.units {
+                let weight = params[layer.kernel_offset + i * layer.units + j];
+                let unit_errors = &error_out[j * stride + first..][..LANES];
+                for (sum, &e) in sums.iter_mut().zip(unit_errors) {
+                    *sum += e * weight;
+                }
+            }
+            error_in[i * stride + first..][..LANES].copy_from_slice(&sums);
+        }
+    }
+}
+
+/// The `gradient_partials` kernel for one layer and one block of samples:
+/// the gradient sums over the samples in `range` of a batch whose
+/// feature-major rows hold `stride` samples, each started at 0 and added in
+/// sample order: kernel `[i][j] = sum_s input[s][i] * error[s][j]`, bias
 /// `[j] = sum_s error[s][j]` (`out` is laid out as the parameters are).
-fn block_gradients(
+pub fn gradient_partials(
     input: &[f32],
     error: &[f32],
     layer: &DenseLayout,

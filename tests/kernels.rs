@@ -16,7 +16,7 @@
 mod common;
 
 use gpu_c2f::batching::Batching;
-use gpu_c2f::cpu::{REDUCE_BLOCK, blocked_sum};
+use gpu_c2f::cpu::{self, REDUCE_BLOCK, blocked_sum};
 use gpu_c2f::gpu::buffers::{Plan, RunBuffers, SampleWork, Tile};
 use gpu_c2f::gpu::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
 use gpu_c2f::model::{DenseLayout, dense_forward, padded_samples};
@@ -263,15 +263,18 @@ fn dense_backward_passes_errors_back_a_layer() {
         // Backward dispatches run from the last layer down to the second.
         for (&position, layer) in backwards.iter().zip(layers.iter().skip(1).rev()) {
             let step = run.plan.steps[run.plan.step_list[position].step as usize];
+            let stride = padded_samples(samples);
+            let error_out = feature_major(&tensors, step.in_offset, samples, layer.units);
+            let mut cpu_in = vec![0.0; stride * layer.inputs];
+            cpu::dense_backward(params, layer, stride, &error_out, &mut cpu_in);
             let (mut gpu, mut cpu, mut bounds) = (vec![], vec![], vec![]);
             for s in 0..samples {
                 for i in 0..layer.inputs {
-                    // err_in[s][i] = sum_j err_out[s][j] * kernel[i][j], in order of j.
                     let terms = (0..layer.units).map(|j| {
-                        tensors[step.in_offset as usize + s * layer.units + j]
+                        error_out[j * stride + s]
                             * params[layer.kernel_offset + i * layer.units + j]
                     });
-                    cpu.push(terms.clone().fold(0.0f32, |sum, t| sum + t));
+                    cpu.push(cpu_in[i * stride + s]);
                     bounds.push(sum_bound(terms));
                     gpu.push(tensors[step.out_offset as usize + s * layer.inputs + i]);
                 }
@@ -283,33 +286,59 @@ fn dense_backward_passes_errors_back_a_layer() {
 }
 
 /// The first level of every sum over samples as the layered kernels left it
-/// in `reduce`, and the CPU's sums of the same products of the GPU's own
-/// activations and errors, with their bounds: (gpu, cpu, bound).
+/// in `reduce`, and `cpu::gradient_partials` of the GPU's own activations
+/// and errors, with their bounds: (gpu, cpu, bound), in the order of the
+/// parameter rows (the squared error last), then blocks.
 fn partial_sums(run: &KernelRun, samples: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let tensors = run.read(&run.buffers.tensors);
     let reduce = run.read(&run.buffers.reduce);
     let blocks = samples.div_ceil(REDUCE_BLOCK);
+    let stride = padded_samples(samples);
     let (mut gpu, mut cpu, mut bounds) = (vec![], vec![], vec![]);
     for position in run.positions(Kernel::GradientPartials) {
         let step = run.plan.steps[run.plan.step_list[position].step as usize];
         let (inputs, units) = (step.inputs as usize, step.units as usize);
+        // The squared error is the last dispatch: a one-entry "layer" with
+        // a = err = the residual and no bias row.
+        let bias_row = step.in_len as usize > inputs;
+        let a = feature_major(&tensors, step.in_offset, samples, inputs);
+        let err = feature_major(&tensors, step.out_offset, samples, units);
+        let layer = DenseLayout {
+            inputs,
+            units,
+            kernel_offset: 0,
+            bias_offset: inputs * units,
+        };
+        let range = |block: usize| {
+            let first = block * REDUCE_BLOCK;
+            first..(first + REDUCE_BLOCK).min(samples)
+        };
+        let block_sums: Vec<Vec<f32>> = (0..blocks)
+            .map(|block| {
+                let mut sums = vec![0.0f32; inputs * units + units];
+                if bias_row {
+                    cpu::gradient_partials(&a, &err, &layer, stride, range(block), &mut sums);
+                } else {
+                    sums[0] = range(block).fold(0.0f32, |sum, s| sum + a[s] * err[s]);
+                }
+                sums
+            })
+            .collect();
         for row in 0..step.in_len as usize {
             for j in 0..units {
                 let parameter = step.kernel_offset as usize + row * units + j;
-                for block in 0..blocks {
-                    let first = block * REDUCE_BLOCK;
-                    let range = first..(first + REDUCE_BLOCK).min(samples);
+                for (block, sums) in block_sums.iter().enumerate() {
                     // a[s][row] * err[s][j]; the bias row's a is 1.
-                    let terms = range.map(|s| {
+                    let terms = range(block).map(|s| {
                         let a = if row < inputs {
-                            tensors[step.in_offset as usize + s * inputs + row]
+                            a[row * stride + s]
                         } else {
                             1.0
                         };
-                        a * tensors[step.out_offset as usize + s * units + j]
+                        a * err[j * stride + s]
                     });
-                    cpu.push(terms.clone().fold(0.0f32, |sum, t| sum + t));
                     bounds.push(sum_bound(terms));
+                    cpu.push(sums[row * units + j]);
                     let column = step.dst_offset as usize + block;
                     gpu.push(reduce[column + parameter * step.out_len as usize]);
                 }
