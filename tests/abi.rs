@@ -4,7 +4,7 @@
 //! as the WGSL one. A field added on one side only, or moved, fails here
 //! before it can feed a kernel the wrong number.
 
-use gpu_c2f::gpu::buffers::{CurrentRecord, RunUniform, StepUniform};
+use gpu_c2f::gpu::buffers::{CurrentRecord, HistoryHeader, RunUniform, StepUniform};
 use std::mem::{offset_of, size_of};
 use wgpu::naga;
 
@@ -90,6 +90,24 @@ fn step_matches_its_wgsl_struct() {
 fn current_matches_its_wgsl_struct() {
     let rust = fields!(CurrentRecord: step, steps);
     assert_same_layout("Current", &rust, size_of::<CurrentRecord>());
+}
+
+#[test]
+fn the_history_header_matches_its_wgsl_struct() {
+    // `History` ends in the runtime-sized `losses`, right after the header.
+    let rust = fields!(HistoryHeader: step, first_bad_step, epoch_total);
+    let (wgsl, _) = wgsl_struct("History");
+    let named: Vec<(&str, usize)> = wgsl
+        .iter()
+        .filter(|(name, _)| !name.starts_with('_') && name != "losses")
+        .map(|(name, offset)| (name.as_str(), *offset as usize))
+        .collect();
+    assert_eq!(
+        named, rust,
+        "History's header: WGSL vs Rust (name, byte offset)"
+    );
+    let losses = wgsl.iter().find(|(name, _)| name == "losses").unwrap();
+    assert_eq!(losses.1 as usize, size_of::<HistoryHeader>());
 }
 
 #[test]

@@ -558,9 +558,21 @@ pub struct RunBuffers {
     pub current_bind_group: wgpu::BindGroup,
 }
 
-/// 32-bit words before the losses in `History`: `step`, `first_bad_step`,
-/// `epoch_total`, padding.
-pub const HISTORY_HEADER: u64 = 4;
+/// The fixed fields of `History` in train.wgsl, before its losses.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct HistoryHeader {
+    /// Training steps finished.
+    pub step: u32,
+    /// The first step with a non-finite loss or weight ([`NO_BAD_STEP`]: none).
+    pub first_bad_step: u32,
+    /// The epoch's size-weighted batch losses so far.
+    pub epoch_total: f32,
+    pub _pad: u32,
+}
+
+/// 32-bit words before the losses in `History`.
+pub const HISTORY_HEADER: u64 = (std::mem::size_of::<HistoryHeader>() / 4) as u64;
 
 /// `first_bad_step` while every loss and weight has been finite.
 pub const NO_BAD_STEP: u32 = u32::MAX;
@@ -636,11 +648,13 @@ impl RunBuffers {
             usage: storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        queue.write_buffer(
-            &history,
-            0,
-            bytemuck::cast_slice(&[0u32, NO_BAD_STEP, 0, 0]),
-        );
+        let header = HistoryHeader {
+            step: 0,
+            first_bad_step: NO_BAD_STEP,
+            epoch_total: 0.0,
+            _pad: 0,
+        };
+        queue.write_buffer(&history, 0, bytemuck::bytes_of(&header));
         let step_sizes = init(
             "adam step sizes",
             bytemuck::cast_slice(&adam.step_size_table(plan.total_steps)),

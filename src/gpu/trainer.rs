@@ -3,7 +3,7 @@
 //! once at the end.
 
 use super::buffers::{
-    CurrentRecord, Dispatch, HISTORY_HEADER, NO_BAD_STEP, Plan, RECORD_BUDGET, RunBuffers,
+    CurrentRecord, Dispatch, HistoryHeader, NO_BAD_STEP, Plan, RECORD_BUDGET, RunBuffers,
     SampleWork, Tile, floats_per_sample,
 };
 use super::context::Gpu;
@@ -658,25 +658,24 @@ fn read_back(
 
     let (results, timestamps) = bytes.split_at(timestamps_offset as usize);
     let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(timestamps);
-    let floats: Vec<f32> =
-        bytemuck::pod_collect_to_vec(&results[..(params_bytes + history_bytes) as usize]);
-    let params = floats[..plan.param_count as usize].to_vec();
-    let history = &floats[plan.param_count as usize..];
-    let steps_run = history[0].to_bits() as usize;
-    let epochs = plan.epochs as usize;
-    if steps_run as u64 != plan.total_steps {
+    let (params_bytes, history_bytes) = results.split_at(params_bytes as usize);
+    let params: Vec<f32> = bytemuck::pod_collect_to_vec(params_bytes);
+    let header_bytes = std::mem::size_of::<HistoryHeader>();
+    let header: HistoryHeader = bytemuck::pod_read_unaligned(&history_bytes[..header_bytes]);
+    let history: Vec<f32> = bytemuck::pod_collect_to_vec(&history_bytes[header_bytes..]);
+    if header.step as u64 != plan.total_steps {
         bail!(
-            "the GPU ran {steps_run} training steps, expected {}",
+            "the GPU ran {} training steps, expected {}",
+            header.step,
             plan.total_steps
         );
     }
-    let header = HISTORY_HEADER as usize;
-    let records = step_records(plan, &history[header + epochs..]);
+    let epochs = plan.epochs as usize;
     let results = GpuResults {
-        records,
+        records: step_records(plan, &history[epochs..]),
         params,
-        loss_history: history[header..header + epochs].to_vec(),
-        first_bad_step: match history[1].to_bits() {
+        loss_history: history[..epochs].to_vec(),
+        first_bad_step: match header.first_bad_step {
             NO_BAD_STEP => None,
             step => Some(step as usize),
         },
