@@ -151,8 +151,9 @@ pub struct Cli {
     #[arg(long, help_heading = "GPU")]
     pub cpu_reference: bool,
 
-    /// Also train with the CPU reference from the same weights, report the
-    /// differences, and fail when they exceed the tests' tolerance.
+    /// Record the GPU's training steps and replay them on the CPU reference
+    /// from the GPU's own state (the shadow check); fail when a value is
+    /// beyond its rounding bound. Also reports the whole-run differences.
     #[arg(long, conflicts_with = "cpu_reference", help_heading = "GPU")]
     pub compare: bool,
 

@@ -2,6 +2,8 @@
 //! operations as the WGSL kernels, one step at a time. Tests hold the GPU to
 //! it, and `gpu-c2f --cpu-reference` trains with it.
 
+use crate::batching::{Batch, Batching};
+use crate::data::Dataset;
 use crate::model::{Architecture, DenseLayout, LANES, Model, dense_forward, padded_samples};
 use crate::optimizer::adam_update;
 use crate::training::{Diverged, TrainConfig, TrainOutput};
@@ -141,6 +143,38 @@ impl Backprop {
     }
 }
 
+/// One batch's samples in the epoch's order (the `gather_batch` kernel),
+/// in buffers reused from step to step.
+#[derive(Debug, Default)]
+pub struct GatheredBatch {
+    celsius: Vec<f32>,
+    fahrenheit: Vec<f32>,
+}
+
+impl GatheredBatch {
+    /// `batch`'s inputs and targets: gathered through the shuffle, or the
+    /// dataset's own slices when batches are not shuffled.
+    pub fn gather<'a>(
+        &'a mut self,
+        data: &'a Dataset,
+        batching: &Batching,
+        batch: Batch,
+    ) -> (&'a [f32], &'a [f32]) {
+        if !batching.shuffle {
+            let range = batch.first as usize..(batch.first + batch.size) as usize;
+            return (&data.celsius[range.clone()], &data.fahrenheit[range]);
+        }
+        self.celsius.clear();
+        self.fahrenheit.clear();
+        for position in batch.first..batch.first + batch.size {
+            let sample = batching.sample_index(batch.epoch, position) as usize;
+            self.celsius.push(data.celsius[sample]);
+            self.fahrenheit.push(data.fahrenheit[sample]);
+        }
+        (&self.celsius, &self.fahrenheit)
+    }
+}
+
 /// The `output_error` kernel: for each sample of a batch of
 /// `outputs.len()`, the residual `r = y_hat - y` (squared by the loss's
 /// reduction) and the error fed back, `dL/dy_hat = 2 r / N`.
@@ -243,24 +277,12 @@ pub fn train_with_progress(
     let mut m = vec![0.0f32; params.len()];
     let mut v = vec![0.0f32; params.len()];
     let mut loss_history = Vec::with_capacity(config.epochs);
-    let (mut batch_celsius, mut batch_fahrenheit) = (Vec::new(), Vec::new());
+    let mut gathered = GatheredBatch::default();
     let mut epoch_total = 0.0f32;
 
     for step in 0..steps {
         let batch = batching.batch(step);
-        let (celsius, fahrenheit) = if batching.shuffle {
-            batch_celsius.clear();
-            batch_fahrenheit.clear();
-            for position in batch.first..batch.first + batch.size {
-                let sample = batching.sample_index(batch.epoch, position) as usize;
-                batch_celsius.push(data.celsius[sample]);
-                batch_fahrenheit.push(data.fahrenheit[sample]);
-            }
-            (&batch_celsius[..], &batch_fahrenheit[..])
-        } else {
-            let range = batch.first as usize..(batch.first + batch.size) as usize;
-            (&data.celsius[range.clone()], &data.fahrenheit[range])
-        };
+        let (celsius, fahrenheit) = gathered.gather(data, &batching, batch);
         let loss = backprop.loss_and_gradients(&params, celsius, fahrenheit, &mut gradients);
         let alpha = step_sizes[(step as usize).min(step_sizes.len() - 1)];
         let mut finite = loss.is_finite();

@@ -390,7 +390,7 @@ impl ShadowReport {
         let which = match self.record_every {
             0 => "none: not one step's record fits the budget".to_string(),
             1 => "every step".to_string(),
-            k => format!("every {k}th step"),
+            k => format!("one step in {k}"),
         };
         let _ = writeln!(
             out,

@@ -37,7 +37,7 @@
 //! must end in the trained model: with every step recorded, that covers the
 //! whole run.
 
-use crate::cpu::{Backprop, REDUCE_BLOCK};
+use crate::cpu::{Backprop, GatheredBatch, REDUCE_BLOCK};
 use crate::model::{DenseLayout, Model};
 use crate::optimizer::adam_update;
 use crate::training::TrainConfig;
@@ -162,7 +162,7 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
     let (mut gradients, mut losses, mut states) =
         (Worst::default(), Worst::default(), Worst::default());
     let mut chain_breaks = Vec::new();
-    let (mut celsius, mut fahrenheit) = (Vec::new(), Vec::new());
+    let mut gathered = GatheredBatch::default();
 
     for (position, record) in records.iter().enumerate() {
         let step = record.step;
@@ -183,17 +183,10 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
             chain_breaks.push("the last step does not end in the trained model".into());
         }
 
-        let batch = batching.batch(step);
-        celsius.clear();
-        fahrenheit.clear();
-        for position in batch.first..batch.first + batch.size {
-            let sample = batching.sample_index(batch.epoch, position) as usize;
-            celsius.push(config.data.celsius[sample]);
-            fahrenheit.push(config.data.fahrenheit[sample]);
-        }
+        let (celsius, fahrenheit) = gathered.gather(&config.data, &batching, batching.batch(step));
         let weights = &record.before.weights;
-        let loss = backprop.loss_and_gradients(weights, &celsius, &fahrenheit, &mut cpu_gradients);
-        let bounds = step_bounds(&layers, weights, &celsius, &fahrenheit);
+        let loss = backprop.loss_and_gradients(weights, celsius, fahrenheit, &mut cpu_gradients);
+        let bounds = step_bounds(&layers, weights, celsius, fahrenheit);
         losses.consider(step, 0, record.loss, loss, bounds.loss);
         let compared = record.gradients.iter().zip(&cpu_gradients);
         for (p, ((&device, &cpu), &bound)) in compared.zip(&bounds.gradients).enumerate() {
@@ -294,7 +287,7 @@ const FLUSH: f64 = f32::MIN_POSITIVE as f64;
 /// "correctly rounded" lets a device take either neighbour of the exact
 /// result (an ULP, at most 2u), the CPU rounds to nearest (u), so gamma(2n)
 /// + gamma(n).
-fn apart(n: usize) -> f64 {
+pub fn apart(n: usize) -> f64 {
     gamma(2 * n) + gamma(n)
 }
 

@@ -64,27 +64,6 @@ const ALL: &[ScheduleChoice] = &[
 /// The schedules that run any size of data.
 const LARGE: &[ScheduleChoice] = &[ScheduleChoice::Samples, ScheduleChoice::Dispatch];
 
-/// Points on the exact formula with a little noise, from a fixed LCG so
-/// every run sees the same data.
-fn noisy_formula(samples: usize) -> Dataset {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 40) as f32 / (1u64 << 24) as f32
-    };
-    let celsius: Vec<f32> = (0..samples).map(|_| -50.0 + 200.0 * next()).collect();
-    let fahrenheit = celsius
-        .iter()
-        .map(|c| c * 1.8 + 32.0 + (next() - 0.5))
-        .collect();
-    Dataset {
-        celsius,
-        fahrenheit,
-    }
-}
-
 #[test]
 fn seed_job_agrees_every_epoch_and_in_the_final_weights() {
     let initial = Model::glorot_uniform(Architecture::seed(), gpu_c2f::cli::DEFAULT_SEED);
@@ -127,7 +106,7 @@ fn other_sample_counts_and_widths_agree() {
         let initial = Model::glorot_uniform(architecture, samples as u64);
         // One full batch, so every size above is a single sum over samples.
         let config = TrainConfig {
-            data: noisy_formula(samples),
+            data: common::noisy_formula(samples),
             epochs,
             learning_rate: 0.01,
             batch_size: None,
@@ -160,7 +139,7 @@ fn shuffled_mini_batches_agree() {
     for (samples, batch_size, hidden, epochs, schedules) in cases {
         let initial = Model::glorot_uniform(Architecture::new(hidden).unwrap(), 4);
         let config = TrainConfig {
-            data: noisy_formula(samples),
+            data: common::noisy_formula(samples),
             epochs,
             learning_rate: 0.01,
             batch_size: Some(batch_size),
@@ -180,7 +159,7 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
         .flat_map(|batch_size| LARGE.iter().map(move |&schedule| (schedule, batch_size)));
     for (schedule, batch_size) in cases {
         let config = TrainConfig {
-            data: noisy_formula(1000),
+            data: common::noisy_formula(1000),
             epochs: 4,
             learning_rate: 0.01,
             batch_size,
@@ -296,7 +275,7 @@ fn gpu_runs_are_reproducible_bit_for_bit() {
     let initial = Model::glorot_uniform(Architecture::new(&[17, 5]).unwrap(), 3);
     // 600 samples in Keras's default batches of 32: shuffled every epoch.
     let config = TrainConfig {
-        data: noisy_formula(600),
+        data: common::noisy_formula(600),
         epochs: 20,
         learning_rate: 0.05,
         ..TrainConfig::seed()
@@ -348,7 +327,7 @@ fn fused_schedule_sums_over_several_reduction_blocks() {
     // samples with hidden 3).
     let initial = Model::glorot_uniform(Architecture::new(&[3]).unwrap(), 11);
     let config = TrainConfig {
-        data: noisy_formula(500),
+        data: common::noisy_formula(500),
         epochs: 30,
         learning_rate: 0.01,
         batch_size: None,
@@ -369,7 +348,7 @@ fn runs_past_the_end_of_adams_step_size_table_agree() {
     // batches an epoch for 300 epochs: 19 200 steps.
     let initial = Model::glorot_uniform(Architecture::new(&[3]).unwrap(), 12);
     let config = TrainConfig {
-        data: noisy_formula(64),
+        data: common::noisy_formula(64),
         epochs: 300,
         learning_rate: 0.001,
         batch_size: Some(1),
@@ -392,8 +371,8 @@ fn the_fused_workgroup_a_real_gpu_gets_runs_here_too() {
     // (more than one block, mini-batches), against the CPU reference.
     for (data, batch_size, hidden) in [
         (Dataset::seed(), Some(32), vec![3, 3]),
-        (noisy_formula(300), None, vec![17]),
-        (noisy_formula(300), Some(50), vec![3, 3]),
+        (common::noisy_formula(300), None, vec![17]),
+        (common::noisy_formula(300), Some(50), vec![3, 3]),
     ] {
         let initial = Model::glorot_uniform(Architecture::new(&hidden).unwrap(), 13);
         let config = TrainConfig {

@@ -21,11 +21,8 @@ use gpu_c2f::gpu::buffers::{Plan, RunBuffers, SampleWork, Tile};
 use gpu_c2f::gpu::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
 use gpu_c2f::model::{DenseLayout, dense_forward, padded_samples};
 use gpu_c2f::optimizer::adam_update;
-use gpu_c2f::shadow::adam_bounds;
-use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
-
-/// Half an f32 ULP at 1: the unit roundoff.
-const U: f32 = f32::EPSILON / 2.0;
+use gpu_c2f::shadow::{adam_bounds, apart};
+use gpu_c2f::{Architecture, Model, TrainConfig};
 
 /// A run's plan, pipelines and buffers, set up as the trainer does.
 struct KernelRun {
@@ -131,31 +128,12 @@ fn assert_within(what: &str, gpu: &[f32], cpu: &[f32], bound: &[f32]) {
 
 /// The bound for a sum of `terms.len()` terms added in order.
 fn sum_bound(terms: impl Iterator<Item = f32> + Clone) -> f32 {
-    let n = terms.clone().count() as f32;
-    let gamma = |k: f32| k * U / (1.0 - k * U);
-    (gamma(2.0 * n) + gamma(n)) * terms.map(f32::abs).sum::<f32>()
-}
-
-/// Points on the formula with some noise, from a fixed LCG.
-fn data(samples: usize) -> Dataset {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 40) as f32 / (1u64 << 24) as f32
-    };
-    let celsius: Vec<f32> = (0..samples).map(|_| -50.0 + 200.0 * next()).collect();
-    let fahrenheit = celsius.iter().map(|c| c * 1.8 + 32.0 + next()).collect();
-    Dataset {
-        celsius,
-        fahrenheit,
-    }
+    apart(terms.clone().count()) as f32 * terms.map(f32::abs).sum::<f32>()
 }
 
 fn job(samples: usize, batch_size: Option<usize>, seed: u64) -> TrainConfig {
     TrainConfig {
-        data: data(samples),
+        data: common::noisy_formula(samples),
         epochs: 4,
         learning_rate: 0.01,
         batch_size,

@@ -1,5 +1,6 @@
 //! Shared by the GPU integration tests: one device per test process.
 
+use gpu_c2f::Dataset;
 use gpu_c2f::gpu::{AdapterSelector, BackendChoice, Gpu};
 use std::sync::OnceLock;
 
@@ -27,4 +28,27 @@ pub fn gpu() -> &'static Gpu {
         }
         gpu
     })
+}
+
+/// Points on the exact formula with a little noise, from a fixed LCG so
+/// every run sees the same data.
+// Each test crate compiles this module; not all of them use every helper.
+#[allow(dead_code)]
+pub fn noisy_formula(samples: usize) -> Dataset {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let celsius: Vec<f32> = (0..samples).map(|_| -50.0 + 200.0 * next()).collect();
+    let fahrenheit = celsius
+        .iter()
+        .map(|c| c * 1.8 + 32.0 + (next() - 0.5))
+        .collect();
+    Dataset {
+        celsius,
+        fahrenheit,
+    }
 }
