@@ -3,6 +3,7 @@
 use crate::compare::{GPU_CPU_TOLERANCE, compare};
 use crate::cpu;
 use crate::data::Dataset;
+use crate::gpu::buffers::largest_buffer;
 use crate::gpu::context::ADAPTER_NAME_VARIABLE;
 use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
 use crate::model::{Architecture, Model};
@@ -463,10 +464,7 @@ fn check_memory(
     let per_sample = Dataset::BYTES_PER_SAMPLE;
     let dataset = samples.saturating_mul(per_sample);
     if let Some(gpu) = gpu {
-        let limits = gpu.device.limits();
-        let most = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
+        let most = largest_buffer(&gpu.device.limits());
         if dataset > most {
             bail!(
                 "--samples {samples} needs {} of GPU memory in one buffer for the dataset \

@@ -395,10 +395,7 @@ fn adapter_buffer_limit() -> u64 {
         gpu_c2f::gpu::BackendChoice::All,
     )
     .expect("an adapter");
-    let limits = gpu.device.limits();
-    limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size)
+    gpu_c2f::gpu::buffers::largest_buffer(&gpu.device.limits())
 }
 
 #[test]

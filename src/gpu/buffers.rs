@@ -161,6 +161,14 @@ pub struct Plan {
 /// (122 kB a step).
 pub const RECORD_BUDGET: u64 = 64 << 20;
 
+/// The most bytes one buffer a kernel binds may hold on a device with
+/// `limits`: the smaller of its storage-binding and buffer-size limits.
+pub fn largest_buffer(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+}
+
 fn to_u32(value: u64, what: &str) -> Result<u32> {
     u32::try_from(value).with_context(|| {
         format!("{what} needs {value} elements, more than a GPU kernel can index (2^32)")
@@ -462,9 +470,7 @@ impl Plan {
     /// Fails, before any GPU allocation, when a buffer of this run would
     /// exceed what the device allows, naming the buffer and the limit.
     pub fn check_limits(&self, limits: &wgpu::Limits) -> Result<()> {
-        let most = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
+        let most = largest_buffer(limits);
         let words = |n: u64| n.max(1) * 4;
         for (what, bytes) in [
             (

@@ -4,7 +4,7 @@
 
 use super::buffers::{
     CurrentRecord, Dispatch, HistoryHeader, NO_BAD_STEP, Plan, RECORD_BUDGET, RunBuffers,
-    SampleWork, Tile, floats_per_sample,
+    SampleWork, Tile, floats_per_sample, largest_buffer,
 };
 use super::context::Gpu;
 use super::network::{SAMPLES_AUTO_MAX_PARAMS, SAMPLES_MAX_PARAMS};
@@ -296,14 +296,11 @@ fn plan_run(
             Some(SampleWork::Layers(Tile::blocked(widest.unwrap_or(1))))
         }
     };
-    let plan = match work {
+    let limits = gpu.device.limits();
+    let mut plan = match work {
         None => plan,
         Some(work) => {
-            let limits = gpu.device.limits();
-            let floats = limits
-                .max_storage_buffer_binding_size
-                .min(limits.max_buffer_size)
-                / 4;
+            let floats = largest_buffer(&limits) / 4;
             let room = floats.saturating_sub(2 * config.data.len() as u64);
             let fits = room / floats_per_sample(initial, work);
             let most = options
@@ -312,15 +309,10 @@ fn plan_run(
             Plan::new(initial, config, work, Some(most))?
         }
     };
-    let mut plan = plan;
     if options.record_steps {
-        let limits = gpu.device.limits();
-        let most = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
-        plan.record_steps(RECORD_BUDGET, most);
+        plan.record_steps(RECORD_BUDGET, largest_buffer(&limits));
     }
-    plan.check_limits(&gpu.device.limits())?;
+    plan.check_limits(&limits)?;
     Ok((plan, schedule, fused_workgroup_size))
 }
 
