@@ -1,11 +1,14 @@
 //! The CPU reference: plain f32 Rust, the same math and the same order of
-//! operations as the WGSL kernels, one step at a time. Tests hold the GPU to
-//! it, and `gpu-c2f --cpu-reference` trains with it.
+//! operations as the WGSL kernels, one step at a time. It walks the same
+//! operation list as the GPU (src/step.rs), each operation through a
+//! function named like its kernel. Tests hold the GPU to it, and
+//! `gpu-c2f --cpu-reference` trains with it.
 
 use crate::batching::{Batch, Batching};
 use crate::data::Dataset;
-use crate::model::{Architecture, DenseLayout, LANES, Model, dense_forward, padded_samples};
+use crate::model::{Architecture, DenseLayout, Model};
 use crate::optimizer::adam_update;
+use crate::step::{Chunking, Op, SampleWork, reduction_levels, step_ops};
 use crate::training::{Diverged, TrainConfig, TrainOutput};
 use anyhow::Result;
 
@@ -35,15 +38,30 @@ pub fn blocked_sum(count: usize, term: impl Fn(usize) -> f32) -> f32 {
     partials[0]
 }
 
-/// The per-sample buffers of one forward and backward pass over a batch,
-/// reused every step so the loop does not allocate. Every tensor is stored
-/// feature-major (all samples of unit 0, then of unit 1, ...), each row
-/// padded to a multiple of [`LANES`]: the inner loops then run over a few
-/// samples at a time in registers, which on the seed's 1-3 wide layers is
-/// what keeps the reference fast. Each sum is still added in the kernels'
-/// order.
+/// The operations of one CPU training step: the batch at once (the CPU
+/// needs no chunks), gathered when batches are shuffled.
+pub fn cpu_step_ops(architecture: &Architecture, batching: &Batching) -> Vec<Op> {
+    let levels = reduction_levels(batching.batch_size as u64, REDUCE_BLOCK as u64);
+    let chunking = Chunking {
+        chunks: 1,
+        gather: batching.shuffle,
+        further_levels: levels.len() - 1,
+    };
+    step_ops(architecture.layers().len(), chunking, SampleWork::Layers)
+}
+
+/// The per-sample tensors and the reduction levels of one forward and
+/// backward pass over a batch, reused every step so the loop does not
+/// allocate. Every tensor is stored feature-major (all samples of unit 0,
+/// then of unit 1, ...), each row padded to a multiple of [`LANES`]: the
+/// inner loops then run over a few samples at a time in registers, which on
+/// the seed's 1-3 wide layers is what keeps the reference fast. Each sum is
+/// still added in the kernels' order.
 pub struct Backprop {
     layers: Vec<DenseLayout>,
+    param_count: usize,
+    /// The operations from the forward pass to the last reduction level.
+    ops: Vec<Op>,
     /// `activations[l][i * stride + s]`: layer l's activation i for sample s
     /// of the batch, `stride = padded_samples(samples)` (`activations[0]`
     /// holds the inputs).
@@ -52,8 +70,41 @@ pub struct Backprop {
     errors: Vec<Vec<f32>>,
     /// `output - target` per sample.
     residuals: Vec<f32>,
-    /// Per-block gradient sums when the samples span several blocks.
-    block_partials: Vec<f32>,
+    /// `levels[k][row * len_k + column]`, as the GPU's `reduce` buffer: one
+    /// row per parameter, then the squared error's; level 0 one column per
+    /// block of samples, the last level one total per row.
+    levels: Vec<Vec<f32>>,
+    /// One block's sums of one layer, in the layer's parameter order.
+    block_sums: Vec<f32>,
+}
+
+/// A batch's samples as the per-sample operations see them.
+struct BatchView<'a> {
+    celsius: &'a [f32],
+    fahrenheit: &'a [f32],
+}
+
+impl BatchView<'_> {
+    fn samples(&self) -> usize {
+        self.celsius.len()
+    }
+
+    fn stride(&self) -> usize {
+        padded_samples(self.samples())
+    }
+
+    /// Columns of reduction level `level` for this batch: a smaller last
+    /// batch has fewer blocks, and the levels past its total hold it again.
+    fn level_len(&self, level: usize) -> usize {
+        (0..level).fold(self.samples().div_ceil(REDUCE_BLOCK), |len, _| {
+            len.div_ceil(REDUCE_BLOCK)
+        })
+    }
+
+    fn block(&self, block: usize) -> std::ops::Range<usize> {
+        let first = block * REDUCE_BLOCK;
+        first..(first + REDUCE_BLOCK).min(self.samples())
+    }
 }
 
 impl Backprop {
@@ -64,18 +115,32 @@ impl Backprop {
             .iter()
             .map(|w| vec![0.0f32; padded_samples(capacity) * w])
             .collect();
+        let rows = architecture.param_count() + 1;
+        let levels = reduction_levels(capacity as u64, REDUCE_BLOCK as u64)
+            .iter()
+            .map(|&len| vec![0.0f32; rows * len as usize])
+            .collect();
+        let unshuffled = Batching::new(capacity, None, 0);
+        let ops = cpu_step_ops(architecture, &unshuffled)
+            .into_iter()
+            .filter(|op| !matches!(op, Op::Gather { .. } | Op::Adam | Op::FinishStep))
+            .collect();
         Self {
             layers: architecture.layers(),
+            param_count: architecture.param_count(),
+            ops,
             errors: activations.clone(),
             activations,
             residuals: vec![0.0f32; capacity],
-            block_partials: Vec::new(),
+            levels,
+            block_sums: Vec::new(),
         }
     }
 
     /// Mean squared error of `params` on one batch (`celsius[s]` ->
     /// `fahrenheit[s]`), and its gradient with respect to every parameter,
-    /// written into `gradients`.
+    /// written into `gradients`: the step's operations from the forward pass
+    /// to the last reduction level.
     pub fn loss_and_gradients(
         &mut self,
         params: &[f32],
@@ -83,63 +148,101 @@ impl Backprop {
         fahrenheit: &[f32],
         gradients: &mut [f32],
     ) -> f32 {
-        let samples = celsius.len();
-        let stride = padded_samples(samples);
-        let layers = &self.layers;
-        let (activations, errors) = (&mut self.activations, &mut self.errors);
-        activations[0][..samples].copy_from_slice(celsius);
-
-        // Forward, layer by layer (the `dense_forward` kernel).
-        for (l, layer) in layers.iter().enumerate() {
-            let (inputs, outputs) = activations.split_at_mut(l + 1);
-            dense_forward(
-                params,
-                layer,
-                stride,
-                &inputs[l][..stride * layer.inputs],
-                &mut outputs[0][..stride * layer.units],
-            );
-        }
-
-        // Loss and output error: L = mean(r^2), dL/dy = 2r/N.
-        output_error(
-            &activations.last().expect("at least one layer")[..samples],
+        let batch = BatchView {
+            celsius,
             fahrenheit,
-            &mut self.residuals[..samples],
-            &mut errors.last_mut().expect("at least one layer")[..samples],
-        );
-        let residuals = &self.residuals[..samples];
-
-        // Errors passed back to every hidden layer.
-        for (l, layer) in layers.iter().enumerate().skip(1).rev() {
-            let (before, after) = errors.split_at_mut(l + 1);
-            dense_backward(params, layer, stride, &after[0], &mut before[l]);
+        };
+        for k in 0..self.ops.len() {
+            let op = self.ops[k];
+            self.run(op, params, &batch);
         }
+        gradients.copy_from_slice(self.totals());
+        self.loss(batch.samples())
+    }
 
-        // Gradients summed over samples (`gradient_partials`, `reduce_partials`):
-        // each block of REDUCE_BLOCK samples in sample order, then the block
-        // sums level by level, exactly as `blocked_sum` orders them.
-        for (l, layer) in layers.iter().enumerate() {
-            let (input, error) = (&activations[l], &errors[l + 1]);
-            let size = layer.inputs * layer.units + layer.units;
-            let layer_gradients = &mut gradients[layer.kernel_offset..][..size];
-            if samples <= REDUCE_BLOCK {
-                gradient_partials(input, error, layer, stride, 0..samples, layer_gradients);
-                continue;
+    /// Each parameter's gradient: the last reduction level's totals.
+    fn totals(&self) -> &[f32] {
+        &self.levels.last().expect("one level")[..self.param_count]
+    }
+
+    /// The batch's mean squared error, from the squared-error total (the
+    /// `finish_step` kernel's division).
+    fn loss(&self, samples: usize) -> f32 {
+        self.levels.last().expect("one level")[self.param_count] / samples as f32
+    }
+
+    /// One per-sample or reduction operation, through the function named
+    /// like its kernel.
+    fn run(&mut self, op: Op, params: &[f32], batch: &BatchView) {
+        let (samples, stride) = (batch.samples(), batch.stride());
+        let blocks = batch.level_len(0);
+        let last = self.layers.len();
+        match op {
+            Op::DenseForward { layer, .. } => {
+                // The batch's inputs, as gathered, are activation 0.
+                if layer == 0 {
+                    self.activations[0][..samples].copy_from_slice(batch.celsius);
+                }
+                let layout = &self.layers[layer];
+                let (inputs, outputs) = self.activations.split_at_mut(layer + 1);
+                dense_forward(
+                    params,
+                    layout,
+                    stride,
+                    &inputs[layer][..stride * layout.inputs],
+                    &mut outputs[0][..stride * layout.units],
+                );
             }
-            let blocks = samples.div_ceil(REDUCE_BLOCK);
-            self.block_partials.resize(blocks * size, 0.0);
-            for (block, partial) in self.block_partials.chunks_mut(size).enumerate() {
-                let first = block * REDUCE_BLOCK;
-                let range = first..(first + REDUCE_BLOCK).min(samples);
-                gradient_partials(input, error, layer, stride, range, partial);
+            Op::OutputError { .. } => output_error(
+                &self.activations[last][..samples],
+                batch.fahrenheit,
+                &mut self.residuals[..samples],
+                &mut self.errors[last][..samples],
+            ),
+            Op::DenseBackward { layer, .. } => {
+                let (before, after) = self.errors.split_at_mut(layer + 1);
+                dense_backward(
+                    params,
+                    &self.layers[layer],
+                    stride,
+                    &after[0],
+                    &mut before[layer],
+                );
             }
-            let partials = &self.block_partials;
-            for (p, gradient) in layer_gradients.iter_mut().enumerate() {
-                *gradient = blocked_sum(blocks, |block| partials[block * size + p]);
+            Op::GradientPartials { layer, .. } => {
+                let layout = &self.layers[layer];
+                let size = layout.inputs * layout.units + layout.units;
+                self.block_sums.resize(size, 0.0);
+                let (input, error) = (&self.activations[layer], &self.errors[layer + 1]);
+                for block in 0..blocks {
+                    let range = batch.block(block);
+                    gradient_partials(input, error, layout, stride, range, &mut self.block_sums);
+                    for (k, &sum) in self.block_sums.iter().enumerate() {
+                        self.levels[0][(layout.kernel_offset + k) * blocks + block] = sum;
+                    }
+                }
+            }
+            Op::SquaredError { .. } => {
+                let row = self.param_count * blocks;
+                for block in 0..blocks {
+                    let residuals = &self.residuals[batch.block(block)];
+                    self.levels[0][row + block] = squared_error_partial(residuals);
+                }
+            }
+            Op::Reduce { level } => {
+                let (before, after) = self.levels.split_at_mut(level);
+                reduce_partials(
+                    &before[level - 1],
+                    batch.level_len(level - 1),
+                    &mut after[0],
+                    batch.level_len(level),
+                    self.param_count + 1,
+                );
+            }
+            Op::Gather { .. } | Op::SamplePartials { .. } | Op::Adam | Op::FinishStep => {
+                unreachable!("{op:?} is not a per-sample or reduction operation")
             }
         }
-        blocked_sum(samples, |s| residuals[s] * residuals[s]) / samples as f32
     }
 }
 
@@ -152,17 +255,12 @@ pub struct GatheredBatch {
 }
 
 impl GatheredBatch {
-    /// `batch`'s inputs and targets: gathered through the shuffle, or the
-    /// dataset's own slices when batches are not shuffled.
-    pub fn gather<'a>(
-        &'a mut self,
-        data: &'a Dataset,
-        batching: &Batching,
-        batch: Batch,
-    ) -> (&'a [f32], &'a [f32]) {
+    /// `gather_batch`: copies `batch`'s inputs and targets in the epoch's
+    /// shuffled order (a no-op when batches are not shuffled: [`Self::view`]
+    /// then reads the dataset in place).
+    pub fn gather(&mut self, data: &Dataset, batching: &Batching, batch: Batch) {
         if !batching.shuffle {
-            let range = batch.first as usize..(batch.first + batch.size) as usize;
-            return (&data.celsius[range.clone()], &data.fahrenheit[range]);
+            return;
         }
         self.celsius.clear();
         self.fahrenheit.clear();
@@ -171,7 +269,69 @@ impl GatheredBatch {
             self.celsius.push(data.celsius[sample]);
             self.fahrenheit.push(data.fahrenheit[sample]);
         }
-        (&self.celsius, &self.fahrenheit)
+    }
+
+    /// `batch`'s inputs and targets: as gathered, or the dataset's own
+    /// slices when batches are not shuffled.
+    pub fn view<'a>(
+        &'a self,
+        data: &'a Dataset,
+        batching: &Batching,
+        batch: Batch,
+    ) -> (&'a [f32], &'a [f32]) {
+        if batching.shuffle {
+            return (&self.celsius, &self.fahrenheit);
+        }
+        let range = batch.first as usize..(batch.first + batch.size) as usize;
+        (&data.celsius[range.clone()], &data.fahrenheit[range])
+    }
+}
+
+/// Samples the CPU tensors hold per row chunk: [`dense_forward`] and the
+/// backward pass work on `LANES` samples at a time in registers, so every
+/// tensor row is padded to a multiple of it (see [`padded_samples`]).
+pub const LANES: usize = 8;
+
+/// Row length of a feature-major tensor for `samples` samples: the next
+/// multiple of [`LANES`]. Padding lanes compute values no sum ever reads.
+pub fn padded_samples(samples: usize) -> usize {
+    samples.next_multiple_of(LANES)
+}
+
+/// The `dense_forward` kernel: one Dense layer for a batch stored
+/// feature-major with rows of `stride` samples (a multiple of [`LANES`]):
+/// `inputs[i * stride + s]`, `outputs[j * stride + s]`.
+/// `out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j]`, each sum started
+/// at 0 and added in order of `i`, the bias added last, as the WGSL kernel
+/// does. Working on LANES samples of one unit at a time keeps the sums in
+/// registers however narrow the layer (the seed's are 1-3 wide).
+pub fn dense_forward(
+    params: &[f32],
+    layer: &DenseLayout,
+    stride: usize,
+    inputs: &[f32],
+    outputs: &mut [f32],
+) {
+    // A stride off the lane grid would let a chunk run into the next row.
+    assert_eq!(stride % LANES, 0, "rows are padded to whole lane chunks");
+    assert!(inputs.len() >= stride * layer.inputs && outputs.len() >= stride * layer.units);
+    let kernel = &params[layer.kernel_offset..layer.bias_offset];
+    let bias = &params[layer.bias_offset..][..layer.units];
+    for first in (0..stride).step_by(LANES) {
+        for (unit, &b) in bias.iter().enumerate() {
+            let mut sums = [0.0f32; LANES];
+            for i in 0..layer.inputs {
+                let weight = kernel[i * layer.units + unit];
+                let values = &inputs[i * stride + first..][..LANES];
+                for (sum, &value) in sums.iter_mut().zip(values) {
+                    *sum += value * weight;
+                }
+            }
+            let out = &mut outputs[unit * stride + first..][..LANES];
+            for (out, sum) in out.iter_mut().zip(sums) {
+                *out = sum + b;
+            }
+        }
     }
 }
 
@@ -247,6 +407,24 @@ pub fn gradient_partials(
     }
 }
 
+/// The squared-error "layer" of `gradient_partials`: one block's sum of
+/// `r * r`, started at 0 and added in sample order.
+pub fn squared_error_partial(residuals: &[f32]) -> f32 {
+    residuals.iter().fold(0.0f32, |sum, &r| sum + r * r)
+}
+
+/// The `reduce_partials` kernel: each of `rows` rows of `from` (`from_len`
+/// partial sums a row) becomes `to_len` sums of [`REDUCE_BLOCK`] consecutive
+/// partials, each started at 0 and added in order.
+pub fn reduce_partials(from: &[f32], from_len: usize, to: &mut [f32], to_len: usize, rows: usize) {
+    for row in 0..rows {
+        let partials = &from[row * from_len..][..from_len];
+        for (block, chunk) in partials.chunks(REDUCE_BLOCK).enumerate() {
+            to[row * to_len + block] = chunk.iter().fold(0.0f32, |sum, &v| sum + v);
+        }
+    }
+}
+
 /// Trains `initial` on `config.data` with Adam and mean squared error in
 /// Keras's mini-batches, recording each epoch's loss as Keras's history
 /// does: the batch losses (each from its forward pass, before its update)
@@ -273,41 +451,59 @@ pub fn train_with_progress(
     let batch_capacity = batching.batch_size as usize;
     let mut backprop = Backprop::new(initial.architecture(), batch_capacity);
     let mut params = initial.params().to_vec();
-    let mut gradients = vec![0.0f32; params.len()];
     let mut m = vec![0.0f32; params.len()];
     let mut v = vec![0.0f32; params.len()];
     let mut loss_history = Vec::with_capacity(config.epochs);
     let mut gathered = GatheredBatch::default();
     let mut epoch_total = 0.0f32;
 
+    let ops = cpu_step_ops(initial.architecture(), &batching);
     for step in 0..steps {
         let batch = batching.batch(step);
-        let (celsius, fahrenheit) = gathered.gather(data, &batching, batch);
-        let loss = backprop.loss_and_gradients(&params, celsius, fahrenheit, &mut gradients);
-        let alpha = step_sizes[(step as usize).min(step_sizes.len() - 1)];
-        let mut finite = loss.is_finite();
-        for p in 0..params.len() {
-            params[p] = adam_update(
-                params[p],
-                gradients[p],
-                &mut m[p],
-                &mut v[p],
-                alpha,
-                &constants,
-            );
-            finite &= params[p].is_finite();
-        }
-        // The same test as the kernels' flag: stop at the first step whose
-        // loss or updated weights are not finite.
-        if !finite {
-            return Err(Diverged::at_step(step, batching.steps_per_epoch).into());
-        }
-        // Keras's `Mean` loss tracker: total += loss * batch size.
-        epoch_total += loss * batch.size as f32;
-        if batch.first + batch.size == batching.samples {
-            loss_history.push(epoch_total / batching.samples as f32);
-            epoch_total = 0.0;
-            on_progress(batch.epoch as usize + 1);
+        let mut loss = 0.0f32;
+        for &op in &ops {
+            match op {
+                Op::Gather { .. } => gathered.gather(data, &batching, batch),
+                Op::Adam => {
+                    let alpha = step_sizes[(step as usize).min(step_sizes.len() - 1)];
+                    let gradients = backprop.totals();
+                    loss = backprop.loss(batch.size as usize);
+                    let mut finite = loss.is_finite();
+                    for p in 0..params.len() {
+                        params[p] = adam_update(
+                            params[p],
+                            gradients[p],
+                            &mut m[p],
+                            &mut v[p],
+                            alpha,
+                            &constants,
+                        );
+                        finite &= params[p].is_finite();
+                    }
+                    // The same test as the kernels' flag: stop at the first
+                    // step whose loss or updated weights are not finite.
+                    if !finite {
+                        return Err(Diverged::at_step(step, batching.steps_per_epoch).into());
+                    }
+                }
+                Op::FinishStep => {
+                    // Keras's `Mean` loss tracker: total += loss * batch size.
+                    epoch_total += loss * batch.size as f32;
+                    if batch.first + batch.size == batching.samples {
+                        loss_history.push(epoch_total / batching.samples as f32);
+                        epoch_total = 0.0;
+                        on_progress(batch.epoch as usize + 1);
+                    }
+                }
+                op => {
+                    let (celsius, fahrenheit) = gathered.view(data, &batching, batch);
+                    let view = BatchView {
+                        celsius,
+                        fahrenheit,
+                    };
+                    backprop.run(op, &params, &view);
+                }
+            }
         }
     }
 

@@ -22,6 +22,7 @@ pub mod output;
 pub mod plot;
 pub mod report;
 pub mod shadow;
+pub mod step;
 pub mod training;
 
 pub use data::Dataset;

@@ -255,6 +255,7 @@ impl Model {
     /// order of operations.
     pub fn predict(&self, celsius: f32) -> f32 {
         // One sample in a batch of LANES (the other lanes compute from zeros).
+        use crate::cpu::{LANES, dense_forward};
         let mut activations = vec![0.0; LANES];
         activations[0] = celsius;
         for layer in self.architecture.layers() {
@@ -263,54 +264,6 @@ impl Model {
             activations = outputs;
         }
         activations[0]
-    }
-}
-
-/// Samples the CPU tensors hold per row chunk: [`dense_forward`] and the
-/// backward pass work on `LANES` samples at a time in registers, so every
-/// tensor row is padded to a multiple of it (see [`padded_samples`]).
-pub const LANES: usize = 8;
-
-/// Row length of a feature-major tensor for `samples` samples: the next
-/// multiple of [`LANES`]. Padding lanes compute values no sum ever reads.
-pub fn padded_samples(samples: usize) -> usize {
-    samples.next_multiple_of(LANES)
-}
-
-/// One Dense layer for a batch stored feature-major with rows of `stride`
-/// samples (a multiple of [`LANES`]): `inputs[i * stride + s]`,
-/// `outputs[j * stride + s]`.
-/// `out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j]`, each sum started
-/// at 0 and added in order of `i`, the bias added last, as the WGSL kernel
-/// does. Working on LANES samples of one unit at a time keeps the sums in
-/// registers however narrow the layer (the seed's are 1-3 wide).
-pub fn dense_forward(
-    params: &[f32],
-    layer: &DenseLayout,
-    stride: usize,
-    inputs: &[f32],
-    outputs: &mut [f32],
-) {
-    // A stride off the lane grid would let a chunk run into the next row.
-    assert_eq!(stride % LANES, 0, "rows are padded to whole lane chunks");
-    assert!(inputs.len() >= stride * layer.inputs && outputs.len() >= stride * layer.units);
-    let kernel = &params[layer.kernel_offset..layer.bias_offset];
-    let bias = &params[layer.bias_offset..][..layer.units];
-    for first in (0..stride).step_by(LANES) {
-        for (unit, &b) in bias.iter().enumerate() {
-            let mut sums = [0.0f32; LANES];
-            for i in 0..layer.inputs {
-                let weight = kernel[i * layer.units + unit];
-                let values = &inputs[i * stride + first..][..LANES];
-                for (sum, &value) in sums.iter_mut().zip(values) {
-                    *sum += value * weight;
-                }
-            }
-            let out = &mut outputs[unit * stride + first..][..LANES];
-            for (out, sum) in out.iter_mut().zip(sums) {
-                *out = sum + b;
-            }
-        }
     }
 }
 

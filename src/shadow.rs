@@ -183,7 +183,9 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
             chain_breaks.push("the last step does not end in the trained model".into());
         }
 
-        let (celsius, fahrenheit) = gathered.gather(&config.data, &batching, batching.batch(step));
+        let batch = batching.batch(step);
+        gathered.gather(&config.data, &batching, batch);
+        let (celsius, fahrenheit) = gathered.view(&config.data, &batching, batch);
         let weights = &record.before.weights;
         let loss = backprop.loss_and_gradients(weights, celsius, fahrenheit, &mut cpu_gradients);
         let bounds = step_bounds(&layers, weights, celsius, fahrenheit);

@@ -17,9 +17,10 @@ mod common;
 
 use gpu_c2f::batching::Batching;
 use gpu_c2f::cpu::{self, REDUCE_BLOCK, blocked_sum};
+use gpu_c2f::cpu::{dense_forward, padded_samples};
 use gpu_c2f::gpu::buffers::{Plan, RunBuffers, SampleWork, Tile};
 use gpu_c2f::gpu::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
-use gpu_c2f::model::{DenseLayout, dense_forward, padded_samples};
+use gpu_c2f::model::DenseLayout;
 use gpu_c2f::optimizer::adam_update;
 use gpu_c2f::shadow::{adam_bounds, apart};
 use gpu_c2f::{Architecture, Model, TrainConfig};
