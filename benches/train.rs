@@ -10,7 +10,7 @@
 //! `BENCH_QUICK=1` (or `-- --quick`) runs a subset in well under a minute.
 //! `BENCH_MAX_N=100000` drops the larger N of the per-epoch grid.
 
-use gpu_c2f::cli::DEFAULT_SEED;
+use gpu_c2f::training::DEFAULT_SEED;
 use gpu_c2f::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
 use gpu_c2f::{Architecture, Dataset, Model, TrainConfig, cpu};
 use std::time::{Duration, Instant};

@@ -2,24 +2,28 @@
 // backprop, the gradient reduction over samples, and Keras's Adam update.
 //
 // Every concept is written once, as a function of one work item (`*_at`).
-// A training step (one mini-batch, one Adam update) is a list of dispatches
-// built by the host (src/gpu/buffers.rs): gather_batch (when batches are
-// shuffled) -> dense_forward per layer -> output_error -> dense_backward per
-// layer, last to second -> gradient_partials -> reduce_partials (0+ levels)
-// -> adam_step -> finish_step.
-// Three schedules run that list:
-//   - one GPU dispatch per entry, many steps recorded into one compute pass
-//     (the entry points at the end of this file);
-//   - samples: the same, with the per-sample entries (forward to
-//     gradient_partials) replaced by one `network_partials` dispatch that the
-//     host writes out for the architecture (src/gpu/network.rs): one thread
-//     per block of samples, the whole network per sample in registers;
+// A training step (one mini-batch, one Adam update) is a typed list of
+// operations (src/step.rs): gather_batch (when batches are shuffled or
+// chunked) -> dense_forward per layer -> output_error -> dense_backward per
+// layer, last to second -> gradient_partials per layer and for the squared
+// error -> reduce_partials (0+ levels) -> adam_step -> finish_step. The host
+// lowers it, in one place (src/gpu/plan.rs), to one `DispatchArgs` per
+// operation. Three schedules run that list:
+//   - dispatch: one GPU dispatch per operation, many steps recorded into
+//     one compute pass (the entry points at the end of this file);
+//   - samples: the same, with the per-sample operations (forward to
+//     gradient_partials) replaced by one `sample_partials` dispatch that the
+//     host writes out for the architecture (src/gpu/samples.rs,
+//     shaders/sample_partials.wgsl): one thread per block of samples, the
+//     whole network per sample in registers;
 //   - fused: one workgroup runs many steps in one dispatch, calling the same
-//     `*_at` functions in the list's order with a barrier between entries
-//     (shaders/fused_entry.wgsl plus `fused_step`, which the host writes
-//     out for each run with the list's sizes as constants: src/gpu/fused.rs).
-// The CPU reference (src/cpu.rs) follows the same order of operations, so on
-// a driver with IEEE f32 and no FMA contraction they agree bit for bit.
+//     `*_at` functions in the list's order with a barrier between
+//     operations (shaders/fused_steps.wgsl, whose `fused_step` the host
+//     writes out for each run with the list's sizes as constants:
+//     src/gpu/fused.rs).
+// The CPU reference (src/cpu.rs) walks the same list in the same order of
+// operations, so on a driver with IEEE f32 and no FMA contraction they
+// agree bit for bit.
 
 // Threads per workgroup of the one-dispatch-per-kernel schedule.
 override workgroup_size: u32 = 64u;
@@ -31,7 +35,7 @@ override reduce_block: u32 = 256u;
 
 
 // Sizes and offsets fixed for a whole training run.
-struct Run {
+struct RunArgs {
     // Samples in the dataset, and how they are cut into batches.
     samples: u32,
     batch_size: u32,
@@ -71,8 +75,8 @@ struct Run {
     record_count: u32,
 }
 
-// What one dispatch works on.
-struct Step {
+// What one dispatch works on (DispatchArgs in src/gpu/abi.rs).
+struct DispatchArgs {
     // Dense layer: `inputs` -> `units`.
     inputs: u32,
     units: u32,
@@ -193,11 +197,11 @@ fn gather_batch_at(i: u32, batch: Batch) {
     tensors[run.target_offset + i] = tensors[run.data_offset + run.samples + sample];
 }
 
-// Which `Step` record a dispatch works on, or how many training steps a
+// Which `DispatchArgs` a dispatch works on, or how many training steps a
 // fused dispatch runs (bound with a dynamic offset per dispatch).
 struct Current {
-    step: u32,
-    steps: u32,
+    dispatch: u32,
+    fused_steps: u32,
 }
 
 // Weights in [0, P), Adam's m in [P, 2P), v in [2P, 3P).
@@ -209,9 +213,9 @@ struct Current {
 @group(0) @binding(3) var<storage, read_write> history: History;
 // Adam's bias-corrected step size alpha_t for t = 1, 2, ... (host-computed).
 @group(0) @binding(4) var<storage, read> step_sizes: array<f32>;
-// The `Step` records of a training step's dispatch list.
-@group(0) @binding(5) var<storage, read> steps: array<Step>;
-@group(0) @binding(6) var<uniform> run: Run;
+// The arguments of every dispatch of a training step's list.
+@group(0) @binding(5) var<storage, read> dispatch_args: array<DispatchArgs>;
+@group(0) @binding(6) var<uniform> run: RunArgs;
 @group(1) @binding(0) var<uniform> current: Current;
 
 // Dense layers work in register tiles: an item computes `sample_tile`
@@ -345,19 +349,19 @@ fn store_row(low: vec4<f32>, high: vec4<f32>, q: u32, bias: Row, out_offset: u32
 }
 
 // out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j].
-fn dense_forward_at(index: u32, step: Step, batch: Batch) {
-    let tile = tile_of(index, step.units);
+fn dense_forward_at(index: u32, args: DispatchArgs, batch: Batch) {
+    let tile = tile_of(index, args.units);
     if tile.x >= batch.size {
         return;
     }
     var sums = Sums();
-    for (var i = 0u; i < step.inputs; i++) {
-        let x = tensor_row(step.in_offset + tile.x * step.inputs + i, step.inputs, tile.x, batch.size, sample_tile);
-        let w = param_row(step.kernel_offset + i * step.units + tile.y, 1u, tile.y, step.units, unit_tile);
+    for (var i = 0u; i < args.inputs; i++) {
+        let x = tensor_row(args.in_offset + tile.x * args.inputs + i, args.inputs, tile.x, batch.size, sample_tile);
+        let w = param_row(args.kernel_offset + i * args.units + tile.y, 1u, tile.y, args.units, unit_tile);
         add_outer_product(&sums, x, w, sample_tile);
     }
-    let bias = param_row(step.bias_offset + tile.y, 1u, tile.y, step.units, unit_tile);
-    store_tile(sums, bias, step.out_offset, step.units, tile, batch.size);
+    let bias = param_row(args.bias_offset + tile.y, 1u, tile.y, args.units, unit_tile);
+    store_tile(sums, bias, args.out_offset, args.units, tile, batch.size);
 }
 
 // Mean squared error, Keras's `mean((y - y_hat)^2)` over the batch:
@@ -379,18 +383,18 @@ fn output_delta(residual: f32, total: u32) -> f32 {
 
 // Error passed back through a Dense layer (no activation):
 // err_in[s][i] = sum_j err_out[s][j] * kernel[i][j].
-fn dense_backward_at(index: u32, step: Step, batch: Batch) {
-    let tile = tile_of(index, step.inputs);
+fn dense_backward_at(index: u32, args: DispatchArgs, batch: Batch) {
+    let tile = tile_of(index, args.inputs);
     if tile.x >= batch.size {
         return;
     }
     var sums = Sums();
-    for (var j = 0u; j < step.units; j++) {
-        let e = tensor_row(step.in_offset + tile.x * step.units + j, step.units, tile.x, batch.size, sample_tile);
-        let w = param_row(step.kernel_offset + tile.y * step.units + j, step.units, tile.y, step.inputs, unit_tile);
+    for (var j = 0u; j < args.units; j++) {
+        let e = tensor_row(args.in_offset + tile.x * args.units + j, args.units, tile.x, batch.size, sample_tile);
+        let w = param_row(args.kernel_offset + tile.y * args.units + j, args.units, tile.y, args.inputs, unit_tile);
         add_outer_product(&sums, e, w, sample_tile);
     }
-    store_tile(sums, Row(), step.out_offset, step.inputs, tile, batch.size);
+    store_tile(sums, Row(), args.out_offset, args.inputs, tile, batch.size);
 }
 
 // First level of every sum over samples, one layer at a time. Row p of
@@ -399,17 +403,14 @@ fn dense_backward_at(index: u32, step: Step, batch: Batch) {
 // 1); row param_count is the squared error, a one-entry "layer" with
 // a = err = the residual and no bias row. An item adds, for one block of
 // `reduce_block` consecutive samples in sample order, a unit_tile x
-// unit_tile tile of a[s][i] * err[s][j]. `step.in_len` is the number of a
+// unit_tile tile of a[s][i] * err[s][j]. `args.in_len` is the number of a
 // rows: inputs + 1 for a layer, 1 for the loss.
-fn gradient_partials_at(index: u32, step: Step, batch: Batch) {
-    let column_tiles = (step.units + unit_tile - 1u) / unit_tile;
-    let tiles = ((step.in_len + unit_tile - 1u) / unit_tile) * column_tiles;
-    // The chunk's blocks, clipped to the batch's: a block past the end of a
-    // smaller (last) batch still writes its zero sums, so no stale partial
-    // from an earlier batch enters the next level.
+fn gradient_partials_at(index: u32, args: DispatchArgs, batch: Batch) {
+    let column_tiles = (args.units + unit_tile - 1u) / unit_tile;
+    let tiles = ((args.in_len + unit_tile - 1u) / unit_tile) * column_tiles;
+    // The chunk's blocks, clipped to the batch's.
     let block = index / tiles;
-    let chunk_blocks = (run.chunk_size + reduce_block - 1u) / reduce_block;
-    if block >= chunk_blocks || batch.block0 + block >= step.out_len {
+    if !block_in_chunk(block, args, batch) {
         return;
     }
     let first_row = ((index % tiles) / column_tiles) * unit_tile;
@@ -418,68 +419,77 @@ fn gradient_partials_at(index: u32, step: Step, batch: Batch) {
     let end = min(first + reduce_block, batch.size);
     var sums = Sums();
     for (var s = first; s < end; s++) {
-        let err = tensor_row(step.out_offset + s * step.units + first_column, 1u, first_column, step.units, unit_tile);
+        let err = tensor_row(args.out_offset + s * args.units + first_column, 1u, first_column, args.units, unit_tile);
         // a[s][i] for the tile's rows; the bias row's a is 1.
         var a = Row(vec4<f32>(1.0), vec4<f32>(1.0));
         for (var q = 0u; q < min(unit_tile, 4u); q++) {
-            if first_row + q < step.inputs {
-                a[0][q] = tensors[step.in_offset + s * step.inputs + first_row + q];
+            if first_row + q < args.inputs {
+                a[0][q] = tensors[args.in_offset + s * args.inputs + first_row + q];
             }
         }
         // wide tiles only {
         for (var q = 4u; q < unit_tile; q++) {
-            if first_row + q < step.inputs {
-                a[1][q - 4u] = tensors[step.in_offset + s * step.inputs + first_row + q];
+            if first_row + q < args.inputs {
+                a[1][q - 4u] = tensors[args.in_offset + s * args.inputs + first_row + q];
             }
         }
         // } wide tiles only
         add_outer_product(&sums, a, err, unit_tile);
     }
-    let column = step.dst_offset + batch.block0 + block;
+    let column = args.dst_offset + batch.block0 + block;
     let tile = vec2<u32>(first_row, first_column);
     var rows = sums;
     for (var q = 0u; q < unit_tile; q++) {
-        store_partials(rows[0], rows[1], q, step, tile, column);
+        store_partials(rows[0], rows[1], q, args, tile, column);
         rows = next_rows(rows);
     }
 }
 
+// Whether block `block` of the chunk is one of its blocks and has a column
+// in the first reduction level (`args.out_len` columns): a block past the
+// end of a smaller (last) batch still writes its zero sums, so no stale
+// partial from an earlier batch enters the next level.
+fn block_in_chunk(block: u32, args: DispatchArgs, batch: Batch) -> bool {
+    let chunk_blocks = (run.chunk_size + reduce_block - 1u) / reduce_block;
+    return block < chunk_blocks && batch.block0 + block < args.out_len;
+}
+
 // Row q of a gradient tile (a-row first_row + q, columns from
 // first_column) into its parameters' rows of `reduce`, at `column`.
-fn store_partials(low: vec4<f32>, high: vec4<f32>, q: u32, step: Step, tile: vec2<u32>, column: u32) {
+fn store_partials(low: vec4<f32>, high: vec4<f32>, q: u32, args: DispatchArgs, tile: vec2<u32>, column: u32) {
     let i = tile.x + q;
-    if i >= step.in_len {
+    if i >= args.in_len {
         return;
     }
-    let first = step.kernel_offset + i * step.units + tile.y;
+    let first = args.kernel_offset + i * args.units + tile.y;
     for (var c = 0u; c < min(unit_tile, 4u); c++) {
-        if tile.y + c < step.units {
-            reduce[column + (first + c) * step.out_len] = low[c];
+        if tile.y + c < args.units {
+            reduce[column + (first + c) * args.out_len] = low[c];
         }
     }
     // wide tiles only {
     for (var c = 4u; c < unit_tile; c++) {
-        if tile.y + c < step.units {
-            reduce[column + (first + c) * step.out_len] = high[c - 4u];
+        if tile.y + c < args.units {
+            reduce[column + (first + c) * args.out_len] = high[c - 4u];
         }
     }
     // } wide tiles only
 }
 
 // A further level: `reduce_block` consecutive partial sums of a row become one.
-fn reduce_partials_at(index: u32, step: Step) {
-    if index >= step.rows * step.out_len {
+fn reduce_partials_at(index: u32, args: DispatchArgs) {
+    if index >= args.rows * args.out_len {
         return;
     }
-    let row = index % step.rows;
-    let block = index / step.rows;
+    let row = index % args.rows;
+    let block = index / args.rows;
     let first = block * reduce_block;
-    let end = min(first + reduce_block, step.in_len);
+    let end = min(first + reduce_block, args.in_len);
     var sum = 0.0;
     for (var k = first; k < end; k++) {
-        sum += reduce[step.src_offset + row * step.in_len + k];
+        sum += reduce[args.src_offset + row * args.in_len + k];
     }
-    reduce[step.dst_offset + row * step.out_len + block] = sum;
+    reduce[args.dst_offset + row * args.out_len + block] = sum;
 }
 
 // Keras's Adam (keras/src/optimizers/adam.py), per parameter p, step t:
@@ -577,7 +587,7 @@ fn gather_batch(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    gather_batch_at(thread_index(group, groups, local), current_batch(steps[current.step].chunk_first));
+    gather_batch_at(thread_index(group, groups, local), current_batch(dispatch_args[current.dispatch].chunk_first));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -586,7 +596,7 @@ fn dense_forward(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    dense_forward_at(thread_index(group, groups, local), steps[current.step], current_batch(steps[current.step].chunk_first));
+    dense_forward_at(thread_index(group, groups, local), dispatch_args[current.dispatch], current_batch(dispatch_args[current.dispatch].chunk_first));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -595,7 +605,7 @@ fn output_error(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    output_error_at(thread_index(group, groups, local), current_batch(steps[current.step].chunk_first));
+    output_error_at(thread_index(group, groups, local), current_batch(dispatch_args[current.dispatch].chunk_first));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -604,7 +614,7 @@ fn dense_backward(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    dense_backward_at(thread_index(group, groups, local), steps[current.step], current_batch(steps[current.step].chunk_first));
+    dense_backward_at(thread_index(group, groups, local), dispatch_args[current.dispatch], current_batch(dispatch_args[current.dispatch].chunk_first));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -613,7 +623,7 @@ fn gradient_partials(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    gradient_partials_at(thread_index(group, groups, local), steps[current.step], current_batch(steps[current.step].chunk_first));
+    gradient_partials_at(thread_index(group, groups, local), dispatch_args[current.dispatch], current_batch(dispatch_args[current.dispatch].chunk_first));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -622,7 +632,7 @@ fn reduce_partials(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    reduce_partials_at(thread_index(group, groups, local), steps[current.step]);
+    reduce_partials_at(thread_index(group, groups, local), dispatch_args[current.dispatch]);
 }
 
 @compute @workgroup_size(workgroup_size)

@@ -14,59 +14,13 @@ use crate::report::{DeviceReport, Report, ShadowReport, millis};
 use crate::shadow::{self, DeviceRun};
 use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, Diverged, TrainConfig, TrainOutput};
 use anyhow::{Context, Result, bail};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub use crate::training::DEFAULT_SEED;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendFlag {
-    All,
-    Vulkan,
-    Gl,
-    Metal,
-    Dx12,
-}
-
-impl From<BackendFlag> for BackendChoice {
-    fn from(flag: BackendFlag) -> Self {
-        match flag {
-            BackendFlag::All => BackendChoice::All,
-            BackendFlag::Vulkan => BackendChoice::Vulkan,
-            BackendFlag::Gl => BackendChoice::Gl,
-            BackendFlag::Metal => BackendChoice::Metal,
-            BackendFlag::Dx12 => BackendChoice::Dx12,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ScheduleFlag {
-    /// Fused for small jobs; samples for large ones on small networks
-    /// (at most 128 parameters), dispatch for wider networks.
-    Auto,
-    /// One workgroup loops over the epochs: few dispatches.
-    Fused,
-    /// A thread per block of 256 samples runs the whole network, from a
-    /// kernel written out for it (small networks, at most 512 parameters).
-    Samples,
-    /// One dispatch per kernel per step, spread over the whole GPU.
-    Dispatch,
-}
-
-impl From<ScheduleFlag> for ScheduleChoice {
-    fn from(flag: ScheduleFlag) -> Self {
-        match flag {
-            ScheduleFlag::Auto => ScheduleChoice::Auto,
-            ScheduleFlag::Fused => ScheduleChoice::Fused,
-            ScheduleFlag::Samples => ScheduleChoice::Samples,
-            ScheduleFlag::Dispatch => ScheduleChoice::Dispatch,
-        }
-    }
-}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -137,12 +91,12 @@ pub struct Cli {
 
     /// Limit the wgpu backends tried (`all`: WGPU_BACKEND when set, else
     /// Vulkan, Metal and DX12 first, and GL unless they found a discrete GPU).
-    #[arg(long, value_enum, default_value_t = BackendFlag::All, help_heading = "GPU")]
-    pub backend: BackendFlag,
+    #[arg(long, value_enum, default_value_t = BackendChoice::All, help_heading = "GPU")]
+    pub backend: BackendChoice,
 
     /// How the GPU runs the epochs.
-    #[arg(long, value_enum, default_value_t = ScheduleFlag::Auto, help_heading = "GPU")]
-    pub schedule: ScheduleFlag,
+    #[arg(long, value_enum, default_value_t = ScheduleChoice::Auto, help_heading = "GPU")]
+    pub schedule: ScheduleChoice,
 
     /// Print every adapter found (index, name, backend, type, driver) and exit.
     #[arg(long, help_heading = "GPU")]
@@ -268,7 +222,7 @@ const PROGRESS_CHUNKS: usize = 100;
 /// Runs the command line: train, report, save, plot.
 pub fn run(cli: Cli) -> Result<()> {
     if cli.list_adapters {
-        return list_adapters(cli.backend.into(), cli.json);
+        return list_adapters(cli.backend, cli.json);
     }
     // Check the outputs before the work, so a bad path fails now; nothing
     // is created until the results are ready.
@@ -295,7 +249,7 @@ pub fn run(cli: Cli) -> Result<()> {
     } else {
         let started = Instant::now();
         let selector = AdapterSelector::from_flag_or_env(cli.adapter.as_deref());
-        let gpu = Gpu::new(&selector, cli.backend.into()).map_err(|error| {
+        let gpu = Gpu::new(&selector, cli.backend).map_err(|error| {
             match (&cli.adapter, &selector) {
                 (None, AdapterSelector::Name(name)) => error.context(format!(
                     "{ADAPTER_NAME_VARIABLE} is set to {name:?} (unset it, or choose with --adapter)"
@@ -342,7 +296,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let output = match &gpu {
         Some(gpu) => {
             let options = GpuOptions {
-                schedule: cli.schedule.into(),
+                schedule: cli.schedule,
                 epochs_per_submit: progress
                     .shown()
                     .then(|| (config.epochs / PROGRESS_CHUNKS).max(1)),
@@ -480,7 +434,7 @@ fn check_memory(
     let mut parts = vec![("the dataset", dataset)];
     if let Some(gpu) = gpu {
         parts.push(("its upload's staging copy", dataset));
-        if gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu {
+        if gpu.device_type == wgpu::DeviceType::Cpu {
             parts.push(("the software adapter's copy", dataset));
         }
     }
@@ -635,7 +589,7 @@ fn print_stdout(text: &str) -> Result<()> {
 }
 
 fn list_adapters(backend: BackendChoice, json: bool) -> Result<()> {
-    let adapters = gpu::context::enumerate_adapters(backend);
+    let adapters = pollster::block_on(gpu::context::enumerate_adapters(backend));
     if adapters.is_empty() {
         return Err(gpu::context::no_adapter_error(backend));
     }

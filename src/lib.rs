@@ -10,6 +10,7 @@
 //! ```
 
 pub mod batching;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod compare;
 pub mod cpu;
@@ -18,7 +19,9 @@ pub mod gpu;
 pub mod model;
 pub mod model_file;
 pub mod optimizer;
+#[cfg(feature = "cli")]
 pub mod output;
+#[cfg(feature = "cli")]
 pub mod plot;
 pub mod report;
 pub mod shadow;

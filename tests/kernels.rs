@@ -18,29 +18,44 @@ mod common;
 use gpu_c2f::batching::Batching;
 use gpu_c2f::cpu::{self, REDUCE_BLOCK, blocked_sum};
 use gpu_c2f::cpu::{dense_forward, padded_samples};
-use gpu_c2f::gpu::buffers::{Plan, RunBuffers, SampleWork, Tile};
-use gpu_c2f::gpu::pipelines::{CURRENT_STRIDE, Kernel, Pipelines, Schedule, WORKGROUP_SIZE};
+use gpu_c2f::gpu::abi::{DispatchArgs, Kernel, WORKGROUP_SIZE};
+use gpu_c2f::gpu::buffers::RunBuffers;
+use gpu_c2f::gpu::pipelines::Pipelines;
+use gpu_c2f::gpu::plan::{GpuPlan, Tile};
+use gpu_c2f::gpu::record::{current_records, dispatch_offset};
+use gpu_c2f::gpu::schedule::{FusedSplit, Schedule};
+use gpu_c2f::step::SampleWork;
 use gpu_c2f::model::DenseLayout;
 use gpu_c2f::optimizer::adam_update;
 use gpu_c2f::shadow::{adam_bounds, apart};
 use gpu_c2f::{Architecture, Model, TrainConfig};
 
+/// How a test's step runs its per-sample work.
+#[derive(Clone, Copy)]
+enum Work {
+    Layers(Tile),
+    Samples,
+}
+
 /// A run's plan, pipelines and buffers, set up as the trainer does.
 struct KernelRun {
-    plan: Plan,
+    plan: GpuPlan,
     pipelines: Pipelines,
     buffers: RunBuffers,
 }
 
 impl KernelRun {
-    fn new(model: &Model, config: &TrainConfig, work: SampleWork) -> Self {
+    /// Layered work in `tile`, or the samples schedule's.
+    fn new(model: &Model, config: &TrainConfig, work: Work) -> Self {
         let gpu = common::gpu();
-        let plan = Plan::new(model, config, work, None).expect("a plan");
-        let schedule = match work {
-            SampleWork::Network => Schedule::Samples,
-            SampleWork::Layers(_) => Schedule::Dispatch,
+        let (schedule, sample_work, tile) = match work {
+            Work::Layers(tile) => (Schedule::Dispatch, SampleWork::Layers, tile),
+            Work::Samples => (Schedule::Samples, SampleWork::Samples, Tile::SINGLE),
         };
-        let pipelines = Pipelines::new(&gpu.device, schedule, 8, &plan).expect("pipelines");
+        let plan = GpuPlan::new(model, config, sample_work, tile, None).expect("a plan");
+        let pipelines = pollster::block_on(Pipelines::new(&gpu.device, schedule, 8, &plan))
+            .expect("pipelines");
+        let records = current_records(&plan, &FusedSplit::new(&plan, 8));
         let buffers = RunBuffers::new(
             &gpu.device,
             &gpu.queue,
@@ -49,8 +64,8 @@ impl KernelRun {
             model,
             config,
             &config.adam(),
-        )
-        .expect("buffers");
+            &records,
+        );
         Self {
             plan,
             pipelines,
@@ -60,10 +75,15 @@ impl KernelRun {
 
     /// Positions in the dispatch list of every dispatch of `kernel`.
     fn positions(&self, kernel: Kernel) -> Vec<usize> {
-        let list = &self.plan.step_list;
+        let list = &self.plan.dispatches;
         (0..list.len())
             .filter(|&i| list[i].kernel == kernel)
             .collect()
+    }
+
+    /// The arguments of the dispatch at `position`.
+    fn args(&self, position: usize) -> DispatchArgs {
+        self.plan.dispatches[position].args
     }
 
     /// Runs training step `step`'s dispatches up to and including position
@@ -84,15 +104,15 @@ impl KernelRun {
                 timestamp_writes: None,
             });
             pass.set_bind_group(0, &self.buffers.train_bind_group, &[]);
-            for dispatch in &self.plan.step_list[..=last] {
+            for (index, dispatch) in self.plan.dispatches[..=last].iter().enumerate() {
                 pass.set_pipeline(self.pipelines.get(Some(dispatch.kernel)));
-                let offset = (dispatch.step as u64 * CURRENT_STRIDE) as u32;
+                let offset = dispatch_offset(index);
                 pass.set_bind_group(1, &self.buffers.current_bind_group, &[offset]);
                 pass.dispatch_workgroups(dispatch.threads.div_ceil(WORKGROUP_SIZE).max(1), 1, 1);
             }
         }
         let submission = gpu.queue.submit([encoder.finish()]);
-        gpu.wait(submission).expect("the dispatches run");
+        pollster::block_on(gpu.wait(submission)).expect("the dispatches run");
     }
 
     /// The whole of `buffer`, as f32s.
@@ -109,8 +129,7 @@ impl KernelRun {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
         let submission = gpu.queue.submit([encoder.finish()]);
-        let bytes = gpu
-            .read_mapped(&staging, submission, &mut 0)
+        let bytes = pollster::block_on(gpu.read_mapped(&staging, submission, &mut 0))
             .expect("readback");
         bytemuck::pod_collect_to_vec(&bytes)
     }
@@ -185,13 +204,13 @@ fn dense_forward_at_every_tile_and_width() {
     for tile in tiles {
         for width in [1, 3, 5, 9, 64] {
             let model = model(&[width, width]);
-            let run = KernelRun::new(&model, &job(samples, None, 1), SampleWork::Layers(tile));
+            let run = KernelRun::new(&model, &job(samples, None, 1), Work::Layers(tile));
             let forwards = run.positions(Kernel::DenseForward);
             run.run_through(0, *forwards.last().unwrap());
             let tensors = run.read(&run.buffers.tensors);
             let layers = model.architecture().layers();
             for (layer, &position) in layers.iter().zip(&forwards) {
-                let step = run.plan.steps[run.plan.step_list[position].step as usize];
+                let step = run.args(position);
                 check_dense_forward(&model, layer, &tensors, step.in_offset, step.out_offset);
             }
             eprintln!("dense_forward, {tile:?}, width {width}: agrees");
@@ -233,7 +252,7 @@ fn dense_backward_passes_errors_back_a_layer() {
     for (hidden, tile) in [(vec![3, 3], Tile::SINGLE), (vec![9, 5], Tile::blocked(9))] {
         let model = model(&hidden);
         let samples = 29;
-        let run = KernelRun::new(&model, &job(samples, None, 1), SampleWork::Layers(tile));
+        let run = KernelRun::new(&model, &job(samples, None, 1), Work::Layers(tile));
         let backwards = run.positions(Kernel::DenseBackward);
         run.run_through(0, *backwards.last().unwrap());
         let tensors = run.read(&run.buffers.tensors);
@@ -241,7 +260,7 @@ fn dense_backward_passes_errors_back_a_layer() {
         let params = model.params();
         // Backward dispatches run from the last layer down to the second.
         for (&position, layer) in backwards.iter().zip(layers.iter().skip(1).rev()) {
-            let step = run.plan.steps[run.plan.step_list[position].step as usize];
+            let step = run.args(position);
             let stride = padded_samples(samples);
             let error_out = feature_major(&tensors, step.in_offset, samples, layer.units);
             let mut cpu_in = vec![0.0; stride * layer.inputs];
@@ -275,7 +294,7 @@ fn partial_sums(run: &KernelRun, samples: usize) -> (Vec<f32>, Vec<f32>, Vec<f32
     let stride = padded_samples(samples);
     let (mut gpu, mut cpu, mut bounds) = (vec![], vec![], vec![]);
     for position in run.positions(Kernel::GradientPartials) {
-        let step = run.plan.steps[run.plan.step_list[position].step as usize];
+        let step = run.args(position);
         let (inputs, units) = (step.inputs as usize, step.units as usize);
         // The squared error is the last dispatch: a one-entry "layer" with
         // a = err = the residual and no bias row.
@@ -334,7 +353,7 @@ fn gradient_partials_at_block_boundaries() {
         let run = KernelRun::new(
             &model,
             &job(samples, None, 1),
-            SampleWork::Layers(Tile::SINGLE),
+            Work::Layers(Tile::SINGLE),
         );
         let partials = run.positions(Kernel::GradientPartials);
         run.run_through(0, *partials.last().unwrap());
@@ -356,13 +375,13 @@ fn reduce_partials_is_the_blocked_sum() {
     let run = KernelRun::new(
         &model,
         &job(samples, None, 1),
-        SampleWork::Layers(Tile::SINGLE),
+        Work::Layers(Tile::SINGLE),
     );
     let reduces = run.positions(Kernel::ReducePartials);
     assert_eq!(reduces.len(), 2, "two further levels");
     run.run_through(0, *reduces.last().unwrap());
     let reduce = run.read(&run.buffers.reduce);
-    let first_level = run.plan.steps[run.plan.step_list[reduces[0]].step as usize];
+    let first_level = run.args(reduces[0]);
     let (rows, len) = (first_level.rows as usize, first_level.in_len as usize);
     let level0 = |row: usize, k: usize| reduce[first_level.src_offset as usize + row * len + k];
     let totals = run.plan.run.totals_offset as usize;
@@ -395,7 +414,7 @@ fn adam_step_is_the_cpu_update() {
 }
 
 fn check_adam_step(model: &Model, config: &TrainConfig) {
-    let run = KernelRun::new(model, config, SampleWork::Layers(Tile::SINGLE));
+    let run = KernelRun::new(model, config, Work::Layers(Tile::SINGLE));
     let adam = run.positions(Kernel::AdamStep)[0];
     run.run_through(0, adam);
     let state = run.read(&run.buffers.params);
@@ -426,7 +445,7 @@ fn gather_batch_draws_the_shuffle_of_src_batching() {
         (4097, 256, 9),
     ] {
         let config = job(samples, Some(batch), seed);
-        let run = KernelRun::new(&model(&[2]), &config, SampleWork::Layers(Tile::SINGLE));
+        let run = KernelRun::new(&model(&[2]), &config, Work::Layers(Tile::SINGLE));
         let batching = Batching::new(samples, Some(batch), seed);
         assert!(batching.shuffle);
         let gather = run.positions(Kernel::GatherBatch)[0];
@@ -459,16 +478,16 @@ fn network_partials_matches_the_layered_kernels() {
     for (hidden, samples) in [(vec![3, 3], 600), (vec![], 300), (vec![8, 4, 2], 257)] {
         let model = model(&hidden);
         let config = job(samples, None, 1);
-        let layered = KernelRun::new(&model, &config, SampleWork::Layers(Tile::SINGLE));
+        let layered = KernelRun::new(&model, &config, Work::Layers(Tile::SINGLE));
         layered.run_through(
             0,
             *layered.positions(Kernel::GradientPartials).last().unwrap(),
         );
         let (layered_sums, _, bounds) = partial_sums(&layered, samples);
-        let written = KernelRun::new(&model, &config, SampleWork::Network);
-        let position = written.positions(Kernel::NetworkPartials)[0];
+        let written = KernelRun::new(&model, &config, Work::Samples);
+        let position = written.positions(Kernel::SamplePartials)[0];
         written.run_through(0, position);
-        let step = written.plan.steps[written.plan.step_list[position].step as usize];
+        let step = written.args(position);
         let reduce = written.read(&written.buffers.reduce);
         let blocks = samples.div_ceil(REDUCE_BLOCK);
         let written_sums: Vec<f32> = (0..=model.params().len())

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 /// Which wgpu backends to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum BackendChoice {
     /// Every backend compiled in (or `WGPU_BACKEND` when it is set).
     All,
@@ -124,10 +125,12 @@ fn preference(info: &wgpu::AdapterInfo) -> (u8, u8) {
 
 /// An opened device, its queue, and what went wrong on it so far.
 pub struct Gpu {
-    pub adapter: wgpu::Adapter,
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
+    /// What the report says about the adapter.
     pub info: GpuInfo,
+    /// Software adapters get a narrower fused workgroup.
+    pub device_type: wgpu::DeviceType,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -148,14 +151,14 @@ pub fn create_instance(backends: wgpu::Backends) -> wgpu::Instance {
 
 /// Every adapter on the chosen backends, in enumeration order (the indices
 /// `--list-adapters` prints and `--adapter N` takes).
-pub fn enumerate_adapters(backend: BackendChoice) -> Vec<wgpu::Adapter> {
-    enumerate_on(backend.backends())
+pub async fn enumerate_adapters(backend: BackendChoice) -> Vec<wgpu::Adapter> {
+    enumerate_on(backend.backends()).await
 }
 
 /// Every adapter on `backends`, from an instance of those backends only.
-fn enumerate_on(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+async fn enumerate_on(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let instance = create_instance(backends);
-    pollster::block_on(instance.enumerate_adapters(backends))
+    instance.enumerate_adapters(backends).await
 }
 
 /// One line per adapter: index, name, backend, device type, driver.
@@ -268,15 +271,15 @@ impl Gpu {
     /// as under WSL or virgl, ranks above an integrated or software one);
     /// for a name, when none of theirs matches. An index refers to
     /// `--list-adapters`, which lists every backend.
-    pub fn new(selector: &AdapterSelector, backend: BackendChoice) -> Result<Self> {
+    pub async fn request(selector: &AdapterSelector, backend: BackendChoice) -> Result<Self> {
         let native_first = backend == BackendChoice::All
             && wgpu::Backends::from_env().is_none()
             && !matches!(selector, AdapterSelector::Index(_));
         if !native_first {
-            let adapter = select_adapter(enumerate_adapters(backend), selector, backend)?;
-            return Self::from_adapter(adapter);
+            let adapter = select_adapter(enumerate_adapters(backend).await, selector, backend)?;
+            return Self::from_adapter(adapter).await;
         }
-        let mut adapters = enumerate_on(wgpu::Backends::PRIMARY);
+        let mut adapters = enumerate_on(wgpu::Backends::PRIMARY).await;
         let settled = select_adapter(adapters.clone(), selector, backend)
             .ok()
             .filter(|adapter| match selector {
@@ -288,29 +291,58 @@ impl Gpu {
         let adapter = match settled {
             Some(adapter) => adapter,
             None => {
-                adapters.extend(enumerate_on(wgpu::Backends::GL));
+                adapters.extend(enumerate_on(wgpu::Backends::GL).await);
                 select_adapter(adapters, selector, backend)?
             }
         };
-        Self::from_adapter(adapter)
+        Self::from_adapter(adapter).await
+    }
+
+    /// [`Gpu::request`], blocking.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new(selector: &AdapterSelector, backend: BackendChoice) -> Result<Self> {
+        pollster::block_on(Self::request(selector, backend))
     }
 
     /// Opens a device with the adapter's own buffer-size limits (large
     /// datasets need more than WebGPU's defaults) and installs handlers that
     /// turn validation errors and device loss into errors of the run.
-    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+    pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
         let info = GpuInfo::from_adapter(&adapter.get_info());
         let required_limits = required_limits(&adapter.limits())
             .with_context(|| format!("adapter {} cannot run the training kernels", info.name))?;
         // Timestamps let the report give the GPU's own training time.
         let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("gpu-c2f device"),
-            required_features,
-            required_limits,
-            ..Default::default()
-        }))
-        .with_context(|| format!("cannot open a device on adapter {}", info.name))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("gpu-c2f device"),
+                required_features,
+                required_limits,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot open a device on adapter {}", info.name))?;
+        Self::from_device(device, queue)
+    }
+
+    /// Trains on a device an application opened itself. It must allow the
+    /// kernels' storage buffers per stage ([`required_limits`]); buffers
+    /// beyond its limits are refused by each run's memory plan. Installs
+    /// the handlers that turn validation errors and device loss into errors
+    /// of the run (replacing the device's own uncaptured-error handler).
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
+        let adapter_info = device.adapter_info();
+        let info = GpuInfo::from_adapter(&adapter_info);
+        let needed = super::pipelines::STORAGE_BUFFERS_PER_STAGE;
+        let has = device.limits().max_storage_buffers_per_shader_stage;
+        if has < needed {
+            bail!(
+                "the device on {} allows {has} storage buffers per shader stage, and the \
+                 training kernels bind {needed}; request the device with \
+                 gpu_c2f::gpu::required_limits(&adapter.limits())",
+                info.name
+            );
+        }
 
         // What the driver log kept so far came from probing the backends
         // (it was printed); from here on its errors belong to this device.
@@ -329,10 +361,10 @@ impl Gpu {
             }
         });
         Ok(Self {
-            adapter,
             device,
             queue,
             info,
+            device_type: adapter_info.device_type,
             errors,
         })
     }
@@ -353,7 +385,7 @@ impl Gpu {
     /// Waits for `submission` (which fills `buffer`), maps `buffer` and
     /// returns its bytes: the one way results come back to the host, so
     /// `readbacks` (the caller's count) counts every round trip.
-    pub fn read_mapped(
+    pub async fn read_mapped(
         &self,
         buffer: &wgpu::Buffer,
         submission: wgpu::SubmissionIndex,
@@ -366,8 +398,10 @@ impl Gpu {
                 sender.send(result).ok();
             });
         *readbacks += 1;
-        self.wait(submission)?;
-        pollster::block_on(receiver.receive())
+        self.wait(submission).await?;
+        receiver
+            .receive()
+            .await
             .context("the GPU dropped the readback request")?
             .context("cannot map the readback buffer")?;
         let bytes = buffer
@@ -379,8 +413,12 @@ impl Gpu {
         Ok(bytes)
     }
 
-    /// Blocks until `submission` has finished, at most [`GPU_WAIT_TIMEOUT`].
-    pub fn wait(&self, submission: wgpu::SubmissionIndex) -> Result<()> {
+    /// Waits until `submission` has finished: natively by polling the
+    /// device, at most [`GPU_WAIT_TIMEOUT`]; in a browser, where only the
+    /// event loop moves the GPU's callbacks, until the queue's work so far
+    /// is done.
+    pub async fn wait(&self, submission: wgpu::SubmissionIndex) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(submission),
@@ -394,6 +432,15 @@ impl Gpu {
                 ),
                 other => anyhow!("waiting for the GPU ({}) failed: {other}", self.info.name),
             })?;
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = submission;
+            let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+            self.queue.on_submitted_work_done(move || {
+                sender.send(()).ok();
+            });
+            receiver.receive().await;
+        }
         self.check_errors()
     }
 }

@@ -1,24 +1,28 @@
-//! The GPU path: adapter choice and device ([`context`]), the training
-//! kernels' pipelines ([`pipelines`]), the buffers of one run ([`buffers`]),
-//! the generated kernels of the fused and samples schedules ([`fused`],
-//! [`network`]) and the epoch loop that records, submits and reads back
-//! ([`trainer`]).
+//! The GPU path. A run is planned ([`plan`]: the step's operations from
+//! [`crate::step`] lowered to dispatches over a memory layout), scheduled
+//! ([`schedule`]), compiled ([`wgsl`], [`fused`], [`samples`],
+//! [`pipelines`]), given its buffers ([`buffers`]), recorded and submitted
+//! ([`record`], [`timer`]) and read back once ([`readback`]), by the driver
+//! in [`trainer`]. [`abi`] holds what the host and train.wgsl share;
+//! [`context`] finds an adapter and opens a device.
 
+pub mod abi;
 pub mod buffers;
 pub mod context;
 pub mod driver_log;
 pub mod fused;
-pub mod network;
 pub mod pipelines;
+pub mod plan;
+pub mod readback;
+pub mod record;
+pub mod samples;
+pub mod schedule;
+pub mod timer;
 pub mod trainer;
+pub mod wgsl;
 
-pub use context::{AdapterSelector, BackendChoice, Gpu, GpuInfo};
-pub use pipelines::Schedule;
-pub use trainer::{GpuOptions, ScheduleChoice, train, train_with};
-
-/// The WGSL source of every training kernel.
-pub const TRAIN_SHADER: &str = include_str!("../../shaders/train.wgsl");
-
-/// The fused schedule's entry point, compiled after [`TRAIN_SHADER`] and a
-/// generated `fused_step` (see [`fused`]).
-pub const FUSED_ENTRY_SHADER: &str = include_str!("../../shaders/fused_entry.wgsl");
+pub use context::{AdapterSelector, BackendChoice, Gpu, GpuInfo, required_limits};
+pub use schedule::{Schedule, ScheduleChoice};
+pub use trainer::{GpuOptions, GpuTimings, GpuTrainOutput, train_async};
+#[cfg(not(target_arch = "wasm32"))]
+pub use trainer::{train, train_with};

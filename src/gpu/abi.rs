@@ -1,0 +1,298 @@
+//! What the host and train.wgsl share: the structs of its uniform and
+//! storage buffers (the same names on both sides, their layout tested
+//! against naga's reflection of the shader below), the kernels' entry
+//! points, and the constants both sides must agree on.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Bytes of one f32 (and of one u32 word) in every buffer.
+pub const F32_BYTES: u64 = std::mem::size_of::<f32>() as u64;
+
+/// Threads per workgroup of the dispatch and samples schedules
+/// (`workgroup_size` in train.wgsl). 64 fills the SIMD width of common GPUs
+/// (32 or 64 lanes) and eight 8-wide rows on llvmpipe.
+pub const WORKGROUP_SIZE: u32 = 64;
+
+/// `RunArgs` in train.wgsl: sizes and offsets fixed for a whole run.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Pod, Zeroable)]
+pub struct RunArgs {
+    pub samples: u32,
+    pub batch_size: u32,
+    pub chunk_size: u32,
+    pub steps_per_epoch: u32,
+    pub shuffle: u32,
+    pub seed_low: u32,
+    pub seed_high: u32,
+    pub half_bits: u32,
+    pub param_count: u32,
+    pub data_offset: u32,
+    pub input_offset: u32,
+    pub target_offset: u32,
+    pub output_offset: u32,
+    pub output_delta_offset: u32,
+    pub residual_offset: u32,
+    pub totals_offset: u32,
+    pub one_minus_beta_1: f32,
+    pub one_minus_beta_2: f32,
+    pub epsilon: f32,
+    pub record_every: u32,
+    pub record_offset: u32,
+    pub record_count: u32,
+    /// A uniform's size is a multiple of 16 bytes.
+    pub _padding: [u32; 2],
+}
+
+/// `DispatchArgs` in train.wgsl: what one dispatch of a step's list works
+/// on. Which fields mean something depends on the kernel (see
+/// `GpuPlan::lower`); the rest are 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct DispatchArgs {
+    pub inputs: u32,
+    pub units: u32,
+    pub kernel_offset: u32,
+    pub bias_offset: u32,
+    pub in_offset: u32,
+    pub out_offset: u32,
+    pub rows: u32,
+    pub in_len: u32,
+    pub out_len: u32,
+    pub src_offset: u32,
+    pub dst_offset: u32,
+    pub chunk_first: u32,
+    /// A storage array's stride: 64 bytes, so a record never straddles a
+    /// cache line.
+    pub _padding: [u32; 4],
+}
+
+impl DispatchArgs {
+    /// The WGSL constructor of these arguments, fields in declaration order
+    /// (`DispatchArgs(3u, 1u, ...)`): the fused schedule writes them into
+    /// its code as constants.
+    pub fn wgsl_literal(&self) -> String {
+        let words: &[u32] = bytemuck::cast_slice(std::slice::from_ref(self));
+        let fields: Vec<String> = words.iter().map(|w| format!("{w}u")).collect();
+        format!("DispatchArgs({})", fields.join(", "))
+    }
+}
+
+/// `Current` in train.wgsl, one per [`CURRENT_STRIDE`] bytes, bound with a
+/// dynamic offset per dispatch.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Pod, Zeroable)]
+pub struct Current {
+    /// The index of the dispatch's `DispatchArgs`.
+    pub dispatch: u32,
+    /// Training steps a fused dispatch runs.
+    pub fused_steps: u32,
+}
+
+/// Byte stride between the `Current` records, the alignment every adapter
+/// accepts for dynamic uniform offsets.
+pub const CURRENT_STRIDE: u64 = 256;
+
+/// The fixed fields of `History` in train.wgsl, before its losses.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct HistoryHeader {
+    /// Training steps finished.
+    pub step: u32,
+    /// The first step with a non-finite loss or weight ([`NO_BAD_STEP`]: none).
+    pub first_bad_step: u32,
+    /// The epoch's size-weighted batch losses so far.
+    pub epoch_total: f32,
+    pub _pad: u32,
+}
+
+impl HistoryHeader {
+    /// Before the first step: nothing done, nothing flagged.
+    pub const START: HistoryHeader = HistoryHeader {
+        step: 0,
+        first_bad_step: NO_BAD_STEP,
+        epoch_total: 0.0,
+        _pad: 0,
+    };
+}
+
+/// 32-bit words before the losses in `History`.
+pub const HISTORY_HEADER_WORDS: u64 = std::mem::size_of::<HistoryHeader>() as u64 / F32_BYTES;
+
+/// `first_bad_step` while every loss and weight has been finite.
+pub const NO_BAD_STEP: u32 = u32::MAX;
+
+/// The kernels a step's dispatches run, one per operation kind of
+/// [`crate::step::Op`] (the squared error runs `gradient_partials`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    GatherBatch,
+    DenseForward,
+    OutputError,
+    DenseBackward,
+    GradientPartials,
+    /// The samples schedule's generated kernel (src/gpu/samples.rs).
+    SamplePartials,
+    ReducePartials,
+    AdamStep,
+    FinishStep,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 9] = [
+        Kernel::GatherBatch,
+        Kernel::DenseForward,
+        Kernel::OutputError,
+        Kernel::DenseBackward,
+        Kernel::GradientPartials,
+        Kernel::SamplePartials,
+        Kernel::ReducePartials,
+        Kernel::AdamStep,
+        Kernel::FinishStep,
+    ];
+
+    /// The kernel's WGSL entry point (`sample_partials` is generated per
+    /// architecture; the others are in train.wgsl).
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Kernel::GatherBatch => "gather_batch",
+            Kernel::DenseForward => "dense_forward",
+            Kernel::OutputError => "output_error",
+            Kernel::DenseBackward => "dense_backward",
+            Kernel::GradientPartials => "gradient_partials",
+            Kernel::SamplePartials => "sample_partials",
+            Kernel::ReducePartials => "reduce_partials",
+            Kernel::AdamStep => "adam_step",
+            Kernel::FinishStep => "finish_step",
+        }
+    }
+}
+
+/// The entry point of the fused schedule.
+pub const FUSED_ENTRY_POINT: &str = "fused_steps";
+
+#[cfg(test)]
+mod tests {
+    //! The Rust mirrors against naga's reflection of train.wgsl: every field
+    //! the WGSL declares at the same byte offset under the same name, and a
+    //! Rust struct at least as large as the WGSL one. A field added on one
+    //! side only, or moved, fails here before it can feed a kernel the wrong
+    //! number.
+
+    use super::*;
+    use std::mem::{offset_of, size_of};
+    use wgpu::naga;
+
+    /// (name, offset) of every member of the WGSL struct `name`, and its size.
+    fn wgsl_struct(name: &str) -> (Vec<(String, u32)>, u32) {
+        let module =
+            naga::front::wgsl::parse_str(super::super::wgsl::TRAIN_SHADER).expect("parses");
+        let ty = module
+            .types
+            .iter()
+            .find(|(_, ty)| ty.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("train.wgsl has no struct {name}"))
+            .1;
+        match &ty.inner {
+            naga::TypeInner::Struct { members, span } => (
+                members
+                    .iter()
+                    .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+                    .collect(),
+                *span,
+            ),
+            other => panic!("{name} is not a struct: {other:?}"),
+        }
+    }
+
+    /// The WGSL members must be a prefix of the Rust fields (Rust may add
+    /// trailing padding), in the same order, at the same offsets.
+    fn assert_same_layout(name: &str, rust: &[(&str, usize)], rust_size: usize) {
+        let (wgsl, span) = wgsl_struct(name);
+        for (index, (wgsl_name, wgsl_offset)) in wgsl.iter().enumerate() {
+            // WGSL padding members are `_pad1`...; Rust pads with one array,
+            // which the size check below covers.
+            if wgsl_name.starts_with('_') {
+                continue;
+            }
+            let Some((rust_name, rust_offset)) = rust.get(index) else {
+                panic!("{name}.{wgsl_name} has no Rust field");
+            };
+            assert_eq!(
+                (wgsl_name.as_str(), *wgsl_offset as usize),
+                (*rust_name, *rust_offset),
+                "{name} field {index}: WGSL vs Rust (name, byte offset)"
+            );
+        }
+        assert!(
+            rust_size >= span as usize,
+            "{name}: the Rust struct ({rust_size} bytes) is smaller than the WGSL one ({span})"
+        );
+    }
+
+    macro_rules! fields {
+        ($ty:ty: $($field:ident),* $(,)?) => {
+            [$((stringify!($field), offset_of!($ty, $field))),*]
+        };
+    }
+
+    #[test]
+    fn run_args_match_the_wgsl_struct() {
+        let rust = fields!(RunArgs: samples, batch_size, chunk_size, steps_per_epoch, shuffle,
+            seed_low, seed_high, half_bits, param_count, data_offset, input_offset,
+            target_offset, output_offset, output_delta_offset, residual_offset, totals_offset,
+            one_minus_beta_1, one_minus_beta_2, epsilon, record_every, record_offset,
+            record_count);
+        assert_same_layout("RunArgs", &rust, size_of::<RunArgs>());
+    }
+
+    #[test]
+    fn dispatch_args_match_the_wgsl_struct_and_its_literal() {
+        let rust = fields!(DispatchArgs: inputs, units, kernel_offset, bias_offset, in_offset,
+            out_offset, rows, in_len, out_len, src_offset, dst_offset, chunk_first);
+        assert_same_layout("DispatchArgs", &rust, size_of::<DispatchArgs>());
+        let (_, span) = wgsl_struct("DispatchArgs");
+        assert_eq!(size_of::<DispatchArgs>(), span as usize, "the array stride");
+        let args = DispatchArgs {
+            inputs: 3,
+            chunk_first: 256,
+            ..Default::default()
+        };
+        assert_eq!(
+            args.wgsl_literal(),
+            "DispatchArgs(3u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 256u, 0u, 0u, 0u, 0u)"
+        );
+    }
+
+    #[test]
+    fn current_matches_the_wgsl_struct() {
+        let rust = fields!(Current: dispatch, fused_steps);
+        assert_same_layout("Current", &rust, size_of::<Current>());
+        // A uniform buffer's binding is a multiple of 16 bytes.
+        assert_eq!(size_of::<RunArgs>() % 16, 0);
+    }
+
+    #[test]
+    fn the_history_header_matches_the_wgsl_struct() {
+        // `History` ends in the runtime-sized `losses`, right after the header.
+        let rust = fields!(HistoryHeader: step, first_bad_step, epoch_total);
+        let (wgsl, _) = wgsl_struct("History");
+        let named: Vec<(&str, usize)> = wgsl
+            .iter()
+            .filter(|(name, _)| !name.starts_with('_') && name != "losses")
+            .map(|(name, offset)| (name.as_str(), *offset as usize))
+            .collect();
+        assert_eq!(named, rust, "History's header: WGSL vs Rust (name, byte offset)");
+        let losses = wgsl.iter().find(|(name, _)| name == "losses").unwrap();
+        assert_eq!(losses.1 as usize, size_of::<HistoryHeader>());
+    }
+
+    #[test]
+    fn a_moved_field_would_be_caught() {
+        // The check itself: the same fields in another order must fail.
+        let result = std::panic::catch_unwind(|| {
+            let rust = [("fused_steps", 0), ("dispatch", 4)];
+            assert_same_layout("Current", &rust, 8);
+        });
+        assert!(result.is_err());
+    }
+}

@@ -1,0 +1,647 @@
+//! The plan of one GPU run: where every tensor lives (its memory layout)
+//! and the step's operations (src/step.rs), lowered, in this one place, to
+//! the dispatches that run them. Pure arithmetic: built and tested without
+//! a GPU.
+
+use super::abi::{DispatchArgs, F32_BYTES, HISTORY_HEADER_WORDS, Kernel, RunArgs};
+use crate::batching::{Batching, half_bits};
+use crate::cpu::REDUCE_BLOCK;
+use crate::model::{Architecture, Model};
+use crate::step::{Chunking, Op, SampleWork, reduction_levels, step_ops};
+use crate::training::TrainConfig;
+use anyhow::{Context, Result, bail};
+
+/// The register tile one dense-layer item computes (`sample_tile` x
+/// `unit_tile` in train.wgsl, each side 1 to 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    pub samples: u32,
+    pub units: u32,
+}
+
+impl Tile {
+    /// The dispatch schedule's tile for a network whose widest layer has
+    /// `widest` units: 8 x 8 (each loaded value used 8 times) when a layer
+    /// is wider than 4, else 4 x 4, so narrow layers do not compute mostly
+    /// empty tiles (BENCHMARKS.md, "Register tiles").
+    pub fn blocked(widest: usize) -> Tile {
+        let size = if widest > 4 { 8 } else { 4 };
+        Tile {
+            samples: size,
+            units: size,
+        }
+    }
+
+    /// One output per item: the fused schedule's few threads want many
+    /// small items (the seed job's layers are 1 to 3 wide).
+    pub const SINGLE: Tile = Tile {
+        samples: 1,
+        units: 1,
+    };
+
+    /// Whether the tile needs train.wgsl's code for sides wider than 4.
+    pub fn is_wide(&self) -> bool {
+        self.samples > 4 || self.units > 4
+    }
+
+    fn items(&self, samples: u64, width: usize) -> u64 {
+        samples.div_ceil(self.samples as u64) * (width as u64).div_ceil(self.units as u64)
+    }
+
+    /// Items of a `rows` x `columns` gradient block in `units` x `units` tiles.
+    fn square_items(&self, rows: usize, columns: usize) -> u64 {
+        let tile = self.units as u64;
+        (rows as u64).div_ceil(tile) * (columns as u64).div_ceil(tile)
+    }
+}
+
+/// Where a run's tensors live, in f32 elements from the start of their
+/// buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Memory {
+    /// `tensors`: the dataset, celsius then fahrenheit.
+    pub data: u64,
+    /// `tensors`: `activations[0]` the chunk's inputs (the dataset itself
+    /// when the batch is read in place), `activations[l + 1]` layer l's
+    /// outputs; one row of a layer's width per sample. Layered work only,
+    /// past the inputs.
+    pub activations: Vec<u64>,
+    /// `tensors`: `errors[l]` the error of `activations[l]` (l >= 1;
+    /// `errors[0]` is never computed). Layered work only.
+    pub errors: Vec<u64>,
+    /// `tensors`: `output - target` per sample. Layered work only.
+    pub residuals: u64,
+    /// `tensors`: the chunk's targets.
+    pub targets: u64,
+    /// Elements of `tensors`.
+    pub tensors_len: u64,
+    /// `reduce`: the columns of each level's rows (one row per parameter,
+    /// then the squared error's) and where the level starts.
+    pub level_lens: Vec<u64>,
+    pub level_offsets: Vec<u64>,
+    /// Elements of `reduce`.
+    pub reduce_len: u64,
+}
+
+impl Memory {
+    /// The layout for chunks of `chunk` samples (gathered or read in place)
+    /// and batches of `batch` samples.
+    fn new(
+        architecture: &Architecture,
+        samples: u64,
+        batch: u64,
+        chunk: u64,
+        chunking: Chunking,
+        work: SampleWork,
+    ) -> Result<Self> {
+        let data = 0u64;
+        let mut end = 2 * samples;
+        let mut take = |len: u64| {
+            end += len;
+            end - len
+        };
+        let inputs = if chunking.gather { take(chunk) } else { data };
+        let mut activations = vec![inputs];
+        let mut errors = vec![0u64];
+        let mut residuals = 0;
+        if work == SampleWork::Layers {
+            let widths = &architecture.widths()[1..];
+            activations.extend(widths.iter().map(|&w| take(chunk * w as u64)));
+            errors.extend(widths.iter().map(|&w| take(chunk * w as u64)));
+            residuals = take(chunk);
+        }
+        let targets = if chunking.gather {
+            take(chunk)
+        } else {
+            data + samples
+        };
+        let tensors_len = end;
+        to_u32(
+            tensors_len,
+            "the dataset and per-sample activations and errors",
+        )?;
+
+        let rows = architecture.param_count() as u64 + 1;
+        let level_lens = reduction_levels(batch, REDUCE_BLOCK as u64);
+        let mut level_offsets = Vec::new();
+        let mut reduce_len = 0u64;
+        for len in &level_lens {
+            level_offsets.push(reduce_len);
+            reduce_len += rows * len;
+        }
+        to_u32(reduce_len, "the gradient reduction")?;
+        Ok(Self {
+            data,
+            activations,
+            errors,
+            residuals,
+            targets,
+            tensors_len,
+            level_lens,
+            level_offsets,
+            reduce_len,
+        })
+    }
+
+    /// Where the fully reduced value of each row lands (the last level).
+    pub fn totals(&self) -> u64 {
+        *self.level_offsets.last().expect("one level")
+    }
+}
+
+/// One operation of a step, lowered: the kernel that runs it, its
+/// arguments and its threads (sized for a full batch; a smaller last batch
+/// leaves the extra threads idle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatch {
+    pub op: Op,
+    pub kernel: Kernel,
+    pub args: DispatchArgs,
+    pub threads: u32,
+}
+
+/// Everything about a GPU run that is known before it starts.
+#[derive(Debug, Clone)]
+pub struct GpuPlan {
+    pub architecture: Architecture,
+    pub batching: Batching,
+    pub work: SampleWork,
+    /// The dense layers' register tile (layered work).
+    pub tile: Tile,
+    /// Rows of the per-sample tensors: the batch, or a chunk of it.
+    pub chunk_size: u64,
+    pub memory: Memory,
+    /// The operations of one training step, in order.
+    pub ops: Vec<Op>,
+    /// `ops`, lowered; dispatch i works on `DispatchArgs` i.
+    pub dispatches: Vec<Dispatch>,
+    pub param_count: u32,
+    pub epochs: u32,
+    /// Training steps in the run: epochs x steps per epoch.
+    pub total_steps: u64,
+    pub run: RunArgs,
+    /// Values after the losses in the history buffer: the step records
+    /// ([`GpuPlan::record_steps`]).
+    pub record_floats: u64,
+}
+
+/// Most bytes of step records a run keeps for the shadow check: every step
+/// while they fit, else every K-th. 64 MiB holds every step of the seed job
+/// 100 times over (620 bytes a step) and ~550 steps of a 1-64-64-1 network
+/// (122 kB a step).
+pub const RECORD_BUDGET: u64 = 64 << 20;
+
+fn to_u32(value: u64, what: &str) -> Result<u32> {
+    u32::try_from(value).with_context(|| {
+        format!("{what} needs {value} elements, more than a GPU kernel can index (2^32)")
+    })
+}
+
+/// f32 values a batch holds per sample: the activations and errors of
+/// every layer past the input, the residual, and a gathered input and target
+/// (only the last two for the samples schedule's work).
+pub fn floats_per_sample(architecture: &Architecture, work: SampleWork) -> u64 {
+    match work {
+        SampleWork::Layers => {
+            2 * architecture.widths()[1..]
+                .iter()
+                .map(|&w| w as u64)
+                .sum::<u64>()
+                + 3
+        }
+        SampleWork::Samples => 2,
+    }
+}
+
+impl GpuPlan {
+    /// The plan of a run whose per-sample tensors hold at most `max_chunk`
+    /// samples (a batch larger than that runs in chunks of a multiple of
+    /// `REDUCE_BLOCK` samples; `None`: no limit).
+    pub fn new(
+        model: &Model,
+        config: &TrainConfig,
+        work: SampleWork,
+        tile: Tile,
+        max_chunk: Option<u64>,
+    ) -> Result<Self> {
+        // train.wgsl holds a tile in two vec4 halves a side.
+        if !(1..=8).contains(&tile.samples) || !(1..=8).contains(&tile.units) {
+            bail!(
+                "a {} x {} register tile is not supported; each side must be 1 to 8",
+                tile.samples,
+                tile.units
+            );
+        }
+        let architecture = model.architecture().clone();
+        let batching = config.batching();
+        let samples = batching.samples as u64;
+        let batch = batching.batch_size as u64;
+        let block = REDUCE_BLOCK as u64;
+        // At least one reduction block: when even that does not fit,
+        // `check_limits` says so with the sizes.
+        let chunk_size = match max_chunk {
+            Some(most) if most < batch => (most / block * block).max(block),
+            _ => batch,
+        };
+        let chunks = batch.div_ceil(chunk_size);
+        let mut chunking = Chunking {
+            chunks: chunks as usize,
+            // A single unchunked, unshuffled batch reads the dataset in place.
+            gather: batching.shuffle || chunks > 1,
+            further_levels: 0,
+        };
+        let memory = Memory::new(&architecture, samples, batch, chunk_size, chunking, work)?;
+        chunking.further_levels = memory.level_lens.len() - 1;
+        let ops = step_ops(architecture.layers().len(), chunking, work);
+        let epochs = to_u32(config.epochs as u64, "the loss history")?;
+        let total_steps = epochs as u64 * batching.steps_per_epoch as u64;
+        // The kernels count steps in a u32.
+        if total_steps > u32::MAX as u64 {
+            bail!(
+                "this run has {total_steps} training steps (epochs x batches per epoch), more than \
+                 the GPU's step counter holds ({}); use fewer epochs or a larger --batch-size",
+                u32::MAX
+            );
+        }
+        let param_count = architecture.param_count() as u32;
+        let constants = config.adam().constants();
+        let layers = architecture.layers().len();
+        let run = RunArgs {
+            samples: samples as u32,
+            batch_size: batching.batch_size,
+            chunk_size: chunk_size as u32,
+            steps_per_epoch: batching.steps_per_epoch,
+            shuffle: batching.shuffle as u32,
+            seed_low: batching.seed as u32,
+            seed_high: (batching.seed >> 32) as u32,
+            half_bits: half_bits(batching.samples),
+            param_count,
+            data_offset: memory.data as u32,
+            input_offset: memory.activations[0] as u32,
+            target_offset: memory.targets as u32,
+            // Layered work's output and its error (unused by sample_partials).
+            output_offset: memory.activations.get(layers).map_or(0, |&o| o as u32),
+            output_delta_offset: memory.errors.get(layers).map_or(0, |&o| o as u32),
+            residual_offset: memory.residuals as u32,
+            totals_offset: memory.totals() as u32,
+            one_minus_beta_1: constants.one_minus_beta_1,
+            one_minus_beta_2: constants.one_minus_beta_2,
+            epsilon: constants.epsilon,
+            record_every: 0,
+            record_offset: epochs,
+            record_count: 0,
+            _padding: [0; 2],
+        };
+        let mut plan = Self {
+            architecture,
+            batching,
+            work,
+            tile,
+            chunk_size,
+            memory,
+            ops,
+            dispatches: Vec::new(),
+            param_count,
+            epochs,
+            total_steps,
+            run,
+            record_floats: 0,
+        };
+        plan.dispatches = plan
+            .ops
+            .iter()
+            .map(|&op| plan.lower(op))
+            .collect::<Result<_>>()?;
+        Ok(plan)
+    }
+
+    /// The one lowering of an operation to its kernel, arguments and threads.
+    fn lower(&self, op: Op) -> Result<Dispatch> {
+        let memory = &self.memory;
+        let layers = self.architecture.layers();
+        let (tile, chunk) = (self.tile, self.chunk_size);
+        let blocks = chunk.div_ceil(REDUCE_BLOCK as u64);
+        let rows = self.param_count as u64 + 1;
+        let chunk_first = |c: usize| (c as u64 * chunk) as u32;
+        // Offsets and lengths fit in u32: `Memory::new` checked both buffers.
+        let dense = |l: usize, in_offset: u64, out_offset: u64, c: usize| DispatchArgs {
+            inputs: layers[l].inputs as u32,
+            units: layers[l].units as u32,
+            kernel_offset: layers[l].kernel_offset as u32,
+            bias_offset: layers[l].bias_offset as u32,
+            in_offset: in_offset as u32,
+            out_offset: out_offset as u32,
+            chunk_first: chunk_first(c),
+            ..Default::default()
+        };
+        // Level 0 of a layer's sums (kernel rows, then the bias row, whose a
+        // is 1) or of the squared error (a one-entry layer: a = err = the
+        // residual, no bias row), into the columns of this chunk's blocks.
+        let partials = |inputs: usize, units: usize, first_row: u64, a: u64, err: u64, bias: bool| {
+            let a_rows = inputs + bias as usize;
+            let args = DispatchArgs {
+                inputs: inputs as u32,
+                units: units as u32,
+                kernel_offset: first_row as u32,
+                in_offset: a as u32,
+                out_offset: err as u32,
+                in_len: a_rows as u32,
+                out_len: memory.level_lens[0] as u32,
+                dst_offset: memory.level_offsets[0] as u32,
+                ..Default::default()
+            };
+            (args, blocks * tile.square_items(a_rows, units))
+        };
+        let per_chunk = |c: usize| DispatchArgs {
+            chunk_first: chunk_first(c),
+            ..Default::default()
+        };
+        let (kernel, args, threads) = match op {
+            Op::Gather { chunk: c } => (Kernel::GatherBatch, per_chunk(c), chunk),
+            Op::DenseForward { layer, chunk: c } => (
+                Kernel::DenseForward,
+                dense(
+                    layer,
+                    memory.activations[layer],
+                    memory.activations[layer + 1],
+                    c,
+                ),
+                tile.items(chunk, layers[layer].units),
+            ),
+            Op::OutputError { chunk: c } => (Kernel::OutputError, per_chunk(c), chunk),
+            Op::DenseBackward { layer, chunk: c } => (
+                Kernel::DenseBackward,
+                dense(layer, memory.errors[layer + 1], memory.errors[layer], c),
+                tile.items(chunk, layers[layer].inputs),
+            ),
+            Op::GradientPartials { layer, chunk: c } => {
+                let l = &layers[layer];
+                let (a, err) = (memory.activations[layer], memory.errors[layer + 1]);
+                let (args, threads) =
+                    partials(l.inputs, l.units, l.kernel_offset as u64, a, err, true);
+                let args = DispatchArgs {
+                    chunk_first: chunk_first(c),
+                    ..args
+                };
+                (Kernel::GradientPartials, args, threads)
+            }
+            Op::SquaredError { chunk: c } => {
+                let r = memory.residuals;
+                let (args, threads) = partials(1, 1, rows - 1, r, r, false);
+                let args = DispatchArgs {
+                    chunk_first: chunk_first(c),
+                    ..args
+                };
+                (Kernel::GradientPartials, args, threads)
+            }
+            Op::SamplePartials { chunk: c } => {
+                let args = DispatchArgs {
+                    out_len: memory.level_lens[0] as u32,
+                    dst_offset: memory.level_offsets[0] as u32,
+                    chunk_first: chunk_first(c),
+                    ..Default::default()
+                };
+                (Kernel::SamplePartials, args, blocks)
+            }
+            Op::Reduce { level } => {
+                let lens = &memory.level_lens;
+                let args = DispatchArgs {
+                    rows: rows as u32,
+                    in_len: lens[level - 1] as u32,
+                    out_len: lens[level] as u32,
+                    src_offset: memory.level_offsets[level - 1] as u32,
+                    dst_offset: memory.level_offsets[level] as u32,
+                    ..Default::default()
+                };
+                (Kernel::ReducePartials, args, rows * lens[level])
+            }
+            Op::Adam => (
+                Kernel::AdamStep,
+                DispatchArgs::default(),
+                self.param_count as u64,
+            ),
+            Op::FinishStep => (Kernel::FinishStep, DispatchArgs::default(), 1),
+        };
+        Ok(Dispatch {
+            op,
+            kernel,
+            args,
+            threads: to_u32(threads, kernel.entry_point())?,
+        })
+    }
+
+    /// The bytes of the `dispatch_args` buffer.
+    pub fn dispatch_args_bytes(&self) -> Vec<u8> {
+        let args: Vec<DispatchArgs> = self.dispatches.iter().map(|d| d.args).collect();
+        bytemuck::cast_slice(&args).to_vec()
+    }
+
+    /// Values in one step record: weights, m and v before, gradients, loss,
+    /// weights, m and v after.
+    pub fn record_len(&self) -> u64 {
+        7 * self.param_count as u64 + 1
+    }
+
+    /// Words of the history buffer: its header, the losses, the records.
+    pub fn history_words(&self) -> u64 {
+        HISTORY_HEADER_WORDS + self.epochs as u64 + self.record_floats
+    }
+
+    /// Records every step for the shadow check, or every K-th when all of
+    /// them would not fit in `budget` bytes (and beside the losses in one
+    /// buffer of at most `most` bytes); returns K, or 0 when not even one
+    /// record fits.
+    pub fn record_steps(&mut self, budget: u64, most: u64) -> u64 {
+        let losses = F32_BYTES * (HISTORY_HEADER_WORDS + self.epochs as u64);
+        let room = budget.min(most.saturating_sub(losses));
+        let record_bytes = F32_BYTES * self.record_len();
+        let fitting = room / record_bytes;
+        if fitting == 0 || self.total_steps == 0 {
+            return 0;
+        }
+        let every = self.total_steps.div_ceil(fitting);
+        let count = self.total_steps.div_ceil(every);
+        // Both fit in u32: every <= total_steps (checked against u32 by
+        // GpuPlan::new) and count <= fitting < 2^30 at the budget above.
+        self.run.record_every = every as u32;
+        self.run.record_count = count as u32;
+        self.record_floats = count * self.record_len();
+        every
+    }
+
+    /// Fails, before any GPU allocation, when a buffer of this run would
+    /// exceed `most` bytes (the device's largest buffer), naming the buffer.
+    pub fn check_limits(&self, most: u64) -> Result<()> {
+        let words = |n: u64| n.max(1) * F32_BYTES;
+        for (what, bytes) in [
+            (
+                "dataset and per-sample activations and errors",
+                words(self.memory.tensors_len),
+            ),
+            ("gradient reduction", words(self.memory.reduce_len)),
+            ("loss history and step records", words(self.history_words())),
+            (
+                "weights and Adam moments",
+                words(3 * self.param_count as u64),
+            ),
+        ] {
+            if bytes > most {
+                bail!(
+                    "the {what} of this run need {bytes} bytes, more than this device allows in \
+                     one buffer ({most} bytes); use a smaller --batch-size, fewer samples or \
+                     narrower layers"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Dataset;
+
+    fn config(samples: u64, batch_size: Option<usize>) -> TrainConfig {
+        TrainConfig {
+            data: Dataset::from_formula(samples, 1),
+            batch_size,
+            ..TrainConfig::seed()
+        }
+    }
+
+    fn plan(samples: u64, hidden: &[usize]) -> GpuPlan {
+        let model = Model::glorot_uniform(Architecture::new(hidden).unwrap(), 1);
+        let config = config(samples, None);
+        GpuPlan::new(&model, &config, SampleWork::Layers, Tile::SINGLE, None).unwrap()
+    }
+
+    fn kernels(plan: &GpuPlan) -> Vec<Kernel> {
+        plan.dispatches.iter().map(|d| d.kernel).collect()
+    }
+
+    #[test]
+    fn the_seed_step_lowers_to_its_kernels_and_offsets() {
+        let plan = plan(7, &[3, 3]);
+        use Kernel::*;
+        assert_eq!(
+            kernels(&plan),
+            [
+                DenseForward,
+                DenseForward,
+                DenseForward,
+                OutputError,
+                DenseBackward,
+                DenseBackward,
+                GradientPartials,
+                GradientPartials,
+                GradientPartials,
+                GradientPartials,
+                AdamStep,
+                FinishStep
+            ]
+        );
+        // The squared-error "layer" writes row 22, after the 22 parameters.
+        let loss = plan.dispatches[9];
+        assert_eq!(loss.op, Op::SquaredError { chunk: 0 });
+        assert_eq!(
+            (loss.args.kernel_offset, loss.args.in_offset),
+            (22, plan.run.residual_offset)
+        );
+        // The dataset 2*7; one unshuffled batch reads its inputs and
+        // targets there; activations 7*(3+3+1), errors 7*(3+3+1), residuals.
+        assert_eq!(plan.memory.tensors_len, 2 * 7 + 7 * 7 + 7 * 7 + 7);
+        assert_eq!(plan.run.input_offset, plan.run.data_offset);
+        assert_eq!(plan.run.target_offset, plan.run.data_offset + 7);
+        // Backward runs last layer first: layer 2's errors into layer 2's input.
+        let backward = plan.dispatches[4].args;
+        assert_eq!((backward.inputs, backward.units), (3, 1));
+    }
+
+    #[test]
+    fn reduction_levels_grow_with_samples() {
+        // Level 1 is one dispatch per layer and one for the loss (3 for a
+        // 1-3-1 network); each further level is one dispatch.
+        let further_levels = |samples| {
+            kernels(&plan(samples, &[3]))
+                .iter()
+                .filter(|k| matches!(k, Kernel::ReducePartials))
+                .count()
+        };
+        let block = REDUCE_BLOCK as u64;
+        assert_eq!(further_levels(1), 0);
+        assert_eq!(further_levels(block), 0);
+        assert_eq!(further_levels(block + 1), 1);
+        assert_eq!(further_levels(block * block), 1);
+        assert_eq!(further_levels(block * block + 1), 2);
+        // The last level leaves one total per row where Adam reads it.
+        let plan = plan(70_000, &[3]);
+        let last = plan.dispatches[plan.dispatches.len() - 3].args;
+        assert_eq!((last.out_len, last.dst_offset), (1, plan.run.totals_offset));
+    }
+
+    #[test]
+    fn tiles_beyond_8_by_8_are_refused() {
+        let model = Model::glorot_uniform(Architecture::seed(), 1);
+        let config = TrainConfig::seed();
+        let tile = Tile {
+            samples: 16,
+            units: 8,
+        };
+        let layers = SampleWork::Layers;
+        let error = GpuPlan::new(&model, &config, layers, tile, None).unwrap_err();
+        assert!(error.to_string().contains("16 x 8"), "{error}");
+        assert!(GpuPlan::new(&model, &config, layers, Tile::blocked(64), None).is_ok());
+    }
+
+    #[test]
+    fn sample_work_is_one_dispatch_per_chunk_and_keeps_no_per_sample_tensors() {
+        let model = Model::glorot_uniform(Architecture::new(&[3, 3]).unwrap(), 1);
+        let config = config(1000, None);
+        let samples = SampleWork::Samples;
+        let plan = GpuPlan::new(&model, &config, samples, Tile::SINGLE, Some(512)).unwrap();
+        use Kernel::*;
+        // Two chunks of 512 (2 blocks each), gathered; then 4 block sums
+        // per row reduced to one, Adam, the step's end.
+        assert_eq!(
+            kernels(&plan),
+            [
+                GatherBatch,
+                SamplePartials,
+                GatherBatch,
+                SamplePartials,
+                ReducePartials,
+                AdamStep,
+                FinishStep
+            ]
+        );
+        let second = plan.dispatches[3];
+        assert_eq!(
+            (
+                second.args.chunk_first,
+                second.args.out_len,
+                second.args.dst_offset
+            ),
+            (512, 4, 0)
+        );
+        assert_eq!(second.threads, 2);
+        // The dataset, then a chunk's gathered inputs and targets only.
+        assert_eq!(plan.memory.tensors_len, 2 * 1000 + 2 * 512);
+        assert_eq!(plan.run.input_offset, 2000);
+        assert_eq!(plan.run.target_offset, 2000 + 512);
+    }
+
+    #[test]
+    fn shuffled_batches_gather_first_and_size_tensors_by_the_batch() {
+        let model = Model::glorot_uniform(Architecture::new(&[3]).unwrap(), 1);
+        let config = config(1000, Some(32));
+        let layers = SampleWork::Layers;
+        let plan = GpuPlan::new(&model, &config, layers, Tile::SINGLE, None).unwrap();
+        assert_eq!(plan.batching.steps_per_epoch, 32); // ceil(1000 / 32)
+        assert_eq!(kernels(&plan)[0], Kernel::GatherBatch);
+        // Dataset 2*1000, then per batch of 32: inputs, activations (3+1),
+        // errors (3+1), residuals, targets.
+        assert_eq!(plan.memory.tensors_len, 2000 + 32 * (1 + 4 + 4 + 1 + 1));
+        assert_eq!(plan.total_steps, 32 * 1000);
+    }
+}

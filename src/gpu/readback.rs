@@ -1,0 +1,115 @@
+//! The run's one readback: the trained weights, the loss history, the
+//! divergence flag, the step records and the pass timestamps, copied into
+//! one mappable buffer and decoded.
+
+use super::abi::{F32_BYTES, HistoryHeader, NO_BAD_STEP};
+use super::buffers::RunBuffers;
+use super::context::Gpu;
+use super::plan::GpuPlan;
+use super::timer::PassTimer;
+use crate::shadow::{StepRecord, TrainState};
+use anyhow::{Result, bail};
+
+/// What the readback brings home.
+pub struct GpuResults {
+    pub params: Vec<f32>,
+    pub loss_history: Vec<f32>,
+    /// The training step (1-based) the kernels flagged as the first with a
+    /// non-finite loss or weight.
+    pub first_bad_step: Option<usize>,
+    /// Pass timestamps (empty without timestamp queries).
+    pub ticks: Vec<u64>,
+    /// The step records, in step order (empty unless recorded).
+    pub records: Vec<StepRecord>,
+}
+
+/// Copies the weights, the loss history, the divergence flag and the pass
+/// timestamps into one mappable buffer and reads it: the run's only readback.
+pub async fn read_back(
+    gpu: &Gpu,
+    buffers: &RunBuffers,
+    plan: &GpuPlan,
+    timer: Option<&PassTimer>,
+    readbacks: &mut usize,
+) -> Result<GpuResults> {
+    let params_bytes = plan.param_count as u64 * F32_BYTES;
+    let history_bytes = buffers.history.size();
+    // Timestamps are u64s: their copy starts on an 8-byte boundary.
+    let timestamps_offset = (params_bytes + history_bytes).next_multiple_of(8);
+    let timestamp_bytes = timer.map_or(0, |t| t.ticks.size());
+    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback staging"),
+        size: timestamps_offset + timestamp_bytes,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("readback"),
+        });
+    encoder.copy_buffer_to_buffer(&buffers.params, 0, &staging, 0, params_bytes);
+    encoder.copy_buffer_to_buffer(&buffers.history, 0, &staging, params_bytes, history_bytes);
+    if let Some(timer) = timer {
+        encoder.copy_buffer_to_buffer(
+            &timer.ticks,
+            0,
+            &staging,
+            timestamps_offset,
+            timestamp_bytes,
+        );
+    }
+    let submission = gpu.queue.submit([encoder.finish()]);
+    let bytes = gpu.read_mapped(&staging, submission, readbacks).await?;
+
+    let (results, timestamps) = bytes.split_at(timestamps_offset as usize);
+    let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(timestamps);
+    let (params_bytes, history_bytes) = results.split_at(params_bytes as usize);
+    let params: Vec<f32> = bytemuck::pod_collect_to_vec(params_bytes);
+    let header_bytes = std::mem::size_of::<HistoryHeader>();
+    let header: HistoryHeader = bytemuck::pod_read_unaligned(&history_bytes[..header_bytes]);
+    let history: Vec<f32> = bytemuck::pod_collect_to_vec(&history_bytes[header_bytes..]);
+    if header.step as u64 != plan.total_steps {
+        bail!(
+            "the GPU ran {} training steps, expected {}",
+            header.step,
+            plan.total_steps
+        );
+    }
+    let epochs = plan.epochs as usize;
+    let results = GpuResults {
+        records: step_records(plan, &history[epochs..]),
+        params,
+        loss_history: history[..epochs].to_vec(),
+        first_bad_step: match header.first_bad_step {
+            NO_BAD_STEP => None,
+            step => Some(step as usize),
+        },
+        ticks,
+    };
+    Ok(results)
+}
+
+/// The step records the kernels wrote (see `Run.record_every` in
+/// train.wgsl), from the values after the losses in the history buffer.
+fn step_records(plan: &GpuPlan, values: &[f32]) -> Vec<StepRecord> {
+    let every = plan.run.record_every as u64;
+    let count = plan.param_count as usize;
+    let state = |values: &[f32]| TrainState {
+        weights: values[..count].to_vec(),
+        m: values[count..2 * count].to_vec(),
+        v: values[2 * count..3 * count].to_vec(),
+    };
+    values
+        .chunks_exact(plan.record_len() as usize)
+        .take(plan.run.record_count as usize)
+        .enumerate()
+        .map(|(slot, record)| StepRecord {
+            step: slot as u64 * every,
+            before: state(record),
+            gradients: record[3 * count..4 * count].to_vec(),
+            loss: record[4 * count],
+            after: state(&record[4 * count + 1..]),
+        })
+        .collect()
+}
