@@ -10,8 +10,8 @@
 //! `BENCH_QUICK=1` (or `-- --quick`) runs a subset in well under a minute.
 //! `BENCH_MAX_N=100000` drops the larger N of the per-epoch grid.
 
-use gpu_c2f::training::DEFAULT_SEED;
 use gpu_c2f::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
+use gpu_c2f::training::DEFAULT_SEED;
 use gpu_c2f::{Architecture, Dataset, Model, TrainConfig, cpu};
 use std::time::{Duration, Instant};
 
@@ -197,7 +197,7 @@ fn main() {
     let gpu = match first_gpu {
         Ok(gpu) => gpu,
         Err(error) => {
-            println!("- adapter: none ({})", first_line(&error));
+            println!("- adapter: none ({})", first_line(&error.into()));
             println!();
             println!("No GPU adapter: only the CPU rows can run; skipping the GPU bench.");
             cpu_only(&settings);
@@ -282,7 +282,7 @@ fn main() {
                     prediction = run.output.model.predict(100.0);
                 }
                 Err(error) => {
-                    failure = Some(first_line(&error));
+                    failure = Some(first_line(&error.into()));
                     break;
                 }
             }

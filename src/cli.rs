@@ -12,7 +12,7 @@ use crate::output::OutputFile;
 use crate::plot;
 use crate::report::{DeviceReport, Report, ShadowReport, millis};
 use crate::shadow::{self, DeviceRun};
-use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, Diverged, TrainConfig, TrainOutput};
+use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, TrainConfig, TrainOutput};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -250,6 +250,7 @@ pub fn run(cli: Cli) -> Result<()> {
         let started = Instant::now();
         let selector = AdapterSelector::from_flag_or_env(cli.adapter.as_deref());
         let gpu = Gpu::new(&selector, cli.backend).map_err(|error| {
+            let error = anyhow::Error::from(error);
             match (&cli.adapter, &selector) {
                 (None, AdapterSelector::Name(name)) => error.context(format!(
                     "{ADAPTER_NAME_VARIABLE} is set to {name:?} (unset it, or choose with --adapter)"
@@ -307,14 +308,12 @@ pub fn run(cli: Cli) -> Result<()> {
             let run = gpu::train_with(gpu, &initial, &config, &options, |done| {
                 progress.update(done)
             })
-            .map_err(|error| {
+            .map_err(|error| match error {
                 // A divergence reads the same on every path; other
                 // failures name the adapter.
-                if error.is::<Diverged>() {
-                    error
-                } else {
-                    error.context(format!("training on {} failed", gpu.info.name))
-                }
+                diverged @ crate::Error::Diverged(_) => anyhow::Error::from(diverged),
+                other => anyhow::Error::from(other)
+                    .context(format!("training on {} failed", gpu.info.name)),
             })?;
             report.record_gpu_timings(&run.timings);
             if cli.compare {
@@ -591,7 +590,7 @@ fn print_stdout(text: &str) -> Result<()> {
 fn list_adapters(backend: BackendChoice, json: bool) -> Result<()> {
     let adapters = pollster::block_on(gpu::context::enumerate_adapters(backend));
     if adapters.is_empty() {
-        return Err(gpu::context::no_adapter_error(backend));
+        return Err(gpu::context::no_adapter_error(backend).into());
     }
     if json {
         let listed: Vec<serde_json::Value> = adapters

@@ -6,11 +6,11 @@
 
 use crate::batching::{Batch, Batching};
 use crate::data::Dataset;
+use crate::error::Result;
 use crate::model::{Architecture, DenseLayout, Model};
 use crate::optimizer::adam_update;
 use crate::step::{Chunking, Op, SampleWork, reduction_levels, step_ops};
 use crate::training::{Diverged, TrainConfig, TrainOutput};
-use anyhow::Result;
 
 /// Every sum over samples (and over partial sums) adds this many values in
 /// order before the next level adds the block sums: the GPU gives each block
@@ -441,7 +441,7 @@ pub fn train_with_progress(
     mut on_progress: impl FnMut(usize),
 ) -> Result<TrainOutput> {
     config.validate()?;
-    let started = std::time::Instant::now();
+    let started = web_time::Instant::now();
     let data = &config.data;
     let batching = config.batching();
     let adam = config.adam();

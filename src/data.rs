@@ -1,6 +1,6 @@
 //! Training data: celsius inputs and fahrenheit targets.
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Error, Result};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::path::Path;
@@ -54,10 +54,11 @@ impl Dataset {
     /// [`Dataset::from_csv_str`]. Errors name the file, the 1-based line and
     /// the column.
     pub fn from_csv_file(path: &Path, delimiter: Option<u8>) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read data file {}", path.display()))?;
-        Self::from_csv_str(&text, delimiter)
-            .with_context(|| format!("in data file {}", path.display()))
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            what: format!("cannot read data file {}", path.display()),
+            source,
+        })?;
+        Self::from_csv_str(&text, delimiter).map_err(|error| error.in_data_file(path.into()))
     }
 
     /// Parses CSV text (RFC 4180 through the `csv` crate: quoted cells,
@@ -92,7 +93,9 @@ impl Dataset {
         for record in reader.records() {
             // The text is UTF-8 and rows may differ in length: the reader
             // has nothing left to refuse but I/O on a string, which cannot fail.
-            let record = record.context("cannot read the CSV")?;
+            let record = record.map_err(|error| {
+                Error::data(None, None, format!("cannot read the CSV: {error}"))
+            })?;
             let line = lines.line_at(record.position().map_or(0, |p| p.byte()));
             // A blank (or all-whitespace) line is one empty cell.
             if record.len() == 1 && record[0].is_empty() {
@@ -126,7 +129,11 @@ impl Dataset {
             data.fahrenheit.push(fahrenheit);
         }
         if data.is_empty() {
-            bail!("no data rows: expected lines of celsius,fahrenheit");
+            return Err(Error::data(
+                None,
+                None,
+                "no data rows: expected lines of celsius,fahrenheit",
+            ));
         }
         Ok(data)
     }
@@ -247,13 +254,17 @@ impl Columns {
                     .map(|(name, _)| *name)
                     .collect();
                 let found: Vec<String> = header.iter().map(|c| format!("{c:?}")).collect();
-                bail!(
-                    "line {line}: the header names the columns {} but not {}; name the columns \
-                     celsius and fahrenheit (any case, any order), or leave the header out \
-                     (then celsius is the first column, fahrenheit the second)",
-                    found.join(", "),
-                    missing.join(" or ")
-                )
+                Err(Error::data(
+                    Some(line),
+                    None,
+                    format!(
+                        "the header names the columns {} but not {}; name the columns \
+                         celsius and fahrenheit (any case, any order), or leave the header out \
+                         (then celsius is the first column, fahrenheit the second)",
+                        found.join(", "),
+                        missing.join(" or ")
+                    ),
+                ))
             }
         }
     }
@@ -261,28 +272,24 @@ impl Columns {
     /// The row's celsius and fahrenheit values; errors name line and column.
     fn values(&self, record: &csv::StringRecord, line: u64, delimiter: u8) -> Result<[f32; 2]> {
         if record.len() != self.count {
-            if self.from_header {
-                bail!(
-                    "line {line}: expected {} columns as the header has, found {}",
-                    self.count,
-                    record.len()
-                );
-            }
-            bail!(
-                "line {line}: expected 2 columns (celsius,fahrenheit), found {}",
-                record.len()
-            );
+            let expected = if self.from_header {
+                format!("{} columns as the header has", self.count)
+            } else {
+                "2 columns (celsius,fahrenheit)".to_string()
+            };
+            let message = format!("expected {expected}, found {}", record.len());
+            return Err(Error::data(Some(line), None, message));
         }
         let value = |index: usize, name: &str| -> Result<f32> {
             let cell = &record[index];
             let column = index + 1;
-            match parse_number(cell, delimiter) {
-                None => bail!("line {line}, column {column} ({name}): {cell:?} is not a number"),
-                Some(v) if !v.is_finite() => {
-                    bail!("line {line}, column {column} ({name}): {cell:?} is not finite")
-                }
-                Some(v) => Ok(v),
-            }
+            let problem = match parse_number(cell, delimiter) {
+                None => "is not a number",
+                Some(v) if !v.is_finite() => "is not finite",
+                Some(v) => return Ok(v),
+            };
+            let message = format!("{name} {cell:?} {problem}");
+            Err(Error::data(Some(line), Some(column), message))
         };
         Ok([
             value(self.celsius, "celsius")?,
@@ -390,11 +397,11 @@ mod tests {
         let cases = [
             (
                 "celsius,fahrenheit\n0,32\n1,x\n",
-                "line 3, column 2 (fahrenheit)",
+                "line 3, column 2: fahrenheit \"x\" is not a number",
             ),
             (
                 "fahrenheit,celsius\n32,0\n1,x\n",
-                "line 3, column 2 (celsius)",
+                "line 3, column 2: celsius \"x\" is not a number",
             ),
             (
                 "a,celsius,fahrenheit\n1,2,3\n1,2\n",
@@ -410,6 +417,19 @@ mod tests {
             let err = Dataset::from_csv_str(text, None).unwrap_err().to_string();
             assert!(err.contains(words), "{text:?}: {err}");
         }
+        // The place is in the error's fields too, for a program to use.
+        let error = Dataset::from_csv_str("0,32\n1,x\n", None).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::Data {
+                    line: Some(2),
+                    column: Some(2),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod compare;
 pub mod cpu;
 pub mod data;
+pub mod error;
 pub mod gpu;
 pub mod model;
 pub mod model_file;
@@ -29,6 +30,7 @@ pub mod step;
 pub mod training;
 
 pub use data::Dataset;
+pub use error::{Error, Result};
 pub use model::{Architecture, DenseWeights, Model};
 pub use optimizer::Adam;
 pub use training::{TrainConfig, TrainOutput};

@@ -5,7 +5,7 @@
 //! layer 0 kernel, layer 0 bias, layer 1 kernel, ... Each kernel is row-major
 //! `kernel[input][unit]`, the layout of Keras's `get_weights()`.
 
-use anyhow::{Result, bail};
+use crate::error::{Result, fail};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -45,20 +45,23 @@ impl Architecture {
     /// [`MAX_PARAMS`] parameters in all, checked before anything is allocated.
     pub fn new(hidden: &[usize]) -> Result<Self> {
         if let Some(pos) = hidden.iter().position(|&w| w == 0) {
-            bail!(
+            fail!(
+                InvalidConfig,
                 "hidden layer {} has width 0; every width must be at least 1",
                 pos + 1
             );
         }
         if let Some(pos) = hidden.iter().position(|&w| w > MAX_WIDTH) {
-            bail!(
+            fail!(
+                InvalidConfig,
                 "hidden layer {} has width {}; at most {MAX_WIDTH} units per layer are supported",
                 pos + 1,
                 hidden[pos]
             );
         }
         if hidden.len() > MAX_HIDDEN_LAYERS {
-            bail!(
+            fail!(
+                InvalidConfig,
                 "{} hidden layers; at most {MAX_HIDDEN_LAYERS} are supported",
                 hidden.len()
             );
@@ -70,7 +73,8 @@ impl Architecture {
         let architecture = Self { widths };
         let count = architecture.param_count();
         if count > MAX_PARAMS {
-            bail!(
+            fail!(
+                InvalidConfig,
                 "a {} network has {count} parameters; at most {MAX_PARAMS} are supported",
                 architecture.describe()
             );
@@ -148,7 +152,8 @@ impl Model {
     /// Wraps a flat parameter vector; its length must match the architecture.
     pub fn from_params(architecture: Architecture, params: Vec<f32>) -> Result<Self> {
         if params.len() != architecture.param_count() {
-            bail!(
+            fail!(
+                InvalidModel,
                 "a {} network has {} parameters, got {}",
                 architecture.describe(),
                 architecture.param_count(),
@@ -187,7 +192,10 @@ impl Model {
     /// chain from one input to one output.
     pub fn from_dense_weights(layers: &[DenseWeights]) -> Result<Self> {
         if layers.is_empty() {
-            bail!("the model has no layers; expected at least one Dense layer");
+            fail!(
+                InvalidModel,
+                "the model has no layers; expected at least one Dense layer"
+            );
         }
         let mut hidden = Vec::new();
         let mut inputs = 1usize;
@@ -195,18 +203,23 @@ impl Model {
         for (index, layer) in layers.iter().enumerate() {
             let name = format!("layer {index}");
             if layer.kernel.len() != inputs {
-                bail!(
+                fail!(
+                    InvalidModel,
                     "{name}: kernel has {} rows but the layer before gives {inputs} input(s)",
                     layer.kernel.len()
                 );
             }
             let units = layer.bias.len();
             if units == 0 {
-                bail!("{name}: bias is empty; a Dense layer needs at least one unit");
+                fail!(
+                    InvalidModel,
+                    "{name}: bias is empty; a Dense layer needs at least one unit"
+                );
             }
             for (row_index, row) in layer.kernel.iter().enumerate() {
                 if row.len() != units {
-                    bail!(
+                    fail!(
+                        InvalidModel,
                         "{name}: kernel row {row_index} has {} values but bias has {units}",
                         row.len()
                     );
@@ -214,13 +227,16 @@ impl Model {
             }
             let values = layer.kernel.iter().flatten().chain(&layer.bias);
             if let Some(bad) = values.clone().find(|v| !v.is_finite()) {
-                bail!("{name}: contains a non-finite number ({bad})");
+                fail!(InvalidModel, "{name}: contains a non-finite number ({bad})");
             }
             params.extend(values);
             if index + 1 < layers.len() {
                 hidden.push(units);
             } else if units != 1 {
-                bail!("{name}: the last layer must have 1 unit (fahrenheit), it has {units}");
+                fail!(
+                    InvalidModel,
+                    "{name}: the last layer must have 1 unit (fahrenheit), it has {units}"
+                );
             }
             inputs = units;
         }

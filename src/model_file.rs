@@ -4,8 +4,8 @@
 //! load; gpu-c2f writes a few for people reading the file.
 //! [`crate::output`] writes them.
 
+use crate::error::{Error, Result};
 use crate::model::{DenseWeights, Model};
-use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -25,24 +25,41 @@ struct SavedModel<'a> {
 
 /// Reads a model file; errors name the file and, for shape problems, the layer.
 pub fn load(path: &Path) -> Result<Model> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read model file {}", path.display()))?;
-    parse(&text).with_context(|| format!("in model file {}", path.display()))
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        what: format!("cannot read model file {}", path.display()),
+        source,
+    })?;
+    parse(&text).map_err(|error| match error {
+        Error::ModelFile { message, .. } => Error::ModelFile {
+            file: Some(path.into()),
+            message,
+        },
+        other => other,
+    })
 }
 
 /// Parses model-file JSON text.
 pub fn parse(text: &str) -> Result<Model> {
-    let file: ModelFile = serde_json::from_str(text).context(
-        "not a model file: expected JSON like {\"layers\": [{\"kernel\": [[...]], \"bias\": [...]}, ...]}",
-    )?;
-    Model::from_dense_weights(&file.layers)
+    let model_file = |message: String| Error::ModelFile {
+        file: None,
+        message,
+    };
+    let file: ModelFile = serde_json::from_str(text).map_err(|error| {
+        model_file(format!(
+            "not a model file: expected JSON like {{\"layers\": [{{\"kernel\": [[...]], \
+             \"bias\": [...]}}, ...]}}: {error}"
+        ))
+    })?;
+    Model::from_dense_weights(&file.layers).map_err(|error| model_file(error.to_string()))
 }
 
 /// The JSON text `save` writes: the layers plus `extra` (an object of
 /// descriptive keys such as the seed and final loss).
 pub fn to_json(model: &Model, extra: &serde_json::Value) -> Result<String> {
     if model.params().iter().any(|p| !p.is_finite()) {
-        bail!("refusing to save a model with non-finite weights");
+        return Err(Error::InvalidModel(
+            "refusing to save a model with non-finite weights".into(),
+        ));
     }
     let saved = SavedModel {
         format: "gpu-c2f model v1",
@@ -50,7 +67,9 @@ pub fn to_json(model: &Model, extra: &serde_json::Value) -> Result<String> {
         extra,
         layers: model.dense_weights(),
     };
-    Ok(serde_json::to_string_pretty(&saved)? + "\n")
+    let json = serde_json::to_string_pretty(&saved)
+        .map_err(|error| Error::InvalidModel(format!("cannot write the model as JSON: {error}")))?;
+    Ok(json + "\n")
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 
 use crate::batching::{Batching, DEFAULT_BATCH_SIZE};
 use crate::data::Dataset;
+use crate::error::{Result, fail};
 use crate::model::Model;
 use crate::optimizer::Adam;
-use anyhow::{Result, bail};
 use std::time::Duration;
 
 /// The seed used when none is given, so two runs print the same numbers.
@@ -53,23 +53,25 @@ impl TrainConfig {
     /// Rejects settings no trainer can run; both paths call it first.
     pub fn validate(&self) -> Result<()> {
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            bail!(
+            fail!(
+                InvalidConfig,
                 "learning rate must be a finite number greater than 0, got {}",
                 self.learning_rate
             );
         }
         if self.data.is_empty() {
-            bail!("the dataset has no samples");
+            fail!(InvalidConfig, "the dataset has no samples");
         }
         if u32::try_from(self.data.len()).is_err() {
-            bail!(
+            fail!(
+                InvalidConfig,
                 "the dataset has {} samples; at most {} are supported (sample indices are 32-bit)",
                 self.data.len(),
                 u32::MAX
             );
         }
         if self.batch_size == Some(0) {
-            bail!("the batch size must be at least 1");
+            fail!(InvalidConfig, "the batch size must be at least 1");
         }
         Ok(())
     }

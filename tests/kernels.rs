@@ -24,10 +24,10 @@ use gpu_c2f::gpu::pipelines::Pipelines;
 use gpu_c2f::gpu::plan::{GpuPlan, Tile};
 use gpu_c2f::gpu::record::{current_records, dispatch_offset};
 use gpu_c2f::gpu::schedule::{FusedSplit, Schedule};
-use gpu_c2f::step::SampleWork;
 use gpu_c2f::model::DenseLayout;
 use gpu_c2f::optimizer::adam_update;
 use gpu_c2f::shadow::{adam_bounds, apart};
+use gpu_c2f::step::SampleWork;
 use gpu_c2f::{Architecture, Model, TrainConfig};
 
 /// How a test's step runs its per-sample work.
@@ -53,19 +53,10 @@ impl KernelRun {
             Work::Samples => (Schedule::Samples, SampleWork::Samples, Tile::SINGLE),
         };
         let plan = GpuPlan::new(model, config, sample_work, tile, None).expect("a plan");
-        let pipelines = pollster::block_on(Pipelines::new(&gpu.device, schedule, 8, &plan))
-            .expect("pipelines");
+        let pipelines =
+            pollster::block_on(Pipelines::new(&gpu.device, schedule, 8, &plan)).expect("pipelines");
         let records = current_records(&plan, &FusedSplit::new(&plan, 8));
-        let buffers = RunBuffers::new(
-            &gpu.device,
-            &gpu.queue,
-            &pipelines,
-            &plan,
-            model,
-            config,
-            &config.adam(),
-            &records,
-        );
+        let buffers = RunBuffers::new(gpu, &pipelines, &plan, model, config, &records);
         Self {
             plan,
             pipelines,
@@ -129,8 +120,8 @@ impl KernelRun {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
         let submission = gpu.queue.submit([encoder.finish()]);
-        let bytes = pollster::block_on(gpu.read_mapped(&staging, submission, &mut 0))
-            .expect("readback");
+        let bytes =
+            pollster::block_on(gpu.read_mapped(&staging, submission, &mut 0)).expect("readback");
         bytemuck::pod_collect_to_vec(&bytes)
     }
 }
@@ -350,11 +341,7 @@ fn partial_sums(run: &KernelRun, samples: usize) -> (Vec<f32>, Vec<f32>, Vec<f32
 fn gradient_partials_at_block_boundaries() {
     for samples in [255, 256, 257] {
         let model = model(&[3, 2]);
-        let run = KernelRun::new(
-            &model,
-            &job(samples, None, 1),
-            Work::Layers(Tile::SINGLE),
-        );
+        let run = KernelRun::new(&model, &job(samples, None, 1), Work::Layers(Tile::SINGLE));
         let partials = run.positions(Kernel::GradientPartials);
         run.run_through(0, *partials.last().unwrap());
         let (gpu, cpu, bounds) = partial_sums(&run, samples);
@@ -372,11 +359,7 @@ fn reduce_partials_is_the_blocked_sum() {
     // 70 000 samples: 274 blocks, then 2, then 1: two further levels.
     let model = model(&[]);
     let samples = 70_000;
-    let run = KernelRun::new(
-        &model,
-        &job(samples, None, 1),
-        Work::Layers(Tile::SINGLE),
-    );
+    let run = KernelRun::new(&model, &job(samples, None, 1), Work::Layers(Tile::SINGLE));
     let reduces = run.positions(Kernel::ReducePartials);
     assert_eq!(reduces.len(), 2, "two further levels");
     run.run_through(0, *reduces.last().unwrap());

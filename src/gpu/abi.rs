@@ -281,7 +281,10 @@ mod tests {
             .filter(|(name, _)| !name.starts_with('_') && name != "losses")
             .map(|(name, offset)| (name.as_str(), *offset as usize))
             .collect();
-        assert_eq!(named, rust, "History's header: WGSL vs Rust (name, byte offset)");
+        assert_eq!(
+            named, rust,
+            "History's header: WGSL vs Rust (name, byte offset)"
+        );
         let losses = wgsl.iter().find(|(name, _)| name == "losses").unwrap();
         assert_eq!(losses.1 as usize, size_of::<HistoryHeader>());
     }

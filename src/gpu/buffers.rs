@@ -2,10 +2,10 @@
 //! from its plan once, before the first step.
 
 use super::abi::{CURRENT_STRIDE, Current, F32_BYTES, HistoryHeader};
+use super::context::Gpu;
 use super::pipelines::Pipelines;
 use super::plan::GpuPlan;
 use crate::model::Model;
-use crate::optimizer::Adam;
 use crate::training::TrainConfig;
 use wgpu::util::DeviceExt;
 
@@ -49,15 +49,14 @@ impl RunBuffers {
     /// inputs and targets, the Adam step-size table, the plan's dispatch
     /// arguments and `current_records`.
     pub fn new(
-        device: &wgpu::Device,
-        queue: &wgpu::Queue,
+        gpu: &Gpu,
         pipelines: &Pipelines,
         plan: &GpuPlan,
         model: &Model,
         config: &TrainConfig,
-        adam: &Adam,
         current_records: &[Current],
     ) -> Self {
+        let (device, queue) = (&gpu.device, &gpu.queue);
         let storage = wgpu::BufferUsages::STORAGE;
         let init = |label: &str, contents: &[u8], usage: wgpu::BufferUsages| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -108,7 +107,7 @@ impl RunBuffers {
         queue.write_buffer(&history, 0, bytemuck::bytes_of(&HistoryHeader::START));
         let step_sizes = init(
             "adam step sizes",
-            bytemuck::cast_slice(&adam.step_size_table(plan.total_steps)),
+            bytemuck::cast_slice(&config.adam().step_size_table(plan.total_steps)),
             storage,
         );
         let dispatch_args = init("dispatch args", &plan.dispatch_args_bytes(), storage);
@@ -165,4 +164,3 @@ impl RunBuffers {
         }
     }
 }
-

@@ -1,7 +1,7 @@
 //! Finding an adapter, opening a device on it, and turning every way that
 //! can fail into an error that says what was found and what to do.
 
-use anyhow::{Context, Result, anyhow, bail};
+use crate::error::{Error, Result, fail};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -132,6 +132,8 @@ pub struct Gpu {
     /// Software adapters get a narrower fused workgroup.
     pub device_type: wgpu::DeviceType,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost, once it was.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 /// How long one wait on the GPU may take before the run is abandoned.
@@ -188,7 +190,7 @@ Mesa's software Vulkan driver (lavapipe) works: `sudo apt-get install mesa-vulka
 Debian/Ubuntu. Or train on the CPU with `--cpu-reference`.";
 
 /// The error for an empty adapter list: what was tried and what to do.
-pub fn no_adapter_error(backend: BackendChoice) -> anyhow::Error {
+pub fn no_adapter_error(backend: BackendChoice) -> Error {
     let tried: Vec<&str> = [
         (wgpu::Backends::VULKAN, "vulkan"),
         (wgpu::Backends::METAL, "metal"),
@@ -200,10 +202,10 @@ pub fn no_adapter_error(backend: BackendChoice) -> anyhow::Error {
     .filter(|(flag, _)| backend.backends().contains(*flag))
     .map(|(_, name)| name)
     .collect();
-    anyhow!(
+    Error::NoAdapter(format!(
         "no GPU adapter found (backends tried: {}). {REMEDIES}",
         tried.join(", ")
-    )
+    ))
 }
 
 /// Picks an adapter from `adapters` as `selector` says.
@@ -234,7 +236,10 @@ pub fn select_adapter(
             AdapterSelector::Name(text) => format!("no adapter name contains {text:?}"),
             AdapterSelector::Auto => unreachable!("auto picks from a non-empty list"),
         };
-        anyhow!("{what}. Adapters found:\n  {found}\nUse --adapter auto, a name from this list, or its index. {REMEDIES}")
+        Error::AdapterNotFound(format!(
+            "{what}. Adapters found:\n  {found}\nUse --adapter auto, a name from this list, or \
+             its index. {REMEDIES}"
+        ))
     })
 }
 
@@ -247,7 +252,8 @@ pub fn select_adapter(
 pub fn required_limits(supported: &wgpu::Limits) -> Result<wgpu::Limits> {
     let needed = super::pipelines::STORAGE_BUFFERS_PER_STAGE;
     if supported.max_storage_buffers_per_shader_stage < needed {
-        bail!(
+        fail!(
+            AdapterUnsuitable,
             "its limit max_storage_buffers_per_shader_stage is {}, and the training kernels bind \
              {needed} storage buffers",
             supported.max_storage_buffers_per_shader_stage
@@ -309,8 +315,12 @@ impl Gpu {
     /// turn validation errors and device loss into errors of the run.
     pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
         let info = GpuInfo::from_adapter(&adapter.get_info());
-        let required_limits = required_limits(&adapter.limits())
-            .with_context(|| format!("adapter {} cannot run the training kernels", info.name))?;
+        let required_limits = required_limits(&adapter.limits()).map_err(|error| {
+            Error::AdapterUnsuitable(format!(
+                "adapter {} cannot run the training kernels: {error}",
+                info.name
+            ))
+        })?;
         // Timestamps let the report give the GPU's own training time.
         let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
@@ -321,7 +331,12 @@ impl Gpu {
                 ..Default::default()
             })
             .await
-            .with_context(|| format!("cannot open a device on adapter {}", info.name))?;
+            .map_err(|error| {
+                Error::AdapterUnsuitable(format!(
+                    "cannot open a device on adapter {}: {error}",
+                    info.name
+                ))
+            })?;
         Self::from_device(device, queue)
     }
 
@@ -336,7 +351,8 @@ impl Gpu {
         let needed = super::pipelines::STORAGE_BUFFERS_PER_STAGE;
         let has = device.limits().max_storage_buffers_per_shader_stage;
         if has < needed {
-            bail!(
+            fail!(
+                AdapterUnsuitable,
                 "the device on {} allows {has} storage buffers per shader stage, and the \
                  training kernels bind {needed}; request the device with \
                  gpu_c2f::gpu::required_limits(&adapter.limits())",
@@ -352,12 +368,11 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
             sink.lock().expect("error list").push(error.to_string());
         }));
-        let sink = errors.clone();
+        let lost = Arc::new(Mutex::new(None));
+        let sink = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
             if reason != wgpu::DeviceLostReason::Destroyed {
-                sink.lock()
-                    .expect("error list")
-                    .push(format!("device lost ({reason:?}): {message}"));
+                *sink.lock().expect("lost flag") = Some(format!("{reason:?}: {message}"));
             }
         });
         Ok(Self {
@@ -366,6 +381,7 @@ impl Gpu {
             info,
             device_type: adapter_info.device_type,
             errors,
+            lost,
         })
     }
 
@@ -373,13 +389,17 @@ impl Gpu {
     /// uncaptured errors and device loss, and the error-level messages of the
     /// driver or the validation layer (when [`super::driver_log`] is installed).
     pub fn check_errors(&self) -> Result<()> {
+        let adapter = self.info.name.clone();
+        if let Some(message) = self.lost.lock().expect("lost flag").clone() {
+            return Err(Error::DeviceLost { adapter, message });
+        }
         let mut errors = self.errors.lock().expect("error list");
         errors.extend(super::driver_log::take_errors());
         if errors.is_empty() {
             return Ok(());
         }
-        let all = errors.drain(..).collect::<Vec<_>>().join("\n");
-        bail!("the GPU reported an error on {}:\n{all}", self.info.name)
+        let message = errors.drain(..).collect::<Vec<_>>().join("\n");
+        Err(Error::Gpu { adapter, message })
     }
 
     /// Waits for `submission` (which fills `buffer`), maps `buffer` and
@@ -399,15 +419,19 @@ impl Gpu {
             });
         *readbacks += 1;
         self.wait(submission).await?;
+        let gpu_error = |message: String| Error::Gpu {
+            adapter: self.info.name.clone(),
+            message,
+        };
         receiver
             .receive()
             .await
-            .context("the GPU dropped the readback request")?
-            .context("cannot map the readback buffer")?;
+            .ok_or_else(|| gpu_error("the GPU dropped the readback request".into()))?
+            .map_err(|error| gpu_error(format!("cannot map the readback buffer: {error}")))?;
         let bytes = buffer
             .slice(..)
             .get_mapped_range()
-            .context("cannot read the readback buffer")?
+            .map_err(|error| gpu_error(format!("cannot read the readback buffer: {error}")))?
             .to_vec();
         buffer.unmap();
         Ok(bytes)
@@ -425,12 +449,14 @@ impl Gpu {
                 timeout: Some(GPU_WAIT_TIMEOUT),
             })
             .map_err(|error| match error {
-                wgpu::PollError::Timeout => anyhow!(
-                    "the GPU ({}) did not finish within {} s; the driver may be hung",
-                    self.info.name,
-                    GPU_WAIT_TIMEOUT.as_secs()
-                ),
-                other => anyhow!("waiting for the GPU ({}) failed: {other}", self.info.name),
+                wgpu::PollError::Timeout => Error::Timeout {
+                    adapter: self.info.name.clone(),
+                    seconds: GPU_WAIT_TIMEOUT.as_secs(),
+                },
+                other => Error::Gpu {
+                    adapter: self.info.name.clone(),
+                    message: format!("waiting for it failed: {other}"),
+                },
             })?;
         #[cfg(target_arch = "wasm32")]
         {

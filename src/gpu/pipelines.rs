@@ -9,7 +9,7 @@ use super::samples::samples_module;
 use super::schedule::Schedule;
 use super::wgsl::{ModuleSource, train_shader};
 use crate::cpu::REDUCE_BLOCK;
-use anyhow::{Result, bail};
+use crate::error::{Error, Result};
 
 /// Storage buffers every training kernel's bind group holds (params,
 /// tensors, reduce, history, step sizes, dispatch records): the one limit
@@ -22,7 +22,11 @@ pub const STORAGE_BUFFERS_PER_STAGE: u32 = 6;
 /// The WGSL module `schedule` compiles for `plan`: train.wgsl alone for
 /// the dispatch schedule, with the generated kernel of the samples or fused
 /// schedule appended.
-pub fn module_source(schedule: Schedule, plan: &GpuPlan, fused_workgroup_size: u32) -> ModuleSource {
+pub fn module_source(
+    schedule: Schedule,
+    plan: &GpuPlan,
+    fused_workgroup_size: u32,
+) -> ModuleSource {
     match schedule {
         Schedule::Dispatch => ModuleSource {
             label: format!(
@@ -168,10 +172,10 @@ impl Pipelines {
             })
             .collect();
         if let Some(error) = scope.pop().await {
-            bail!(
-                "the training shaders ({}) failed to build: {error}",
-                source.label
-            );
+            return Err(Error::ShaderBuild {
+                label: source.label,
+                message: error.to_string(),
+            });
         }
         Ok(Self {
             train_layout,

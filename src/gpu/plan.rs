@@ -6,10 +6,10 @@
 use super::abi::{DispatchArgs, F32_BYTES, HISTORY_HEADER_WORDS, Kernel, RunArgs};
 use crate::batching::{Batching, half_bits};
 use crate::cpu::REDUCE_BLOCK;
+use crate::error::{Error, Result, fail};
 use crate::model::{Architecture, Model};
 use crate::step::{Chunking, Op, SampleWork, reduction_levels, step_ops};
 use crate::training::TrainConfig;
-use anyhow::{Context, Result, bail};
 
 /// The register tile one dense-layer item computes (`sample_tile` x
 /// `unit_tile` in train.wgsl, each side 1 to 8).
@@ -192,8 +192,10 @@ pub struct GpuPlan {
 pub const RECORD_BUDGET: u64 = 64 << 20;
 
 fn to_u32(value: u64, what: &str) -> Result<u32> {
-    u32::try_from(value).with_context(|| {
-        format!("{what} needs {value} elements, more than a GPU kernel can index (2^32)")
+    u32::try_from(value).map_err(|_| {
+        Error::LimitExceeded(format!(
+            "{what} needs {value} elements, more than a GPU kernel can index (2^32)"
+        ))
     })
 }
 
@@ -226,7 +228,8 @@ impl GpuPlan {
     ) -> Result<Self> {
         // train.wgsl holds a tile in two vec4 halves a side.
         if !(1..=8).contains(&tile.samples) || !(1..=8).contains(&tile.units) {
-            bail!(
+            fail!(
+                InvalidConfig,
                 "a {} x {} register tile is not supported; each side must be 1 to 8",
                 tile.samples,
                 tile.units
@@ -257,7 +260,8 @@ impl GpuPlan {
         let total_steps = epochs as u64 * batching.steps_per_epoch as u64;
         // The kernels count steps in a u32.
         if total_steps > u32::MAX as u64 {
-            bail!(
+            fail!(
+                LimitExceeded,
                 "this run has {total_steps} training steps (epochs x batches per epoch), more than \
                  the GPU's step counter holds ({}); use fewer epochs or a larger --batch-size",
                 u32::MAX
@@ -337,21 +341,22 @@ impl GpuPlan {
         // Level 0 of a layer's sums (kernel rows, then the bias row, whose a
         // is 1) or of the squared error (a one-entry layer: a = err = the
         // residual, no bias row), into the columns of this chunk's blocks.
-        let partials = |inputs: usize, units: usize, first_row: u64, a: u64, err: u64, bias: bool| {
-            let a_rows = inputs + bias as usize;
-            let args = DispatchArgs {
-                inputs: inputs as u32,
-                units: units as u32,
-                kernel_offset: first_row as u32,
-                in_offset: a as u32,
-                out_offset: err as u32,
-                in_len: a_rows as u32,
-                out_len: memory.level_lens[0] as u32,
-                dst_offset: memory.level_offsets[0] as u32,
-                ..Default::default()
+        let partials =
+            |inputs: usize, units: usize, first_row: u64, a: u64, err: u64, bias: bool| {
+                let a_rows = inputs + bias as usize;
+                let args = DispatchArgs {
+                    inputs: inputs as u32,
+                    units: units as u32,
+                    kernel_offset: first_row as u32,
+                    in_offset: a as u32,
+                    out_offset: err as u32,
+                    in_len: a_rows as u32,
+                    out_len: memory.level_lens[0] as u32,
+                    dst_offset: memory.level_offsets[0] as u32,
+                    ..Default::default()
+                };
+                (args, blocks * tile.square_items(a_rows, units))
             };
-            (args, blocks * tile.square_items(a_rows, units))
-        };
         let per_chunk = |c: usize| DispatchArgs {
             chunk_first: chunk_first(c),
             ..Default::default()
@@ -486,7 +491,8 @@ impl GpuPlan {
             ),
         ] {
             if bytes > most {
-                bail!(
+                fail!(
+                    LimitExceeded,
                     "the {what} of this run need {bytes} bytes, more than this device allows in \
                      one buffer ({most} bytes); use a smaller --batch-size, fewer samples or \
                      narrower layers"

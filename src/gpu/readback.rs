@@ -7,8 +7,8 @@ use super::buffers::RunBuffers;
 use super::context::Gpu;
 use super::plan::GpuPlan;
 use super::timer::PassTimer;
+use crate::error::{Error, Result};
 use crate::shadow::{StepRecord, TrainState};
-use anyhow::{Result, bail};
 
 /// What the readback brings home.
 pub struct GpuResults {
@@ -70,11 +70,13 @@ pub async fn read_back(
     let header: HistoryHeader = bytemuck::pod_read_unaligned(&history_bytes[..header_bytes]);
     let history: Vec<f32> = bytemuck::pod_collect_to_vec(&history_bytes[header_bytes..]);
     if header.step as u64 != plan.total_steps {
-        bail!(
-            "the GPU ran {} training steps, expected {}",
-            header.step,
-            plan.total_steps
-        );
+        return Err(Error::Gpu {
+            adapter: gpu.info.name.clone(),
+            message: format!(
+                "it ran {} training steps, expected {}",
+                header.step, plan.total_steps
+            ),
+        });
     }
     let epochs = plan.epochs as usize;
     let results = GpuResults {

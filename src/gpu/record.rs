@@ -9,7 +9,7 @@ use super::pipelines::Pipelines;
 use super::plan::{Dispatch, GpuPlan};
 use super::schedule::{FusedSplit, Schedule};
 use super::timer::PassTimer;
-use anyhow::Result;
+use crate::error::Result;
 
 /// The `Current` records of a run: record i names dispatch i of the plan;
 /// after them, the fused schedule's step counts of a full dispatch and of

@@ -40,9 +40,8 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
     let layers = architecture.layers();
     let param_count = architecture.param_count();
     let last = layers.len();
-    let lines = |f: &dyn Fn(usize) -> String| {
-        (0..param_count).map(f).collect::<Vec<_>>().join("\n")
-    };
+    let lines =
+        |f: &dyn Fn(usize) -> String| (0..param_count).map(f).collect::<Vec<_>>().join("\n");
     let load_weights = lines(&|p| format!("    let w{p} = params[{p}u];"));
     let zero_sums = lines(&|p| format!("    var g{p} = 0.0;"));
     let mut store_sums = lines(&|p| format!("    reduce[column + {p}u * args.out_len] = g{p};"));

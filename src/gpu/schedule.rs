@@ -6,10 +6,10 @@
 use super::abi::{Kernel, WORKGROUP_SIZE};
 use super::plan::{GpuPlan, Tile, floats_per_sample};
 use crate::cpu::REDUCE_BLOCK;
+use crate::error::{Result, fail};
 use crate::model::Model;
 use crate::step::SampleWork;
 use crate::training::TrainConfig;
-use anyhow::{Result, bail};
 
 /// How the epochs run on the GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +125,8 @@ impl ScheduleChoice {
         };
         let chosen = match self {
             ScheduleChoice::Dispatch => Schedule::Dispatch,
-            ScheduleChoice::Samples if params > SAMPLES_MAX_PARAMS => bail!(
+            ScheduleChoice::Samples if params > SAMPLES_MAX_PARAMS => fail!(
+                InvalidConfig,
                 "this network has {params} parameters, more than the samples schedule takes \
                  ({SAMPLES_MAX_PARAMS}: its kernel is written out per parameter, and compiling it \
                  grows with their square); use the dispatch schedule"
@@ -134,7 +135,8 @@ impl ScheduleChoice {
             ScheduleChoice::Fused => {
                 let plan = plan_for(Schedule::Fused)?;
                 if !fused_fits(&plan) {
-                    bail!(
+                    fail!(
+                        InvalidConfig,
                         "this job is too large for the fused schedule (one step needs more than \
                          {FUSED_LOOP_BUDGET} loop iterations per thread); use the samples or \
                          dispatch schedule"
@@ -200,7 +202,10 @@ pub fn fused_workgroup_size(
 ) -> Result<u32> {
     match requested {
         Some(size) if !(1..=most).contains(&size) => {
-            bail!("a fused workgroup of {size} threads: this device takes 1 to {most}")
+            fail!(
+                InvalidConfig,
+                "a fused workgroup of {size} threads: this device takes 1 to {most}"
+            )
         }
         Some(size) => Ok(size),
         None if device_type == wgpu::DeviceType::Cpu => Ok(8),
@@ -342,6 +347,9 @@ mod tests {
     #[test]
     fn fused_refuses_a_step_beyond_the_loop_budget() {
         let error = resolve(ScheduleChoice::Fused, 100_000, &[64, 64]).unwrap_err();
-        assert!(error.to_string().contains("too large for the fused"), "{error}");
+        assert!(
+            error.to_string().contains("too large for the fused"),
+            "{error}"
+        );
     }
 }

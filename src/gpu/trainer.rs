@@ -13,10 +13,10 @@ use super::schedule::{
     FusedSplit, Schedule, ScheduleChoice, fused_workgroup_size, plan_for, steps_per_submit,
 };
 use super::timer::PassTimer;
+use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::shadow::StepRecord;
 use crate::training::{Diverged, TrainConfig, TrainOutput};
-use anyhow::{Result, bail};
 use std::time::Duration;
 use web_time::Instant;
 
@@ -113,7 +113,15 @@ pub async fn train_async(
         gpu.device.limits().max_compute_invocations_per_workgroup,
     )?;
     let largest = largest_buffer(&gpu.device.limits());
-    let plan = |schedule| plan_for(schedule, initial, config, largest, options.max_chunk_samples);
+    let plan = |schedule| {
+        plan_for(
+            schedule,
+            initial,
+            config,
+            largest,
+            options.max_chunk_samples,
+        )
+    };
     let (schedule, mut plan) =
         options
             .schedule
@@ -131,18 +139,10 @@ pub async fn train_async(
     let fused = FusedSplit::new(&plan, fused_workgroup_size);
     // An allocation the device cannot make becomes an error of this run.
     let out_of_memory = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-    let buffers = RunBuffers::new(
-        &gpu.device,
-        &gpu.queue,
-        &pipelines,
-        &plan,
-        initial,
-        config,
-        &config.adam(),
-        &current_records(&plan, &fused),
-    );
+    let records = current_records(&plan, &fused);
+    let buffers = RunBuffers::new(gpu, &pipelines, &plan, initial, config, &records);
     if let Some(error) = out_of_memory.pop().await {
-        bail!("the GPU ran out of memory for this run's buffers: {error}");
+        return Err(Error::OutOfMemory(error.to_string()));
     }
     gpu.check_errors()?;
     let upload = started.elapsed();

@@ -4,7 +4,7 @@
 //! to `GPU_C2F_DUMP_WGSL=DIR` when that is set.
 
 use super::plan::Tile;
-use anyhow::{Context, Result};
+use crate::error::{Error, Result};
 use std::borrow::Cow;
 
 /// Every training kernel and the functions they share.
@@ -80,11 +80,12 @@ impl ModuleSource {
         let path = std::path::Path::new(&folder).join(format!("{}.wgsl", self.label));
         std::fs::create_dir_all(&folder)
             .and_then(|()| std::fs::write(&path, &self.text))
-            .with_context(|| {
-                format!(
+            .map_err(|source| Error::Io {
+                what: format!(
                     "cannot write the WGSL module to {} ({DUMP_VARIABLE})",
                     path.display()
-                )
+                ),
+                source,
             })
     }
 }

@@ -1,0 +1,162 @@
+//! The library's errors: one variant per way a run can fail, each carrying
+//! what a caller needs to act on it, and a message that says what was
+//! wrong and where. The command line turns them into its messages
+//! (src/main.rs prints the whole chain of causes).
+
+use crate::training::Diverged;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in gpu-c2f.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No adapter on the backends tried.
+    #[error("{0}")]
+    NoAdapter(String),
+    /// Adapters were found, but none the selector names.
+    #[error("{0}")]
+    AdapterNotFound(String),
+    /// The adapter or device cannot run the kernels (too few storage
+    /// buffers per stage), or refused a device.
+    #[error("{0}")]
+    AdapterUnsuitable(String),
+    /// The run needs a buffer, an index or a step count beyond what the
+    /// device or the kernels allow.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// A training setting no run can take: an architecture, batch size,
+    /// learning rate, schedule or workgroup size out of range.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// A model's weights do not make a model: shapes, non-finite values.
+    #[error("{0}")]
+    InvalidModel(String),
+    /// The loss or a weight stopped being finite.
+    #[error(transparent)]
+    Diverged(#[from] Diverged),
+    /// A data file (or text) that cannot be read as celsius,fahrenheit pairs.
+    #[error("{}", DataLocation { file, line, column, message })]
+    Data {
+        file: Option<PathBuf>,
+        /// 1-based line of the file.
+        line: Option<u64>,
+        /// 1-based column (cell) of the line.
+        column: Option<usize>,
+        message: String,
+    },
+    /// A model file that cannot be read as a model.
+    #[error("{}{message}", file.as_ref().map(|f| format!("in model file {}: ", f.display())).unwrap_or_default())]
+    ModelFile {
+        file: Option<PathBuf>,
+        message: String,
+    },
+    /// The WGSL modules failed the device's validation.
+    #[error("the training shaders ({label}) failed to build: {message}")]
+    ShaderBuild { label: String, message: String },
+    /// The GPU reported errors (validation, the driver's log).
+    #[error("the GPU reported an error on {adapter}:\n{message}")]
+    Gpu { adapter: String, message: String },
+    /// An allocation the device could not make.
+    #[error("the GPU ran out of memory for this run's buffers: {0}")]
+    OutOfMemory(String),
+    /// The device was lost (driver reset, GPU removed).
+    #[error("the GPU ({adapter}) was lost: {message}")]
+    DeviceLost { adapter: String, message: String },
+    /// The GPU did not finish in time.
+    #[error("the GPU ({adapter}) did not finish within {seconds} s; the driver may be hung")]
+    Timeout { adapter: String, seconds: u64 },
+    /// A file the library reads or writes.
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `in data file F: line L, column C: message`, each part when known.
+struct DataLocation<'a> {
+    file: &'a Option<PathBuf>,
+    line: &'a Option<u64>,
+    column: &'a Option<usize>,
+    message: &'a str,
+}
+
+impl fmt::Display for DataLocation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = self.file {
+            write!(f, "in data file {}: ", file.display())?;
+        }
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => write!(f, "line {line}, column {column}: ")?,
+            (Some(line), None) => write!(f, "line {line}: ")?,
+            _ => {}
+        }
+        f.write_str(self.message)
+    }
+}
+
+impl Error {
+    /// A data error at `line` (and `column`), not yet tied to a file.
+    pub fn data(line: Option<u64>, column: Option<usize>, message: impl Into<String>) -> Self {
+        Error::Data {
+            file: None,
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// This error as met in data file `file`.
+    pub fn in_data_file(self, file: PathBuf) -> Self {
+        match self {
+            Error::Data {
+                line,
+                column,
+                message,
+                ..
+            } => Error::Data {
+                file: Some(file),
+                line,
+                column,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// `bail!` for a variant that takes one message.
+macro_rules! fail {
+    ($variant:ident, $($message:tt)+) => {
+        return Err($crate::error::Error::$variant(format!($($message)+)))
+    };
+}
+pub(crate) use fail;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_errors_say_file_line_and_column() {
+        let error = Error::data(Some(3), Some(2), "fahrenheit \"x\" is not a number")
+            .in_data_file("temps.csv".into());
+        assert_eq!(
+            error.to_string(),
+            "in data file temps.csv: line 3, column 2: fahrenheit \"x\" is not a number"
+        );
+        assert!(matches!(
+            error,
+            Error::Data {
+                line: Some(3),
+                column: Some(2),
+                ..
+            }
+        ));
+    }
+}
