@@ -3,8 +3,8 @@
 use crate::compare::{GPU_CPU_TOLERANCE, compare};
 use crate::cpu;
 use crate::data::Dataset;
-use crate::gpu::buffers::largest_buffer;
 use crate::gpu::context::ADAPTER_NAME_VARIABLE;
+use crate::gpu::largest_buffer;
 use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
 use crate::model::{Architecture, Model};
 use crate::model_file;

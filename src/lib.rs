@@ -9,6 +9,12 @@
 //! println!("100 C -> {} F", output.model.predict(100.0));
 //! ```
 
+#![warn(missing_docs)]
+
+// The tests inside the crate name it as the integration tests do.
+#[cfg(test)]
+extern crate self as gpu_c2f;
+
 pub mod batching;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -24,7 +30,8 @@ pub mod optimizer;
 pub mod output;
 #[cfg(feature = "cli")]
 pub mod plot;
-pub mod report;
+#[cfg(feature = "cli")]
+pub(crate) mod report;
 pub mod shadow;
 pub mod step;
 pub mod training;

@@ -92,16 +92,6 @@ impl Architecture {
         &self.widths
     }
 
-    /// Hidden widths only (empty for a single Dense(1)).
-    pub fn hidden(&self) -> &[usize] {
-        &self.widths[1..self.widths.len() - 1]
-    }
-
-    /// Number of Dense layers.
-    pub fn layer_count(&self) -> usize {
-        self.widths.len() - 1
-    }
-
     /// Kernel and bias positions of every Dense layer, in parameter order.
     pub fn layers(&self) -> Vec<DenseLayout> {
         let mut offset = 0;

@@ -395,7 +395,7 @@ fn adapter_buffer_limit() -> u64 {
         gpu_c2f::gpu::BackendChoice::All,
     )
     .expect("an adapter");
-    gpu_c2f::gpu::buffers::largest_buffer(&gpu.device.limits())
+    gpu_c2f::gpu::largest_buffer(&gpu.device.limits())
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! on other data sizes, widths, batchings and schedules.
 mod common;
 
-use gpu_c2f::gpu::trainer::GpuTrainOutput;
+use gpu_c2f::gpu::GpuTrainOutput;
 use gpu_c2f::gpu::{GpuOptions, Schedule, ScheduleChoice};
 use gpu_c2f::shadow::{DeviceRun, check_steps};
 use gpu_c2f::{Architecture, Dataset, Model, TrainConfig, gpu};

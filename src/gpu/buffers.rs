@@ -21,14 +21,14 @@ pub fn largest_buffer(limits: &wgpu::Limits) -> u64 {
 pub struct RunBuffers {
     /// Weights, then Adam's m and v.
     pub params: wgpu::Buffer,
-    /// The dataset and the per-sample tensors (readable: the per-kernel tests
-    /// look at one dispatch's output).
+    /// The dataset and the per-sample tensors (copyable: the per-kernel
+    /// tests look at one dispatch's output; training never reads it back).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub tensors: wgpu::Buffer,
-    /// The gradient reduction's levels (readable, as `tensors`).
+    /// The gradient reduction's levels (copyable, as `tensors`).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub reduce: wgpu::Buffer,
     pub history: wgpu::Buffer,
-    /// The `Current` records ([`super::record::current_records`]).
-    pub current: wgpu::Buffer,
     pub train_bind_group: wgpu::BindGroup,
     pub current_bind_group: wgpu::BindGroup,
 }
@@ -158,7 +158,6 @@ impl RunBuffers {
             tensors,
             reduce,
             history,
-            current,
             train_bind_group,
             current_bind_group,
         }

@@ -6,23 +6,28 @@
 //! in [`trainer`]. [`abi`] holds what the host and train.wgsl share;
 //! [`context`] finds an adapter and opens a device.
 
-pub mod abi;
-pub mod buffers;
+pub(crate) mod abi;
+pub(crate) mod buffers;
 pub mod context;
 pub mod driver_log;
-pub mod fused;
-pub mod pipelines;
-pub mod plan;
-pub mod readback;
-pub mod record;
-pub mod samples;
-pub mod schedule;
-pub mod timer;
-pub mod trainer;
-pub mod wgsl;
+pub(crate) mod fused;
+pub(crate) mod pipelines;
+pub(crate) mod plan;
+pub(crate) mod readback;
+pub(crate) mod record;
+pub(crate) mod samples;
+pub(crate) mod schedule;
+#[cfg(test)]
+mod tests;
+pub(crate) mod timer;
+pub(crate) mod trainer;
+pub(crate) mod wgsl;
 
+pub use buffers::largest_buffer;
 pub use context::{AdapterSelector, BackendChoice, Gpu, GpuInfo, required_limits};
 pub use schedule::{Schedule, ScheduleChoice};
 pub use trainer::{GpuOptions, GpuTimings, GpuTrainOutput, train_async};
 #[cfg(not(target_arch = "wasm32"))]
 pub use trainer::{train, train_with};
+/// The wgpu this crate is built on, for [`Gpu::from_device`].
+pub use wgpu;

@@ -13,7 +13,7 @@
 //! bit. A failure prints the first value outside its bound: index, both
 //! values.
 
-mod common;
+use super::common;
 
 use gpu_c2f::batching::Batching;
 use gpu_c2f::cpu::{self, REDUCE_BLOCK, blocked_sum};
