@@ -20,12 +20,15 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 /// How one training run cuts its samples into steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Batching {
+    /// Samples in the dataset (saturated at `u32::MAX`).
     pub samples: u32,
     /// Samples per batch, at most `samples`.
     pub batch_size: u32,
+    /// Batches (Adam steps) per epoch: `samples / batch_size`, rounded up.
     pub steps_per_epoch: u32,
     /// Whether batches are drawn from a shuffled order (more than one batch).
     pub shuffle: bool,
+    /// Seed of the shuffle's per-epoch round keys ([`Batching::round_keys`]).
     pub seed: u64,
 }
 
@@ -36,6 +39,7 @@ pub struct Batch {
     pub epoch: u32,
     /// First position in the epoch's order.
     pub first: u32,
+    /// Samples in this batch: `batch_size`, or fewer in the epoch's last batch.
     pub size: u32,
 }
 

@@ -30,6 +30,7 @@ pub const GPU_CPU_TOLERANCE: Tolerance = Tolerance {
     weight: 1.2e-5,
 };
 
+/// The largest differences between two runs that `--compare` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Tolerance {
     /// Largest allowed `|a - b| / max(|a|, |b|)` of an epoch's loss.
@@ -42,7 +43,10 @@ pub struct Tolerance {
 /// The largest difference of one kind and where it is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct MaxDifference {
+    /// `|a - b|` of the pair that ranks worst.
     pub absolute: f32,
+    /// That pair's `|a - b| / max(|a|, |b|, floor)`, floor 0 for losses and 1
+    /// for weights and predictions; NaN when either value is NaN.
     pub relative: f32,
     /// Epoch (1-based) for losses, parameter index for weights,
     /// prediction index for predictions.
@@ -52,10 +56,17 @@ pub struct MaxDifference {
 /// Differences between two runs (`a` is the reference).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
+    /// Epoch losses (`at`: the 1-based epoch).
     pub loss: MaxDifference,
+    /// Final parameters (`at`: the parameter index).
     pub weights: MaxDifference,
+    /// The trained models' outputs at the given celsius inputs (information
+    /// only, not part of the verdict).
     pub predictions: MaxDifference,
+    /// The tolerance the runs were judged against.
     pub tolerance: Tolerance,
+    /// Whether the runs have the same epochs and parameter count and their
+    /// loss and weight differences are within `tolerance`.
     pub within_tolerance: bool,
 }
 

@@ -8,7 +8,9 @@ use std::path::Path;
 /// Paired samples, stored as f32 as Keras casts them to `floatx`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
+    /// Inputs, in degrees Celsius.
     pub celsius: Vec<f32>,
+    /// Targets, in degrees Fahrenheit, one per entry of `celsius`.
     pub fahrenheit: Vec<f32>,
 }
 
@@ -42,10 +44,12 @@ impl Dataset {
         }
     }
 
+    /// Number of samples.
     pub fn len(&self) -> usize {
         self.celsius.len()
     }
 
+    /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
         self.celsius.is_empty()
     }

@@ -38,38 +38,64 @@ pub enum Error {
     /// A data file (or text) that cannot be read as celsius,fahrenheit pairs.
     #[error("{}", DataLocation { file, line, column, message })]
     Data {
+        /// The data file, once known ([`Error::in_data_file`]); `None` for text.
         file: Option<PathBuf>,
         /// 1-based line of the file.
         line: Option<u64>,
         /// 1-based column (cell) of the line.
         column: Option<usize>,
+        /// What is wrong, without the place.
         message: String,
     },
     /// A model file that cannot be read as a model.
     #[error("{}{message}", file.as_ref().map(|f| format!("in model file {}: ", f.display())).unwrap_or_default())]
     ModelFile {
+        /// The model file, when the model was read from one.
         file: Option<PathBuf>,
+        /// What is wrong with its contents.
         message: String,
     },
     /// The WGSL modules failed the device's validation.
     #[error("the training shaders ({label}) failed to build: {message}")]
-    ShaderBuild { label: String, message: String },
+    ShaderBuild {
+        /// The shader module's label (schedule and architecture).
+        label: String,
+        /// The device's validation error.
+        message: String,
+    },
     /// The GPU reported errors (validation, the driver's log).
     #[error("the GPU reported an error on {adapter}:\n{message}")]
-    Gpu { adapter: String, message: String },
+    Gpu {
+        /// The adapter's name.
+        adapter: String,
+        /// What went wrong; several errors one per line.
+        message: String,
+    },
     /// An allocation the device could not make.
     #[error("the GPU ran out of memory for this run's buffers: {0}")]
     OutOfMemory(String),
     /// The device was lost (driver reset, GPU removed).
     #[error("the GPU ({adapter}) was lost: {message}")]
-    DeviceLost { adapter: String, message: String },
+    DeviceLost {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's reason for the loss and its message.
+        message: String,
+    },
     /// The GPU did not finish in time.
     #[error("the GPU ({adapter}) did not finish within {seconds} s; the driver may be hung")]
-    Timeout { adapter: String, seconds: u64 },
+    Timeout {
+        /// The adapter's name.
+        adapter: String,
+        /// The wait's limit, in seconds.
+        seconds: u64,
+    },
     /// A file the library reads or writes.
     #[error("{what}")]
     Io {
+        /// What was being done and to which file (the error's message).
         what: String,
+        /// The I/O error behind it.
         #[source]
         source: std::io::Error,
     },

@@ -2,12 +2,34 @@
 //! hand-written WGSL compute shaders through wgpu, and with a CPU reference
 //! that follows the same math step by step.
 //!
-//! ```no_run
-//! use gpu_c2f::{Model, Architecture, TrainConfig, cpu};
-//! let initial = Model::glorot_uniform(Architecture::seed(), 42);
-//! let output = cpu::train(&initial, &TrainConfig::seed()).unwrap();
-//! println!("100 C -> {} F", output.model.predict(100.0));
+//! A training step is one typed list of operations ([`step`]); the GPU
+//! lowers it to dispatches ([`gpu`]), the CPU reference walks it ([`cpu`]),
+//! and the shadow check ([`shadow`]) holds the first to the second.
+//!
+//! Train the tutorial's job on the best adapter present and predict 100 °C
+//! (the doc test runs on whatever adapter the machine has; CI's is lavapipe):
+//!
 //! ```
+//! use gpu_c2f::gpu::{self, AdapterSelector, BackendChoice, Gpu};
+//! use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
+//!
+//! # fn main() -> gpu_c2f::Result<()> {
+//! let gpu = Gpu::new(&AdapterSelector::Auto, BackendChoice::All)?;
+//! let initial = Model::glorot_uniform(Architecture::seed(), 42);
+//! let run = gpu::train(&gpu, &initial, &TrainConfig::seed())?;
+//! let fahrenheit = run.output.model.predict(100.0);
+//! // Every converged run lands on the 7 pairs' least-squares line.
+//! let (slope, intercept) = Dataset::seed().least_squares_line();
+//! assert!((fahrenheit as f64 - (slope * 100.0 + intercept)).abs() < 0.01);
+//! println!("100 °C is {fahrenheit} °F, learnt on {}", gpu.info.name);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The same on the CPU reference: `gpu_c2f::cpu::train(&initial, &config)`.
+//! Without the default `cli` feature the crate is the library alone (no
+//! clap, indicatif, plotters), and builds for `wasm32-unknown-unknown`,
+//! where [`gpu::train_async`] is the entry point.
 
 #![warn(missing_docs)]
 

@@ -31,7 +31,10 @@ pub struct Architecture {
 /// Where one Dense layer's kernel and bias sit in the flat parameter vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DenseLayout {
+    /// Width of the layer's input: the kernel's rows.
     pub inputs: usize,
+    /// The layer's units: the width of its output, the kernel's columns and
+    /// the bias's length.
     pub units: usize,
     /// Index of `kernel[0][0]`; `kernel[i][j]` is at `kernel_offset + i * units + j`.
     pub kernel_offset: usize,
@@ -128,6 +131,7 @@ impl Architecture {
 pub struct DenseWeights {
     /// `kernel[input][unit]`.
     pub kernel: Vec<Vec<f32>>,
+    /// `bias[unit]`.
     pub bias: Vec<f32>,
 }
 
@@ -233,6 +237,7 @@ impl Model {
         Self::from_params(Architecture::new(&hidden)?, params)
     }
 
+    /// The network's layer widths.
     pub fn architecture(&self) -> &Architecture {
         &self.architecture
     }

@@ -20,9 +20,13 @@ use serde::Serialize;
 /// Adam's hyper-parameters; the defaults are Keras's.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Adam {
+    /// Keras's `learning_rate`: the step size before bias correction.
     pub learning_rate: f32,
+    /// Decay rate of the first moment (the running mean of the gradient).
     pub beta_1: f64,
+    /// Decay rate of the second moment (the running mean of its square).
     pub beta_2: f64,
+    /// Added to `sqrt(v)` in the update's denominator ("epsilon hat").
     pub epsilon: f64,
 }
 
@@ -31,8 +35,11 @@ pub struct Adam {
 /// in the last bits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConstants {
+    /// `1 - beta_1`, computed in f64.
     pub one_minus_beta_1: f32,
+    /// `1 - beta_2`, computed in f64.
     pub one_minus_beta_2: f32,
+    /// `epsilon` as f32.
     pub epsilon: f32,
 }
 
@@ -47,6 +54,7 @@ impl Adam {
         }
     }
 
+    /// The update's constants, rounded to f32 once, as Keras rounds them.
     pub fn constants(&self) -> AdamConstants {
         AdamConstants {
             one_minus_beta_1: (1.0 - self.beta_1) as f32,

@@ -23,7 +23,9 @@ use plotters::style::{FontStyle, RGBColor, register_font};
 /// (index 0 is epoch 1).
 #[derive(Debug, Clone, Copy)]
 pub struct Series<'a> {
+    /// Legend text; a single series with an empty label gets no legend.
     pub label: &'a str,
+    /// Loss per epoch; non-finite values leave gaps in the line.
     pub losses: &'a [f32],
 }
 

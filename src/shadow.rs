@@ -46,8 +46,11 @@ use serde::Serialize;
 /// Weights, and Adam's first and second moments, one value per parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainState {
+    /// The parameters, in the model's flat order.
     pub weights: Vec<f32>,
+    /// Adam's first moment of each parameter.
     pub m: Vec<f32>,
+    /// Adam's second moment of each parameter.
     pub v: Vec<f32>,
 }
 
@@ -68,11 +71,13 @@ impl TrainState {
 pub struct StepRecord {
     /// 0-based training step (Adam's t is `step + 1`).
     pub step: u64,
+    /// Weights and moments before the step's update.
     pub before: TrainState,
     /// The gradient of the batch's loss, one per parameter.
     pub gradients: Vec<f32>,
     /// The batch's mean squared error, from the forward pass before the update.
     pub loss: f32,
+    /// Weights and moments after the step's update.
     pub after: TrainState,
 }
 
@@ -82,10 +87,14 @@ pub struct StepRecord {
 pub struct Worst {
     /// |device - CPU| / bound.
     pub ratio: f64,
+    /// 0-based training step of the difference (for an epoch's loss, the
+    /// epoch's first step).
     pub step: u64,
     /// Parameter index (0 for a loss).
     pub index: usize,
+    /// The device's value.
     pub device: f32,
+    /// The CPU reference's value.
     pub cpu: f32,
 }
 
@@ -118,8 +127,12 @@ impl Worst {
 /// The verdict of a shadow check.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShadowCheck {
+    /// Number of step records checked.
     pub steps_checked: usize,
+    /// The worst gradient (index: parameter).
     pub gradients: Worst,
+    /// The worst step loss, and the worst epoch loss of the history where an
+    /// epoch's steps were all recorded (index: the 0-based epoch).
     pub losses: Worst,
     /// Weights, m and v after the update (index: parameter, then
     /// `count + p` for m, `2 count + p` for v).
@@ -127,6 +140,7 @@ pub struct ShadowCheck {
     /// Broken hand-overs between records, or from the initial state or to
     /// the final model: each described.
     pub chain_breaks: Vec<String>,
+    /// The verdict: no broken hand-over and every worst ratio at most 1.
     pub within_tolerance: bool,
 }
 
@@ -134,8 +148,11 @@ pub struct ShadowCheck {
 /// order), its loss history and the trained model.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceRun<'a> {
+    /// The device's step records, in step order.
     pub records: &'a [StepRecord],
+    /// The device's loss per epoch (index 0 is epoch 1).
     pub loss_history: &'a [f32],
+    /// The model the device's run ended with.
     pub trained: &'a Model,
 }
 
@@ -306,7 +323,9 @@ fn gamma(n: usize) -> f64 {
 /// reference's, both computed from the same weights.
 #[derive(Debug, Clone)]
 pub struct StepBounds {
+    /// Bound on each gradient, one per parameter.
     pub gradients: Vec<f64>,
+    /// Bound on the batch's loss (mean squared error).
     pub loss: f64,
 }
 
@@ -466,11 +485,16 @@ pub fn step_bounds(
 /// through the update's division and square root.
 #[derive(Debug, Clone, Copy)]
 pub struct AdamBounds {
+    /// Bound on the updated weight.
     pub weight: f64,
+    /// Bound on the updated first moment.
     pub m: f64,
+    /// Bound on the updated second moment.
     pub v: f64,
 }
 
+/// Bounds on how far a device's Adam update of one parameter may be from
+/// the CPU reference's ([`AdamBounds`]); `alpha` is the step's size.
 pub fn adam_bounds(
     w: f32,
     g: f32,

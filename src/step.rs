@@ -12,27 +12,58 @@
 pub enum Op {
     /// The chunk's inputs and targets, copied from the dataset in the
     /// epoch's shuffled order (`cpu::GatheredBatch`, `gather_batch`).
-    Gather { chunk: usize },
+    Gather {
+        /// 0-based chunk of the batch.
+        chunk: usize,
+    },
     /// Layer `layer`'s outputs from its inputs (`dense_forward`).
-    DenseForward { layer: usize, chunk: usize },
+    DenseForward {
+        /// 0-based Dense layer (0 reads the network's input).
+        layer: usize,
+        /// 0-based chunk of the batch.
+        chunk: usize,
+    },
     /// The residuals and the error of the network's output (`output_error`).
-    OutputError { chunk: usize },
+    OutputError {
+        /// 0-based chunk of the batch.
+        chunk: usize,
+    },
     /// Layer `layer`'s output error passed back to its inputs
     /// (`dense_backward`); runs for layers L-1 down to 1.
-    DenseBackward { layer: usize, chunk: usize },
+    DenseBackward {
+        /// 0-based layer whose output error is passed back (never 0).
+        layer: usize,
+        /// 0-based chunk of the batch.
+        chunk: usize,
+    },
     /// The first level of layer `layer`'s gradient sums, one partial sum per
     /// block of samples (`gradient_partials`).
-    GradientPartials { layer: usize, chunk: usize },
+    GradientPartials {
+        /// 0-based layer whose gradient is summed.
+        layer: usize,
+        /// 0-based chunk of the batch.
+        chunk: usize,
+    },
     /// The first level of the squared-error sum (`gradient_partials` with a
     /// one-entry "layer": a = err = the residual).
-    SquaredError { chunk: usize },
+    SquaredError {
+        /// 0-based chunk of the batch.
+        chunk: usize,
+    },
     /// The samples schedule's one kernel for all of the above but the
     /// gather: the whole network per sample in registers
     /// (`sample_partials`, src/gpu/samples.rs). GPU only.
-    SamplePartials { chunk: usize },
+    SamplePartials {
+        /// 0-based chunk of the batch.
+        chunk: usize,
+    },
     /// Level `level` (1, 2, ...) of every sum: the previous level's partial
     /// sums, `REDUCE_BLOCK` at a time (`reduce_partials`).
-    Reduce { level: usize },
+    Reduce {
+        /// 1-based level; level 0 is the partial sums the per-sample
+        /// operations write.
+        level: usize,
+    },
     /// Keras's Adam update of every parameter from the summed gradients
     /// (`adam_step`, `optimizer::adam_update`).
     Adam,

@@ -13,6 +13,7 @@ pub const DEFAULT_SEED: u64 = 42;
 
 /// The seed program's settings: `Adam(0.1)`, `epochs=1000`.
 pub const DEFAULT_EPOCHS: usize = 1000;
+/// The seed program's learning rate, `Adam(0.1)`.
 pub const DEFAULT_LEARNING_RATE: f32 = 0.1;
 
 /// One training run: Adam on mean squared error in mini-batches, as Keras's
@@ -20,8 +21,11 @@ pub const DEFAULT_LEARNING_RATE: f32 = 0.1;
 /// one batch, so there each epoch is one Adam step over every sample).
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
+    /// The samples to train on.
     pub data: Dataset,
+    /// Passes over the whole dataset.
     pub epochs: usize,
+    /// Adam's learning rate (finite, greater than 0).
     pub learning_rate: f32,
     /// Samples per Adam step; `None` for the whole dataset (`--batch-size all`).
     pub batch_size: Option<usize>,
@@ -46,6 +50,7 @@ impl TrainConfig {
         Batching::new(self.data.len(), self.batch_size, self.shuffle_seed)
     }
 
+    /// Adam with Keras's defaults and this learning rate.
     pub fn adam(&self) -> Adam {
         Adam::keras(self.learning_rate)
     }
@@ -85,8 +90,11 @@ impl TrainConfig {
 /// partial sums of a broken epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Diverged {
+    /// 1-based epoch of the step.
     pub epoch: usize,
+    /// 1-based batch (step) within that epoch.
     pub batch: usize,
+    /// Batches per epoch (at least 1); above 1 the message names the batch.
     pub batches_per_epoch: usize,
 }
 

@@ -703,3 +703,55 @@ fn saved_files_get_the_permissions_of_any_new_file() {
     assert_eq!(mode(&model), mode(&plain), "{:o}", mode(&model));
     assert_eq!(mode(&plot), mode(&plain), "{:o}", mode(&plot));
 }
+
+#[test]
+fn dump_wgsl_writes_every_module_a_run_compiles_under_its_label() {
+    let folder = scratch("dumped-wgsl");
+    let _ = std::fs::remove_dir_all(&folder);
+    for schedule in ["fused", "samples", "dispatch"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_gpu-c2f"))
+            .args(["--epochs", "2", "--quiet", "--schedule", schedule])
+            .env("GPU_C2F_DUMP_WGSL", &folder)
+            .output()
+            .expect("the binary runs");
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    // The fused module's label ends in the adapter's workgroup size.
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[0], "dispatch-1-3-3-1-tile4x4.wgsl");
+    assert!(names[1].starts_with("fused-1-3-3-1-b7-wg"), "{names:?}");
+    assert_eq!(names[2], "samples-1-3-3-1.wgsl");
+    // What was dumped is what the tests keep as the seed job's modules
+    // (tests/golden, built for a software adapter's 8-thread workgroup).
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for name in &names[1..] {
+        let golden = golden.join(name);
+        if golden.exists() {
+            let dumped = std::fs::read_to_string(folder.join(name)).unwrap();
+            assert!(
+                dumped == std::fs::read_to_string(&golden).unwrap(),
+                "{name} differs from {}",
+                golden.display()
+            );
+        }
+    }
+    // A folder that cannot be made fails the run and says why.
+    let blocker = scratch("dump-blocker");
+    std::fs::write(&blocker, "a file, not a folder").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gpu-c2f"))
+        .args(["--epochs", "1", "--quiet"])
+        .env("GPU_C2F_DUMP_WGSL", blocker.join("wgsl"))
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("GPU_C2F_DUMP_WGSL"),
+        "{}",
+        stderr(&output)
+    );
+}

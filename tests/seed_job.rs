@@ -25,7 +25,7 @@ fn least_squares_reference_is_the_blogs_number() {
 
 #[test]
 fn default_run_predicts_the_least_squares_value_on_cpu_and_gpu() {
-    let initial = Model::glorot_uniform(Architecture::seed(), gpu_c2f::cli::DEFAULT_SEED);
+    let initial = Model::glorot_uniform(Architecture::seed(), gpu_c2f::training::DEFAULT_SEED);
     let config = TrainConfig::seed();
     let expected = least_squares_at_100();
     let on_cpu = cpu::train(&initial, &config).unwrap().model.predict(100.0) as f64;
@@ -44,7 +44,7 @@ fn default_run_predicts_the_least_squares_value_on_cpu_and_gpu() {
 
 #[test]
 fn loss_history_starts_at_the_initial_loss_and_falls_to_the_least_squares_minimum() {
-    let initial = Model::glorot_uniform(Architecture::seed(), gpu_c2f::cli::DEFAULT_SEED);
+    let initial = Model::glorot_uniform(Architecture::seed(), gpu_c2f::training::DEFAULT_SEED);
     let data = Dataset::seed();
     let initial_loss: f64 = data
         .celsius

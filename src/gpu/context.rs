@@ -12,13 +12,18 @@ use std::time::Duration;
 pub enum BackendChoice {
     /// Every backend compiled in (or `WGPU_BACKEND` when it is set).
     All,
+    /// Vulkan only.
     Vulkan,
+    /// OpenGL ES (wgpu's GL backend) only.
     Gl,
+    /// Metal only (Apple platforms).
     Metal,
+    /// Direct3D 12 only (Windows).
     Dx12,
 }
 
 impl BackendChoice {
+    /// The wgpu backends this choice stands for.
     pub fn backends(self) -> wgpu::Backends {
         match self {
             BackendChoice::All => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
@@ -73,13 +78,20 @@ pub const ADAPTER_NAME_VARIABLE: &str = "WGPU_ADAPTER_NAME";
 /// What the report says about the adapter that ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GpuInfo {
+    /// The adapter's name, as the driver reports it.
     pub name: String,
+    /// The wgpu backend it was found on, such as `vulkan`.
     pub backend: String,
+    /// `discrete GPU`, `integrated GPU`, `virtual GPU`, `CPU (software)` or
+    /// `other`.
     pub device_type: String,
+    /// Driver name and driver info, joined by a space; empty when the adapter
+    /// reports neither.
     pub driver: String,
 }
 
 impl GpuInfo {
+    /// The report's summary of wgpu's adapter info.
     pub fn from_adapter(info: &wgpu::AdapterInfo) -> Self {
         let driver = [info.driver.as_str(), info.driver_info.as_str()]
             .iter()
@@ -125,7 +137,9 @@ fn preference(info: &wgpu::AdapterInfo) -> (u8, u8) {
 
 /// An opened device, its queue, and what went wrong on it so far.
 pub struct Gpu {
+    /// The logical device the run's buffers and pipelines are created on.
     pub device: wgpu::Device,
+    /// The device's queue: uploads and training submissions go through it.
     pub queue: wgpu::Queue,
     /// What the report says about the adapter.
     pub info: GpuInfo,

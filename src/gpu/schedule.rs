@@ -29,6 +29,7 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// The schedule's name in reports, as `--schedule` spells it.
     pub fn name(self) -> &'static str {
         match self {
             Schedule::Dispatch => "dispatch",

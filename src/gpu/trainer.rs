@@ -23,6 +23,7 @@ use web_time::Instant;
 /// How to run a GPU training.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GpuOptions {
+    /// Which schedule to run (default: `auto`).
     pub schedule: ScheduleChoice,
     /// Epochs per submission (default: as many as the limits above allow).
     /// The results do not depend on it.
@@ -45,6 +46,7 @@ pub struct GpuOptions {
 /// Where the time of a GPU run went, and how often the host talked to it.
 #[derive(Debug, Clone, Copy)]
 pub struct GpuTimings {
+    /// The schedule that ran (`auto` resolved).
     pub schedule: Schedule,
     /// Shader module and pipeline creation.
     pub pipelines: Duration,
@@ -67,8 +69,12 @@ pub struct GpuTimings {
 }
 
 /// A GPU run's output and its timings.
+#[derive(Debug)]
 pub struct GpuTrainOutput {
+    /// The loss history, trained model and training time, as the CPU
+    /// reference returns them.
     pub output: TrainOutput,
+    /// Where the run's time went.
     pub timings: GpuTimings,
     /// The recorded training steps (with `record_steps`), in step order.
     pub records: Vec<StepRecord>,
