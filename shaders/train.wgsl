@@ -96,10 +96,6 @@ struct DispatchArgs {
     // (a batch too large for one buffer runs in chunks; a multiple of
     // reduce_block).
     chunk_first: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-    _pad4: u32,
 }
 
 

@@ -61,9 +61,6 @@ pub struct DispatchArgs {
     pub src_offset: u32,
     pub dst_offset: u32,
     pub chunk_first: u32,
-    /// A storage array's stride: 64 bytes, so a record never straddles a
-    /// cache line.
-    pub _padding: [u32; 4],
 }
 
 impl DispatchArgs {
@@ -259,7 +256,7 @@ mod tests {
         };
         assert_eq!(
             args.wgsl_literal(),
-            "DispatchArgs(3u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 256u, 0u, 0u, 0u, 0u)"
+            "DispatchArgs(3u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 256u)"
         );
     }
 

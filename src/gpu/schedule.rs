@@ -3,7 +3,7 @@
 //! in one place. Every figure here was measured on lavapipe (BENCHMARKS.md
 //! has the runs), the only adapter this project has been measured on.
 
-use super::abi::{Kernel, WORKGROUP_SIZE};
+use super::abi::{F32_BYTES, Kernel, WORKGROUP_SIZE};
 use super::plan::{GpuPlan, Tile, floats_per_sample};
 use crate::cpu::REDUCE_BLOCK;
 use crate::error::{Result, fail};
@@ -184,7 +184,7 @@ pub fn plan_for(
     let max_chunk = match schedule {
         Schedule::Fused => None,
         Schedule::Dispatch | Schedule::Samples => {
-            let room = (largest / 4).saturating_sub(2 * config.data.len() as u64);
+            let room = (largest / F32_BYTES).saturating_sub(2 * config.data.len() as u64);
             let fits = room / floats_per_sample(model.architecture(), work);
             Some(max_chunk_samples.map_or(fits, |m| (m as u64).min(fits)))
         }
