@@ -9,42 +9,16 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::model::{Architecture, DenseLayout, Model};
 use crate::optimizer::adam_update;
-use crate::step::{Chunking, Op, SampleWork, reduction_levels, step_ops};
+use crate::step::{Chunking, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
 use crate::training::{Diverged, TrainConfig, TrainOutput};
 
-/// Every sum over samples (and over partial sums) adds this many values in
-/// order before the next level adds the block sums: the GPU gives each block
-/// to one thread, so the CPU adds in exactly the same order.
-pub const REDUCE_BLOCK: usize = 256;
-
-/// Sum of `term(0) + ... + term(count - 1)` in blocks of [`REDUCE_BLOCK`],
-/// level by level, in the GPU's order. Allocates only when `count` exceeds
-/// one block.
-pub fn blocked_sum(count: usize, term: impl Fn(usize) -> f32) -> f32 {
-    let block_sum = |first: usize| {
-        let end = (first + REDUCE_BLOCK).min(count);
-        (first..end).fold(0.0f32, |sum, i| sum + term(i))
-    };
-    if count <= REDUCE_BLOCK {
-        return block_sum(0);
-    }
-    let mut partials: Vec<f32> = (0..count).step_by(REDUCE_BLOCK).map(block_sum).collect();
-    while partials.len() > 1 {
-        partials = partials
-            .chunks(REDUCE_BLOCK)
-            .map(|block| block.iter().fold(0.0f32, |sum, v| sum + v))
-            .collect();
-    }
-    partials[0]
-}
-
-/// The operations of one CPU training step: the batch at once (the CPU
-/// needs no chunks), gathered when batches are shuffled.
-pub fn cpu_step_ops(architecture: &Architecture, batching: &Batching) -> Vec<Op> {
-    let levels = reduction_levels(batching.batch_size as u64, REDUCE_BLOCK as u64);
+/// The operations of one CPU training step on batches of `batch_size`: the
+/// batch at once (the CPU needs no chunks), gathered first when `gather`.
+pub fn cpu_step_ops(architecture: &Architecture, batch_size: usize, gather: bool) -> Vec<Op> {
+    let levels = reduction_levels(batch_size as u64, REDUCE_BLOCK as u64);
     let chunking = Chunking {
         chunks: 1,
-        gather: batching.shuffle,
+        gather,
         further_levels: levels.len() - 1,
     };
     step_ops(architecture.layers().len(), chunking, SampleWork::Layers)
@@ -120,10 +94,11 @@ impl Backprop {
             .iter()
             .map(|&len| vec![0.0f32; rows * len as usize])
             .collect();
-        let unshuffled = Batching::new(capacity, None, 0);
-        let ops = cpu_step_ops(architecture, &unshuffled)
+        // Without the gather, the update and the bookkeeping, which the
+        // trainer walking the whole list does itself.
+        let ops = cpu_step_ops(architecture, capacity, false)
             .into_iter()
-            .filter(|op| !matches!(op, Op::Gather { .. } | Op::Adam | Op::FinishStep))
+            .filter(|op| !matches!(op, Op::Adam | Op::FinishStep))
             .collect();
         Self {
             layers: architecture.layers(),
@@ -252,6 +227,8 @@ impl Backprop {
 pub struct GatheredBatch {
     celsius: Vec<f32>,
     fahrenheit: Vec<f32>,
+    /// The batch the buffers hold.
+    gathered: Option<Batch>,
 }
 
 impl GatheredBatch {
@@ -269,6 +246,7 @@ impl GatheredBatch {
             self.celsius.push(data.celsius[sample]);
             self.fahrenheit.push(data.fahrenheit[sample]);
         }
+        self.gathered = Some(batch);
     }
 
     /// `batch`'s inputs and targets: as gathered, or the dataset's own
@@ -280,6 +258,8 @@ impl GatheredBatch {
         batch: Batch,
     ) -> (&'a [f32], &'a [f32]) {
         if batching.shuffle {
+            // Reading a batch never gathered would train on another one.
+            assert_eq!(self.gathered, Some(batch), "the batch was not gathered");
             return (&self.celsius, &self.fahrenheit);
         }
         let range = batch.first as usize..(batch.first + batch.size) as usize;
@@ -457,7 +437,11 @@ pub fn train_with_progress(
     let mut gathered = GatheredBatch::default();
     let mut epoch_total = 0.0f32;
 
-    let ops = cpu_step_ops(initial.architecture(), &batching);
+    let ops = cpu_step_ops(
+        initial.architecture(),
+        batching.batch_size as usize,
+        batching.shuffle,
+    );
     for step in 0..steps {
         let batch = batching.batch(step);
         let mut loss = 0.0f32;
@@ -520,11 +504,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocked_sum_adds_blocks_then_block_sums() {
-        let n = REDUCE_BLOCK * 3 + 5;
-        let total = blocked_sum(n, |i| i as f32);
-        assert_eq!(total as usize, n * (n - 1) / 2);
-        assert_eq!(blocked_sum(0, |_| 1.0), 0.0);
-        assert_eq!(blocked_sum(1, |_| 4.0), 4.0);
+    fn reduce_partials_adds_each_block_of_each_row_in_order() {
+        // Two rows of REDUCE_BLOCK + 2 partials: two sums a row.
+        let len = REDUCE_BLOCK + 2;
+        let from: Vec<f32> = (0..2 * len).map(|i| i as f32).collect();
+        let mut to = vec![0.0; 4];
+        reduce_partials(&from, len, &mut to, 2, 2);
+        let block = REDUCE_BLOCK as f32;
+        let first_block = block * (block - 1.0) / 2.0;
+        assert_eq!(to[0], first_block);
+        assert_eq!(to[1], block + block + 1.0);
+        let offset = len as f32;
+        assert_eq!(to[2], first_block + offset * block);
+        assert_eq!(to[3], 2.0 * offset + block + block + 1.0);
     }
 }

@@ -37,9 +37,10 @@
 //! must end in the trained model: with every step recorded, that covers the
 //! whole run.
 
-use crate::cpu::{Backprop, GatheredBatch, REDUCE_BLOCK};
+use crate::cpu::{Backprop, GatheredBatch};
 use crate::model::{DenseLayout, Model};
 use crate::optimizer::adam_update;
+use crate::step::REDUCE_BLOCK;
 use crate::training::TrainConfig;
 use serde::Serialize;
 

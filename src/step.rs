@@ -5,6 +5,11 @@
 //! the training loop written down once; tests/adam_f64.rs checks the math
 //! independently of it, so a mistake in the list cannot hide on both sides.
 
+/// Every sum over samples (and over partial sums) adds this many values in
+/// order before the next level adds the block sums: the GPU gives each block
+/// to one thread, so the CPU adds in exactly the same order.
+pub const REDUCE_BLOCK: usize = 256;
+
 /// One operation of a training step (one mini-batch, one Adam update).
 /// Per-sample operations work on one chunk of the batch: a batch larger
 /// than the GPU's per-sample buffers runs in chunks (the CPU always in one).

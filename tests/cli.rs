@@ -724,7 +724,7 @@ fn dump_wgsl_writes_every_module_a_run_compiles_under_its_label() {
     // The fused module's label ends in the adapter's workgroup size.
     assert_eq!(names.len(), 3, "{names:?}");
     assert_eq!(names[0], "dispatch-1-3-3-1-tile4x4.wgsl");
-    assert!(names[1].starts_with("fused-1-3-3-1-b7-wg"), "{names:?}");
+    assert!(names[1].starts_with("fused-1-3-3-1-n7-b7-wg"), "{names:?}");
     assert_eq!(names[2], "samples-1-3-3-1.wgsl");
     // What was dumped is what the tests keep as the seed job's modules
     // (tests/golden, built for a software adapter's 8-thread workgroup).

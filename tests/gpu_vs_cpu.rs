@@ -335,7 +335,7 @@ fn fused_schedule_sums_over_several_reduction_blocks() {
     };
     let plan_steps = config.batching().batch_size as usize;
     assert!(
-        plan_steps > gpu_c2f::cpu::REDUCE_BLOCK,
+        plan_steps > gpu_c2f::step::REDUCE_BLOCK,
         "more than one block"
     );
     assert_gpu_matches_cpu(&initial, &config, &[ScheduleChoice::Fused]);

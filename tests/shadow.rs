@@ -9,8 +9,8 @@
 //! one mistake planted must fail. The product code is never perturbed: only
 //! this test's device.
 
-use gpu_c2f::cpu::REDUCE_BLOCK;
 use gpu_c2f::shadow::{DeviceRun, ShadowCheck, StepRecord, TrainState, check_steps};
+use gpu_c2f::step::REDUCE_BLOCK;
 use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
 
 /// A mistake planted in the simulated device.

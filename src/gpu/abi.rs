@@ -8,10 +8,26 @@ use bytemuck::{Pod, Zeroable};
 /// Bytes of one f32 (and of one u32 word) in every buffer.
 pub const F32_BYTES: u64 = std::mem::size_of::<f32>() as u64;
 
+/// Bytes of a buffer of `len` f32 (or u32) values: never 0, since wgpu
+/// refuses to bind an empty buffer. The memory plan's limit checks and the
+/// allocations both use it.
+pub fn buffer_bytes(len: u64) -> u64 {
+    len.max(1) * F32_BYTES
+}
+
 /// Threads per workgroup of the dispatch and samples schedules
 /// (`workgroup_size` in train.wgsl). 64 fills the SIMD width of common GPUs
 /// (32 or 64 lanes) and eight 8-wide rows on llvmpipe.
 pub const WORKGROUP_SIZE: u32 = 64;
+
+/// Storage buffers every training kernel's bind group holds (params,
+/// tensors, reduce, history, step sizes, the `DispatchArgs` table): the one limit
+/// above wgpu's downlevel defaults (4) that the kernels need besides buffer
+/// sizes. WebGPU's default limit is 8, so every browser has them; fitting in
+/// 4 (GLES 3.1's minimum, WebGPU's compatibility mode) would mean merging the
+/// two read-only tables into one buffer and the history into another, which
+/// every kernel's addressing would follow: not done.
+pub const STORAGE_BUFFERS_PER_STAGE: u32 = 6;
 
 /// `RunArgs` in train.wgsl: sizes and offsets fixed for a whole run.
 #[repr(C)]

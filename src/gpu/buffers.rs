@@ -1,21 +1,13 @@
 //! The GPU buffers of one run and their bind groups, allocated and filled
 //! from its plan once, before the first step.
 
-use super::abi::{CURRENT_STRIDE, Current, F32_BYTES, HistoryHeader};
+use super::abi::{CURRENT_STRIDE, Current, F32_BYTES, HistoryHeader, buffer_bytes};
 use super::context::Gpu;
 use super::pipelines::Pipelines;
 use super::plan::GpuPlan;
 use crate::model::Model;
 use crate::training::TrainConfig;
 use wgpu::util::DeviceExt;
-
-/// The most bytes one buffer a kernel binds may hold on a device with
-/// `limits`: the smaller of its storage-binding and buffer-size limits.
-pub fn largest_buffer(limits: &wgpu::Limits) -> u64 {
-    limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size)
-}
 
 /// The GPU buffers and bind groups of one run, made once before the loop.
 pub struct RunBuffers {
@@ -38,10 +30,6 @@ fn buffer(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
         binding,
         resource: buffer.as_entire_binding(),
     }
-}
-
-fn f32_bytes(len: u64) -> u64 {
-    len.max(1) * F32_BYTES
 }
 
 impl RunBuffers {
@@ -74,7 +62,7 @@ impl RunBuffers {
         );
         let tensors = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensors"),
-            size: f32_bytes(plan.memory.tensors_len),
+            size: buffer_bytes(plan.memory.tensors_len),
             usage: storage | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
@@ -92,7 +80,7 @@ impl RunBuffers {
         );
         let reduce = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("reduce"),
-            size: f32_bytes(plan.memory.reduce_len),
+            size: buffer_bytes(plan.memory.reduce_len),
             usage: storage | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
@@ -100,7 +88,7 @@ impl RunBuffers {
         // step records.
         let history = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("history"),
-            size: f32_bytes(plan.history_words()),
+            size: buffer_bytes(plan.history_words()),
             usage: storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });

@@ -1,6 +1,7 @@
 //! Finding an adapter, opening a device on it, and turning every way that
 //! can fail into an error that says what was found and what to do.
 
+use super::abi::STORAGE_BUFFERS_PER_STAGE;
 use crate::error::{Error, Result, fail};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
@@ -199,12 +200,18 @@ pub fn describe_adapters(adapters: &[wgpu::Adapter]) -> Vec<String> {
         .collect()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 const REMEDIES: &str = "To train on a GPU, install a driver for it; on a machine without one, \
 Mesa's software Vulkan driver (lavapipe) works: `sudo apt-get install mesa-vulkan-drivers` on \
 Debian/Ubuntu. Or train on the CPU with `--cpu-reference`.";
 
+#[cfg(target_arch = "wasm32")]
+const REMEDIES: &str = "This browser offers no WebGPU adapter: use a current Chrome, Edge or \
+Safari, or Firefox with WebGPU enabled, on a machine whose GPU driver the browser allows. Or \
+train on the CPU reference.";
+
 /// The error for an empty adapter list: what was tried and what to do.
-pub fn no_adapter_error(backend: BackendChoice) -> Error {
+pub(crate) fn no_adapter_error(backend: BackendChoice) -> Error {
     let tried: Vec<&str> = [
         (wgpu::Backends::VULKAN, "vulkan"),
         (wgpu::Backends::METAL, "metal"),
@@ -223,7 +230,7 @@ pub fn no_adapter_error(backend: BackendChoice) -> Error {
 }
 
 /// Picks an adapter from `adapters` as `selector` says.
-pub fn select_adapter(
+pub(crate) fn select_adapter(
     adapters: Vec<wgpu::Adapter>,
     selector: &AdapterSelector,
     backend: BackendChoice,
@@ -264,21 +271,27 @@ pub fn select_adapter(
 /// the sizes by its memory plan). An adapter that cannot give the kernels'
 /// storage buffers is refused with the limit named.
 pub fn required_limits(supported: &wgpu::Limits) -> Result<wgpu::Limits> {
-    let needed = super::pipelines::STORAGE_BUFFERS_PER_STAGE;
-    if supported.max_storage_buffers_per_shader_stage < needed {
-        fail!(
-            AdapterUnsuitable,
-            "its limit max_storage_buffers_per_shader_stage is {}, and the training kernels bind \
-             {needed} storage buffers",
-            supported.max_storage_buffers_per_shader_stage
-        );
-    }
+    check_storage_buffers(supported)?;
     Ok(wgpu::Limits {
-        max_storage_buffers_per_shader_stage: needed,
+        max_storage_buffers_per_shader_stage: STORAGE_BUFFERS_PER_STAGE,
         max_storage_buffer_binding_size: supported.max_storage_buffer_binding_size,
         max_buffer_size: supported.max_buffer_size,
         ..wgpu::Limits::downlevel_defaults()
     })
+}
+
+/// Fails when `limits` allow fewer storage buffers per shader stage than
+/// the kernels bind, naming the limit.
+fn check_storage_buffers(limits: &wgpu::Limits) -> Result<()> {
+    let has = limits.max_storage_buffers_per_shader_stage;
+    if has < STORAGE_BUFFERS_PER_STAGE {
+        fail!(
+            AdapterUnsuitable,
+            "its limit max_storage_buffers_per_shader_stage is {has}, and the training kernels \
+             bind {STORAGE_BUFFERS_PER_STAGE} storage buffers"
+        );
+    }
+    Ok(())
 }
 
 impl Gpu {
@@ -292,7 +305,9 @@ impl Gpu {
     /// for a name, when none of theirs matches. An index refers to
     /// `--list-adapters`, which lists every backend.
     pub async fn request(selector: &AdapterSelector, backend: BackendChoice) -> Result<Self> {
+        // A browser has one backend, WebGPU: nothing to look at second.
         let native_first = backend == BackendChoice::All
+            && !cfg!(target_arch = "wasm32")
             && wgpu::Backends::from_env().is_none()
             && !matches!(selector, AdapterSelector::Index(_));
         if !native_first {
@@ -362,17 +377,13 @@ impl Gpu {
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         let adapter_info = device.adapter_info();
         let info = GpuInfo::from_adapter(&adapter_info);
-        let needed = super::pipelines::STORAGE_BUFFERS_PER_STAGE;
-        let has = device.limits().max_storage_buffers_per_shader_stage;
-        if has < needed {
-            fail!(
-                AdapterUnsuitable,
-                "the device on {} allows {has} storage buffers per shader stage, and the \
-                 training kernels bind {needed}; request the device with \
+        check_storage_buffers(&device.limits()).map_err(|error| {
+            Error::AdapterUnsuitable(format!(
+                "the device on {} cannot run the training kernels: {error}; request it with \
                  gpu_c2f::gpu::required_limits(&adapter.limits())",
                 info.name
-            );
-        }
+            ))
+        })?;
 
         // What the driver log kept so far came from probing the backends
         // (it was printed); from here on its errors belong to this device.
@@ -416,13 +427,34 @@ impl Gpu {
         Err(Error::Gpu { adapter, message })
     }
 
+    /// Submits `commands` to the queue. In a browser, where only the event
+    /// loop moves the GPU's callbacks, the returned submission also listens
+    /// for the queue's work so far to finish, from this moment, so waiting
+    /// for it never waits for work submitted after it.
+    pub(crate) fn submit(&self, commands: wgpu::CommandBuffer) -> Submission {
+        let index = self.queue.submit([commands]);
+        #[cfg(target_arch = "wasm32")]
+        let done = {
+            let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+            self.queue.on_submitted_work_done(move || {
+                sender.send(()).ok();
+            });
+            receiver
+        };
+        Submission {
+            index,
+            #[cfg(target_arch = "wasm32")]
+            done,
+        }
+    }
+
     /// Waits for `submission` (which fills `buffer`), maps `buffer` and
     /// returns its bytes: the one way results come back to the host, so
     /// `readbacks` (the caller's count) counts every round trip.
-    pub async fn read_mapped(
+    pub(crate) async fn read_mapped(
         &self,
         buffer: &wgpu::Buffer,
-        submission: wgpu::SubmissionIndex,
+        submission: Submission,
         readbacks: &mut usize,
     ) -> Result<Vec<u8>> {
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
@@ -452,14 +484,13 @@ impl Gpu {
     }
 
     /// Waits until `submission` has finished: natively by polling the
-    /// device, at most [`GPU_WAIT_TIMEOUT`]; in a browser, where only the
-    /// event loop moves the GPU's callbacks, until the queue's work so far
-    /// is done.
-    pub async fn wait(&self, submission: wgpu::SubmissionIndex) -> Result<()> {
+    /// device, at most [`GPU_WAIT_TIMEOUT`]; in a browser by awaiting the
+    /// callback its submission registered.
+    pub(crate) async fn wait(&self, submission: Submission) -> Result<()> {
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
+                submission_index: Some(submission.index),
                 timeout: Some(GPU_WAIT_TIMEOUT),
             })
             .map_err(|error| match error {
@@ -474,15 +505,19 @@ impl Gpu {
             })?;
         #[cfg(target_arch = "wasm32")]
         {
-            let _ = submission;
-            let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-            self.queue.on_submitted_work_done(move || {
-                sender.send(()).ok();
-            });
-            receiver.receive().await;
+            let _ = submission.index;
+            submission.done.receive().await;
         }
         self.check_errors()
     }
+}
+
+/// Work handed to the queue ([`Gpu::submit`]), to be waited for once.
+pub(crate) struct Submission {
+    index: wgpu::SubmissionIndex,
+    /// Fires once the queue's work up to this submission is done.
+    #[cfg(target_arch = "wasm32")]
+    done: futures_intrusive::channel::shared::OneshotReceiver<()>,
 }
 
 #[cfg(test)]

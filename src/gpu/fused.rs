@@ -58,9 +58,11 @@ pub fn fused_module(plan: &GpuPlan, workgroup_size: u32) -> ModuleSource {
         &[("operations", &fused_step_body(plan, workgroup_size))],
     );
     ModuleSource {
+        // The samples and batch size fix every constant the step writes out.
         label: format!(
-            "fused-{}-b{}-wg{workgroup_size}",
+            "fused-{}-n{}-b{}-wg{workgroup_size}",
             plan.architecture.describe(),
+            plan.batching.samples,
             plan.batching.batch_size
         ),
         text: format!(

@@ -1,10 +1,10 @@
-//! The GPU path. A run is planned ([`plan`]: the step's operations from
+//! The GPU path. A run is planned (`plan.rs`: the step's operations from
 //! [`crate::step`] lowered to dispatches over a memory layout), scheduled
-//! ([`schedule`]), compiled ([`wgsl`], [`fused`], [`samples`],
-//! [`pipelines`]), given its buffers ([`buffers`]), recorded and submitted
-//! ([`record`], [`timer`]) and read back once ([`readback`]), by the driver
-//! in [`trainer`]. [`abi`] holds what the host and train.wgsl share;
-//! [`context`] finds an adapter and opens a device.
+//! (`schedule.rs`), compiled (`wgsl.rs`, `fused.rs`, `samples.rs`,
+//! `pipelines.rs`), given its buffers (`buffers.rs`), recorded and submitted
+//! (`record.rs`, `timer.rs`) and read back once (`readback.rs`), by the
+//! driver in `trainer.rs` ([`train_async`]). `abi.rs` holds what the host
+//! and train.wgsl share; [`context`] finds an adapter and opens a device.
 
 pub(crate) mod abi;
 pub(crate) mod buffers;
@@ -23,8 +23,8 @@ pub(crate) mod timer;
 pub(crate) mod trainer;
 pub(crate) mod wgsl;
 
-pub use buffers::largest_buffer;
 pub use context::{AdapterSelector, BackendChoice, Gpu, GpuInfo, required_limits};
+pub use plan::largest_buffer;
 pub use schedule::{Schedule, ScheduleChoice};
 pub use trainer::{GpuOptions, GpuTimings, GpuTrainOutput, train_async};
 #[cfg(not(target_arch = "wasm32"))]

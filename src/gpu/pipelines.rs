@@ -8,17 +8,8 @@ use super::plan::GpuPlan;
 use super::samples::samples_module;
 use super::schedule::Schedule;
 use super::wgsl::{ModuleSource, train_shader};
-use crate::cpu::REDUCE_BLOCK;
 use crate::error::{Error, Result};
-
-/// Storage buffers every training kernel's bind group holds (params,
-/// tensors, reduce, history, step sizes, dispatch records): the one limit
-/// above wgpu's downlevel defaults (4) that the kernels need besides buffer
-/// sizes. WebGPU's default limit is 8, so every browser has them; fitting in
-/// 4 (GLES 3.1's minimum, WebGPU's compatibility mode) would mean merging the
-/// two read-only tables into one buffer and the history into another, which
-/// every kernel's addressing would follow: not done.
-pub const STORAGE_BUFFERS_PER_STAGE: u32 = 6;
+use crate::step::REDUCE_BLOCK;
 
 /// The WGSL module `schedule` compiles for `plan`: train.wgsl alone for
 /// the dispatch schedule, with the generated kernel of the samples or fused

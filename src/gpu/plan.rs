@@ -3,12 +3,11 @@
 //! the dispatches that run them. Pure arithmetic: built and tested without
 //! a GPU.
 
-use super::abi::{DispatchArgs, F32_BYTES, HISTORY_HEADER_WORDS, Kernel, RunArgs};
+use super::abi::{DispatchArgs, F32_BYTES, HISTORY_HEADER_WORDS, Kernel, RunArgs, buffer_bytes};
 use crate::batching::{Batching, half_bits};
-use crate::cpu::REDUCE_BLOCK;
 use crate::error::{Error, Result, fail};
 use crate::model::{Architecture, Model};
-use crate::step::{Chunking, Op, SampleWork, reduction_levels, step_ops};
+use crate::step::{Chunking, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
 use crate::training::TrainConfig;
 
 /// The register tile one dense-layer item computes (`sample_tile` x
@@ -171,9 +170,8 @@ pub struct GpuPlan {
     /// Rows of the per-sample tensors: the batch, or a chunk of it.
     pub chunk_size: u64,
     pub memory: Memory,
-    /// The operations of one training step, in order.
-    pub ops: Vec<Op>,
-    /// `ops`, lowered; dispatch i works on `DispatchArgs` i.
+    /// The operations of one training step (src/step.rs), in order,
+    /// lowered; dispatch i works on `DispatchArgs` i.
     pub dispatches: Vec<Dispatch>,
     pub param_count: u32,
     pub epochs: u32,
@@ -190,6 +188,14 @@ pub struct GpuPlan {
 /// 100 times over (620 bytes a step) and ~550 steps of a 1-64-64-1 network
 /// (122 kB a step).
 pub const RECORD_BUDGET: u64 = 64 << 20;
+
+/// The most bytes one buffer a kernel binds may hold on a device with
+/// `limits`: the smaller of its storage-binding and buffer-size limits.
+pub fn largest_buffer(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+}
 
 fn to_u32(value: u64, what: &str) -> Result<u32> {
     u32::try_from(value).map_err(|_| {
@@ -303,7 +309,6 @@ impl GpuPlan {
             tile,
             chunk_size,
             memory,
-            ops,
             dispatches: Vec::new(),
             param_count,
             epochs,
@@ -311,10 +316,9 @@ impl GpuPlan {
             run,
             record_floats: 0,
         };
-        plan.dispatches = plan
-            .ops
-            .iter()
-            .map(|&op| plan.lower(op))
+        plan.dispatches = ops
+            .into_iter()
+            .map(|op| plan.lower(op))
             .collect::<Result<_>>()?;
         Ok(plan)
     }
@@ -477,17 +481,19 @@ impl GpuPlan {
     /// Fails, before any GPU allocation, when a buffer of this run would
     /// exceed `most` bytes (the device's largest buffer), naming the buffer.
     pub fn check_limits(&self, most: u64) -> Result<()> {
-        let words = |n: u64| n.max(1) * F32_BYTES;
         for (what, bytes) in [
             (
                 "dataset and per-sample activations and errors",
-                words(self.memory.tensors_len),
+                buffer_bytes(self.memory.tensors_len),
             ),
-            ("gradient reduction", words(self.memory.reduce_len)),
-            ("loss history and step records", words(self.history_words())),
+            ("gradient reduction", buffer_bytes(self.memory.reduce_len)),
+            (
+                "loss history and step records",
+                buffer_bytes(self.history_words()),
+            ),
             (
                 "weights and Adam moments",
-                words(3 * self.param_count as u64),
+                buffer_bytes(3 * self.param_count as u64),
             ),
         ] {
             if bytes > most {

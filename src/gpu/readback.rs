@@ -59,7 +59,7 @@ pub async fn read_back(
             timestamp_bytes,
         );
     }
-    let submission = gpu.queue.submit([encoder.finish()]);
+    let submission = gpu.submit(encoder.finish());
     let bytes = gpu.read_mapped(&staging, submission, readbacks).await?;
 
     let (results, timestamps) = bytes.split_at(timestamps_offset as usize);
@@ -92,7 +92,7 @@ pub async fn read_back(
     Ok(results)
 }
 
-/// The step records the kernels wrote (see `Run.record_every` in
+/// The step records the kernels wrote (see `RunArgs.record_every` in
 /// train.wgsl), from the values after the losses in the history buffer.
 fn step_records(plan: &GpuPlan, values: &[f32]) -> Vec<StepRecord> {
     let every = plan.run.record_every as u64;

@@ -4,7 +4,7 @@
 
 use super::abi::{CURRENT_STRIDE, Current, Kernel, WORKGROUP_SIZE};
 use super::buffers::RunBuffers;
-use super::context::Gpu;
+use super::context::{Gpu, Submission};
 use super::pipelines::Pipelines;
 use super::plan::{Dispatch, GpuPlan};
 use super::schedule::{FusedSplit, Schedule};
@@ -67,12 +67,12 @@ impl Recorder<'_> {
     ) -> Result<usize> {
         let total_steps = self.plan.total_steps as usize;
         let mut submits = 0;
-        let mut in_flight: Option<(wgpu::SubmissionIndex, usize)> = None;
+        let mut in_flight: Option<(Submission, usize)> = None;
         let mut done = 0usize;
         while done < total_steps {
             let count = steps_per_submit.min(total_steps - done);
             let commands = self.record(count, timer, submits);
-            let submission = self.gpu.queue.submit([commands]);
+            let submission = self.gpu.submit(commands);
             submits += 1;
             done += count;
             if let Some((previous, finished)) = in_flight.replace((submission, done)) {

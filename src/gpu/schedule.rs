@@ -5,10 +5,9 @@
 
 use super::abi::{F32_BYTES, Kernel, WORKGROUP_SIZE};
 use super::plan::{GpuPlan, Tile, floats_per_sample};
-use crate::cpu::REDUCE_BLOCK;
 use crate::error::{Result, fail};
 use crate::model::Model;
-use crate::step::SampleWork;
+use crate::step::{REDUCE_BLOCK, SampleWork};
 use crate::training::TrainConfig;
 
 /// How the epochs run on the GPU.
@@ -51,8 +50,9 @@ impl Schedule {
     }
 }
 
-/// Which schedule to run (`auto`: see [`FUSED_MAX_WORK`],
-/// [`FUSED_OVER_SAMPLES_MAX_WORK`] and [`SAMPLES_AUTO_MAX_PARAMS`]).
+/// Which schedule to run (`auto`'s thresholds: `FUSED_MAX_WORK`,
+/// `FUSED_OVER_SAMPLES_MAX_WORK` and `SAMPLES_AUTO_MAX_PARAMS` in
+/// src/gpu/schedule.rs, measured in BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ScheduleChoice {
@@ -108,11 +108,11 @@ pub const MAX_DISPATCHES_PER_SUBMIT: usize = 32_768;
 pub const MAX_FUSED_STEPS_PER_SUBMIT: usize = 4096;
 
 impl ScheduleChoice {
-    /// The schedule to run and its plan. `fused` is the run's plan for the
-    /// fused schedule (every choice but `Dispatch` and `Samples` needs its
-    /// cost); `plan_for` builds another schedule's plan. `Fused` fails when
-    /// not even one training step fits in one fused dispatch, `Samples`
-    /// when the network is too wide for its written-out kernel.
+    /// The schedule to run and its plan, built by `plan_for` once for the
+    /// schedule chosen (and for the fused schedule too when `auto` needs its
+    /// cost to decide). `Fused` fails when not even one training step fits
+    /// in one fused dispatch, `Samples` when the network is too wide for its
+    /// written-out kernel.
     pub fn resolve(
         self,
         model: &Model,

@@ -3,10 +3,10 @@
 //! reads the loss history and the final weights back once at the end.
 //! [`train_async`] is the core; [`train`] and [`train_with`] block on it.
 
-use super::buffers::{RunBuffers, largest_buffer};
+use super::buffers::RunBuffers;
 use super::context::Gpu;
 use super::pipelines::Pipelines;
-use super::plan::RECORD_BUDGET;
+use super::plan::{RECORD_BUDGET, largest_buffer};
 use super::readback::read_back;
 use super::record::{Recorder, current_records};
 use super::schedule::{
@@ -25,20 +25,22 @@ use web_time::Instant;
 pub struct GpuOptions {
     /// Which schedule to run (default: `auto`).
     pub schedule: ScheduleChoice,
-    /// Epochs per submission (default: as many as the limits above allow).
+    /// Epochs per submission (default: as many as
+    /// `schedule::MAX_DISPATCHES_PER_SUBMIT` or
+    /// `schedule::MAX_FUSED_STEPS_PER_SUBMIT` allow).
     /// The results do not depend on it.
     pub epochs_per_submit: Option<usize>,
-    /// Most samples the dispatch schedule holds at once (default: what the
+    /// Most samples the dispatch and samples schedules hold at once (default: what the
     /// device's largest buffer allows); a larger batch runs in chunks. The
     /// results do not depend on it.
     pub max_chunk_samples: Option<usize>,
     /// Threads of the fused schedule's one workgroup (default: 8 on a
     /// software adapter, where one SIMD row is fastest, else
-    /// [`super::abi::WORKGROUP_SIZE`]); tests run a GPU's 64 on lavapipe. At most the
+    /// 64, a common GPU's wave); tests run a GPU's 64 on lavapipe. At most the
     /// device's `max_compute_invocations_per_workgroup`.
     pub fused_workgroup_size: Option<u32>,
     /// Record training steps for the shadow check ([`crate::shadow`]): every
-    /// step while [`RECORD_BUDGET`] holds them, else every K-th. They come
+    /// step while `plan::RECORD_BUDGET` (64 MiB) holds them, else every K-th. They come
     /// back with the results, in the same readback.
     pub record_steps: bool,
 }
@@ -62,7 +64,7 @@ pub struct GpuTimings {
     /// Command buffers of training work submitted to the queue, one compute
     /// pass each.
     pub submits: usize,
-    /// Passes `gpu_train` covers: all of them up to [`MAX_TIMED_PASSES`].
+    /// Passes `gpu_train` covers: all of them up to `timer::MAX_TIMED_PASSES` (65 536).
     pub timed_submits: usize,
     /// Buffers mapped back to the host.
     pub readbacks: usize,

@@ -38,7 +38,7 @@ pub fn train_shader(tile: Tile) -> Cow<'static, str> {
         narrow.push_str(&rest[..begin]);
         let end = rest[begin..]
             .find(WIDE_TILES_END)
-            .expect("train.wgsl's wide-tile markers come in pairs (tests/shaders.rs)");
+            .expect("train.wgsl's wide-tile markers come in pairs (src/gpu/tests/shaders.rs)");
         rest = &rest[begin + end + WIDE_TILES_END.len()..];
     }
     narrow.push_str(rest);

@@ -30,7 +30,7 @@ override workgroup_size: u32 = 64u;
 // Threads of the fused schedule's single workgroup.
 override fused_workgroup_size: u32 = 8u;
 // Samples (or partial sums) one thread adds in order before the next level
-// of the reduction; the host sets it from cpu::REDUCE_BLOCK.
+// of the reduction; the host sets it from step::REDUCE_BLOCK.
 override reduce_block: u32 = 256u;
 
 
@@ -218,7 +218,7 @@ struct Current {
 // samples x `unit_tile` units (forward) or inputs (backward), so every value
 // it loads is used several times. Each output is still one sum in index
 // order, as the CPU reference adds it; vec4 arithmetic rounds each component
-// on its own. The host sets the tile (src/gpu/buffers.rs, `Tile`), one for
+// on its own. The host sets the tile (src/gpu/plan.rs, `Tile`), one for
 // the whole network: for the dispatch schedule 8 x 8 when any layer is
 // wider than 4, else 4 x 4; 1 x 1 for the fused schedule, whose few threads
 // want many small items. Both sides are at most 8: a row of a

@@ -16,7 +16,7 @@
 use super::common;
 
 use gpu_c2f::batching::Batching;
-use gpu_c2f::cpu::{self, REDUCE_BLOCK, blocked_sum};
+use gpu_c2f::cpu;
 use gpu_c2f::cpu::{dense_forward, padded_samples};
 use gpu_c2f::gpu::abi::{DispatchArgs, Kernel, WORKGROUP_SIZE};
 use gpu_c2f::gpu::buffers::RunBuffers;
@@ -27,15 +27,8 @@ use gpu_c2f::gpu::schedule::{FusedSplit, Schedule};
 use gpu_c2f::model::DenseLayout;
 use gpu_c2f::optimizer::adam_update;
 use gpu_c2f::shadow::{adam_bounds, apart};
-use gpu_c2f::step::SampleWork;
+use gpu_c2f::step::REDUCE_BLOCK;
 use gpu_c2f::{Architecture, Model, TrainConfig};
-
-/// How a test's step runs its per-sample work.
-#[derive(Clone, Copy)]
-enum Work {
-    Layers(Tile),
-    Samples,
-}
 
 /// A run's plan, pipelines and buffers, set up as the trainer does.
 struct KernelRun {
@@ -45,13 +38,10 @@ struct KernelRun {
 }
 
 impl KernelRun {
-    /// Layered work in `tile`, or the samples schedule's.
-    fn new(model: &Model, config: &TrainConfig, work: Work) -> Self {
+    /// `schedule`'s per-sample work, its dense layers in `tile`.
+    fn new(model: &Model, config: &TrainConfig, schedule: Schedule, tile: Tile) -> Self {
         let gpu = common::gpu();
-        let (schedule, sample_work, tile) = match work {
-            Work::Layers(tile) => (Schedule::Dispatch, SampleWork::Layers, tile),
-            Work::Samples => (Schedule::Samples, SampleWork::Samples, Tile::SINGLE),
-        };
+        let (sample_work, _) = schedule.work(model);
         let plan = GpuPlan::new(model, config, sample_work, tile, None).expect("a plan");
         let pipelines =
             pollster::block_on(Pipelines::new(&gpu.device, schedule, 8, &plan)).expect("pipelines");
@@ -102,7 +92,7 @@ impl KernelRun {
                 pass.dispatch_workgroups(dispatch.threads.div_ceil(WORKGROUP_SIZE).max(1), 1, 1);
             }
         }
-        let submission = gpu.queue.submit([encoder.finish()]);
+        let submission = gpu.submit(encoder.finish());
         pollster::block_on(gpu.wait(submission)).expect("the dispatches run");
     }
 
@@ -119,7 +109,7 @@ impl KernelRun {
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
-        let submission = gpu.queue.submit([encoder.finish()]);
+        let submission = gpu.submit(encoder.finish());
         let bytes =
             pollster::block_on(gpu.read_mapped(&staging, submission, &mut 0)).expect("readback");
         bytemuck::pod_collect_to_vec(&bytes)
@@ -195,14 +185,14 @@ fn dense_forward_at_every_tile_and_width() {
     for tile in tiles {
         for width in [1, 3, 5, 9, 64] {
             let model = model(&[width, width]);
-            let run = KernelRun::new(&model, &job(samples, None, 1), Work::Layers(tile));
+            let run = KernelRun::new(&model, &job(samples, None, 1), Schedule::Dispatch, tile);
             let forwards = run.positions(Kernel::DenseForward);
             run.run_through(0, *forwards.last().unwrap());
             let tensors = run.read(&run.buffers.tensors);
             let layers = model.architecture().layers();
             for (layer, &position) in layers.iter().zip(&forwards) {
-                let step = run.args(position);
-                check_dense_forward(&model, layer, &tensors, step.in_offset, step.out_offset);
+                let args = run.args(position);
+                check_dense_forward(&model, layer, &tensors, args.in_offset, args.out_offset);
             }
             eprintln!("dense_forward, {tile:?}, width {width}: agrees");
         }
@@ -243,7 +233,7 @@ fn dense_backward_passes_errors_back_a_layer() {
     for (hidden, tile) in [(vec![3, 3], Tile::SINGLE), (vec![9, 5], Tile::blocked(9))] {
         let model = model(&hidden);
         let samples = 29;
-        let run = KernelRun::new(&model, &job(samples, None, 1), Work::Layers(tile));
+        let run = KernelRun::new(&model, &job(samples, None, 1), Schedule::Dispatch, tile);
         let backwards = run.positions(Kernel::DenseBackward);
         run.run_through(0, *backwards.last().unwrap());
         let tensors = run.read(&run.buffers.tensors);
@@ -251,9 +241,9 @@ fn dense_backward_passes_errors_back_a_layer() {
         let params = model.params();
         // Backward dispatches run from the last layer down to the second.
         for (&position, layer) in backwards.iter().zip(layers.iter().skip(1).rev()) {
-            let step = run.args(position);
+            let args = run.args(position);
             let stride = padded_samples(samples);
-            let error_out = feature_major(&tensors, step.in_offset, samples, layer.units);
+            let error_out = feature_major(&tensors, args.in_offset, samples, layer.units);
             let mut cpu_in = vec![0.0; stride * layer.inputs];
             cpu::dense_backward(params, layer, stride, &error_out, &mut cpu_in);
             let (mut gpu, mut cpu, mut bounds) = (vec![], vec![], vec![]);
@@ -265,7 +255,7 @@ fn dense_backward_passes_errors_back_a_layer() {
                     });
                     cpu.push(cpu_in[i * stride + s]);
                     bounds.push(sum_bound(terms));
-                    gpu.push(tensors[step.out_offset as usize + s * layer.inputs + i]);
+                    gpu.push(tensors[args.out_offset as usize + s * layer.inputs + i]);
                 }
             }
             let what = format!("dense_backward {} <- {}", layer.inputs, layer.units);
@@ -285,13 +275,13 @@ fn partial_sums(run: &KernelRun, samples: usize) -> (Vec<f32>, Vec<f32>, Vec<f32
     let stride = padded_samples(samples);
     let (mut gpu, mut cpu, mut bounds) = (vec![], vec![], vec![]);
     for position in run.positions(Kernel::GradientPartials) {
-        let step = run.args(position);
-        let (inputs, units) = (step.inputs as usize, step.units as usize);
+        let args = run.args(position);
+        let (inputs, units) = (args.inputs as usize, args.units as usize);
         // The squared error is the last dispatch: a one-entry "layer" with
         // a = err = the residual and no bias row.
-        let bias_row = step.in_len as usize > inputs;
-        let a = feature_major(&tensors, step.in_offset, samples, inputs);
-        let err = feature_major(&tensors, step.out_offset, samples, units);
+        let bias_row = args.in_len as usize > inputs;
+        let a = feature_major(&tensors, args.in_offset, samples, inputs);
+        let err = feature_major(&tensors, args.out_offset, samples, units);
         let layer = DenseLayout {
             inputs,
             units,
@@ -313,9 +303,9 @@ fn partial_sums(run: &KernelRun, samples: usize) -> (Vec<f32>, Vec<f32>, Vec<f32
                 sums
             })
             .collect();
-        for row in 0..step.in_len as usize {
+        for row in 0..args.in_len as usize {
             for j in 0..units {
-                let parameter = step.kernel_offset as usize + row * units + j;
+                let parameter = args.kernel_offset as usize + row * units + j;
                 for (block, sums) in block_sums.iter().enumerate() {
                     // a[s][row] * err[s][j]; the bias row's a is 1.
                     let terms = range(block).map(|s| {
@@ -328,8 +318,8 @@ fn partial_sums(run: &KernelRun, samples: usize) -> (Vec<f32>, Vec<f32>, Vec<f32
                     });
                     bounds.push(sum_bound(terms));
                     cpu.push(sums[row * units + j]);
-                    let column = step.dst_offset as usize + block;
-                    gpu.push(reduce[column + parameter * step.out_len as usize]);
+                    let column = args.dst_offset as usize + block;
+                    gpu.push(reduce[column + parameter * args.out_len as usize]);
                 }
             }
         }
@@ -341,7 +331,12 @@ fn partial_sums(run: &KernelRun, samples: usize) -> (Vec<f32>, Vec<f32>, Vec<f32
 fn gradient_partials_at_block_boundaries() {
     for samples in [255, 256, 257] {
         let model = model(&[3, 2]);
-        let run = KernelRun::new(&model, &job(samples, None, 1), Work::Layers(Tile::SINGLE));
+        let run = KernelRun::new(
+            &model,
+            &job(samples, None, 1),
+            Schedule::Dispatch,
+            Tile::SINGLE,
+        );
         let partials = run.positions(Kernel::GradientPartials);
         run.run_through(0, *partials.last().unwrap());
         let (gpu, cpu, bounds) = partial_sums(&run, samples);
@@ -355,27 +350,52 @@ fn gradient_partials_at_block_boundaries() {
 }
 
 #[test]
-fn reduce_partials_is_the_blocked_sum() {
+fn reduce_partials_is_the_cpu_reduction_level_by_level() {
     // 70 000 samples: 274 blocks, then 2, then 1: two further levels.
     let model = model(&[]);
     let samples = 70_000;
-    let run = KernelRun::new(&model, &job(samples, None, 1), Work::Layers(Tile::SINGLE));
+    let run = KernelRun::new(
+        &model,
+        &job(samples, None, 1),
+        Schedule::Dispatch,
+        Tile::SINGLE,
+    );
     let reduces = run.positions(Kernel::ReducePartials);
     assert_eq!(reduces.len(), 2, "two further levels");
-    run.run_through(0, *reduces.last().unwrap());
-    let reduce = run.read(&run.buffers.reduce);
-    let first_level = run.args(reduces[0]);
-    let (rows, len) = (first_level.rows as usize, first_level.in_len as usize);
-    let level0 = |row: usize, k: usize| reduce[first_level.src_offset as usize + row * len + k];
-    let totals = run.plan.run.totals_offset as usize;
-    let gpu: Vec<f32> = (0..rows).map(|row| reduce[totals + row]).collect();
-    let cpu: Vec<f32> = (0..rows)
-        .map(|row| blocked_sum(len, |k| level0(row, k)))
-        .collect();
-    let bounds: Vec<f32> = (0..rows)
-        .map(|row| sum_bound((0..len).map(|k| level0(row, k))))
-        .collect();
-    assert_within("reduce_partials", &gpu, &cpu, &bounds);
+    let reduce = |last: usize| {
+        run.run_through(0, last);
+        run.read(&run.buffers.reduce)
+    };
+    for (level, &position) in reduces.iter().enumerate() {
+        let args = run.args(position);
+        let gpu_all = reduce(position);
+        let (rows, from_len, to_len) = (
+            args.rows as usize,
+            args.in_len as usize,
+            args.out_len as usize,
+        );
+        let from = &gpu_all[args.src_offset as usize..][..rows * from_len];
+        let gpu = &gpu_all[args.dst_offset as usize..][..rows * to_len];
+        let mut cpu = vec![0.0; rows * to_len];
+        cpu::reduce_partials(from, from_len, &mut cpu, to_len, rows);
+        let bounds: Vec<f32> = (0..rows * to_len)
+            .map(|at| {
+                let (row, block) = (at / to_len, at % to_len);
+                let first = block * REDUCE_BLOCK;
+                let partials = &from[row * from_len..][first..(first + REDUCE_BLOCK).min(from_len)];
+                sum_bound(partials.iter().copied())
+            })
+            .collect();
+        assert_within(
+            &format!("reduce_partials, level {}", level + 1),
+            gpu,
+            &cpu,
+            &bounds,
+        );
+    }
+    // The last level leaves one total per row where Adam reads it.
+    let last = run.args(*reduces.last().unwrap());
+    assert_eq!(last.dst_offset, run.plan.run.totals_offset);
 }
 
 #[test]
@@ -397,7 +417,7 @@ fn adam_step_is_the_cpu_update() {
 }
 
 fn check_adam_step(model: &Model, config: &TrainConfig) {
-    let run = KernelRun::new(model, config, Work::Layers(Tile::SINGLE));
+    let run = KernelRun::new(model, config, Schedule::Dispatch, Tile::SINGLE);
     let adam = run.positions(Kernel::AdamStep)[0];
     run.run_through(0, adam);
     let state = run.read(&run.buffers.params);
@@ -428,7 +448,7 @@ fn gather_batch_draws_the_shuffle_of_src_batching() {
         (4097, 256, 9),
     ] {
         let config = job(samples, Some(batch), seed);
-        let run = KernelRun::new(&model(&[2]), &config, Work::Layers(Tile::SINGLE));
+        let run = KernelRun::new(&model(&[2]), &config, Schedule::Dispatch, Tile::SINGLE);
         let batching = Batching::new(samples, Some(batch), seed);
         assert!(batching.shuffle);
         let gather = run.positions(Kernel::GatherBatch)[0];
@@ -453,7 +473,7 @@ fn gather_batch_draws_the_shuffle_of_src_batching() {
 }
 
 #[test]
-fn network_partials_matches_the_layered_kernels() {
+fn sample_partials_matches_the_layered_kernels() {
     // The samples schedule's written-out kernel runs forward, error,
     // backward and the first level of every sum per sample in registers: its
     // partial sums against the layered kernels' on the same job, in the
@@ -461,21 +481,21 @@ fn network_partials_matches_the_layered_kernels() {
     for (hidden, samples) in [(vec![3, 3], 600), (vec![], 300), (vec![8, 4, 2], 257)] {
         let model = model(&hidden);
         let config = job(samples, None, 1);
-        let layered = KernelRun::new(&model, &config, Work::Layers(Tile::SINGLE));
+        let layered = KernelRun::new(&model, &config, Schedule::Dispatch, Tile::SINGLE);
         layered.run_through(
             0,
             *layered.positions(Kernel::GradientPartials).last().unwrap(),
         );
         let (layered_sums, _, bounds) = partial_sums(&layered, samples);
-        let written = KernelRun::new(&model, &config, Work::Samples);
+        let written = KernelRun::new(&model, &config, Schedule::Samples, Tile::SINGLE);
         let position = written.positions(Kernel::SamplePartials)[0];
         written.run_through(0, position);
-        let step = written.args(position);
+        let args = written.args(position);
         let reduce = written.read(&written.buffers.reduce);
         let blocks = samples.div_ceil(REDUCE_BLOCK);
         let written_sums: Vec<f32> = (0..=model.params().len())
             .flat_map(|row| {
-                let start = step.dst_offset as usize + row * step.out_len as usize;
+                let start = args.dst_offset as usize + row * args.out_len as usize;
                 reduce[start..start + blocks].to_vec()
             })
             .collect();
@@ -483,7 +503,7 @@ fn network_partials_matches_the_layered_kernels() {
         // every layer, rounded again at each: the sum's bound times the depth.
         let depth = hidden.len() as f32 + 2.0;
         let bounds: Vec<f32> = bounds.iter().map(|b| depth * b).collect();
-        let what = format!("network_partials, hidden {hidden:?}");
+        let what = format!("sample_partials, hidden {hidden:?}");
         assert_within(&what, &written_sums, &layered_sums, &bounds);
     }
 }

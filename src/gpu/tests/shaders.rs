@@ -4,7 +4,7 @@
 //! with the fused schedule's template filled in, or the samples schedule's.
 //! The seed job's generated modules are kept in tests/golden/, so a change
 //! to what the host writes shows in review as a diff of WGSL
-//! (`GPU_C2F_UPDATE_GOLDEN=1 cargo test --test shaders` rewrites them).
+//! (`GPU_C2F_UPDATE_GOLDEN=1 cargo test --lib shaders` rewrites them).
 
 use gpu_c2f::gpu::abi::{FUSED_ENTRY_POINT, Kernel};
 use gpu_c2f::gpu::fused::fused_module;
@@ -165,10 +165,7 @@ fn the_kernels_bind_as_many_storage_buffers_as_the_device_is_asked_for() {
         .iter()
         .filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. }))
         .count();
-    assert_eq!(
-        storage as u32,
-        gpu_c2f::gpu::pipelines::STORAGE_BUFFERS_PER_STAGE
-    );
+    assert_eq!(storage as u32, gpu_c2f::gpu::abi::STORAGE_BUFFERS_PER_STAGE);
 }
 
 /// The seed job's module for `schedule`, as the trainer builds it (the
@@ -208,7 +205,10 @@ fn the_seed_jobs_generated_modules_match_their_golden_files() {
 
 #[test]
 fn modules_are_labelled_by_schedule_and_architecture() {
-    assert_eq!(seed_module(Schedule::Fused).label, "fused-1-3-3-1-b7-wg8");
+    assert_eq!(
+        seed_module(Schedule::Fused).label,
+        "fused-1-3-3-1-n7-b7-wg8"
+    );
     assert_eq!(seed_module(Schedule::Samples).label, "samples-1-3-3-1");
     assert_eq!(
         seed_module(Schedule::Dispatch).label,
