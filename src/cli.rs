@@ -304,9 +304,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 max_chunk_samples: None,
                 fused_workgroup_size: None,
                 record_steps: cli.compare,
+                stream_losses: false,
             };
             let run = gpu::train_with(gpu, &initial, &config, &options, |done| {
-                progress.update(done)
+                progress.update(done.epochs)
             })
             .map_err(|error| match error {
                 // A divergence reads the same on every path; other

@@ -147,7 +147,7 @@ fn the_async_core_and_the_blocking_call_agree_bit_for_bit() {
         &seed_model(),
         &config,
         &options,
-        |epochs| progress.push(epochs),
+        |done| progress.push(done.epochs),
     ))
     .unwrap();
     assert_eq!(blocking.output.loss_history, awaited.output.loss_history);

@@ -171,6 +171,7 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
             max_chunk_samples: Some(256),
             fused_workgroup_size: None,
             record_steps: true,
+            stream_losses: false,
         };
         let chunked = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {}).unwrap();
         assert_shadow_check_passes(&initial, &config, &chunked);
@@ -238,6 +239,7 @@ fn submitting_in_chunks_changes_nothing_but_the_submit_count() {
             max_chunk_samples: None,
             fused_workgroup_size: None,
             record_steps: false,
+            stream_losses: false,
         };
         let chunked = GpuOptions {
             schedule,
@@ -245,16 +247,25 @@ fn submitting_in_chunks_changes_nothing_but_the_submit_count() {
             max_chunk_samples: None,
             fused_workgroup_size: None,
             record_steps: false,
+            stream_losses: true,
         };
         let a = gpu::train_with(common::gpu(), &initial, &config, &whole, |_| {}).unwrap();
-        let mut reported = Vec::new();
+        let (mut reported, mut streamed) = (Vec::new(), Vec::new());
         let b = gpu::train_with(common::gpu(), &initial, &config, &chunked, |done| {
-            reported.push(done)
+            reported.push(done.epochs);
+            streamed.extend_from_slice(done.new_losses);
+            // Each report brings exactly the epochs finished since the last.
+            assert_eq!(streamed.len(), done.epochs);
         })
         .unwrap();
         assert_eq!(a.output.loss_history, b.output.loss_history, "{schedule:?}");
         assert_eq!(a.output.model, b.output.model, "{schedule:?}");
         assert_eq!(a.timings.submits, 1);
+        // The streamed losses are the history, one readback per submission
+        // plus the final one.
+        assert_eq!(streamed, b.output.loss_history, "{schedule:?}");
+        assert_eq!(b.timings.readbacks, b.timings.submits + 1, "{schedule:?}");
+        assert_eq!(a.timings.readbacks, 1, "{schedule:?}");
         // Progress comes once per submission, in whole chunks of 100 epochs
         // (fused chunks round up to whole dispatches of ~150 epochs).
         assert_eq!(b.timings.submits, reported.len(), "{schedule:?}");
@@ -302,6 +313,7 @@ fn runs_of_more_passes_than_one_query_set_holds_train_and_time_every_pass() {
         max_chunk_samples: None,
         fused_workgroup_size: None,
         record_steps: true,
+        stream_losses: false,
     };
     let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {})
         .unwrap_or_else(|e| panic!("a 2100-pass run trains: {e:#}"));

@@ -26,7 +26,7 @@ pub(crate) mod wgsl;
 pub use context::{AdapterSelector, BackendChoice, Gpu, GpuInfo, required_limits};
 pub use plan::largest_buffer;
 pub use schedule::{Schedule, ScheduleChoice};
-pub use trainer::{GpuOptions, GpuTimings, GpuTrainOutput, train_async};
+pub use trainer::{GpuOptions, GpuTimings, GpuTrainOutput, Progress, train_async};
 #[cfg(not(target_arch = "wasm32"))]
 pub use trainer::{train, train_with};
 /// The wgpu this crate is built on, for [`Gpu::from_device`].

@@ -2,7 +2,9 @@
 //! dispatch binds, and the compute passes of every submission, with one
 //! submission queued behind the running one.
 
-use super::abi::{CURRENT_STRIDE, Current, Kernel, WORKGROUP_SIZE};
+use super::abi::{
+    CURRENT_STRIDE, Current, F32_BYTES, HISTORY_HEADER_WORDS, Kernel, WORKGROUP_SIZE,
+};
 use super::buffers::RunBuffers;
 use super::context::{Gpu, Submission};
 use super::pipelines::Pipelines;
@@ -54,47 +56,106 @@ pub struct Recorder<'a> {
     pub fused: &'a FusedSplit,
 }
 
+/// What a GPU run reports after each submission.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// Epochs finished so far.
+    pub epochs: usize,
+    /// The losses of the epochs finished since the last report, with
+    /// `GpuOptions::stream_losses` (read back with the submission that
+    /// finished them); else empty.
+    pub new_losses: &'a [f32],
+}
+
+/// A submission on the queue and what it will report.
+struct InFlight {
+    submission: Submission,
+    epochs: usize,
+    losses: Option<wgpu::Buffer>,
+}
+
 impl Recorder<'_> {
     /// Records and submits every training step, `steps_per_submit` to a
     /// command buffer, keeping one submission queued behind the running one
     /// and waiting only for the one before; `on_progress` hears the finished
-    /// steps. Returns the number of submissions.
+    /// epochs after each, and with `stream_losses` their losses, copied out
+    /// of the history at the end of the submission that finished them (one
+    /// readback per submission, counted in `readbacks`). Returns the number
+    /// of submissions.
     pub async fn submit_all(
         &self,
         steps_per_submit: usize,
         timer: Option<&PassTimer>,
-        mut on_progress: impl FnMut(usize),
+        stream_losses: bool,
+        readbacks: &mut usize,
+        mut on_progress: impl FnMut(Progress<'_>),
     ) -> Result<usize> {
         let total_steps = self.plan.total_steps as usize;
+        let steps_per_epoch = self.plan.batching.steps_per_epoch as usize;
         let mut submits = 0;
-        let mut in_flight: Option<(Submission, usize)> = None;
-        let mut done = 0usize;
+        let mut in_flight: Option<InFlight> = None;
+        let (mut done, mut copied) = (0usize, 0usize);
         while done < total_steps {
             let count = steps_per_submit.min(total_steps - done);
-            let commands = self.record(count, timer, submits);
+            done += count;
+            let epochs = done / steps_per_epoch;
+            let copy = (stream_losses && epochs > copied).then(|| copied..epochs);
+            copied = epochs;
+            let (commands, losses) = self.record(count, timer, submits, copy);
             let submission = self.gpu.submit(commands);
             submits += 1;
-            done += count;
-            if let Some((previous, finished)) = in_flight.replace((submission, done)) {
-                self.gpu.wait(previous).await?;
-                on_progress(finished);
+            let flight = InFlight {
+                submission,
+                epochs,
+                losses,
+            };
+            if let Some(previous) = in_flight.replace(flight) {
+                self.report(previous, readbacks, &mut on_progress).await?;
             }
         }
-        if let Some((last, finished)) = in_flight {
-            self.gpu.wait(last).await?;
-            on_progress(finished);
+        if let Some(last) = in_flight {
+            self.report(last, readbacks, &mut on_progress).await?;
         }
         Ok(submits)
     }
 
+    /// Waits for `flight` and reports it, with its losses when it copied some.
+    async fn report(
+        &self,
+        flight: InFlight,
+        readbacks: &mut usize,
+        on_progress: &mut impl FnMut(Progress<'_>),
+    ) -> Result<()> {
+        let new_losses: Vec<f32> = match &flight.losses {
+            Some(buffer) => bytemuck::pod_collect_to_vec(
+                &self
+                    .gpu
+                    .read_mapped(buffer, flight.submission, readbacks)
+                    .await?,
+            ),
+            None => {
+                self.gpu.wait(flight.submission).await?;
+                Vec::new()
+            }
+        };
+        on_progress(Progress {
+            epochs: flight.epochs,
+            new_losses: &new_losses,
+        });
+        Ok(())
+    }
+
     /// `count` training steps in one compute pass of one command buffer:
-    /// `fused_steps` dispatches, or every dispatch of every step.
+    /// `fused_steps` dispatches, or every dispatch of every step; then, for
+    /// `losses`, the copy of those epochs' losses into a mappable buffer
+    /// (returned with the commands).
     fn record(
         &self,
         count: usize,
         timer: Option<&PassTimer>,
         pass_index: usize,
-    ) -> wgpu::CommandBuffer {
+        losses: Option<std::ops::Range<usize>>,
+    ) -> (wgpu::CommandBuffer, Option<wgpu::Buffer>) {
         let (plan, buffers, pipelines) = (self.plan, self.buffers, self.pipelines);
         let mut encoder = self
             .gpu
@@ -145,7 +206,19 @@ impl Recorder<'_> {
         if let Some(timer) = timer {
             timer.collect(&mut encoder, pass_index);
         }
-        encoder.finish()
+        let losses = losses.map(|epochs| {
+            let bytes = epochs.len() as u64 * F32_BYTES;
+            let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("streamed losses"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let first = (HISTORY_HEADER_WORDS + epochs.start as u64) * F32_BYTES;
+            encoder.copy_buffer_to_buffer(&buffers.history, first, &staging, 0, bytes);
+            staging
+        });
+        (encoder.finish(), losses)
     }
 }
 

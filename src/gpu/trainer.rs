@@ -8,6 +8,7 @@ use super::context::Gpu;
 use super::pipelines::Pipelines;
 use super::plan::{RECORD_BUDGET, largest_buffer};
 use super::readback::read_back;
+pub use super::record::Progress;
 use super::record::{Recorder, current_records};
 use super::schedule::{
     FusedSplit, Schedule, ScheduleChoice, fused_workgroup_size, plan_for, steps_per_submit,
@@ -43,6 +44,10 @@ pub struct GpuOptions {
     /// step while `plan::RECORD_BUDGET` (64 MiB) holds them, else every K-th. They come
     /// back with the results, in the same readback.
     pub record_steps: bool,
+    /// Read each submission's newly finished epoch losses back as it ends,
+    /// for a live loss curve ([`Progress::new_losses`]): one readback per
+    /// submission, so set `epochs_per_submit` to the chunk wanted.
+    pub stream_losses: bool,
 }
 
 /// Where the time of a GPU run went, and how often the host talked to it.
@@ -98,7 +103,7 @@ pub fn train_with(
     initial: &Model,
     config: &TrainConfig,
     options: &GpuOptions,
-    on_progress: impl FnMut(usize),
+    on_progress: impl FnMut(Progress<'_>),
 ) -> Result<GpuTrainOutput> {
     pollster::block_on(train_async(gpu, initial, config, options, on_progress))
 }
@@ -106,13 +111,14 @@ pub fn train_with(
 /// Trains `initial` on the GPU: the same math as [`crate::cpu::train`],
 /// every epoch on the GPU. The host waits only between submissions (never
 /// per epoch unless `epochs_per_submit` is 1) and once at the end;
-/// `on_progress` hears the number of finished epochs after each submission.
+/// `on_progress` hears the finished epochs (and with
+/// [`GpuOptions::stream_losses`] their losses) after each submission.
 pub async fn train_async(
     gpu: &Gpu,
     initial: &Model,
     config: &TrainConfig,
     options: &GpuOptions,
-    mut on_progress: impl FnMut(usize),
+    on_progress: impl FnMut(Progress<'_>),
 ) -> Result<GpuTrainOutput> {
     config.validate()?;
     let fused_workgroup_size = fused_workgroup_size(
@@ -156,7 +162,7 @@ pub async fn train_async(
     let upload = started.elapsed();
 
     let started = Instant::now();
-    let steps_per_epoch = plan.batching.steps_per_epoch as usize;
+    let mut readbacks = 0;
     let steps_per_submit = steps_per_submit(&plan, schedule, &fused, options.epochs_per_submit);
     let timer = PassTimer::new(gpu, (plan.total_steps as usize).div_ceil(steps_per_submit));
     let recorder = Recorder {
@@ -167,14 +173,17 @@ pub async fn train_async(
         fused: &fused,
     };
     let submits = recorder
-        .submit_all(steps_per_submit, timer.as_ref(), |steps| {
-            on_progress(steps / steps_per_epoch)
-        })
+        .submit_all(
+            steps_per_submit,
+            timer.as_ref(),
+            options.stream_losses,
+            &mut readbacks,
+            on_progress,
+        )
         .await?;
     let train_time = started.elapsed();
 
     let started = Instant::now();
-    let mut readbacks = 0;
     let results = read_back(gpu, &buffers, &plan, timer.as_ref(), &mut readbacks).await?;
     let readback = started.elapsed();
     let gpu_train = timer.as_ref().map(|t| t.total(&results.ticks));
