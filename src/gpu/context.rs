@@ -206,9 +206,8 @@ Mesa's software Vulkan driver (lavapipe) works: `sudo apt-get install mesa-vulka
 Debian/Ubuntu. Or train on the CPU with `--cpu-reference`.";
 
 #[cfg(target_arch = "wasm32")]
-const REMEDIES: &str = "This browser offers no WebGPU adapter: use a current Chrome, Edge or \
-Safari, or Firefox with WebGPU enabled, on a machine whose GPU driver the browser allows. Or \
-train on the CPU reference.";
+const REMEDIES: &str = "The browser gave no WebGPU adapter: WebGPU may be switched off in it, \
+or its GPU driver blocked.";
 
 /// The error for an empty adapter list: what was tried and what to do.
 pub(crate) fn no_adapter_error(backend: BackendChoice) -> Error {
@@ -220,6 +219,8 @@ pub(crate) fn no_adapter_error(backend: BackendChoice) -> Error {
         (wgpu::Backends::BROWSER_WEBGPU, "webgpu"),
     ]
     .into_iter()
+    // A browser has its WebGPU and nothing else.
+    .filter(|(flag, _)| !cfg!(target_arch = "wasm32") || *flag == wgpu::Backends::BROWSER_WEBGPU)
     .filter(|(flag, _)| backend.backends().contains(*flag))
     .map(|(_, name)| name)
     .collect();

@@ -99,7 +99,7 @@ impl Recorder<'_> {
             let count = steps_per_submit.min(total_steps - done);
             done += count;
             let epochs = done / steps_per_epoch;
-            let copy = (stream_losses && epochs > copied).then(|| copied..epochs);
+            let copy = (stream_losses && epochs > copied).then_some(copied..epochs);
             copied = epochs;
             let (commands, losses) = self.record(count, timer, submits, copy);
             let submission = self.gpu.submit(commands);

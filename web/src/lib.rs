@@ -1,0 +1,337 @@
+//! gpu-c2f in the browser: the page (web/index.html, web/main.js) calls
+//! these functions, compiled to wasm32 with wasm-bindgen. Everything the
+//! CLI shares is the library's own code: the same WGSL kernels through
+//! wgpu's WebGPU backend, the same CSV reader, model files, CPU reference
+//! and shadow check. The page's requests and results cross the boundary as
+//! JSON; the training core ([`train_request`]) is plain async Rust, so the
+//! tests run it natively too.
+
+use gpu_c2f::compare::{GPU_CPU_TOLERANCE, compare};
+use gpu_c2f::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, Progress};
+use gpu_c2f::shadow::{self, DeviceRun};
+use gpu_c2f::{Architecture, Dataset, DenseWeights, Error, Model, TrainConfig, cpu, model_file};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+
+/// Loss-curve updates a run sends while it trains: one readback per
+/// `1/PROGRESS_CHUNKS` of the epochs, never one per epoch.
+pub const PROGRESS_CHUNKS: usize = 25;
+
+/// A training run as the page asks for it (the CLI's flags, by name).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TrainRequest {
+    /// `--epochs`.
+    pub epochs: usize,
+    /// `--learning-rate`.
+    pub learning_rate: f32,
+    /// `--hidden`: the hidden layers' widths (ignored with `init_model`).
+    pub hidden: Vec<usize>,
+    /// `--batch-size` (`None`: the whole dataset).
+    pub batch_size: Option<usize>,
+    /// `--seed`: the initial weights' and the shuffle's.
+    pub seed: u64,
+    /// `--schedule`: auto, fused, samples or dispatch.
+    pub schedule: String,
+    /// The training pairs.
+    pub celsius: Vec<f32>,
+    pub fahrenheit: Vec<f32>,
+    /// `--init`: a model file's text to start from instead of fresh weights.
+    pub init_model: Option<String>,
+}
+
+/// What a run gives the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainResult {
+    pub loss_history: Vec<f32>,
+    pub final_loss: f32,
+    pub prediction_100: f32,
+    /// The layers' weights in Keras's `get_weights()` layout.
+    pub layers: Vec<DenseWeights>,
+    pub architecture: String,
+    pub adapter: String,
+    pub schedule: String,
+    pub timings_ms: Timings,
+    /// Progress reports the run sent before it ended.
+    pub progress_updates: usize,
+}
+
+/// Where a run's time went, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Timings {
+    pub pipelines: f64,
+    pub upload: f64,
+    pub train: f64,
+    /// The GPU's own time for the training passes (timestamp queries),
+    /// where the adapter has them.
+    pub gpu_train: Option<f64>,
+    pub readback: f64,
+    pub submits: usize,
+    pub readbacks: usize,
+}
+
+/// The last run, kept for the CPU check, the model download and `predict`.
+struct LastRun {
+    initial: Model,
+    config: TrainConfig,
+    run: gpu::GpuTrainOutput,
+    init: bool,
+    seed: u64,
+    adapter: gpu::GpuInfo,
+}
+
+thread_local! {
+    static GPU: RefCell<Option<Rc<Gpu>>> = const { RefCell::new(None) };
+    static LAST: RefCell<Option<LastRun>> = const { RefCell::new(None) };
+}
+
+fn js_error(error: impl std::fmt::Display) -> JsError {
+    JsError::new(&error.to_string())
+}
+
+/// The run's initial model and configuration, checked as the CLI checks them.
+pub fn plan_request(request: &TrainRequest) -> Result<(Model, TrainConfig), Error> {
+    let data = Dataset {
+        celsius: request.celsius.clone(),
+        fahrenheit: request.fahrenheit.clone(),
+    };
+    if data.celsius.len() != data.fahrenheit.len() {
+        return Err(Error::data(
+            None,
+            None,
+            "every row needs a celsius and a fahrenheit value",
+        ));
+    }
+    let initial = match &request.init_model {
+        Some(text) => model_file::parse(text)?,
+        None => Model::glorot_uniform(Architecture::new(&request.hidden)?, request.seed),
+    };
+    let config = TrainConfig {
+        data,
+        epochs: request.epochs,
+        learning_rate: request.learning_rate,
+        batch_size: request.batch_size,
+        shuffle_seed: request.seed,
+    };
+    config.validate()?;
+    if request.epochs == 0 {
+        return Err(Error::InvalidConfig("train for at least 1 epoch".into()));
+    }
+    Ok((initial, config))
+}
+
+fn schedule_choice(name: &str) -> Result<gpu::ScheduleChoice, Error> {
+    Ok(match name {
+        "auto" => gpu::ScheduleChoice::Auto,
+        "fused" => gpu::ScheduleChoice::Fused,
+        "samples" => gpu::ScheduleChoice::Samples,
+        "dispatch" => gpu::ScheduleChoice::Dispatch,
+        other => {
+            return Err(Error::InvalidConfig(format!(
+                "unknown schedule {other:?}: auto, fused, samples or dispatch"
+            )));
+        }
+    })
+}
+
+fn ms(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+/// Trains `request` on `gpu`, recording every step for the CPU check and
+/// streaming the losses in [`PROGRESS_CHUNKS`] chunks to `on_progress`.
+pub async fn train_request(
+    gpu: &Gpu,
+    request: &TrainRequest,
+    mut on_progress: impl FnMut(Progress<'_>),
+) -> Result<(TrainResult, Model, TrainConfig, gpu::GpuTrainOutput), Error> {
+    let (initial, config) = plan_request(request)?;
+    let options = GpuOptions {
+        schedule: schedule_choice(&request.schedule)?,
+        epochs_per_submit: Some((config.epochs / PROGRESS_CHUNKS).max(1)),
+        record_steps: true,
+        stream_losses: true,
+        ..GpuOptions::default()
+    };
+    let mut updates = 0;
+    let run = gpu::train_async(gpu, &initial, &config, &options, |progress| {
+        updates += 1;
+        on_progress(progress)
+    })
+    .await?;
+    let output = &run.output;
+    let timings = &run.timings;
+    let result = TrainResult {
+        loss_history: output.loss_history.clone(),
+        final_loss: output.final_loss(),
+        prediction_100: output.model.predict(100.0),
+        layers: output.model.dense_weights(),
+        architecture: output.model.architecture().describe(),
+        adapter: gpu.info.name.clone(),
+        schedule: timings.schedule.name().to_string(),
+        timings_ms: Timings {
+            pipelines: ms(timings.pipelines),
+            upload: ms(timings.upload),
+            train: ms(timings.train),
+            gpu_train: timings.gpu_train.map(ms),
+            readback: ms(timings.readback),
+            submits: timings.submits,
+            readbacks: timings.readbacks,
+        },
+        progress_updates: updates,
+    };
+    Ok((result, initial, config, run))
+}
+
+/// The CPU check of a run, as `--compare` makes it: the shadow check (the
+/// verdict) and the whole-run comparison (information).
+pub fn check_run(initial: &Model, config: &TrainConfig, run: &gpu::GpuTrainOutput) -> String {
+    let device = DeviceRun {
+        records: &run.records,
+        loss_history: &run.output.loss_history,
+        trained: &run.output.model,
+    };
+    let check = shadow::check_steps(initial, config, device);
+    let reference = cpu::train(initial, config);
+    let (comparison, cpu_prediction_100, cpu_error) = match &reference {
+        Ok(reference) => (
+            Some(compare(reference, &run.output, &[100.0], GPU_CPU_TOLERANCE)),
+            Some(reference.model.predict(100.0)),
+            None,
+        ),
+        Err(error) => (None, None, Some(error.to_string())),
+    };
+    serde_json::json!({
+        "passed": check.within_tolerance,
+        "shadow_check": check,
+        "record_every": run.record_every,
+        "comparison": comparison,
+        "cpu_prediction_100": cpu_prediction_100,
+        "cpu_error": cpu_error,
+    })
+    .to_string()
+}
+
+/// Opens the browser's WebGPU adapter (once) and says which it is, as JSON
+/// (`name`, `backend`, `device_type`, `driver`).
+#[wasm_bindgen]
+pub async fn open_gpu() -> Result<String, JsError> {
+    let gpu = Gpu::request(&AdapterSelector::Auto, BackendChoice::All)
+        .await
+        .map_err(js_error)?;
+    let info = serde_json::to_string(&gpu.info).map_err(js_error)?;
+    GPU.with(|slot| *slot.borrow_mut() = Some(Rc::new(gpu)));
+    Ok(info)
+}
+
+/// Trains the request (JSON, [`TrainRequest`]) on the opened GPU; calls
+/// `on_progress(epochs, newLosses: Float32Array)` as chunks of epochs finish.
+/// Returns the result as JSON ([`TrainResult`]).
+#[wasm_bindgen]
+pub async fn train(request: String, on_progress: js_sys::Function) -> Result<String, JsError> {
+    let request: TrainRequest = serde_json::from_str(&request).map_err(js_error)?;
+    let gpu = GPU
+        .with(|slot| slot.borrow().clone())
+        .ok_or_else(|| JsError::new("no GPU is open: call open_gpu first"))?;
+    let report = |progress: Progress<'_>| {
+        let losses = js_sys::Float32Array::from(progress.new_losses);
+        // A failing callback is the page's bug; training goes on.
+        let _ = on_progress.call2(&JsValue::NULL, &progress.epochs.into(), &losses);
+    };
+    let (result, initial, config, run) = train_request(&gpu, &request, report)
+        .await
+        .map_err(js_error)?;
+    LAST.with(|slot| {
+        *slot.borrow_mut() = Some(LastRun {
+            initial,
+            config,
+            run,
+            init: request.init_model.is_some(),
+            seed: request.seed,
+            adapter: gpu.info.clone(),
+        })
+    });
+    serde_json::to_string(&result).map_err(js_error)
+}
+
+fn with_last<T>(f: impl FnOnce(&LastRun) -> Result<T, JsError>) -> Result<T, JsError> {
+    LAST.with(|slot| match slot.borrow().as_ref() {
+        Some(last) => f(last),
+        None => Err(JsError::new("train first")),
+    })
+}
+
+/// The last trained model's prediction for `celsius`.
+#[wasm_bindgen]
+pub fn predict(celsius: f32) -> Result<f32, JsError> {
+    with_last(|last| Ok(last.run.output.model.predict(celsius)))
+}
+
+/// The CPU check of the last run ([`check_run`]), as JSON.
+#[wasm_bindgen]
+pub fn check_against_cpu() -> Result<String, JsError> {
+    with_last(|last| Ok(check_run(&last.initial, &last.config, &last.run)))
+}
+
+/// The last trained model as the CLI's `--save` writes it.
+#[wasm_bindgen]
+pub fn model_json() -> Result<String, JsError> {
+    with_last(|last| {
+        let extra = serde_json::json!({
+            "seed": last.seed,
+            "init": last.init.then_some("uploaded model file"),
+            "epochs": last.config.epochs,
+            "learning_rate": last.config.learning_rate,
+            "final_loss": last.run.output.final_loss(),
+            "device": last.adapter,
+        });
+        model_file::to_json(&last.run.output.model, &extra).map_err(js_error)
+    })
+}
+
+/// A CSV file's pairs, read as the CLI reads `--data`, as JSON
+/// (`celsius`, `fahrenheit`); errors name the line and column.
+#[wasm_bindgen]
+pub fn parse_csv(text: String) -> Result<String, JsError> {
+    let data = Dataset::from_csv_str(&text, None).map_err(js_error)?;
+    Ok(serde_json::json!({"celsius": data.celsius, "fahrenheit": data.fahrenheit}).to_string())
+}
+
+/// A model file's network, checked as `--init` checks it: its hidden widths
+/// as JSON.
+#[wasm_bindgen]
+pub fn parse_model(text: String) -> Result<String, JsError> {
+    let model = model_file::parse(&text).map_err(js_error)?;
+    let widths = model.architecture().widths();
+    Ok(serde_json::json!({
+        "architecture": model.architecture().describe(),
+        "hidden": &widths[1..widths.len() - 1],
+    })
+    .to_string())
+}
+
+/// The seed program's 7 pairs, as JSON (`celsius`, `fahrenheit`).
+#[wasm_bindgen]
+pub fn seed_pairs() -> String {
+    let data = Dataset::seed();
+    serde_json::json!({"celsius": data.celsius, "fahrenheit": data.fahrenheit}).to_string()
+}
+
+/// The least-squares line's value at 100 °C for `celsius` -> `fahrenheit`
+/// pairs (JSON): what every converged run lands on.
+#[wasm_bindgen]
+pub fn least_squares_at_100(pairs: String) -> Result<f64, JsError> {
+    #[derive(Deserialize)]
+    struct Pairs {
+        celsius: Vec<f32>,
+        fahrenheit: Vec<f32>,
+    }
+    let pairs: Pairs = serde_json::from_str(&pairs).map_err(js_error)?;
+    let (slope, intercept) = Dataset {
+        celsius: pairs.celsius,
+        fahrenheit: pairs.fahrenheit,
+    }
+    .least_squares_line();
+    Ok(slope * 100.0 + intercept)
+}

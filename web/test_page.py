@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""The browser page, tested in a real browser: Debian's Chromium, headless,
+running WebGPU on SwiftShader, driven with Playwright (never downloading a
+browser). Build the page first (./scripts/web.sh --build-only); this serves
+web/ itself.
+
+    python3 web/test_page.py [--chromium /usr/bin/chromium] [--screenshot PATH]
+
+Checks, from what the page shows and keeps in `window.gpuC2fPage`:
+- Train on the seed job: 1000 losses, the prediction for 100 C within 0.01 F of
+  the 7 pairs' least-squares line (tests/seed_job.rs explains the 0.01), at
+  least two live progress updates before the end, and the CPU check passing;
+- the trained model downloads as the CLI's model JSON and loads back;
+- a bad CSV file and a browser without WebGPU each get a visible, specific
+  message, and no uncaught exception reaches the console.
+Prints the training time the page measured (for BENCHMARKS.md).
+"""
+
+import argparse
+import functools
+import http.server
+import json
+import pathlib
+import struct
+import sys
+import tempfile
+import threading
+
+from playwright.sync_api import sync_playwright
+
+WEB = pathlib.Path(__file__).resolve().parent
+WEBGPU_FLAGS = [
+    "--enable-unsafe-webgpu",
+    "--enable-features=Vulkan",
+    "--use-angle=vulkan",
+]
+SEED_CELSIUS = [-40, -10, 0, 8, 15, 22, 38]
+# The tutorial's pairs, rounded as it gives them.
+SEED_FAHRENHEIT = [-40, 14, 32, 46, 59, 72, 100]
+
+
+def least_squares_at_100():
+    """The ordinary least-squares line through the 7 pairs, at 100 C."""
+    n = len(SEED_CELSIUS)
+    mean_c = sum(SEED_CELSIUS) / n
+    mean_f = sum(SEED_FAHRENHEIT) / n
+    sxy = sum((c - mean_c) * (f - mean_f) for c, f in zip(SEED_CELSIUS, SEED_FAHRENHEIT))
+    sxx = sum((c - mean_c) ** 2 for c in SEED_CELSIUS)
+    slope = sxy / sxx
+    return slope * 100 + (mean_f - slope * mean_c)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def as_f32(values):
+    """Values rounded to f32, as the page's JSON (shortest decimals that
+    round-trip an f32) and its Float32Array (exact) both mean them."""
+    return [struct.unpack("f", struct.pack("f", v))[0] for v in values]
+
+
+def serve():
+    """Serves web/ on a free localhost port; returns the server."""
+    handler = functools.partial(QuietHandler, directory=str(WEB))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def open_page(browser, url, console_errors):
+    page = browser.new_page(viewport={"width": 1200, "height": 1100})
+    page.on("pageerror", lambda error: console_errors.append(f"uncaught: {error}"))
+    page.on(
+        "console",
+        lambda msg: console_errors.append(f"console.{msg.type}: {msg.text}")
+        if msg.type == "error"
+        else None,
+    )
+    page.goto(url)
+    page.wait_for_function(
+        "['ready', 'error'].includes(document.body.dataset.state)", timeout=60_000
+    )
+    return page
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+    print(f"ok: {what}")
+
+
+def train_the_seed_job(page, screenshot):
+    adapter = page.locator("#adapter").inner_text()
+    check(adapter not in ("", "–") and not adapter.startswith("("), f"the adapter is named: {adapter}")
+    # A timer that ticks every 10 ms while training: a main thread blocked by
+    # the training would show its whole length as one gap.
+    page.evaluate(
+        "window.ticks = []; window.ticker = setInterval(() => window.ticks.push(performance.now()), 10)"
+    )
+    page.click("#train")
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=300_000)
+    ticks = page.evaluate("clearInterval(window.ticker), window.ticks")
+    state = page.evaluate("window.gpuC2fPage")
+    check(not state["errors"], f"training raised no error ({state['errors']})")
+    result = state["result"]
+    check(len(result["loss_history"]) == 1000, f"1000 losses ({len(result['loss_history'])})")
+    expected = least_squares_at_100()
+    got = result["prediction_100"]
+    check(abs(got - expected) < 0.01, f"100 C -> {got} F, within 0.01 of the least-squares {expected:.5f}")
+    check(
+        state["progressUpdates"] >= 2,
+        f"the curve grew while training: {state['progressUpdates']} progress updates",
+    )
+    check(
+        as_f32(state["streamed"]) == as_f32(result["loss_history"]),
+        "the losses streamed while training are the history",
+    )
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    # 250 ms: well under the run's ~900 ms on SwiftShader, well over a busy
+    # 2-core machine's scheduling hiccups.
+    check(
+        len(ticks) > 10 and max(gaps) < 250,
+        f"the page stayed responsive: {len(ticks)} timer ticks during the run, longest gap {max(gaps):.0f} ms",
+    )
+    check(
+        page.locator("#prediction-100").inner_text().startswith(f"{got:.4f}"[:7]),
+        "the page shows the prediction: " + page.locator("#prediction-100").inner_text(),
+    )
+    page.fill("#predict-input", "37")
+    check(page.locator("#predict-output").inner_text() not in ("", "–"), "any temperature predicts")
+
+    page.click("#check")
+    page.wait_for_function("window.gpuC2fPage.check !== null", timeout=60_000)
+    verdict = page.evaluate("window.gpuC2fPage.check")
+    check(verdict["passed"], f"the CPU check passes: {page.locator('#check-result').inner_text()}")
+    check(verdict["shadow_check"]["steps_checked"] == 1000, "every step was checked")
+    page.screenshot(path=str(screenshot), full_page=True)
+    print(f"screenshot: {screenshot}")
+    timings = result["timings_ms"]
+    print(
+        f"timing: {state['adapterName']}, schedule {result['schedule']}: train {timings['train']:.1f} ms "
+        f"(GPU {timings['gpu_train']}), pipelines {timings['pipelines']:.1f} ms, "
+        f"whole run in the page {result['page_ms']:.0f} ms, {timings['submits']} submissions"
+    )
+    return result
+
+
+def model_round_trip(page, folder):
+    with page.expect_download() as download:
+        page.click("#download-model")
+    path = folder / "model.json"
+    download.value.save_as(path)
+    saved = json.loads(path.read_text())
+    check(saved["format"] == "gpu-c2f model v1" and saved["architecture"] == "1-3-3-1", "the model downloads as the CLI's JSON")
+    check(len(saved["layers"]) == 3 and len(saved["layers"][0]["kernel"][0]) == 3, "in Keras's layout")
+    page.set_input_files("#model-file", str(path))
+    page.wait_for_function("window.gpuC2fPage.initModel !== null")
+    check("1-3-3-1" in page.locator("#init-model").inner_text(), "it loads back as the starting model")
+    page.set_input_files("#model-file", [])
+
+
+def bad_csv(page, folder):
+    path = folder / "temps.csv"
+    path.write_text("celsius,fahrenheit\n0,32\n10,fifty\n")
+    page.set_input_files("#csv-file", str(path))
+    page.wait_for_function("document.body.dataset.state === 'error'")
+    text = page.locator("#error").inner_text()
+    check(page.locator("#error").is_visible(), "a bad CSV shows an error box")
+    check("temps.csv" in text and "line 3, column 2" in text and "not a number" in text, f"naming file, line and column: {text!r}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--screenshot", default=str(WEB / "screenshot.png"))
+    args = parser.parse_args()
+    if not (WEB / "dist" / "gpu_c2f_web.js").exists():
+        sys.exit("web/dist/ is missing: run ./scripts/web.sh --build-only first")
+    server = serve()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as temporary:
+        folder = pathlib.Path(temporary)
+        console_errors = []
+        browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox", *WEBGPU_FLAGS])
+        page = open_page(browser, url, console_errors)
+        check(page.evaluate("document.body.dataset.state") == "ready", "the page finds a WebGPU adapter")
+        train_the_seed_job(page, pathlib.Path(args.screenshot))
+        model_round_trip(page, folder)
+        bad_csv(page, folder)
+        check(not console_errors, f"no uncaught exception or console error ({console_errors})")
+        browser.close()
+
+        # Without the WebGPU switches, headless Chromium on Linux has no
+        # WebGPU adapter (or no navigator.gpu at all): the page must say so.
+        console_errors = []
+        browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
+        page = open_page(browser, url, console_errors)
+        text = page.locator("#error").inner_text()
+        check(page.evaluate("document.body.dataset.state") == "error", "without WebGPU the page is in its error state")
+        check("WebGPU" in text and "enable-unsafe-webgpu" in text, f"and says which browsers and flags enable it: {text[:80]!r}...")
+        check(page.locator("#train").is_disabled(), "Train is disabled")
+        check(not console_errors, f"no uncaught exception or console error ({console_errors})")
+        browser.close()
+    server.shutdown()
+    print("web page: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
