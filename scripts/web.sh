@@ -16,7 +16,9 @@ port=8000
 build_only=
 while [ $# -gt 0 ]; do
     case "$1" in
-        --port) port="$2"; shift 2 ;;
+        --port)
+            if [ $# -lt 2 ]; then echo "error: --port needs a number" >&2; exit 2; fi
+            port="$2"; shift 2 ;;
         --build-only) build_only=1; shift ;;
         *) echo "usage: $0 [--port N] [--build-only]" >&2; exit 2 ;;
     esac
@@ -28,11 +30,19 @@ if [ -z "$version" ]; then
     exit 1
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
+for tool in cargo rustup python3; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "error: $tool is missing; ./scripts/setup.sh installs Rust (rustup), and python3 serves the page" >&2
+        exit 1
+    fi
+done
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }')" != "$version" ]; then
     echo "Installing wasm-bindgen-cli $version (once)..." >&2
+    # Not --locked: its lockfile can name versions a registry mirror does
+    # not serve yet; the CLI's own version is pinned all the same.
     cargo install wasm-bindgen-cli --version "$version"
 fi
-rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+rustup target add wasm32-unknown-unknown
 
 cargo build --locked --profile web -p gpu-c2f-web --target wasm32-unknown-unknown
 wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \

@@ -369,23 +369,10 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     }
     print_stdout(&text)?;
-    match (&report.shadow_check, &report.comparison) {
-        (Some(shadow), _) if !shadow.check.within_tolerance => bail!(
-            "the shadow check failed: the GPU's training steps differ from the CPU reference's \
-             beyond their rounding bounds (see the Shadow check lines of the report)"
-        ),
-        // No step's record fit the budget: the whole-run comparison decides.
-        (Some(shadow), Some(comparison))
-            if shadow.check.steps_checked == 0 && !comparison.within_tolerance =>
-        {
-            bail!(
-                "no training step could be recorded for the shadow check, and the GPU and the \
-                 CPU reference differ beyond the whole-run tolerance ({} relative loss, {} weight)",
-                comparison.tolerance.loss_relative,
-                comparison.tolerance.weight
-            )
-        }
-        _ => Ok(()),
+    match &report.shadow_check {
+        Some(shadow) => shadow::verdict(&shadow.check, report.comparison.as_ref())
+            .map_err(|why| anyhow::anyhow!("{why} (see the Shadow check lines of the report)")),
+        None => Ok(()),
     }
 }
 

@@ -37,6 +37,7 @@
 //! must end in the trained model: with every step recorded, that covers the
 //! whole run.
 
+use crate::compare::Comparison;
 use crate::cpu::{Backprop, GatheredBatch};
 use crate::model::{DenseLayout, Model};
 use crate::optimizer::adam_update;
@@ -143,6 +144,29 @@ pub struct ShadowCheck {
     pub chain_breaks: Vec<String>,
     /// The verdict: no broken hand-over and every worst ratio at most 1.
     pub within_tolerance: bool,
+}
+
+/// The verdict of `--compare` (and of the browser page's check): the shadow
+/// check; when not one step could be recorded for it, the whole-run
+/// comparison instead. `Err` says why the runs disagree.
+pub fn verdict(check: &ShadowCheck, comparison: Option<&Comparison>) -> Result<(), String> {
+    if !check.within_tolerance {
+        return Err(
+            "the shadow check failed: the GPU's training steps differ from the CPU \
+                    reference's beyond their rounding bounds"
+                .into(),
+        );
+    }
+    match comparison {
+        Some(comparison) if check.steps_checked == 0 && !comparison.within_tolerance => {
+            Err(format!(
+                "no training step could be recorded for the shadow check, and the GPU and the CPU \
+             reference differ beyond the whole-run tolerance ({} relative loss, {} weight)",
+                comparison.tolerance.loss_relative, comparison.tolerance.weight
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What a device's run gave: its records of training steps (in step

@@ -2,7 +2,9 @@
 // WebAssembly, web/src/lib.rs) and draws what comes back. Everything that
 // trains, parses or checks is the library's own code.
 
-import init, * as gpuC2f from './dist/gpu_c2f_web.js';
+// The library, loaded in start() so that a missing build is an error on the
+// page rather than a page that never starts.
+let gpuC2f = null;
 
 const $ = (id) => document.getElementById(id);
 
@@ -15,6 +17,7 @@ const page = {
   result: null,      // the last run's result (JSON from the library)
   check: null,       // the last CPU check
   initModel: null,   // an uploaded model file's text (--init)
+  initModelName: null,
   errors: [],        // every error shown
   adapterName: '',
 };
@@ -120,6 +123,7 @@ function readRequest() {
     celsius: pairs.celsius,
     fahrenheit: pairs.fahrenheit,
     init_model: page.initModel,
+    init_model_name: page.initModelName,
   };
 }
 
@@ -131,6 +135,10 @@ function niceStep(span) {
   return [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
 }
 
+// Points drawn at most: beyond it every k-th epoch (and the last) stands
+// for its neighbours, so a long run draws as fast as a short one.
+const MOST_POINTS = 4000;
+
 function drawCurve() {
   const canvas = $('curve');
   const g = canvas.getContext('2d');
@@ -139,15 +147,25 @@ function drawCurve() {
   g.clearRect(0, 0, width, height);
   g.font = '22px system-ui, sans-serif';
   g.fillStyle = '#4a5263';
-  const epochs = Math.max(page.totalEpochs, page.losses.length, 1);
+  const losses = page.losses;
+  const epochs = Math.max(page.totalEpochs, losses.length, 1);
   const log = $('log-scale').checked;
-  const finite = page.losses.filter((v) => Number.isFinite(v) && (!log || v > 0));
-  if (finite.length === 0) {
-    g.fillText(page.totalEpochs ? 'waiting for the first epochs…' : 'press Train', margin.left + 20, height / 2);
+  const shown = (v) => Number.isFinite(v) && (!log || v > 0);
+  const y = log ? (v) => Math.log10(v) : (v) => v;
+  let [low, high, count] = [Infinity, -Infinity, 0];
+  for (const v of losses) {
+    if (!shown(v)) continue;
+    low = Math.min(low, y(v));
+    high = Math.max(high, y(v));
+    count += 1;
+  }
+  if (count === 0) {
+    const why = losses.length === 0
+      ? (page.totalEpochs ? 'waiting for the first epochs…' : 'press Train')
+      : (log ? 'no positive finite loss to draw on a log scale' : 'no finite loss to draw');
+    g.fillText(why, margin.left + 20, height / 2);
     return;
   }
-  const y = log ? (v) => Math.log10(v) : (v) => v;
-  let [low, high] = [Math.min(...finite.map(y)), Math.max(...finite.map(y))];
   if (log) { low = Math.floor(low); high = Math.ceil(high); }
   if (!log) low = Math.min(low, 0);
   if (high === low) high = low + 1;
@@ -173,22 +191,29 @@ function drawCurve() {
   }
   g.textAlign = 'center';
   g.textBaseline = 'top';
-  const xStep = niceStep(epochs);
+  const xStep = Math.max(1, niceStep(epochs));
   for (let e = 0; e <= epochs; e += xStep) g.fillText(String(e), px(e), height - margin.bottom + 10);
   g.fillText('epoch', (margin.left + width - margin.right) / 2, height - 28);
 
-  // The curve, as far as it has arrived.
-  g.strokeStyle = '#2456d6';
+  // The curve, as far as it has arrived; a lone point is a dot.
+  g.strokeStyle = g.fillStyle = '#2456d6';
   g.lineWidth = 3;
+  const every = Math.ceil(losses.length / MOST_POINTS);
   g.beginPath();
   let drawing = false;
-  page.losses.forEach((value, index) => {
-    if (!Number.isFinite(value) || (log && value <= 0)) { drawing = false; return; }
+  for (let index = 0; index < losses.length; index++) {
+    const value = losses[index];
+    if (index % every !== 0 && index !== losses.length - 1) continue;
+    if (!shown(value)) { drawing = false; continue; }
     const [x, yy] = [px(index + 1), py(value)];
     if (drawing) g.lineTo(x, yy); else g.moveTo(x, yy);
     drawing = true;
-  });
+  }
   g.stroke();
+  if (count === 1) {
+    const index = losses.findIndex(shown);
+    g.beginPath(); g.arc(px(index + 1), py(losses[index]), 5, 0, 2 * Math.PI); g.fill();
+  }
 }
 
 // ---- results ---------------------------------------------------------------
@@ -224,8 +249,17 @@ function showResult(result, request) {
 
 function predictNow() {
   if (!page.result) return;
-  const celsius = Number($('predict-input').value);
-  $('predict-output').textContent = Number.isFinite(celsius) ? fmt(gpuC2f.predict(celsius), 8) : '–';
+  const text = $('predict-input').value.trim();
+  const celsius = Number(text);
+  $('predict-output').textContent = text !== '' && Number.isFinite(celsius) ? fmt(gpuC2f.predict(celsius), 8) : '–';
+}
+
+// Before a run: nothing of the last one stays on screen.
+function clearResult() {
+  for (const id of ['final-loss', 'prediction-100', 'least-squares', 'predict-output', 'schedule-used', 'timings', 'weights']) {
+    $(id).textContent = '–';
+  }
+  for (const id of ['progress', 'check-result', 'check-detail']) $(id).textContent = '';
 }
 
 // ---- actions ---------------------------------------------------------------
@@ -245,16 +279,17 @@ async function train() {
   page.progressUpdates = 0;
   page.result = null;
   page.check = null;
-  $('check-result').textContent = '';
-  $('check-detail').textContent = '';
+  clearResult();
   for (const id of ['train', 'check', 'download-model']) $(id).disabled = true;
   setStatus('training', 'Training…');
   drawCurve();
   const started = performance.now();
   try {
     const json = await gpuC2f.train(JSON.stringify(request), (epochs, newLosses) => {
-      page.losses.push(...newLosses);
-      page.streamed.push(...newLosses);
+      for (const loss of newLosses) {
+        page.losses.push(loss);
+        page.streamed.push(loss);
+      }
       page.progressUpdates += 1;
       $('progress').textContent = `epoch ${epochs} of ${request.epochs}`;
       drawCurve();
@@ -275,7 +310,20 @@ async function train() {
   }
 }
 
+// The CPU reference runs on this thread: say so first, and let the page
+// paint before it starts.
 function checkAgainstCpu() {
+  $('check').disabled = true;
+  $('check-result').className = '';
+  $('check-result').textContent = 'Checking…';
+  $('check-detail').textContent = '';
+  setTimeout(runCheck, 20);
+}
+
+// serde writes an infinite or NaN ratio as null.
+const ratio = (value) => (value == null ? 'beyond (NaN or infinite)' : value.toPrecision(3));
+
+function runCheck() {
   try {
     const check = JSON.parse(gpuC2f.check_against_cpu());
     page.check = check;
@@ -284,8 +332,8 @@ function checkAgainstCpu() {
     box.className = check.passed ? 'passed' : 'failed';
     box.textContent = check.passed
       ? `Agrees: every recorded step within its rounding bounds (${shadow.steps_checked} steps).`
-      : 'Disagrees: see below.';
-    const worst = (w) => `${w.ratio.toPrecision(3)} of its bound at step ${w.step + 1}`;
+      : `Disagrees: ${check.why}.`;
+    const worst = (w) => `${ratio(w.ratio)} of its bound at step ${w.step + 1}`;
     const lines = [
       `Shadow check (the verdict, as --compare): ${shadow.steps_checked} steps replayed on the CPU from the GPU's state` +
         (check.record_every > 1 ? ` (every ${check.record_every}th)` : ''),
@@ -294,15 +342,18 @@ function checkAgainstCpu() {
     if (shadow.chain_breaks.length) lines.push(`  broken hand-overs: ${shadow.chain_breaks.join('; ')}`);
     if (check.comparison) {
       const c = check.comparison;
+      const relative = (v) => (v == null ? 'NaN' : v.toExponential(2));
       lines.push(
-        `Whole run against the CPU reference (information): loss ${c.loss.relative.toExponential(2)} relative at most, ` +
-          `weights ${c.weights.relative.toExponential(2)}; CPU predicts ${fmt(check.cpu_prediction_100, 8)} °F at 100 °C`,
+        `Whole run against the CPU reference (information): loss ${relative(c.loss.relative)} relative at most, ` +
+          `weights ${relative(c.weights.relative)}; CPU predicts ${fmt(check.cpu_prediction_100, 8)} °F at 100 °C`,
       );
     }
-    if (check.cpu_error) lines.push(`The CPU reference failed: ${check.cpu_error}`);
     $('check-detail').textContent = lines.join('\n');
   } catch (error) {
+    $('check-result').textContent = '';
     showError('The CPU check failed', message(error));
+  } finally {
+    $('check').disabled = false;
   }
 }
 
@@ -319,29 +370,46 @@ function downloadModel() {
   }
 }
 
-async function loadCsv(file) {
+async function loadCsv(input) {
+  const file = input.files[0];
+  if (!file) return;
   hideError();
   try {
     fillTable(JSON.parse(gpuC2f.parse_csv(await file.text())));
+    setStatus(page.result ? 'done' : 'ready', `Data from ${file.name}.`);
   } catch (error) {
     showError(`Bad CSV file ${file.name}`, message(error));
+  } finally {
+    input.value = ''; // the same file may be picked again after an edit
   }
 }
 
-async function loadModel(file) {
+function startFresh() {
+  page.initModel = null;
+  page.initModelName = null;
+  $('hidden').disabled = false;
+  $('init-model').textContent = '';
+  $('start-fresh').hidden = true;
+}
+
+async function loadModel(input) {
+  const file = input.files[0];
+  if (!file) return;
   hideError();
   try {
     const text = await file.text();
     const model = JSON.parse(gpuC2f.parse_model(text));
     page.initModel = text;
+    page.initModelName = file.name;
     $('hidden').value = model.hidden.join(',');
     $('hidden').disabled = true;
-    $('init-model').textContent = `Training starts from ${file.name} (${model.architecture}); clear the file to start fresh.`;
+    $('init-model').textContent = `Training starts from ${file.name} (${model.architecture}).`;
+    $('start-fresh').hidden = false;
   } catch (error) {
-    page.initModel = null;
-    $('hidden').disabled = false;
-    $('init-model').textContent = '';
+    startFresh();
     showError(`Bad model file ${file.name}`, message(error));
+  } finally {
+    input.value = '';
   }
 }
 
@@ -355,28 +423,25 @@ async function browserAdapterName() {
 }
 
 async function start() {
+  document.body.dataset.script = 'running';
   drawCurve();
   try {
-    await init();
+    gpuC2f = await import('./dist/gpu_c2f_web.js');
+    await gpuC2f.default();
   } catch (error) {
-    showError('The page could not load its WebAssembly module', message(error));
+    showError(
+      'The page could not load its WebAssembly module',
+      `${message(error)}\n\nBuild and serve it with ./scripts/web.sh (opening index.html as a file does not work).`,
+    );
     return;
   }
   fillTable(JSON.parse(gpuC2f.seed_pairs()));
   $('add-row').onclick = () => addRow();
   $('remove-row').onclick = () => $('pairs').tBodies[0].lastElementChild?.remove();
   $('seed-rows').onclick = () => fillTable(JSON.parse(gpuC2f.seed_pairs()));
-  $('csv-file').onchange = (event) => event.target.files[0] && loadCsv(event.target.files[0]);
-  $('model-file').onchange = (event) => {
-    const file = event.target.files[0];
-    if (file) {
-      loadModel(file);
-    } else {
-      page.initModel = null;
-      $('hidden').disabled = false;
-      $('init-model').textContent = '';
-    }
-  };
+  $('csv-file').onchange = (event) => loadCsv(event.target);
+  $('model-file').onchange = (event) => loadModel(event.target);
+  $('start-fresh').onclick = startFresh;
   $('log-scale').onchange = drawCurve;
   $('predict-input').oninput = predictNow;
   $('train').onclick = train;
@@ -388,9 +453,9 @@ async function start() {
     return;
   }
   try {
-    const info = JSON.parse(await gpuC2f.open_gpu());
-    page.adapterName = info.name || (await browserAdapterName());
-    $('adapter').textContent = `${page.adapterName} (${info.backend}, ${info.device_type})`;
+    page.adapterName = await browserAdapterName();
+    const info = JSON.parse(await gpuC2f.open_gpu(page.adapterName));
+    $('adapter').textContent = `${info.name} (${info.backend}, ${info.device_type})`;
   } catch (error) {
     showError('No WebGPU adapter', `${message(error)}\n\n${WEBGPU_HELP}`);
     return;

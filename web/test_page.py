@@ -61,6 +61,17 @@ def as_f32(values):
     return [struct.unpack("f", struct.pack("f", v))[0] for v in values]
 
 
+def forward(layers, celsius):
+    """The network's output in f64, from the layers as the page shows them."""
+    values = [celsius]
+    for layer in layers:
+        values = [
+            sum(v * row[j] for v, row in zip(values, layer["kernel"])) + layer["bias"][j]
+            for j in range(len(layer["bias"]))
+        ]
+    return values[0]
+
+
 def serve():
     """Serves web/ on a free localhost port; returns the server."""
     handler = functools.partial(QuietHandler, directory=str(WEB))
@@ -124,12 +135,22 @@ def train_the_seed_job(page, screenshot):
         len(ticks) > 10 and max(gaps) < 250,
         f"the page stayed responsive: {len(ticks)} timer ticks during the run, longest gap {max(gaps):.0f} ms",
     )
+    shown = float(page.locator("#prediction-100").inner_text().split()[0])
+    check(abs(shown - got) < 1e-4, f"the page shows the prediction: {shown}")
+    timings = result["timings_ms"]
     check(
-        page.locator("#prediction-100").inner_text().startswith(f"{got:.4f}"[:7]),
-        "the page shows the prediction: " + page.locator("#prediction-100").inner_text(),
+        state["progressUpdates"] == timings["submits"] and timings["readbacks"] == timings["submits"] + 1,
+        f"one readback per chunk of epochs plus the final one, never one per epoch "
+        f"({timings['submits']} submissions, {timings['readbacks']} readbacks)",
     )
-    page.fill("#predict-input", "37")
-    check(page.locator("#predict-output").inner_text() not in ("", "–"), "any temperature predicts")
+    # Any temperature: the page's f32 prediction against the f64 forward
+    # pass of the weights it shows (7 significant digits each: 1e-3 at ~100).
+    page.fill("#predict-input", "-17.5")
+    predicted = float(page.locator("#predict-output").inner_text())
+    expected_f = forward(result["layers"], -17.5)
+    check(abs(predicted - expected_f) < 1e-3, f"-17.5 C predicts {predicted} F (weights say {expected_f:.5f})")
+    page.fill("#predict-input", "")
+    check(page.locator("#predict-output").inner_text() == "–", "an empty field predicts nothing")
 
     page.click("#check")
     page.wait_for_function("window.gpuC2fPage.check !== null", timeout=60_000)
@@ -147,18 +168,39 @@ def train_the_seed_job(page, screenshot):
     return result
 
 
-def model_round_trip(page, folder):
+# The keys of the CLI's --save (src/model_file.rs, Report::model_file_keys).
+SAVE_KEYS = {"format", "architecture", "seed", "init", "epochs", "learning_rate", "final_loss", "device", "layers"}
+
+
+def model_round_trip(page, folder, result):
     with page.expect_download() as download:
         page.click("#download-model")
     path = folder / "model.json"
     download.value.save_as(path)
     saved = json.loads(path.read_text())
-    check(saved["format"] == "gpu-c2f model v1" and saved["architecture"] == "1-3-3-1", "the model downloads as the CLI's JSON")
-    check(len(saved["layers"]) == 3 and len(saved["layers"][0]["kernel"][0]) == 3, "in Keras's layout")
+    check(set(saved) == SAVE_KEYS and saved["format"] == "gpu-c2f model v1", f"the model downloads as the CLI's JSON ({sorted(saved)})")
+    check(
+        (saved["architecture"], saved["seed"], saved["init"], saved["epochs"]) == ("1-3-3-1", 42, "glorot_uniform", 1000),
+        "naming its network, seed, initialiser and epochs",
+    )
+    check(saved["layers"] == result["layers"], "with the trained weights in Keras's layout")
+
+    # Start from it: a short run whose first loss is the trained model's.
     page.set_input_files("#model-file", str(path))
     page.wait_for_function("window.gpuC2fPage.initModel !== null")
-    check("1-3-3-1" in page.locator("#init-model").inner_text(), "it loads back as the starting model")
-    page.set_input_files("#model-file", [])
+    check("model.json (1-3-3-1)" in page.locator("#init-model").inner_text(), "it loads back as the starting model")
+    page.fill("#epochs", "10")
+    page.click("#train")
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=120_000)
+    second = page.evaluate("window.gpuC2fPage.result")
+    check(
+        second is not None and len(second["loss_history"]) == 10 and second["loss_history"][0] < 10 * result["final_loss"],
+        f"a run from it starts where the first ended (first loss {second and second['loss_history'][0]}, "
+        f"trained {result['final_loss']})",
+    )
+    page.click("#start-fresh")
+    check(page.evaluate("window.gpuC2fPage.initModel") is None and page.locator("#hidden").is_enabled(), "Start fresh forgets it")
+    page.fill("#epochs", "1000")
 
 
 def bad_csv(page, folder):
@@ -186,8 +228,8 @@ def main():
         browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox", *WEBGPU_FLAGS])
         page = open_page(browser, url, console_errors)
         check(page.evaluate("document.body.dataset.state") == "ready", "the page finds a WebGPU adapter")
-        train_the_seed_job(page, pathlib.Path(args.screenshot))
-        model_round_trip(page, folder)
+        result = train_the_seed_job(page, pathlib.Path(args.screenshot))
+        model_round_trip(page, folder, result)
         bad_csv(page, folder)
         check(not console_errors, f"no uncaught exception or console error ({console_errors})")
         browser.close()
@@ -202,6 +244,22 @@ def main():
         check("WebGPU" in text and "enable-unsafe-webgpu" in text, f"and says which browsers and flags enable it: {text[:80]!r}...")
         check(page.locator("#train").is_disabled(), "Train is disabled")
         check(not console_errors, f"no uncaught exception or console error ({console_errors})")
+        browser.close()
+
+        # A browser with no WebGPU at all (no navigator.gpu).
+        console_errors = []
+        browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
+        context = browser.new_context()
+        context.add_init_script("delete Navigator.prototype.gpu")
+        page = context.new_page()
+        page.on("pageerror", lambda error: console_errors.append(f"uncaught: {error}"))
+        page.goto(url)
+        page.wait_for_function("document.body.dataset.state === 'error'", timeout=60_000)
+        check(
+            page.locator("#error-title").inner_text() == "This browser has no WebGPU",
+            "a browser without navigator.gpu is told so",
+        )
+        check(not console_errors, f"no uncaught exception ({console_errors})")
         browser.close()
     server.shutdown()
     print("web page: all checks passed")

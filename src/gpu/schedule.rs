@@ -273,9 +273,9 @@ impl FusedSplit {
     }
 }
 
-/// Training steps per submission: `epochs_per_submit` epochs if asked, or
-/// as many as keep a command buffer small; fused ones in whole dispatches,
-/// so only the run's last dispatch is a remainder.
+/// Training steps per submission: `epochs_per_submit` epochs if asked, at
+/// most as many as keep a command buffer small; fused ones in whole
+/// dispatches, so only the run's last dispatch is a remainder.
 pub fn steps_per_submit(
     plan: &GpuPlan,
     schedule: Schedule,
@@ -283,14 +283,16 @@ pub fn steps_per_submit(
     epochs_per_submit: Option<usize>,
 ) -> usize {
     let steps_per_epoch = plan.batching.steps_per_epoch as usize;
-    let requested = epochs_per_submit.map(|e| e.max(1) * steps_per_epoch);
+    let most = match schedule {
+        Schedule::Dispatch | Schedule::Samples => MAX_DISPATCHES_PER_SUBMIT / plan.dispatches.len(),
+        Schedule::Fused => MAX_FUSED_STEPS_PER_SUBMIT,
+    };
+    let steps = epochs_per_submit
+        .map_or(most, |e| (e.max(1) * steps_per_epoch).min(most))
+        .max(1);
     match schedule {
-        Schedule::Dispatch | Schedule::Samples => requested
-            .unwrap_or(MAX_DISPATCHES_PER_SUBMIT / plan.dispatches.len())
-            .max(1),
-        Schedule::Fused => requested
-            .unwrap_or(MAX_FUSED_STEPS_PER_SUBMIT)
-            .next_multiple_of(fused.steps_per_dispatch),
+        Schedule::Dispatch | Schedule::Samples => steps,
+        Schedule::Fused => steps.next_multiple_of(fused.steps_per_dispatch),
     }
 }
 

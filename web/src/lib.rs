@@ -4,7 +4,8 @@
 //! wgpu's WebGPU backend, the same CSV reader, model files, CPU reference
 //! and shadow check. The page's requests and results cross the boundary as
 //! JSON; the training core ([`train_request`]) is plain async Rust, so the
-//! tests run it natively too.
+//! tests below run it natively too (`cargo test -p gpu-c2f-web`, on the
+//! machine's own adapter).
 
 use gpu_c2f::compare::{GPU_CPU_TOLERANCE, compare};
 use gpu_c2f::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, Progress};
@@ -39,6 +40,9 @@ pub struct TrainRequest {
     pub fahrenheit: Vec<f32>,
     /// `--init`: a model file's text to start from instead of fresh weights.
     pub init_model: Option<String>,
+    /// That file's name, for the saved model's `init` key.
+    #[serde(default)]
+    pub init_model_name: Option<String>,
 }
 
 /// What a run gives the page.
@@ -76,8 +80,10 @@ struct LastRun {
     initial: Model,
     config: TrainConfig,
     run: gpu::GpuTrainOutput,
-    init: bool,
-    seed: u64,
+    /// The initialisation seed (none with a model file), as the CLI reports it.
+    init_seed: Option<u64>,
+    /// Where the weights came from: "glorot_uniform" or the model file's name.
+    init: String,
     adapter: gpu::GpuInfo,
 }
 
@@ -184,8 +190,9 @@ pub async fn train_request(
     Ok((result, initial, config, run))
 }
 
-/// The CPU check of a run, as `--compare` makes it: the shadow check (the
-/// verdict) and the whole-run comparison (information).
+/// The CPU check of a run, as `--compare` makes it: the shadow check and,
+/// when no step could be recorded, the whole-run comparison decide
+/// ([`shadow::verdict`]); a CPU reference that fails fails the check.
 pub fn check_run(initial: &Model, config: &TrainConfig, run: &gpu::GpuTrainOutput) -> String {
     let device = DeviceRun {
         records: &run.records,
@@ -194,35 +201,62 @@ pub fn check_run(initial: &Model, config: &TrainConfig, run: &gpu::GpuTrainOutpu
     };
     let check = shadow::check_steps(initial, config, device);
     let reference = cpu::train(initial, config);
-    let (comparison, cpu_prediction_100, cpu_error) = match &reference {
-        Ok(reference) => (
-            Some(compare(reference, &run.output, &[100.0], GPU_CPU_TOLERANCE)),
-            Some(reference.model.predict(100.0)),
+    let (comparison, cpu_prediction_100, verdict) = match &reference {
+        Ok(reference) => {
+            let comparison = compare(reference, &run.output, &[100.0], GPU_CPU_TOLERANCE);
+            let verdict = shadow::verdict(&check, Some(&comparison));
+            (
+                Some(comparison),
+                Some(reference.model.predict(100.0)),
+                verdict,
+            )
+        }
+        Err(error) => (
             None,
+            None,
+            Err(format!("the CPU reference failed: {error}")),
         ),
-        Err(error) => (None, None, Some(error.to_string())),
     };
     serde_json::json!({
-        "passed": check.within_tolerance,
+        "passed": verdict.is_ok(),
+        "why": verdict.err(),
         "shadow_check": check,
         "record_every": run.record_every,
         "comparison": comparison,
         "cpu_prediction_100": cpu_prediction_100,
-        "cpu_error": cpu_error,
     })
     .to_string()
 }
 
-/// Opens the browser's WebGPU adapter (once) and says which it is, as JSON
-/// (`name`, `backend`, `device_type`, `driver`).
+/// The adapter's name when wgpu has none (browsers often leave WebGPU's
+/// `description` empty; the page knows vendor and architecture).
+static FALLBACK_NAME: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// Opens the browser's WebGPU adapter and says which it is, as JSON (`name`,
+/// `backend`, `device_type`, `driver`); `fallback_name` names it when the
+/// browser does not.
 #[wasm_bindgen]
-pub async fn open_gpu() -> Result<String, JsError> {
-    let gpu = Gpu::request(&AdapterSelector::Auto, BackendChoice::All)
-        .await
-        .map_err(js_error)?;
-    let info = serde_json::to_string(&gpu.info).map_err(js_error)?;
-    GPU.with(|slot| *slot.borrow_mut() = Some(Rc::new(gpu)));
-    Ok(info)
+pub async fn open_gpu(fallback_name: String) -> Result<String, JsError> {
+    *FALLBACK_NAME.lock().map_err(js_error)? = fallback_name;
+    let gpu = open().await.map_err(js_error)?;
+    serde_json::to_string(&gpu.info).map_err(js_error)
+}
+
+/// The open GPU, opening it (again, after a lost device) when there is none.
+async fn open() -> Result<Rc<Gpu>, Error> {
+    if let Some(gpu) = GPU.with(|slot| slot.borrow().clone()) {
+        return Ok(gpu);
+    }
+    let mut gpu = Gpu::request(&AdapterSelector::Auto, BackendChoice::All).await?;
+    if gpu.info.name.is_empty() {
+        gpu.info.name = FALLBACK_NAME
+            .lock()
+            .map(|name| name.clone())
+            .unwrap_or_default();
+    }
+    let gpu = Rc::new(gpu);
+    GPU.with(|slot| *slot.borrow_mut() = Some(gpu.clone()));
+    Ok(gpu)
 }
 
 /// Trains the request (JSON, [`TrainRequest`]) on the opened GPU; calls
@@ -231,24 +265,36 @@ pub async fn open_gpu() -> Result<String, JsError> {
 #[wasm_bindgen]
 pub async fn train(request: String, on_progress: js_sys::Function) -> Result<String, JsError> {
     let request: TrainRequest = serde_json::from_str(&request).map_err(js_error)?;
-    let gpu = GPU
-        .with(|slot| slot.borrow().clone())
-        .ok_or_else(|| JsError::new("no GPU is open: call open_gpu first"))?;
+    let gpu = open().await.map_err(js_error)?;
     let report = |progress: Progress<'_>| {
         let losses = js_sys::Float32Array::from(progress.new_losses);
         // A failing callback is the page's bug; training goes on.
         let _ = on_progress.call2(&JsValue::NULL, &progress.epochs.into(), &losses);
     };
-    let (result, initial, config, run) = train_request(&gpu, &request, report)
-        .await
-        .map_err(js_error)?;
+    let (result, initial, config, run) = match train_request(&gpu, &request, report).await {
+        Ok(done) => done,
+        Err(error @ Error::DeviceLost { .. }) => {
+            // The next run opens the GPU anew.
+            GPU.with(|slot| *slot.borrow_mut() = None);
+            return Err(JsError::new(&format!(
+                "{error}. Train again to open the GPU anew, or reload the page."
+            )));
+        }
+        Err(error) => return Err(js_error(error)),
+    };
     LAST.with(|slot| {
         *slot.borrow_mut() = Some(LastRun {
             initial,
             config,
             run,
-            init: request.init_model.is_some(),
-            seed: request.seed,
+            init_seed: request.init_model.is_none().then_some(request.seed),
+            init: match &request.init_model {
+                Some(_) => request
+                    .init_model_name
+                    .clone()
+                    .unwrap_or_else(|| "a model file".into()),
+                None => "glorot_uniform".into(),
+            },
             adapter: gpu.info.clone(),
         })
     });
@@ -278,9 +324,10 @@ pub fn check_against_cpu() -> Result<String, JsError> {
 #[wasm_bindgen]
 pub fn model_json() -> Result<String, JsError> {
     with_last(|last| {
+        // The keys the CLI's --save writes (Report::model_file_keys).
         let extra = serde_json::json!({
-            "seed": last.seed,
-            "init": last.init.then_some("uploaded model file"),
+            "seed": last.init_seed,
+            "init": last.init,
             "epochs": last.config.epochs,
             "learning_rate": last.config.learning_rate,
             "final_loss": last.run.output.final_loss(),
@@ -334,4 +381,70 @@ pub fn least_squares_at_100(pairs: String) -> Result<f64, JsError> {
     }
     .least_squares_line();
     Ok(slope * 100.0 + intercept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed_request() -> TrainRequest {
+        let data = Dataset::seed();
+        TrainRequest {
+            epochs: 1000,
+            learning_rate: 0.1,
+            hidden: vec![3, 3],
+            batch_size: Some(32),
+            seed: 42,
+            schedule: "auto".into(),
+            celsius: data.celsius,
+            fahrenheit: data.fahrenheit,
+            init_model: None,
+            init_model_name: None,
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_refused_before_any_gpu_work() {
+        let mut request = seed_request();
+        request.fahrenheit.pop();
+        assert!(matches!(plan_request(&request), Err(Error::Data { .. })));
+        let request = TrainRequest {
+            epochs: 0,
+            ..seed_request()
+        };
+        assert!(matches!(
+            plan_request(&request),
+            Err(Error::InvalidConfig(_))
+        ));
+        let request = TrainRequest {
+            init_model: Some("{}".into()),
+            ..seed_request()
+        };
+        assert!(matches!(
+            plan_request(&request),
+            Err(Error::ModelFile { .. })
+        ));
+        assert!(schedule_choice("fastest").is_err());
+    }
+
+    #[test]
+    fn the_page_trains_the_seed_job_streams_it_and_passes_the_cpu_check() {
+        let gpu = pollster::block_on(Gpu::request(&AdapterSelector::Auto, BackendChoice::All))
+            .expect("an adapter");
+        let mut streamed = Vec::new();
+        let (result, initial, config, run) =
+            pollster::block_on(train_request(&gpu, &seed_request(), |progress| {
+                streamed.extend_from_slice(progress.new_losses)
+            }))
+            .unwrap();
+        assert_eq!(streamed, result.loss_history);
+        assert!(result.progress_updates >= 2, "{}", result.progress_updates);
+        // tests/seed_job.rs explains the 0.01 F.
+        let (slope, intercept) = Dataset::seed().least_squares_line();
+        assert!((result.prediction_100 as f64 - (slope * 100.0 + intercept)).abs() < 0.01);
+        let check: serde_json::Value =
+            serde_json::from_str(&check_run(&initial, &config, &run)).unwrap();
+        assert_eq!(check["passed"], true, "{check}");
+        assert_eq!(check["shadow_check"]["steps_checked"], 1000);
+    }
 }
