@@ -64,6 +64,15 @@ impl Batching {
         }
     }
 
+    /// The same batches in the dataset's order every epoch (Keras's
+    /// `fit(shuffle=False)`).
+    pub fn in_order(self) -> Self {
+        Self {
+            shuffle: false,
+            ..self
+        }
+    }
+
     /// The batch of 0-based step `step`.
     pub fn batch(&self, step: u64) -> Batch {
         let epoch = (step / self.steps_per_epoch as u64) as u32;

@@ -51,9 +51,15 @@ pub struct Cli {
 
     /// Samples per Adam step, as Keras's `fit(batch_size=...)`; `all` (or any
     /// size beyond the data) for one full batch per epoch. Batches are
-    /// reshuffled every epoch from --seed.
+    /// reshuffled every epoch from --seed unless --shuffle false.
     #[arg(long, value_name = "N|all", default_value = "32", value_parser = parse_batch_size, help_heading = "Training")]
     pub batch_size: BatchSize,
+
+    /// Draw each epoch's batches from a new permutation of the samples
+    /// (Keras's `fit(shuffle=True)`), or take them in the data's order
+    /// (`false`, as `fit(shuffle=False)`, for step-by-step comparisons).
+    #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set, help_heading = "Training")]
+    pub shuffle: bool,
 
     /// Seed of the glorot_uniform initialisation, the shuffle and --samples
     /// [default: 42]. With --init it seeds only the shuffle (and --samples).
@@ -275,6 +281,7 @@ pub fn run(cli: Cli) -> Result<()> {
         learning_rate: cli.learning_rate,
         batch_size: cli.batch_size.0,
         shuffle_seed: seed,
+        shuffle: cli.shuffle,
     };
     config.validate()?;
     let mut report = Report::new(&initial, &config, init_seed, init);

@@ -136,6 +136,9 @@ pub struct Report {
     pub seed: Option<u64>,
     /// The seed of the per-epoch shuffle (and of `--samples` data).
     pub shuffle_seed: u64,
+    /// Whether batches were drawn from a new permutation each epoch
+    /// (`--shuffle`; with one batch there is nothing to shuffle).
+    pub shuffle: bool,
     /// `glorot_uniform` or the model file the weights came from.
     pub init: String,
     pub loss_history: Vec<f32>,
@@ -173,6 +176,7 @@ impl Report {
             learning_rate: config.learning_rate,
             seed,
             shuffle_seed: config.shuffle_seed,
+            shuffle: config.batching().shuffle,
             init,
             loss_history: Vec::new(),
             final_loss: None,

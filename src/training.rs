@@ -31,6 +31,10 @@ pub struct TrainConfig {
     pub batch_size: Option<usize>,
     /// Seed of the per-epoch shuffle (used when there is more than one batch).
     pub shuffle_seed: u64,
+    /// Whether each epoch draws its batches from a new permutation of the
+    /// samples, as Keras's `fit(shuffle=True)` (the default); `false` takes
+    /// them in the dataset's order every epoch, as `fit(shuffle=False)`.
+    pub shuffle: bool,
 }
 
 impl TrainConfig {
@@ -42,12 +46,18 @@ impl TrainConfig {
             learning_rate: DEFAULT_LEARNING_RATE,
             batch_size: Some(DEFAULT_BATCH_SIZE),
             shuffle_seed: DEFAULT_SEED,
+            shuffle: true,
         }
     }
 
     /// How the samples are cut into steps.
     pub fn batching(&self) -> Batching {
-        Batching::new(self.data.len(), self.batch_size, self.shuffle_seed)
+        let batching = Batching::new(self.data.len(), self.batch_size, self.shuffle_seed);
+        if self.shuffle {
+            batching
+        } else {
+            batching.in_order()
+        }
     }
 
     /// Adam with Keras's defaults and this learning rate.

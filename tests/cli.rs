@@ -755,3 +755,27 @@ fn dump_wgsl_writes_every_module_a_run_compiles_under_its_label() {
         stderr(&output)
     );
 }
+
+#[test]
+fn shuffle_false_takes_the_batches_in_order_and_says_so() {
+    let args = [
+        "--samples",
+        "100",
+        "--batch-size",
+        "10",
+        "--epochs",
+        "3",
+        "--json",
+    ];
+    let shuffled = json_of(&args);
+    let in_order = json_of(&[&args[..], &["--shuffle", "false"]].concat());
+    assert_eq!(shuffled["shuffle"], true);
+    assert_eq!(in_order["shuffle"], false);
+    // The same start, another order of the same samples: other losses.
+    assert_ne!(shuffled["loss_history"], in_order["loss_history"]);
+    // One batch is never shuffled, whatever the flag says.
+    assert_eq!(json_of(&["--epochs", "1", "--json"])["shuffle"], false);
+    let output = gpu_c2f(&["--shuffle", "maybe"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--shuffle"), "{}", stderr(&output));
+}

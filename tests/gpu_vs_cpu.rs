@@ -144,8 +144,52 @@ fn shuffled_mini_batches_agree() {
             learning_rate: 0.01,
             batch_size: Some(batch_size),
             shuffle_seed: 77,
+            shuffle: true,
         };
         assert_gpu_matches_cpu(&initial, &config, schedules);
+    }
+}
+
+#[test]
+fn unshuffled_mini_batches_agree_and_take_the_samples_in_order() {
+    // Keras's fit(shuffle=False): every epoch the same batches, in order,
+    // gathered without the permutation: 31 batches of 32 and a last of 8;
+    // then 3 of 300 and a last of 100, each over two chunks of 256 where the
+    // schedule chunks.
+    for (batch_size, max_chunk) in [(32, None), (300, Some(256))] {
+        let config = TrainConfig {
+            data: common::noisy_formula(1000),
+            epochs: 3,
+            learning_rate: 0.01,
+            batch_size: Some(batch_size),
+            shuffle_seed: 77,
+            shuffle: false,
+        };
+        assert!(!config.batching().shuffle);
+        let initial = Model::glorot_uniform(Architecture::new(&[5]).unwrap(), 4);
+        let reference = gpu_c2f::cpu::train(&initial, &config).unwrap();
+        let shuffled = gpu_c2f::cpu::train(
+            &initial,
+            &TrainConfig {
+                shuffle: true,
+                ..config.clone()
+            },
+        )
+        .unwrap();
+        assert_ne!(
+            reference.loss_history, shuffled.loss_history,
+            "the order must matter, or this test shows nothing"
+        );
+        for &schedule in ALL {
+            let options = GpuOptions {
+                schedule,
+                max_chunk_samples: max_chunk,
+                record_steps: true,
+                ..GpuOptions::default()
+            };
+            let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {}).unwrap();
+            assert_shadow_check_passes(&initial, &config, &run);
+        }
     }
 }
 
@@ -164,6 +208,7 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
             learning_rate: 0.01,
             batch_size,
             shuffle_seed: 5,
+            shuffle: true,
         };
         let options = GpuOptions {
             schedule,

@@ -826,6 +826,7 @@ proptest! {
                 learning_rate: cli.learning_rate,
                 batch_size: cli.batch_size.0,
                 shuffle_seed: cli.seed.unwrap_or(gpu_c2f::cli::DEFAULT_SEED),
+                shuffle: cli.shuffle,
             };
             prop_assert!(config.validate().is_ok());
         }

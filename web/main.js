@@ -119,6 +119,7 @@ function readRequest() {
     hidden,
     batch_size,
     seed: integer('seed', 'seed', 0),
+    shuffle: $('shuffle').checked,
     schedule: $('schedule').value,
     celsius: pairs.celsius,
     fahrenheit: pairs.fahrenheit,

@@ -255,8 +255,9 @@ impl GpuPlan {
         let chunks = batch.div_ceil(chunk_size);
         let mut chunking = Chunking {
             chunks: chunks as usize,
-            // A single unchunked, unshuffled batch reads the dataset in place.
-            gather: batching.shuffle || chunks > 1,
+            // A single unchunked batch reads the dataset in place; any other
+            // is gathered into the chunk's rows (in order when unshuffled).
+            gather: batching.steps_per_epoch > 1 || chunks > 1,
             further_levels: 0,
         };
         let memory = Memory::new(&architecture, samples, batch, chunk_size, chunking, work)?;

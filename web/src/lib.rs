@@ -33,6 +33,9 @@ pub struct TrainRequest {
     pub batch_size: Option<usize>,
     /// `--seed`: the initial weights' and the shuffle's.
     pub seed: u64,
+    /// `--shuffle` (default true).
+    #[serde(default = "shuffle_by_default")]
+    pub shuffle: bool,
     /// `--schedule`: auto, fused, samples or dispatch.
     pub schedule: String,
     /// The training pairs.
@@ -43,6 +46,10 @@ pub struct TrainRequest {
     /// That file's name, for the saved model's `init` key.
     #[serde(default)]
     pub init_model_name: Option<String>,
+}
+
+fn shuffle_by_default() -> bool {
+    true
 }
 
 /// What a run gives the page.
@@ -119,6 +126,7 @@ pub fn plan_request(request: &TrainRequest) -> Result<(Model, TrainConfig), Erro
         learning_rate: request.learning_rate,
         batch_size: request.batch_size,
         shuffle_seed: request.seed,
+        shuffle: request.shuffle,
     };
     config.validate()?;
     if request.epochs == 0 {
@@ -395,6 +403,7 @@ mod tests {
             hidden: vec![3, 3],
             batch_size: Some(32),
             seed: 42,
+            shuffle: true,
             schedule: "auto".into(),
             celsius: data.celsius,
             fahrenheit: data.fahrenheit,

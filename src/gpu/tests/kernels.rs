@@ -139,6 +139,7 @@ fn job(samples: usize, batch_size: Option<usize>, seed: u64) -> TrainConfig {
         learning_rate: 0.01,
         batch_size,
         shuffle_seed: seed,
+        shuffle: true,
     }
 }
 
