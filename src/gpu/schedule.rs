@@ -69,6 +69,20 @@ pub enum ScheduleChoice {
     Dispatch,
 }
 
+impl ScheduleChoice {
+    /// The choice named `name` (`auto`, or a schedule's [`Schedule::name`]),
+    /// as the CLI's `--schedule` takes it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "auto" => Some(ScheduleChoice::Auto),
+            "fused" => Some(ScheduleChoice::Fused),
+            "samples" => Some(ScheduleChoice::Samples),
+            "dispatch" => Some(ScheduleChoice::Dispatch),
+            _ => None,
+        }
+    }
+}
+
 /// `auto` fuses the steps into one workgroup when batch size x parameters
 /// (the work of one gradient pass) is at most this: below it the cost of a
 /// dozen dispatches a step outweighs the parallelism one workgroup gives up.
@@ -345,6 +359,19 @@ mod tests {
             error.contains("4353 parameters") && error.contains("dispatch schedule"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn every_schedule_is_chosen_by_its_name() {
+        for schedule in [Schedule::Fused, Schedule::Samples, Schedule::Dispatch] {
+            let choice = ScheduleChoice::from_name(schedule.name()).unwrap();
+            assert_eq!(format!("{choice:?}").to_lowercase(), schedule.name());
+        }
+        assert_eq!(
+            ScheduleChoice::from_name("auto"),
+            Some(ScheduleChoice::Auto)
+        );
+        assert_eq!(ScheduleChoice::from_name("fastest"), None);
     }
 
     #[test]

@@ -136,16 +136,10 @@ pub fn plan_request(request: &TrainRequest) -> Result<(Model, TrainConfig), Erro
 }
 
 fn schedule_choice(name: &str) -> Result<gpu::ScheduleChoice, Error> {
-    Ok(match name {
-        "auto" => gpu::ScheduleChoice::Auto,
-        "fused" => gpu::ScheduleChoice::Fused,
-        "samples" => gpu::ScheduleChoice::Samples,
-        "dispatch" => gpu::ScheduleChoice::Dispatch,
-        other => {
-            return Err(Error::InvalidConfig(format!(
-                "unknown schedule {other:?}: auto, fused, samples or dispatch"
-            )));
-        }
+    gpu::ScheduleChoice::from_name(name).ok_or_else(|| {
+        Error::InvalidConfig(format!(
+            "unknown schedule {name:?}: auto, fused, samples or dispatch"
+        ))
     })
 }
 
