@@ -96,6 +96,14 @@ struct DispatchArgs {
     // (a batch too large for one buffer runs in chunks; a multiple of
     // reduce_block).
     chunk_first: u32,
+    // Dense layers and the output error: the activation (ACTIVATION_*)
+    // applied by a forward pass, or whose derivative scales a backward
+    // pass's errors (the layer below's) or the output error (the last
+    // layer's).
+    activation: u32,
+    // Forward, nonlinear layers: where the sums z are kept for the backward
+    // pass (the rows of the layer's errors, which overwrites them).
+    pre_offset: u32,
 }
 
 
@@ -306,12 +314,12 @@ fn add_row(sums: ptr<function, Sums>, q: u32, value: f32, w: Row) {
     // } wide tiles only
 }
 
-// Writes the tile `sums` (+ `bias[c]`) to out[s][j], inside the batch and
-// the layer's width.
-fn store_tile(sums: Sums, bias: Row, out_offset: u32, width: u32, tile: vec2<u32>, size: u32) {
+// Writes the tile `sums` (+ `bias[c]`) to out[s][j] through `finish`,
+// inside the batch and the layer's width.
+fn store_tile(sums: Sums, bias: Row, finish: Finish, width: u32, tile: vec2<u32>, size: u32) {
     var rows = sums;
     for (var q = 0u; q < sample_tile; q++) {
-        store_row(rows[0], rows[1], q, bias, out_offset, width, tile, size);
+        store_row(rows[0], rows[1], q, bias, finish, width, tile, size);
         rows = next_rows(rows);
     }
 }
@@ -325,26 +333,50 @@ fn next_rows(sums: Sums) -> Sums {
     );
 }
 
-fn store_row(low: vec4<f32>, high: vec4<f32>, q: u32, bias: Row, out_offset: u32, width: u32, tile: vec2<u32>, size: u32) {
+fn store_row(low: vec4<f32>, high: vec4<f32>, q: u32, bias: Row, finish: Finish, width: u32, tile: vec2<u32>, size: u32) {
     if tile.x + q >= size {
         return;
     }
-    let first = out_offset + (tile.x + q) * width + tile.y;
+    let first = (tile.x + q) * width + tile.y;
     for (var c = 0u; c < min(unit_tile, 4u); c++) {
         if tile.y + c < width {
-            tensors[first + c] = low[c] + bias[0][c];
+            store_dense(first + c, low[c] + bias[0][c], finish);
         }
     }
     // wide tiles only {
     for (var c = 4u; c < unit_tile; c++) {
         if tile.y + c < width {
-            tensors[first + c] = high[c - 4u] + bias[1][c - 4u];
+            store_dense(first + c, high[c - 4u] + bias[1][c - 4u], finish);
         }
     }
     // } wide tiles only
 }
 
-// out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j].
+// How a dense kernel stores a finished sum, element `element` of the
+// layer's rows: forward, the layer's activation of it, keeping the sum z
+// at `pre_offset` when the layer is nonlinear; backward, the error times
+// the derivative of the layer below's activation at its z, which the
+// element holds until then.
+struct Finish {
+    activation: u32,
+    forward: bool,
+    out_offset: u32,
+    pre_offset: u32,
+}
+
+fn store_dense(element: u32, sum: f32, finish: Finish) {
+    let index = finish.out_offset + element;
+    if finish.activation == ACTIVATION_LINEAR {
+        tensors[index] = sum;
+    } else if finish.forward {
+        tensors[finish.pre_offset + element] = sum;
+        tensors[index] = activate(finish.activation, sum);
+    } else {
+        tensors[index] = sum * activation_derivative(finish.activation, tensors[index]);
+    }
+}
+
+// out[s][j] = f((sum_i in[s][i] * kernel[i][j]) + bias[j]), f the layer's activation.
 fn dense_forward_at(index: u32, args: DispatchArgs, batch: Batch) {
     let tile = tile_of(index, args.units);
     if tile.x >= batch.size {
@@ -357,19 +389,27 @@ fn dense_forward_at(index: u32, args: DispatchArgs, batch: Batch) {
         add_outer_product(&sums, x, w, sample_tile);
     }
     let bias = param_row(args.bias_offset + tile.y, 1u, tile.y, args.units, unit_tile);
-    store_tile(sums, bias, args.out_offset, args.units, tile, batch.size);
+    let finish = Finish(args.activation, true, args.out_offset, args.pre_offset);
+    store_tile(sums, bias, finish, args.units, tile, batch.size);
 }
 
 // Mean squared error, Keras's `mean((y - y_hat)^2)` over the batch:
 // residual r = y_hat - y (squared later by the reduction) and the error fed
-// back, dL/dy_hat = 2 r / N (N: the batch's size, over all its chunks).
-fn output_error_at(sample: u32, batch: Batch) {
+// back, dL/dz = 2 r / N * f'(z) (N: the batch's size, over all its chunks;
+// f the output layer's activation, whose sums z the error's rows hold).
+fn output_error_at(sample: u32, args: DispatchArgs, batch: Batch) {
     if sample >= batch.size {
         return;
     }
     let residual = tensors[run.output_offset + sample] - tensors[run.target_offset + sample];
     tensors[run.residual_offset + sample] = residual;
-    tensors[run.output_delta_offset + sample] = output_delta(residual, batch.total);
+    let index = run.output_delta_offset + sample;
+    let delta = output_delta(residual, batch.total);
+    if args.activation == ACTIVATION_LINEAR {
+        tensors[index] = delta;
+    } else {
+        tensors[index] = delta * activation_derivative(args.activation, tensors[index]);
+    }
 }
 
 // dL/dy_hat of one sample of a batch of `total`: 2 r / N.
@@ -377,8 +417,124 @@ fn output_delta(residual: f32, total: u32) -> f32 {
     return (2.0 * residual) / f32(total);
 }
 
-// Error passed back through a Dense layer (no activation):
-// err_in[s][i] = sum_j err_out[s][j] * kernel[i][j].
+// Keras's activations (src/activation.rs has each formula, its derivative
+// as the backends take it, and the CPU reference's twin of this code,
+// operation for operation; docs/activations.md the sources). The codes are
+// `Activation::code`.
+const ACTIVATION_LINEAR: u32 = 0u;
+const ACTIVATION_RELU: u32 = 1u;
+const ACTIVATION_TANH: u32 = 2u;
+const ACTIVATION_SIGMOID: u32 = 3u;
+const ACTIVATION_SOFTPLUS: u32 = 4u;
+const ACTIVATION_ELU: u32 = 5u;
+const ACTIVATION_LEAKY_RELU: u32 = 6u;
+const ACTIVATION_GELU: u32 = 7u;
+const ACTIVATION_SILU: u32 = 8u;
+
+fn activate(activation: u32, z: f32) -> f32 {
+    switch activation {
+        case ACTIVATION_RELU: {
+            return select(0.0, z, z > 0.0);
+        }
+        case ACTIVATION_TANH: {
+            return tanh(z);
+        }
+        case ACTIVATION_SIGMOID: {
+            return sigmoid(z);
+        }
+        case ACTIVATION_SOFTPLUS: {
+            return select(0.0, z, z > 0.0) + log(1.0 + exp(-abs(z)));
+        }
+        case ACTIVATION_ELU: {
+            return select(exp(z) - 1.0, z, z > 0.0);
+        }
+        case ACTIVATION_LEAKY_RELU: {
+            return select(0.2 * z, z, z > 0.0);
+        }
+        case ACTIVATION_GELU: {
+            return (0.5 * z) * (1.0 + erf(z / 1.4142135623730951));
+        }
+        case ACTIVATION_SILU: {
+            return z * sigmoid(z);
+        }
+        default: {
+            return z;
+        }
+    }
+}
+
+// The derivative at z: relu's is 0 at 0, leaky_relu's the slope, elu's 1.
+fn activation_derivative(activation: u32, z: f32) -> f32 {
+    switch activation {
+        case ACTIVATION_RELU: {
+            return select(0.0, 1.0, z > 0.0);
+        }
+        case ACTIVATION_TANH: {
+            let t = tanh(z);
+            return 1.0 - t * t;
+        }
+        case ACTIVATION_SIGMOID: {
+            let s = sigmoid(z);
+            return s * (1.0 - s);
+        }
+        case ACTIVATION_SOFTPLUS: {
+            return sigmoid(z);
+        }
+        case ACTIVATION_ELU: {
+            // TensorFlow's EluGrad, from the output y: y + 1 where y < 0.
+            return select((exp(z) - 1.0) + 1.0, 1.0, z > 0.0);
+        }
+        case ACTIVATION_LEAKY_RELU: {
+            return select(0.2, 1.0, z > 0.0);
+        }
+        case ACTIVATION_GELU: {
+            let cdf = 0.5 * (1.0 + erf(z / 1.4142135623730951));
+            let density = exp(-0.5 * (z * z)) * 0.3989422804014327;
+            return cdf + z * density;
+        }
+        case ACTIVATION_SILU: {
+            let s = sigmoid(z);
+            return s * (1.0 + z * (1.0 - s));
+        }
+        default: {
+            return 1.0;
+        }
+    }
+}
+
+// 1 / (1 + exp(-x)) as e / (1 + e) or 1 / (1 + e), e = exp(-|x|): exp
+// never overflows.
+fn sigmoid(x: f32) -> f32 {
+    let e = exp(-abs(x));
+    let d = 1.0 + e;
+    if -x > 0.0 {
+        return e / d;
+    }
+    return 1.0 / d;
+}
+
+// erf as TensorFlow's CPU kernels compute it in f32 (Eigen's
+// generic_fast_erf_float): x p(x^2) / q(x^2) on x clamped to [-4, 4].
+fn erf(value: f32) -> f32 {
+    let x = clamp(value, -4.0, 4.0);
+    let x2 = x * x;
+    var p = -2.72614225801306e-10;
+    p = x2 * p + 2.77068142495902e-08;
+    p = x2 * p + -2.10102402082508e-06;
+    p = x2 * p + -5.69250639462346e-05;
+    p = x2 * p + -7.34990630326855e-04;
+    p = x2 * p + -2.95459980854025e-03;
+    p = x2 * p + -1.60960333262415e-02;
+    var q = -1.45660718464996e-05;
+    q = x2 * q + -2.13374055278905e-04;
+    q = x2 * q + -1.68282697438203e-03;
+    q = x2 * q + -7.37332916720468e-03;
+    q = x2 * q + -1.42647390514189e-02;
+    return (x * p) / q;
+}
+
+// Error passed back through a Dense layer, to the sums of the layer below
+// (activation f): err_in[s][i] = (sum_j err_out[s][j] * kernel[i][j]) * f'(z[s][i]).
 fn dense_backward_at(index: u32, args: DispatchArgs, batch: Batch) {
     let tile = tile_of(index, args.inputs);
     if tile.x >= batch.size {
@@ -390,7 +546,8 @@ fn dense_backward_at(index: u32, args: DispatchArgs, batch: Batch) {
         let w = param_row(args.kernel_offset + tile.y * args.units + j, args.units, tile.y, args.inputs, unit_tile);
         add_outer_product(&sums, e, w, sample_tile);
     }
-    store_tile(sums, Row(), args.out_offset, args.inputs, tile, batch.size);
+    let finish = Finish(args.activation, false, args.out_offset, 0u);
+    store_tile(sums, Row(), finish, args.inputs, tile, batch.size);
 }
 
 // First level of every sum over samples, one layer at a time. Row p of
@@ -601,7 +758,7 @@ fn output_error(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    output_error_at(thread_index(group, groups, local), current_batch(dispatch_args[current.dispatch].chunk_first));
+    output_error_at(thread_index(group, groups, local), dispatch_args[current.dispatch], current_batch(dispatch_args[current.dispatch].chunk_first));
 }
 
 @compute @workgroup_size(workgroup_size)

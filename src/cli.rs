@@ -1,5 +1,6 @@
 //! The command line: flags, and the thin glue from them to the library.
 
+use crate::activation::Activation;
 use crate::compare::{GPU_CPU_TOLERANCE, compare};
 use crate::cpu;
 use crate::data::Dataset;
@@ -37,9 +38,16 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "gpu-c2f", version, about, after_help = EXAMPLES)]
 pub struct Cli {
-    /// Hidden layer widths, comma-separated (`none` for a single Dense(1)).
-    #[arg(long, value_name = "W1,W2,...|none", value_parser = parse_hidden, conflicts_with = "init", help_heading = "Training")]
-    pub hidden: Option<HiddenWidths>,
+    /// Hidden layers, comma-separated: each a width, linear as Keras's
+    /// default, or `width:activation` (`16:relu,16:tanh`); `none` for a
+    /// single Dense(1). Activations: linear, relu, tanh, sigmoid, softplus,
+    /// elu, leaky_relu, gelu, silu.
+    #[arg(long, value_name = "W[:ACT],...|none", value_parser = parse_hidden, conflicts_with = "init", help_heading = "Training")]
+    pub hidden: Option<HiddenLayers>,
+
+    /// The output layer's activation (e.g. sigmoid for a probability).
+    #[arg(long, value_name = "ACT", default_value = "linear", value_parser = parse_activation, conflicts_with = "init", help_heading = "Training")]
+    pub output_activation: Activation,
 
     /// Training epochs (0 reports the untrained model).
     #[arg(long, default_value_t = DEFAULT_EPOCHS, allow_negative_numbers = true, help_heading = "Training")]
@@ -170,32 +178,55 @@ fn parse_batch_size(text: &str) -> Result<BatchSize, String> {
     }
 }
 
-/// `--hidden`'s widths (a newtype, so clap takes the list as one value).
+/// `--hidden`'s layers, each a width and an activation (a newtype, so clap
+/// takes the list as one value).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HiddenWidths(pub Vec<usize>);
+pub struct HiddenLayers(pub Vec<(usize, Activation)>);
 
-fn parse_hidden(text: &str) -> Result<HiddenWidths, String> {
-    parse_widths(text).map(HiddenWidths)
+impl HiddenLayers {
+    /// The layers' widths.
+    pub fn widths(&self) -> Vec<usize> {
+        self.0.iter().map(|&(width, _)| width).collect()
+    }
 }
 
-fn parse_widths(text: &str) -> Result<Vec<usize>, String> {
+fn parse_hidden(text: &str) -> Result<HiddenLayers, String> {
+    parse_layers(text).map(HiddenLayers)
+}
+
+fn parse_activation(text: &str) -> Result<Activation, String> {
+    Activation::from_name(text.trim()).map_err(|e| e.to_string())
+}
+
+fn parse_layers(text: &str) -> Result<Vec<(usize, Activation)>, String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("none") {
         return Ok(Vec::new());
     }
     text.split(',')
         .enumerate()
-        .map(|(index, part)| match part.trim().parse::<usize>() {
-            Ok(0) => Err(format!(
-                "width {} is 0; every width must be at least 1",
-                index + 1
-            )),
-            Ok(width) => Ok(width),
-            Err(_) => Err(format!(
-                "width {} ({:?}) is not a positive whole number; expected e.g. 3,3 or none",
-                index + 1,
-                part
-            )),
+        .map(|(index, part)| {
+            let (width, activation) = match part.split_once(':') {
+                Some((width, name)) => {
+                    let activation = parse_activation(name)
+                        .map_err(|why| format!("layer {}: {why}", index + 1))?;
+                    (width, activation)
+                }
+                None => (part, Activation::Linear),
+            };
+            match width.trim().parse::<usize>() {
+                Ok(0) => Err(format!(
+                    "width {} is 0; every width must be at least 1",
+                    index + 1
+                )),
+                Ok(width) => Ok((width, activation)),
+                Err(_) => Err(format!(
+                    "width {} ({:?}) is not a positive whole number; expected e.g. 3,3, \
+                     16:relu,16:relu or none",
+                    index + 1,
+                    width
+                )),
+            }
         })
         .collect()
 }
@@ -390,8 +421,12 @@ fn initial_model(cli: &Cli, seed: u64) -> Result<(Model, Option<u64>, String)> {
     Ok(match &cli.init {
         Some(path) => (model_file::load(path)?, None, path.display().to_string()),
         None => {
-            let hidden = cli.hidden.clone().map_or_else(|| vec![3, 3], |h| h.0);
-            let architecture = Architecture::new(&hidden)?;
+            let seed_layers = [(3, Activation::Linear); 2];
+            let hidden = cli
+                .hidden
+                .clone()
+                .map_or_else(|| seed_layers.to_vec(), |h| h.0);
+            let architecture = Architecture::with_layers(&hidden, cli.output_activation)?;
             let model = Model::glorot_uniform(architecture, seed);
             (model, Some(seed), "glorot_uniform".to_string())
         }
@@ -621,12 +656,33 @@ mod tests {
 
     #[test]
     fn hidden_accepts_lists_and_none_and_rejects_the_rest() {
-        assert_eq!(parse_widths("3,3"), Ok(vec![3, 3]));
-        assert_eq!(parse_widths(" 64 , 17 "), Ok(vec![64, 17]));
-        assert_eq!(parse_widths("none"), Ok(vec![]));
-        for bad in [",", "0", "3,,3", "three", "", "-1", "3,0"] {
-            assert!(parse_widths(bad).is_err(), "{bad:?} was accepted");
+        let linear = Activation::Linear;
+        assert_eq!(parse_layers("3,3"), Ok(vec![(3, linear), (3, linear)]));
+        assert_eq!(
+            parse_layers(" 64 , 17 "),
+            Ok(vec![(64, linear), (17, linear)])
+        );
+        assert_eq!(parse_layers("none"), Ok(vec![]));
+        assert_eq!(
+            parse_layers("16:relu, 8:leaky_relu,4"),
+            Ok(vec![
+                (16, Activation::Relu),
+                (8, Activation::LeakyRelu),
+                (4, linear)
+            ])
+        );
+        for bad in [
+            ",", "0", "3,,3", "three", "", "-1", "3,0", "3:", "3:Relu", ":relu", "0:relu",
+        ] {
+            assert!(parse_layers(bad).is_err(), "{bad:?} was accepted");
         }
+        let unknown = parse_layers("8:relu,8:swish").unwrap_err();
+        assert!(
+            unknown.contains("layer 2")
+                && unknown.contains("\"swish\"")
+                && unknown.contains("gelu"),
+            "{unknown}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! function named like its kernel. Tests hold the GPU to it, and
 //! `gpu-c2f --cpu-reference` trains with it.
 
+use crate::activation::Activation;
 use crate::batching::{Batch, Batching};
 use crate::data::Dataset;
 use crate::error::Result;
@@ -40,7 +41,9 @@ pub struct Backprop {
     /// of the batch, `stride = padded_samples(samples)` (`activations[0]`
     /// holds the inputs).
     activations: Vec<Vec<f32>>,
-    /// `errors[l]`: dLoss/d(activations[l]) in the same layout (`errors[0]` unused).
+    /// `errors[l]`: dLoss/dz of layer l - 1's sums z in the same layout
+    /// (`errors[0]` unused); before the backward pass, the sums themselves
+    /// where the layer is nonlinear.
     errors: Vec<Vec<f32>>,
     /// `output - target` per sample.
     residuals: Vec<f32>,
@@ -166,11 +169,13 @@ impl Backprop {
                     stride,
                     &inputs[layer][..stride * layout.inputs],
                     &mut outputs[0][..stride * layout.units],
+                    &mut self.errors[layer + 1][..stride * layout.units],
                 );
             }
             Op::OutputError { .. } => output_error(
                 &self.activations[last][..samples],
                 batch.fahrenheit,
+                self.layers[last - 1].activation,
                 &mut self.residuals[..samples],
                 &mut self.errors[last][..samples],
             ),
@@ -179,6 +184,7 @@ impl Backprop {
                 dense_backward(
                     params,
                     &self.layers[layer],
+                    self.layers[layer - 1].activation,
                     stride,
                     &after[0],
                     &mut before[layer],
@@ -281,9 +287,11 @@ pub fn padded_samples(samples: usize) -> usize {
 /// The `dense_forward` kernel: one Dense layer for a batch stored
 /// feature-major with rows of `stride` samples (a multiple of [`LANES`]):
 /// `inputs[i * stride + s]`, `outputs[j * stride + s]`.
-/// `out[s][j] = (sum_i in[s][i] * kernel[i][j]) + bias[j]`, each sum started
-/// at 0 and added in order of `i`, the bias added last, as the WGSL kernel
-/// does. Working on LANES samples of one unit at a time keeps the sums in
+/// `out[s][j] = f((sum_i in[s][i] * kernel[i][j]) + bias[j])`, each sum
+/// started at 0 and added in order of `i`, the bias added last, then the
+/// layer's activation `f`, as the WGSL kernel does. A nonlinear layer also
+/// keeps its sums `z` in `sums` (the same layout) for the backward pass.
+/// Working on LANES samples of one unit at a time keeps the sums in
 /// registers however narrow the layer (the seed's are 1-3 wide).
 pub fn dense_forward(
     params: &[f32],
@@ -291,25 +299,38 @@ pub fn dense_forward(
     stride: usize,
     inputs: &[f32],
     outputs: &mut [f32],
+    sums: &mut [f32],
 ) {
     // A stride off the lane grid would let a chunk run into the next row.
     assert_eq!(stride % LANES, 0, "rows are padded to whole lane chunks");
     assert!(inputs.len() >= stride * layer.inputs && outputs.len() >= stride * layer.units);
     let kernel = &params[layer.kernel_offset..layer.bias_offset];
     let bias = &params[layer.bias_offset..][..layer.units];
+    let activation = layer.activation;
     for first in (0..stride).step_by(LANES) {
         for (unit, &b) in bias.iter().enumerate() {
-            let mut sums = [0.0f32; LANES];
+            let mut lanes = [0.0f32; LANES];
             for i in 0..layer.inputs {
                 let weight = kernel[i * layer.units + unit];
                 let values = &inputs[i * stride + first..][..LANES];
-                for (sum, &value) in sums.iter_mut().zip(values) {
+                for (sum, &value) in lanes.iter_mut().zip(values) {
                     *sum += value * weight;
                 }
             }
-            let out = &mut outputs[unit * stride + first..][..LANES];
-            for (out, sum) in out.iter_mut().zip(sums) {
-                *out = sum + b;
+            let row = unit * stride + first..unit * stride + first + LANES;
+            if activation.is_linear() {
+                for (out, sum) in outputs[row].iter_mut().zip(lanes) {
+                    *out = sum + b;
+                }
+                continue;
+            }
+            for ((out, z), sum) in outputs[row.clone()]
+                .iter_mut()
+                .zip(&mut sums[row])
+                .zip(lanes)
+            {
+                *z = sum + b;
+                *out = activation.apply(*z);
             }
         }
     }
@@ -317,8 +338,16 @@ pub fn dense_forward(
 
 /// The `output_error` kernel: for each sample of a batch of
 /// `outputs.len()`, the residual `r = y_hat - y` (squared by the loss's
-/// reduction) and the error fed back, `dL/dy_hat = 2 r / N`.
-pub fn output_error(outputs: &[f32], targets: &[f32], residuals: &mut [f32], errors: &mut [f32]) {
+/// reduction) and the error fed back, `dL/dz = 2 r / N * f'(z)` for the
+/// output layer's activation `f`; `errors` holds the output layer's sums
+/// `z` when it is nonlinear, and the errors after.
+pub fn output_error(
+    outputs: &[f32],
+    targets: &[f32],
+    activation: Activation,
+    residuals: &mut [f32],
+    errors: &mut [f32],
+) {
     let samples = outputs.len() as f32;
     for (((residual, error), &y_hat), &y) in residuals
         .iter_mut()
@@ -327,17 +356,25 @@ pub fn output_error(outputs: &[f32], targets: &[f32], residuals: &mut [f32], err
         .zip(targets)
     {
         *residual = y_hat - y;
-        *error = (2.0 * *residual) / samples;
+        let delta = (2.0 * *residual) / samples;
+        *error = if activation.is_linear() {
+            delta
+        } else {
+            delta * activation.derivative(*error)
+        };
     }
 }
 
-/// The `dense_backward` kernel: the error passed back through a Dense layer
-/// (no activation), `err_in[s][i] = sum_j err_out[s][j] * kernel[i][j]`,
-/// added in order of j, on feature-major rows of `stride` samples (a
+/// The `dense_backward` kernel: the error passed back through a Dense
+/// layer to its inputs, `err_in[s][i] = (sum_j err_out[s][j] *
+/// kernel[i][j]) * f'(z[s][i])`, added in order of j, where `f` is the
+/// activation of the layer below (`below`), whose sums `z` `error_in` holds
+/// when it is nonlinear; on feature-major rows of `stride` samples (a
 /// multiple of [`LANES`]).
 pub fn dense_backward(
     params: &[f32],
     layer: &DenseLayout,
+    below: Activation,
     stride: usize,
     error_out: &[f32],
     error_in: &mut [f32],
@@ -353,7 +390,14 @@ pub fn dense_backward(
                     *sum += e * weight;
                 }
             }
-            error_in[i * stride + first..][..LANES].copy_from_slice(&sums);
+            let out = &mut error_in[i * stride + first..][..LANES];
+            if below.is_linear() {
+                out.copy_from_slice(&sums);
+                continue;
+            }
+            for (error, sum) in out.iter_mut().zip(sums) {
+                *error = sum * below.derivative(*error);
+            }
         }
     }
 }

@@ -37,6 +37,7 @@
 #[cfg(test)]
 extern crate self as gpu_c2f;
 
+pub mod activation;
 pub mod batching;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -54,10 +55,12 @@ pub mod output;
 pub mod plot;
 #[cfg(feature = "cli")]
 pub(crate) mod report;
+pub mod rounding;
 pub mod shadow;
 pub mod step;
 pub mod training;
 
+pub use activation::Activation;
 pub use data::Dataset;
 pub use error::{Error, Result};
 pub use model::{Architecture, DenseWeights, Model};

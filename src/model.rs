@@ -1,10 +1,12 @@
-//! The network: a stack of Dense layers with no activation, its parameter
-//! layout in one flat `f32` vector, and Keras's default initialisation.
+//! The network: a stack of Dense layers, each with a Keras activation
+//! (linear unless given), its parameter layout in one flat `f32` vector, and
+//! Keras's default initialisation.
 //!
 //! Parameters are stored in the order of Keras's `model.trainable_weights`:
 //! layer 0 kernel, layer 0 bias, layer 1 kernel, ... Each kernel is row-major
 //! `kernel[input][unit]`, the layout of Keras's `get_weights()`.
 
+use crate::activation::Activation;
 use crate::error::{Result, fail};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -21,11 +23,14 @@ pub const MAX_HIDDEN_LAYERS: usize = 28;
 /// Most parameters: 2^26 weights, with Adam's two moments 768 MiB of f32.
 pub const MAX_PARAMS: usize = 1 << 26;
 
-/// Widths of every layer of activations, input (1) and output (1) included:
-/// the seed network 1 -> 3 -> 3 -> 1 is `[1, 3, 3, 1]`.
+/// Widths of every layer of activations, input (1) and output (1) included
+/// (the seed network 1 -> 3 -> 3 -> 1 is `[1, 3, 3, 1]`), and each Dense
+/// layer's activation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Architecture {
     widths: Vec<usize>,
+    /// One per Dense layer, the output layer's last.
+    activations: Vec<Activation>,
 }
 
 /// Where one Dense layer's kernel and bias sit in the flat parameter vector.
@@ -40,10 +45,13 @@ pub struct DenseLayout {
     pub kernel_offset: usize,
     /// Index of `bias[0]`, right after the kernel.
     pub bias_offset: usize,
+    /// What the layer applies to its sums.
+    pub activation: Activation,
 }
 
 impl Architecture {
-    /// One input, the given hidden widths, one output. Every width must be
+    /// One input, the given hidden widths, one output, every layer linear
+    /// (see [`Self::with_activations`]). Every width must be
     /// in 1..=[`MAX_WIDTH`], at most [`MAX_HIDDEN_LAYERS`] hidden layers and
     /// [`MAX_PARAMS`] parameters in all, checked before anything is allocated.
     pub fn new(hidden: &[usize]) -> Result<Self> {
@@ -73,7 +81,11 @@ impl Architecture {
         widths.push(1);
         widths.extend_from_slice(hidden);
         widths.push(1);
-        let architecture = Self { widths };
+        let activations = vec![Activation::Linear; widths.len() - 1];
+        let architecture = Self {
+            widths,
+            activations,
+        };
         let count = architecture.param_count();
         if count > MAX_PARAMS {
             fail!(
@@ -90,9 +102,45 @@ impl Architecture {
         Self::new(&[3, 3]).expect("the seed widths are valid")
     }
 
+    /// Hidden layers of these widths and activations, then the output unit
+    /// with `output` (`Dense(16, activation="relu")` is `(16, Relu)`).
+    pub fn with_layers(hidden: &[(usize, Activation)], output: Activation) -> Result<Self> {
+        let widths: Vec<usize> = hidden.iter().map(|&(width, _)| width).collect();
+        let activations = hidden.iter().map(|&(_, activation)| activation);
+        Self::new(&widths)?.with_activations(activations.chain([output]).collect())
+    }
+
+    /// The same widths with these activations, one per Dense layer (the
+    /// hidden layers' in order, then the output layer's).
+    pub fn with_activations(self, activations: Vec<Activation>) -> Result<Self> {
+        if activations.len() != self.activations.len() {
+            fail!(
+                InvalidConfig,
+                "a {} network has {} Dense layers, but {} activations were given",
+                self.describe(),
+                self.activations.len(),
+                activations.len()
+            );
+        }
+        Ok(Self {
+            activations,
+            ..self
+        })
+    }
+
     /// Activation widths, input and output included.
     pub fn widths(&self) -> &[usize] {
         &self.widths
+    }
+
+    /// Each Dense layer's activation, the output layer's last.
+    pub fn activations(&self) -> &[Activation] {
+        &self.activations
+    }
+
+    /// Whether every layer is linear (the whole network is then affine).
+    pub fn is_linear(&self) -> bool {
+        self.activations.iter().all(|a| a.is_linear())
     }
 
     /// Kernel and bias positions of every Dense layer, in parameter order.
@@ -100,13 +148,15 @@ impl Architecture {
         let mut offset = 0;
         self.widths
             .windows(2)
-            .map(|pair| {
+            .zip(&self.activations)
+            .map(|(pair, &activation)| {
                 let (inputs, units) = (pair[0], pair[1]);
                 let layout = DenseLayout {
                     inputs,
                     units,
                     kernel_offset: offset,
                     bias_offset: offset + inputs * units,
+                    activation,
                 };
                 offset += inputs * units + units;
                 layout
@@ -119,20 +169,41 @@ impl Architecture {
         self.widths.windows(2).map(|p| p[0] * p[1] + p[1]).sum()
     }
 
-    /// A short name such as `1-3-3-1`.
+    /// A short name such as `1-3-3-1`, each nonlinear layer's width
+    /// followed by its activation (`1-16relu-16relu-1`); it also names
+    /// files, so it holds no `:`.
     pub fn describe(&self) -> String {
-        let parts: Vec<String> = self.widths.iter().map(|w| w.to_string()).collect();
+        let layers = self.activations.iter().map(|a| match a {
+            Activation::Linear => "",
+            other => other.name(),
+        });
+        let parts: Vec<String> = std::iter::once(String::new())
+            .chain(layers.map(str::to_string))
+            .zip(&self.widths)
+            .map(|(activation, width)| format!("{width}{activation}"))
+            .collect();
         parts.join("-")
     }
 }
 
-/// One Dense layer's weights in Keras's `get_weights()` layout.
+/// One Dense layer's weights in Keras's `get_weights()` layout, and its
+/// activation (linear when a model file leaves it out).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DenseWeights {
     /// `kernel[input][unit]`.
     pub kernel: Vec<Vec<f32>>,
     /// `bias[unit]`.
     pub bias: Vec<f32>,
+    /// The layer's activation; a file without it, or with `null` (Keras's
+    /// `activation=None`), means linear.
+    #[serde(default, deserialize_with = "linear_when_null")]
+    pub activation: Activation,
+}
+
+fn linear_when_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Activation, D::Error> {
+    Ok(Option::<Activation>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// A network's architecture and all its parameters.
@@ -234,7 +305,9 @@ impl Model {
             }
             inputs = units;
         }
-        Self::from_params(Architecture::new(&hidden)?, params)
+        let activations = layers.iter().map(|layer| layer.activation).collect();
+        let architecture = Architecture::new(&hidden)?.with_activations(activations)?;
+        Self::from_params(architecture, params)
     }
 
     /// The network's layer widths.
@@ -258,6 +331,7 @@ impl Model {
                     .map(<[f32]>::to_vec)
                     .collect(),
                 bias: self.params[layer.bias_offset..layer.bias_offset + layer.units].to_vec(),
+                activation: layer.activation,
             })
             .collect()
     }
@@ -271,7 +345,15 @@ impl Model {
         activations[0] = celsius;
         for layer in self.architecture.layers() {
             let mut outputs = vec![0.0; layer.units * LANES];
-            dense_forward(&self.params, &layer, LANES, &activations, &mut outputs);
+            let mut sums = vec![0.0; layer.units * LANES];
+            dense_forward(
+                &self.params,
+                &layer,
+                LANES,
+                &activations,
+                &mut outputs,
+                &mut sums,
+            );
             activations = outputs;
         }
         activations[0]

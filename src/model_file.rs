@@ -1,6 +1,7 @@
-//! Model files: JSON whose `layers` holds one `{"kernel", "bias"}` per Dense
-//! layer in Keras's `get_weights()` layout (`kernel[input][unit]`), so
-//! weights exported from Keras load directly. Other keys are ignored on
+//! Model files: JSON whose `layers` holds one `{"kernel", "bias",
+//! "activation"}` per Dense layer, the weights in Keras's `get_weights()`
+//! layout (`kernel[input][unit]`), so weights exported from Keras load
+//! directly; `activation` is a Keras name, linear when absent or null. Other keys are ignored on
 //! load; gpu-c2f writes a few for people reading the file.
 //! [`crate::output`] writes them.
 

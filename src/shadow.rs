@@ -37,10 +37,13 @@
 //! must end in the trained model: with every step recorded, that covers the
 //! whole run.
 
+use crate::activation::Activation;
 use crate::compare::Comparison;
 use crate::cpu::{Backprop, GatheredBatch};
 use crate::model::{DenseLayout, Model};
 use crate::optimizer::adam_update;
+pub use crate::rounding::apart;
+use crate::rounding::{Bounded, DIVISION_APART, FLUSH, ONE_OP, SQRT_APART};
 use crate::step::REDUCE_BLOCK;
 use crate::training::TrainConfig;
 use serde::Serialize;
@@ -307,43 +310,6 @@ fn check_epoch_losses(
     }
 }
 
-/// The unit roundoff of f32.
-const U: f64 = 1.0 / (1u64 << 24) as f64;
-
-/// How far a quotient may be from the exact one on a device and on the CPU
-/// together: WGSL allows 2.5 ULP for `x / y` (an ULP is at most 2u of the
-/// value), Rust rounds correctly (u). WGSL's floating-point accuracy table:
-/// <https://www.w3.org/TR/WGSL/#floating-point-accuracy>.
-const DIVISION_APART: f64 = 2.5 * 2.0 * U + U;
-
-/// The same for `sqrt`: WGSL inherits it from `1.0 / inverseSqrt(x)`, a
-/// 2-ULP reciprocal square root through a 2.5-ULP division: at most 4.5 ULP
-/// (9u, and a little more for the product of the two errors: 9.01u).
-const SQRT_APART: f64 = 9.01 * U + U;
-
-/// What one operation may lose on a device that flushes subnormal results
-/// to zero, as WGSL allows: less than the smallest normal f32. Added per
-/// operation, it matters only for values near 1e-38.
-const FLUSH: f64 = f32::MIN_POSITIVE as f64;
-
-/// How far a value computed with `n` roundings may be, on a device and on
-/// the CPU together, relative to the magnitudes it was summed from: WGSL's
-/// "correctly rounded" lets a device take either neighbour of the exact
-/// result (an ULP, at most 2u), the CPU rounds to nearest (u), so gamma(2n)
-/// + gamma(n).
-pub fn apart(n: usize) -> f64 {
-    gamma(2 * n) + gamma(n)
-}
-
-/// One rounding on each side: 2u on the device, u on the CPU.
-const ONE_OP: f64 = 3.0 * U;
-
-/// gamma(n) = n u / (1 - n u): the relative error bound of n roundings to nearest.
-fn gamma(n: usize) -> f64 {
-    let nu = n as f64 * U;
-    nu / (1.0 - nu)
-}
-
 /// How far a device's loss and gradients of one batch may be from the CPU
 /// reference's, both computed from the same weights.
 #[derive(Debug, Clone)]
@@ -352,22 +318,6 @@ pub struct StepBounds {
     pub gradients: Vec<f64>,
     /// Bound on the batch's loss (mean squared error).
     pub loss: f64,
-}
-
-/// A value of one sample's pass (f64) and the bound on how far the device's
-/// and the CPU's f32 values of it may be apart.
-#[derive(Debug, Clone, Copy, Default)]
-struct Bounded {
-    value: f64,
-    apart: f64,
-}
-
-impl Bounded {
-    /// A magnitude covering both f32 values (each within `apart` of the other,
-    /// and the f64 value within that of the CPU's).
-    fn magnitude(self) -> f64 {
-        self.value.abs() + 2.0 * self.apart
-    }
 }
 
 /// Bounds for one batch (see the module's notes): each value's forward and
@@ -386,11 +336,9 @@ pub fn step_bounds(
     let mut magnitudes = vec![0.0f64; weights.len() + 1];
     let mut term_differences = vec![0.0f64; weights.len() + 1];
     for (&x, &y) in celsius.iter().zip(fahrenheit) {
-        // Forward: activations[l][j].
-        let mut activations = vec![vec![Bounded {
-            value: x as f64,
-            apart: 0.0,
-        }]];
+        // Forward: activations[l][j], and each layer's sums z.
+        let mut activations = vec![vec![Bounded::exact(x as f64)]];
+        let mut sums_of = Vec::with_capacity(layers.len());
         for layer in layers {
             let inputs = activations.last().expect("the input layer");
             let outputs = (0..layer.units)
@@ -415,8 +363,9 @@ pub fn step_bounds(
                             + 2.0 * (layer.inputs + 1) as f64 * FLUSH,
                     }
                 })
-                .collect();
-            activations.push(outputs);
+                .collect::<Vec<_>>();
+            activations.push(outputs.iter().map(|&z| layer.activation.apply(z)).collect());
+            sums_of.push(outputs);
         }
         // Output error: r = y_hat - y, dL/dy_hat = 2 r / N.
         let output = activations.last().expect("the output layer")[0];
@@ -429,10 +378,13 @@ pub fn step_bounds(
         let n = samples as f64;
         let delta_value = 2.0 * residual.value / n;
         let delta_apart = 2.0 * residual.apart / n;
-        let mut errors = vec![Bounded {
+        let delta = Bounded {
             value: delta_value,
             apart: delta_apart + DIVISION_APART * (delta_value.abs() + delta_apart) + 2.0 * FLUSH,
-        }];
+        };
+        let output_layer = layers.last().expect("one layer");
+        let output_sum = sums_of.last().expect("one layer")[0];
+        let mut errors = vec![times_derivative(delta, output_layer.activation, output_sum)];
         // Backward: errors of each layer's inputs, last layer first;
         // `errors_of[l]` holds layer l's output errors.
         let mut errors_of = vec![Vec::new(); layers.len()];
@@ -441,6 +393,7 @@ pub fn step_bounds(
             if l == 0 {
                 break;
             }
+            let below = layers[l - 1].activation;
             errors = (0..layer.inputs)
                 .map(|i| {
                     let kernel = |j: usize| w(layer.kernel_offset + i * layer.units + j);
@@ -451,12 +404,13 @@ pub fn step_bounds(
                     let carried: f64 = (0..layer.units)
                         .map(|j| errors[j].apart * kernel(j).abs())
                         .sum();
-                    Bounded {
+                    let error = Bounded {
                         value: sum,
                         apart: apart(layer.units) * size
                             + carried
                             + 2.0 * layer.units as f64 * FLUSH,
-                    }
+                    };
+                    times_derivative(error, below, sums_of[l - 1][i])
                 })
                 .collect();
         }
@@ -469,10 +423,7 @@ pub fn step_bounds(
                 + ONE_OP * a.magnitude() * e.magnitude()
                 + 4.0 * FLUSH;
         };
-        let one = Bounded {
-            value: 1.0,
-            apart: 0.0,
-        };
+        let one = Bounded::exact(1.0);
         for ((layer, inputs), output_errors) in layers.iter().zip(&activations).zip(&errors_of) {
             for (j, &e) in output_errors.iter().enumerate() {
                 for (i, &a) in inputs.iter().enumerate() {
@@ -502,6 +453,15 @@ pub fn step_bounds(
         gradients,
         loss: squared / n + DIVISION_APART * (loss_magnitude + squared / n),
     }
+}
+
+/// An error times the derivative of a nonlinear `activation` at the sums
+/// `z` (the kernels' `error * activation_derivative(z)`).
+fn times_derivative(error: Bounded, activation: Activation, z: Bounded) -> Bounded {
+    if activation.is_linear() {
+        return error;
+    }
+    error * activation.derivative(z)
 }
 
 /// How far a device's Adam update may be from the CPU reference's, both from

@@ -424,7 +424,11 @@ fn model_layers() -> impl Strategy<Value = Vec<DenseWeights>> {
                     vec(vec(finite_f32(), units), inputs),
                     vec(finite_f32(), units),
                 )
-                    .prop_map(|(kernel, bias)| DenseWeights { kernel, bias })
+                    .prop_map(|(kernel, bias)| DenseWeights {
+                        kernel,
+                        bias,
+                        activation: Default::default(),
+                    })
             })
             .collect();
         layers
@@ -817,8 +821,8 @@ proptest! {
             if let Some(hidden) = &cli.hidden {
                 // Size limits (MAX_WIDTH, MAX_PARAMS, ...) are checked when the
                 // network is built, not by the flag parser: any answer, no panic.
-                prop_assert!(hidden.0.iter().all(|&w| w >= 1));
-                let _ = Architecture::new(&hidden.0);
+                prop_assert!(hidden.widths().iter().all(|&w| w >= 1));
+                let _ = Architecture::with_layers(&hidden.0, cli.output_activation);
             }
             let config = TrainConfig {
                 data: Dataset::seed(),
@@ -853,7 +857,7 @@ proptest! {
         prop_assert_eq!(cli.epochs, epochs as usize);
         prop_assert_eq!(cli.learning_rate.to_bits(), rate.to_bits());
         prop_assert_eq!(cli.seed, Some(seed));
-        prop_assert_eq!(cli.hidden.map(|h| h.0), Some(hidden));
+        prop_assert_eq!(cli.hidden.map(|h| h.widths()), Some(hidden));
         prop_assert_eq!(bits(&cli.predict), bits(&predict));
     }
 

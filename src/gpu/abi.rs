@@ -77,6 +77,10 @@ pub struct DispatchArgs {
     pub src_offset: u32,
     pub dst_offset: u32,
     pub chunk_first: u32,
+    /// `Activation::code` of the layer the dispatch applies or
+    /// differentiates (dense layers and the output error).
+    pub activation: u32,
+    pub pre_offset: u32,
 }
 
 impl DispatchArgs {
@@ -261,7 +265,8 @@ mod tests {
     #[test]
     fn dispatch_args_match_the_wgsl_struct_and_its_literal() {
         let rust = fields!(DispatchArgs: inputs, units, kernel_offset, bias_offset, in_offset,
-            out_offset, rows, in_len, out_len, src_offset, dst_offset, chunk_first);
+            out_offset, rows, in_len, out_len, src_offset, dst_offset, chunk_first, activation,
+            pre_offset);
         assert_same_layout("DispatchArgs", &rust, size_of::<DispatchArgs>());
         let (_, span) = wgsl_struct("DispatchArgs");
         assert_eq!(size_of::<DispatchArgs>(), span as usize, "the array stride");
@@ -272,7 +277,7 @@ mod tests {
         };
         assert_eq!(
             args.wgsl_literal(),
-            "DispatchArgs(3u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 256u)"
+            "DispatchArgs(3u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 256u, 0u, 0u)"
         );
     }
 

@@ -18,7 +18,7 @@ pub fn fused_step_body(plan: &GpuPlan, workgroup_size: u32) -> String {
         let call = match dispatch.kernel {
             Kernel::GatherBatch => "gather_batch_at(index, batch)".to_string(),
             Kernel::DenseForward => format!("dense_forward_at(index, {args}, batch)"),
-            Kernel::OutputError => "output_error_at(index, batch)".to_string(),
+            Kernel::OutputError => format!("output_error_at(index, {args}, batch)"),
             Kernel::DenseBackward => format!("dense_backward_at(index, {args}, batch)"),
             Kernel::GradientPartials => format!("gradient_partials_at(index, {args}, batch)"),
             Kernel::SamplePartials => unreachable!("the fused schedule runs layered work"),

@@ -4,6 +4,7 @@
 //! a GPU.
 
 use super::abi::{DispatchArgs, F32_BYTES, HISTORY_HEADER_WORDS, Kernel, RunArgs, buffer_bytes};
+use crate::activation::Activation;
 use crate::batching::{Batching, half_bits};
 use crate::error::{Error, Result, fail};
 use crate::model::{Architecture, Model};
@@ -333,16 +334,22 @@ impl GpuPlan {
         let rows = self.param_count as u64 + 1;
         let chunk_first = |c: usize| (c as u64 * chunk) as u32;
         // Offsets and lengths fit in u32: `Memory::new` checked both buffers.
-        let dense = |l: usize, in_offset: u64, out_offset: u64, c: usize| DispatchArgs {
-            inputs: layers[l].inputs as u32,
-            units: layers[l].units as u32,
-            kernel_offset: layers[l].kernel_offset as u32,
-            bias_offset: layers[l].bias_offset as u32,
-            in_offset: in_offset as u32,
-            out_offset: out_offset as u32,
-            chunk_first: chunk_first(c),
-            ..Default::default()
-        };
+        // A dense layer's pass; `activation` is the layer's own (forward)
+        // or the layer below's (backward).
+        let dense =
+            |l: usize, in_offset: u64, out_offset: u64, c: usize, activation: Activation| {
+                DispatchArgs {
+                    inputs: layers[l].inputs as u32,
+                    units: layers[l].units as u32,
+                    kernel_offset: layers[l].kernel_offset as u32,
+                    bias_offset: layers[l].bias_offset as u32,
+                    in_offset: in_offset as u32,
+                    out_offset: out_offset as u32,
+                    chunk_first: chunk_first(c),
+                    activation: activation.code(),
+                    ..Default::default()
+                }
+            };
         // Level 0 of a layer's sums (kernel rows, then the bias row, whose a
         // is 1) or of the squared error (a one-entry layer: a = err = the
         // residual, no bias row), into the columns of this chunk's blocks.
@@ -368,20 +375,38 @@ impl GpuPlan {
         };
         let (kernel, args, threads) = match op {
             Op::Gather { chunk: c } => (Kernel::GatherBatch, per_chunk(c), chunk),
-            Op::DenseForward { layer, chunk: c } => (
-                Kernel::DenseForward,
-                dense(
+            Op::DenseForward { layer, chunk: c } => {
+                let args = dense(
                     layer,
                     memory.activations[layer],
                     memory.activations[layer + 1],
                     c,
-                ),
-                tile.items(chunk, layers[layer].units),
-            ),
-            Op::OutputError { chunk: c } => (Kernel::OutputError, per_chunk(c), chunk),
+                    layers[layer].activation,
+                );
+                let args = DispatchArgs {
+                    pre_offset: memory.errors[layer + 1] as u32,
+                    ..args
+                };
+                let threads = tile.items(chunk, layers[layer].units);
+                (Kernel::DenseForward, args, threads)
+            }
+            Op::OutputError { chunk: c } => {
+                let output = layers.last().expect("one layer").activation;
+                let args = DispatchArgs {
+                    activation: output.code(),
+                    ..per_chunk(c)
+                };
+                (Kernel::OutputError, args, chunk)
+            }
             Op::DenseBackward { layer, chunk: c } => (
                 Kernel::DenseBackward,
-                dense(layer, memory.errors[layer + 1], memory.errors[layer], c),
+                dense(
+                    layer,
+                    memory.errors[layer + 1],
+                    memory.errors[layer],
+                    c,
+                    layers[layer - 1].activation,
+                ),
                 tile.items(chunk, layers[layer].inputs),
             ),
             Op::GradientPartials { layer, chunk: c } => {

@@ -17,6 +17,7 @@
 
 use super::plan::Tile;
 use super::wgsl::{ModuleSource, SAMPLE_PARTIALS_TEMPLATE, fill, train_shader};
+use crate::activation::Activation;
 use crate::model::Architecture;
 use std::fmt::Write;
 
@@ -53,8 +54,10 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
     for (l, layer) in layers.iter().enumerate() {
         let _ = writeln!(
             out,
-            "        // dense_forward_at, layer {l} ({} -> {})",
-            layer.inputs, layer.units
+            "        // dense_forward_at, layer {l} ({} -> {}{})",
+            layer.inputs,
+            layer.units,
+            activation_note(layer.activation)
         );
         for j in 0..layer.units {
             let terms = (0..layer.inputs).map(|i| {
@@ -63,26 +66,38 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
                     layer.kernel_offset + i * layer.units + j,
                 )
             });
-            let _ = writeln!(
-                out,
-                "        let a{}_{j} = ({}) + w{};",
-                l + 1,
-                dense_sum(terms),
-                layer.bias_offset + j
-            );
+            let sum = format!("({}) + w{}", dense_sum(terms), layer.bias_offset + j);
+            let a = format!("a{}_{j}", l + 1);
+            let _ = match layer.activation {
+                Activation::Linear => writeln!(out, "        let {a} = {sum};"),
+                activation => writeln!(
+                    out,
+                    "        let z{}_{j} = {sum};\n        let {a} = activate({}u, z{}_{j});",
+                    l + 1,
+                    activation.code(),
+                    l + 1
+                ),
+            };
         }
     }
     let _ = writeln!(
         out,
         "        // output_error_at\n        \
          let residual = a{last}_0 - tensors[run.target_offset + s];\n        \
-         let e{last}_0 = output_delta(residual, batch.total);"
+         let e{last}_0 = {};",
+        times_derivative(
+            "output_delta(residual, batch.total)",
+            layers[last - 1].activation,
+            &format!("z{last}_0")
+        )
     );
     for (l, layer) in layers.iter().enumerate().skip(1).rev() {
+        let below = layers[l - 1].activation;
         let _ = writeln!(
             out,
-            "        // dense_backward_at, layer {l}'s errors into its {} inputs",
-            layer.inputs
+            "        // dense_backward_at, layer {l}'s errors into its {} inputs{}",
+            layer.inputs,
+            activation_note(below)
         );
         for i in 0..layer.inputs {
             let terms = (0..layer.units).map(|j| {
@@ -91,7 +106,8 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
                     layer.kernel_offset + i * layer.units + j,
                 )
             });
-            let _ = writeln!(out, "        let e{l}_{i} = {};", dense_sum(terms));
+            let error = times_derivative(&dense_sum(terms), below, &format!("z{l}_{i}"));
+            let _ = writeln!(out, "        let e{l}_{i} = {error};");
         }
     }
     for (l, layer) in layers.iter().enumerate() {
@@ -119,6 +135,23 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
             ("store_sums", &store_sums),
         ],
     )
+}
+
+/// ", relu" after a nonlinear layer's shape in a comment.
+fn activation_note(activation: Activation) -> String {
+    match activation {
+        Activation::Linear => String::new(),
+        other => format!(", {other}"),
+    }
+}
+
+/// `error`, times the derivative of `activation` at `z` where it is
+/// nonlinear (train.wgsl's `store_dense` and `output_error_at`).
+fn times_derivative(error: &str, activation: Activation, z: &str) -> String {
+    match activation {
+        Activation::Linear => error.to_string(),
+        other => format!("({error}) * activation_derivative({}u, {z})", other.code()),
+    }
 }
 
 /// A dense sum as the kernels add it: `0.0 + value * w_p + ...`, each term

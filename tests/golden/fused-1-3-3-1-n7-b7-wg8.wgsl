@@ -20,49 +20,49 @@ fn fused_step(local: u32) {
     let batch = current_batch(0u);
     // DenseForward { layer: 0, chunk: 0 }
     for (var index = local; index < 21u; index += 8u) {
-        dense_forward_at(index, DispatchArgs(1u, 3u, 0u, 3u, 0u, 14u, 0u, 0u, 0u, 0u, 0u, 0u), batch);
+        dense_forward_at(index, DispatchArgs(1u, 3u, 0u, 3u, 0u, 14u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 63u), batch);
     }
     storageBarrier();
     // DenseForward { layer: 1, chunk: 0 }
     for (var index = local; index < 21u; index += 8u) {
-        dense_forward_at(index, DispatchArgs(3u, 3u, 6u, 15u, 14u, 35u, 0u, 0u, 0u, 0u, 0u, 0u), batch);
+        dense_forward_at(index, DispatchArgs(3u, 3u, 6u, 15u, 14u, 35u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 84u), batch);
     }
     storageBarrier();
     // DenseForward { layer: 2, chunk: 0 }
     for (var index = local; index < 7u; index += 8u) {
-        dense_forward_at(index, DispatchArgs(3u, 1u, 18u, 21u, 35u, 56u, 0u, 0u, 0u, 0u, 0u, 0u), batch);
+        dense_forward_at(index, DispatchArgs(3u, 1u, 18u, 21u, 35u, 56u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 105u), batch);
     }
     storageBarrier();
     // OutputError { chunk: 0 }
     for (var index = local; index < 7u; index += 8u) {
-        output_error_at(index, batch);
+        output_error_at(index, DispatchArgs(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u), batch);
     }
     storageBarrier();
     // DenseBackward { layer: 2, chunk: 0 }
     for (var index = local; index < 21u; index += 8u) {
-        dense_backward_at(index, DispatchArgs(3u, 1u, 18u, 21u, 105u, 84u, 0u, 0u, 0u, 0u, 0u, 0u), batch);
+        dense_backward_at(index, DispatchArgs(3u, 1u, 18u, 21u, 105u, 84u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u), batch);
     }
     storageBarrier();
     // DenseBackward { layer: 1, chunk: 0 }
     for (var index = local; index < 21u; index += 8u) {
-        dense_backward_at(index, DispatchArgs(3u, 3u, 6u, 15u, 84u, 63u, 0u, 0u, 0u, 0u, 0u, 0u), batch);
+        dense_backward_at(index, DispatchArgs(3u, 3u, 6u, 15u, 84u, 63u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u), batch);
     }
     storageBarrier();
     // GradientPartials { layer: 0, chunk: 0 }
     for (var index = local; index < 6u; index += 8u) {
-        gradient_partials_at(index, DispatchArgs(1u, 3u, 0u, 0u, 0u, 63u, 0u, 2u, 1u, 0u, 0u, 0u), batch);
+        gradient_partials_at(index, DispatchArgs(1u, 3u, 0u, 0u, 0u, 63u, 0u, 2u, 1u, 0u, 0u, 0u, 0u, 0u), batch);
     }
     // GradientPartials { layer: 1, chunk: 0 }
     for (var index = local; index < 12u; index += 8u) {
-        gradient_partials_at(index, DispatchArgs(3u, 3u, 6u, 0u, 14u, 84u, 0u, 4u, 1u, 0u, 0u, 0u), batch);
+        gradient_partials_at(index, DispatchArgs(3u, 3u, 6u, 0u, 14u, 84u, 0u, 4u, 1u, 0u, 0u, 0u, 0u, 0u), batch);
     }
     // GradientPartials { layer: 2, chunk: 0 }
     for (var index = local; index < 4u; index += 8u) {
-        gradient_partials_at(index, DispatchArgs(3u, 1u, 18u, 0u, 35u, 105u, 0u, 4u, 1u, 0u, 0u, 0u), batch);
+        gradient_partials_at(index, DispatchArgs(3u, 1u, 18u, 0u, 35u, 105u, 0u, 4u, 1u, 0u, 0u, 0u, 0u, 0u), batch);
     }
     // SquaredError { chunk: 0 }
     for (var index = local; index < 1u; index += 8u) {
-        gradient_partials_at(index, DispatchArgs(1u, 1u, 22u, 0u, 112u, 112u, 0u, 1u, 1u, 0u, 0u, 0u), batch);
+        gradient_partials_at(index, DispatchArgs(1u, 1u, 22u, 0u, 112u, 112u, 0u, 1u, 1u, 0u, 0u, 0u, 0u, 0u), batch);
     }
     storageBarrier();
     // Adam

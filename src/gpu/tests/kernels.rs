@@ -26,9 +26,10 @@ use gpu_c2f::gpu::record::{current_records, dispatch_offset};
 use gpu_c2f::gpu::schedule::{FusedSplit, Schedule};
 use gpu_c2f::model::DenseLayout;
 use gpu_c2f::optimizer::adam_update;
+use gpu_c2f::rounding::Bounded;
 use gpu_c2f::shadow::{adam_bounds, apart};
 use gpu_c2f::step::REDUCE_BLOCK;
-use gpu_c2f::{Architecture, Model, TrainConfig};
+use gpu_c2f::{Activation, Architecture, Dataset, Model, TrainConfig};
 
 /// A run's plan, pipelines and buffers, set up as the trainer does.
 struct KernelRun {
@@ -212,7 +213,8 @@ fn check_dense_forward(
     let stride = padded_samples(samples);
     let inputs = feature_major(tensors, input, samples, layer.inputs);
     let mut cpu = vec![0.0; stride * layer.units];
-    dense_forward(model.params(), layer, stride, &inputs, &mut cpu);
+    let mut sums = vec![0.0; stride * layer.units];
+    dense_forward(model.params(), layer, stride, &inputs, &mut cpu, &mut sums);
     let params = model.params();
     let (mut gpu_values, mut cpu_values, mut bounds) = (vec![], vec![], vec![]);
     for s in 0..samples {
@@ -227,6 +229,70 @@ fn check_dense_forward(
     }
     let what = format!("dense_forward {} -> {}", layer.inputs, layer.units);
     assert_within(&what, &gpu_values, &cpu_values, &bounds);
+}
+
+/// Every activation's WGSL twin against the CPU reference's, forward and
+/// backward, at values around every kink and far into both tails: a 1-1-1
+/// network whose hidden layer has the activation and weights 1 and 0, so
+/// its sums z are the inputs themselves and the error passed back to it is
+/// the output error times the derivative at z. The bound is the
+/// activation's own rounding model (`rounding::Bounded`: WGSL's accuracy for
+/// exp, log and tanh, the CPU's 1 ULP); relu and leaky_relu, which only
+/// compare and multiply, must agree bit for bit anywhere.
+#[test]
+fn activations_agree_with_the_cpu_forward_and_backward() {
+    let mut inputs = vec![
+        0.0f32, -0.0, 1e-30, -1e-30, 1e-6, -1e-6, 30.0, -30.0, 90.0, -90.0,
+    ];
+    inputs.extend((-48..=48).map(|k| k as f32 * 0.125));
+    let samples = inputs.len();
+    let data = Dataset {
+        fahrenheit: inputs.iter().map(|x| 0.5 * x + 1.0).collect(),
+        celsius: inputs.clone(),
+    };
+    let config = TrainConfig {
+        data,
+        ..job(samples, None, 1)
+    };
+    for activation in Activation::ALL {
+        let architecture = Architecture::new(&[1])
+            .unwrap()
+            .with_activations(vec![activation, Activation::Linear])
+            .unwrap();
+        let model = Model::from_params(architecture, vec![1.0, 0.0, 1.0, 0.0]).unwrap();
+        let run = KernelRun::new(&model, &config, Schedule::Dispatch, Tile::SINGLE);
+        let backward = run.positions(Kernel::DenseBackward)[0];
+        let forward = run.args(run.positions(Kernel::DenseForward)[0]);
+        run.run_through(0, backward);
+        let tensors = run.read(&run.buffers.tensors);
+        let args = run.args(backward);
+        let (mut gpu, mut cpu, mut bounds) = (vec![], vec![], vec![]);
+        for (s, &z) in inputs.iter().enumerate() {
+            gpu.push(tensors[forward.out_offset as usize + s]);
+            cpu.push(activation.apply(z));
+            bounds.push(activation.apply(Bounded::exact(z as f64)).apart as f32);
+            // The output error the GPU passed back, times the derivative.
+            let error = tensors[args.in_offset as usize + s];
+            gpu.push(tensors[args.out_offset as usize + s]);
+            cpu.push(error * activation.derivative(z));
+            let derivative = activation.derivative(Bounded::exact(z as f64));
+            bounds.push((derivative * Bounded::exact(error as f64)).apart as f32);
+        }
+        let exact = matches!(
+            activation,
+            Activation::Linear | Activation::Relu | Activation::LeakyRelu
+        );
+        if exact {
+            bounds.iter_mut().for_each(|b| *b = 0.0);
+        }
+        assert_within(&format!("{activation}"), &gpu, &cpu, &bounds);
+        let worst = gpu
+            .iter()
+            .zip(&cpu)
+            .map(|(g, c)| (g - c).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!("{activation}: forward and backward agree (largest difference {worst:e})");
+    }
 }
 
 #[test]
@@ -246,7 +312,8 @@ fn dense_backward_passes_errors_back_a_layer() {
             let stride = padded_samples(samples);
             let error_out = feature_major(&tensors, args.in_offset, samples, layer.units);
             let mut cpu_in = vec![0.0; stride * layer.inputs];
-            cpu::dense_backward(params, layer, stride, &error_out, &mut cpu_in);
+            let below = Activation::Linear;
+            cpu::dense_backward(params, layer, below, stride, &error_out, &mut cpu_in);
             let (mut gpu, mut cpu, mut bounds) = (vec![], vec![], vec![]);
             for s in 0..samples {
                 for i in 0..layer.inputs {
@@ -288,6 +355,7 @@ fn partial_sums(run: &KernelRun, samples: usize) -> (Vec<f32>, Vec<f32>, Vec<f32
             units,
             kernel_offset: 0,
             bias_offset: inputs * units,
+            activation: Activation::Linear,
         };
         let range = |block: usize| {
             let first = block * REDUCE_BLOCK;
