@@ -270,3 +270,69 @@ macro_rules! float_scalar {
 
 float_scalar!(f32);
 float_scalar!(f64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_known() {
+        for activation in Activation::ALL {
+            assert_eq!(
+                Activation::from_name(activation.name()).unwrap(),
+                activation
+            );
+            let json = serde_json::to_string(&activation).unwrap();
+            assert_eq!(json, format!("\"{}\"", activation.name()));
+        }
+        let error = Activation::from_name("swish").unwrap_err().to_string();
+        assert!(
+            error.contains("\"swish\"") && error.contains("leaky_relu, gelu, silu"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn derivatives_at_the_kinks_are_the_backends() {
+        // TensorFlow: ReluGrad masks x > 0; LeakyReluGrad gives the slope at
+        // 0; EluGrad gives 1 where y = 0; the smooth ones their limits.
+        let at_zero = |a: Activation| a.derivative(0.0f32);
+        assert_eq!(at_zero(Activation::Relu), 0.0);
+        assert_eq!(at_zero(Activation::LeakyRelu), 0.2);
+        assert_eq!(at_zero(Activation::Elu), 1.0);
+        assert_eq!(at_zero(Activation::Linear), 1.0);
+        assert_eq!(at_zero(Activation::Tanh), 1.0);
+        assert_eq!(at_zero(Activation::Sigmoid), 0.25);
+        assert_eq!(at_zero(Activation::Softplus), 0.5);
+        assert_eq!(at_zero(Activation::Gelu), 0.5);
+        assert_eq!(at_zero(Activation::Silu), 0.5);
+    }
+
+    #[test]
+    fn tails_stay_finite_and_take_their_limits() {
+        for activation in Activation::ALL {
+            for z in [-1e30f32, -100.0, 100.0, 1e30] {
+                let (a, d) = (activation.apply(z), activation.derivative(z));
+                assert!(
+                    a.is_finite() && d.is_finite(),
+                    "{activation} at {z}: {a}, {d}"
+                );
+            }
+        }
+        assert_eq!(Activation::Sigmoid.apply(-100.0f32), (-100.0f32).exp());
+        assert_eq!(Activation::Softplus.apply(100.0f32), 100.0);
+        assert_eq!(Activation::Gelu.apply(-10.0f32), 0.0);
+        assert_eq!(Activation::Elu.apply(-100.0f32), -1.0);
+    }
+
+    #[test]
+    fn f32_erf_is_within_a_few_ulp_of_erf() {
+        // Eigen's approximation is accurate to a few ULP in f32; 4e-7
+        // absolute is 3.4 ULP at 1 (erf's largest values).
+        let worst = (-6000..=6000)
+            .map(|k| k as f32 * 1e-3)
+            .map(|x| (erf(x) as f64 - libm::erf(x as f64)).abs())
+            .fold(0.0f64, f64::max);
+        assert!(worst < 4e-7, "largest error {worst:e}");
+    }
+}
