@@ -17,6 +17,7 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 /// A Dense layer's activation, by its Keras name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Activation {
     /// `linear(x) = x`: Keras's `Dense` default (`activation=None`).
     #[default]
