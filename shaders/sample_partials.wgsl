@@ -27,16 +27,16 @@ fn sample_partials(
     let end = min(first + reduce_block, batch.size);
     // The weights, read once for the block.
 {{load_weights}}
-    // One running sum per parameter, then the squared error's.
+    // One running sum per parameter, then the loss's.
 {{zero_sums}}
-    var squared_error = 0.0;
+    var loss_sum = 0.0;
     for (var s = first; s < end; s++) {
         let a0_0 = tensors[run.input_offset + s];
 {{per_sample}}
-        squared_error += residual * residual;
+        loss_sum += error.loss;
     }
-    // Level 0 of the reduction: row p (parameter p; the squared error in
-    // row param_count), column block0 + block, as gradient_partials_at.
+    // Level 0 of the reduction: row p (parameter p; the loss in row
+    // param_count), column block0 + block, as gradient_partials_at.
     let column = args.dst_offset + batch.block0 + block;
 {{store_sums}}
 }

@@ -5,8 +5,8 @@
 // A training step (one mini-batch, one Adam update) is a typed list of
 // operations (src/step.rs): gather_batch (when batches are shuffled or
 // chunked) -> dense_forward per layer -> output_error -> dense_backward per
-// layer, last to second -> gradient_partials per layer and for the squared
-// error -> reduce_partials (0+ levels) -> adam_step -> finish_step. The host
+// layer, last to second -> gradient_partials per layer and for the
+// samples' losses -> reduce_partials (0+ levels) -> adam_step -> finish_step. The host
 // lowers it, in one place (src/gpu/plan.rs), to one `DispatchArgs` per
 // operation. Three schedules run that list:
 //   - dispatch: one GPU dispatch per operation, many steps recorded into
@@ -50,15 +50,16 @@ struct RunArgs {
     half_bits: u32,
     param_count: u32,
     // In `tensors`: the dataset (celsius, then fahrenheit), the batch's
-    // inputs and targets, the network's output and its error, residuals.
+    // inputs and targets, the network's output and its error, each
+    // sample's loss.
     data_offset: u32,
     input_offset: u32,
     target_offset: u32,
     output_offset: u32,
     output_delta_offset: u32,
-    residual_offset: u32,
+    sample_loss_offset: u32,
     // In `reduce`: the fully reduced value of each row (gradients, then the
-    // squared-error sum in row `param_count`).
+    // loss sum in row `param_count`).
     totals_offset: u32,
     // Adam constants, computed in f64 on the host and rounded once (as Keras
     // casts its Python floats).
@@ -73,6 +74,8 @@ struct RunArgs {
     record_every: u32,
     record_offset: u32,
     record_count: u32,
+    // The loss (LOSS_*, `Loss::code`).
+    loss: u32,
 }
 
 // What one dispatch works on (DispatchArgs in src/gpu/abi.rs).
@@ -210,7 +213,7 @@ struct Current {
 
 // Weights in [0, P), Adam's m in [P, 2P), v in [2P, 3P).
 @group(0) @binding(0) var<storage, read_write> params: array<f32>;
-// Per-sample activations and errors of every layer, targets, residuals.
+// Per-sample activations and errors of every layer, targets, losses.
 @group(0) @binding(1) var<storage, read_write> tensors: array<f32>;
 // Partial sums of every reduction level, then the totals.
 @group(0) @binding(2) var<storage, read_write> reduce: array<f32>;
@@ -393,28 +396,90 @@ fn dense_forward_at(index: u32, args: DispatchArgs, batch: Batch) {
     store_tile(sums, bias, finish, args.units, tile, batch.size);
 }
 
-// Mean squared error, Keras's `mean((y - y_hat)^2)` over the batch:
-// residual r = y_hat - y (squared later by the reduction) and the error fed
-// back, dL/dz = 2 r / N * f'(z) (N: the batch's size, over all its chunks;
-// f the output layer's activation, whose sums z the error's rows hold).
+// Each sample's loss (summed over the batch by the reduction) and the
+// error fed back, dL/dz (`output_error_of`). The error's rows hold the output
+// layer's sums z when it is nonlinear.
 fn output_error_at(sample: u32, args: DispatchArgs, batch: Batch) {
     if sample >= batch.size {
         return;
     }
-    let residual = tensors[run.output_offset + sample] - tensors[run.target_offset + sample];
-    tensors[run.residual_offset + sample] = residual;
+    let output = tensors[run.output_offset + sample];
     let index = run.output_delta_offset + sample;
-    let delta = output_delta(residual, batch.total);
-    if args.activation == ACTIVATION_LINEAR {
-        tensors[index] = delta;
-    } else {
-        tensors[index] = delta * activation_derivative(args.activation, tensors[index]);
-    }
+    let z = select(tensors[index], output, args.activation == ACTIVATION_LINEAR);
+    let error = output_error_of(output, z, tensors[run.target_offset + sample], args.activation, batch.total);
+    tensors[run.sample_loss_offset + sample] = error.loss;
+    tensors[index] = error.delta;
 }
 
-// dL/dy_hat of one sample of a batch of `total`: 2 r / N.
-fn output_delta(residual: f32, total: u32) -> f32 {
-    return (2.0 * residual) / f32(total);
+// Keras's losses (src/loss.rs has each formula and the CPU reference's twin
+// of this code; docs/losses.md the sources). The codes are `Loss::code`.
+const LOSS_MEAN_SQUARED_ERROR: u32 = 0u;
+const LOSS_MEAN_ABSOLUTE_ERROR: u32 = 1u;
+const LOSS_HUBER: u32 = 2u;
+const LOSS_BINARY_CROSSENTROPY: u32 = 3u;
+const LOSS_BINARY_CROSSENTROPY_FROM_LOGITS: u32 = 4u;
+
+// One sample's loss and dL/dz, for a batch of `total` (the loss is the
+// batch's mean, Keras's sum_over_batch_size): `output` the network's
+// output, `z` the output layer's sum (`output` itself when linear),
+// `activation` that layer's.
+struct OutputError {
+    loss: f32,
+    delta: f32,
+}
+
+fn output_error_of(output: f32, z: f32, y: f32, activation: u32, total: u32) -> OutputError {
+    let n = f32(total);
+    if run.loss == LOSS_BINARY_CROSSENTROPY && activation == ACTIVATION_SIGMOID {
+        // Keras's `_keras_logits` shortcut: from the sigmoid's input.
+        return OutputError(logits_crossentropy(z, y), (sigmoid(z) - y) / n);
+    }
+    let r = output - y;
+    var loss: f32;
+    var derivative: f32;
+    switch run.loss {
+        case LOSS_MEAN_ABSOLUTE_ERROR: {
+            loss = abs(r);
+            derivative = sign_of(r);
+        }
+        case LOSS_HUBER: {
+            // Keras's `abs_error <= delta` (delta 1) is the quadratic side.
+            let linear = abs(r) - 1.0;
+            loss = select(0.5 * (r * r), abs(r) - 0.5, linear > 0.0);
+            derivative = select(r, sign_of(r), linear > 0.0);
+        }
+        case LOSS_BINARY_CROSSENTROPY: {
+            // Probabilities clipped to [epsilon, 1 - epsilon] (Keras's 1e-7);
+            // the clip's gradient is 0 outside.
+            let p = clamp(output, 1e-7, 0.9999999);
+            loss = -(y * log(p) + (1.0 - y) * log(1.0 - p));
+            let inside = -(y / p) + (1.0 - y) / (1.0 - p);
+            derivative = select(select(inside, 0.0, output - 0.9999999 > 0.0), 0.0, 1e-7 - output > 0.0);
+        }
+        case LOSS_BINARY_CROSSENTROPY_FROM_LOGITS: {
+            loss = logits_crossentropy(output, y);
+            derivative = sigmoid(output) - y;
+        }
+        default: {
+            loss = r * r;
+            derivative = 2.0 * r;
+        }
+    }
+    let delta = derivative / n;
+    if activation == ACTIVATION_LINEAR {
+        return OutputError(loss, delta);
+    }
+    return OutputError(loss, delta * activation_derivative(activation, z));
+}
+
+// 1, -1, or 0 at 0 (TensorFlow's gradient of abs).
+fn sign_of(x: f32) -> f32 {
+    return select(select(0.0, -1.0, -x > 0.0), 1.0, x > 0.0);
+}
+
+// TensorFlow's sigmoid_cross_entropy_with_logits.
+fn logits_crossentropy(x: f32, y: f32) -> f32 {
+    return (select(0.0, x, x > 0.0) - x * y) + log(1.0 + exp(-abs(x)));
 }
 
 // Keras's activations (src/activation.rs has each formula, its derivative
@@ -553,11 +618,11 @@ fn dense_backward_at(index: u32, args: DispatchArgs, batch: Batch) {
 // First level of every sum over samples, one layer at a time. Row p of
 // `reduce` belongs to parameter p (kernel entry [i][j] at kernel_offset +
 // i * units + j, the biases right after: "input" row i == inputs, whose a is
-// 1); row param_count is the squared error, a one-entry "layer" with
-// a = err = the residual and no bias row. An item adds, for one block of
+// 1); row param_count is the loss, a layer of no inputs and one unit whose
+// err is each sample's loss (its bias row's a is 1). An item adds, for one block of
 // `reduce_block` consecutive samples in sample order, a unit_tile x
 // unit_tile tile of a[s][i] * err[s][j]. `args.in_len` is the number of a
-// rows: inputs + 1 for a layer, 1 for the loss.
+// rows: inputs + 1 (the bias row).
 fn gradient_partials_at(index: u32, args: DispatchArgs, batch: Batch) {
     let column_tiles = (args.units + unit_tile - 1u) / unit_tile;
     let tiles = ((args.in_len + unit_tile - 1u) / unit_tile) * column_tiles;

@@ -166,7 +166,7 @@ const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
 /// `1 / (1 + exp(-x))` without overflow: with `e = exp(-|x|)`, `1 / (1 + e)`
 /// for x >= 0 and `e / (1 + e)` below (the form `exp` never overflows in).
-fn sigmoid<S: Scalar>(x: S) -> S {
+pub(crate) fn sigmoid<S: Scalar>(x: S) -> S {
     let e = (-x.abs()).exp();
     let d = S::of(1.0) + e;
     // x >= 0 is "not (-x > 0)".
@@ -193,7 +193,7 @@ fn erf<S: Scalar>(x: S) -> S {
         -7.373_329_167_204_68e-03,
         -1.426_473_905_141_89e-02,
     ];
-    let x = x.clamp4();
+    let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let horner = |coefficients: &[f64]| {
         let mut sum = S::of(coefficients[0]);
@@ -222,8 +222,8 @@ pub trait Scalar:
     fn abs(self) -> Self;
     /// `max(self, 0)`, exact.
     fn max0(self) -> Self;
-    /// `clamp(self, -4, 4)`, exact.
-    fn clamp4(self) -> Self;
+    /// `clamp(self, low, high)` (bounds rounded to f32), exact.
+    fn clamp(self, low: f64, high: f64) -> Self;
     /// WGSL's `exp`.
     fn exp(self) -> Self;
     /// WGSL's `log`.
@@ -246,8 +246,8 @@ macro_rules! float_scalar {
             fn max0(self) -> Self {
                 if self > 0.0 { self } else { 0.0 }
             }
-            fn clamp4(self) -> Self {
-                self.clamp(-4.0, 4.0)
+            fn clamp(self, low: f64, high: f64) -> Self {
+                <$float>::clamp(self, Self::of(low), Self::of(high))
             }
             fn exp(self) -> Self {
                 <$float>::exp(self)

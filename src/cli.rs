@@ -7,6 +7,7 @@ use crate::data::Dataset;
 use crate::gpu::context::ADAPTER_NAME_VARIABLE;
 use crate::gpu::largest_buffer;
 use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
+use crate::loss::Loss;
 use crate::model::{Architecture, Model};
 use crate::model_file;
 use crate::output::OutputFile;
@@ -62,6 +63,17 @@ pub struct Cli {
     /// reshuffled every epoch from --seed unless --shuffle false.
     #[arg(long, value_name = "N|all", default_value = "32", value_parser = parse_batch_size, help_heading = "Training")]
     pub batch_size: BatchSize,
+
+    /// The loss to minimise: mse (mean_squared_error), mae
+    /// (mean_absolute_error), huber (delta 1), or binary_crossentropy (bce)
+    /// for targets in [0, 1], as Keras computes them.
+    #[arg(long, value_name = "NAME", default_value = "mse", value_parser = parse_loss, help_heading = "Training")]
+    pub loss: Loss,
+
+    /// binary_crossentropy of logits (Keras's `from_logits=True`): the
+    /// output layer gives a logit, not a probability.
+    #[arg(long, help_heading = "Training")]
+    pub from_logits: bool,
 
     /// Draw each epoch's batches from a new permutation of the samples
     /// (Keras's `fit(shuffle=True)`), or take them in the data's order
@@ -194,6 +206,10 @@ fn parse_hidden(text: &str) -> Result<HiddenLayers, String> {
     parse_layers(text).map(HiddenLayers)
 }
 
+fn parse_loss(text: &str) -> Result<Loss, String> {
+    Loss::from_name(text.trim(), false).map_err(|e| e.to_string())
+}
+
 fn parse_activation(text: &str) -> Result<Activation, String> {
     Activation::from_name(text.trim()).map_err(|e| e.to_string())
 }
@@ -271,7 +287,9 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Some(path) = &cli.plot {
         plot::check_target(path)?;
     }
-    // Everything that can be wrong with the flags' files, before the GPU.
+    // Everything that can be wrong with the flags and their files, before
+    // the GPU.
+    let loss = Loss::from_name(cli.loss.name(), cli.from_logits)?;
     let seed = cli.seed.unwrap_or(DEFAULT_SEED);
     let (initial, init_seed, init) = initial_model(&cli, seed)?;
     let csv = cli
@@ -313,6 +331,7 @@ pub fn run(cli: Cli) -> Result<()> {
         batch_size: cli.batch_size.0,
         shuffle_seed: seed,
         shuffle: cli.shuffle,
+        loss,
     };
     config.validate()?;
     let mut report = Report::new(&initial, &config, init_seed, init);

@@ -8,6 +8,7 @@ use crate::activation::Activation;
 use crate::batching::{Batch, Batching};
 use crate::data::Dataset;
 use crate::error::Result;
+use crate::loss::Loss;
 use crate::model::{Architecture, DenseLayout, Model};
 use crate::optimizer::adam_update;
 use crate::step::{Chunking, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
@@ -35,6 +36,7 @@ pub fn cpu_step_ops(architecture: &Architecture, batch_size: usize, gather: bool
 pub struct Backprop {
     layers: Vec<DenseLayout>,
     param_count: usize,
+    loss: Loss,
     /// The operations from the forward pass to the last reduction level.
     ops: Vec<Op>,
     /// `activations[l][i * stride + s]`: layer l's activation i for sample s
@@ -45,8 +47,8 @@ pub struct Backprop {
     /// (`errors[0]` unused); before the backward pass, the sums themselves
     /// where the layer is nonlinear.
     errors: Vec<Vec<f32>>,
-    /// `output - target` per sample.
-    residuals: Vec<f32>,
+    /// Each sample's loss.
+    sample_losses: Vec<f32>,
     /// `levels[k][row * len_k + column]`, as the GPU's `reduce` buffer: one
     /// row per parameter, then the squared error's; level 0 one column per
     /// block of samples, the last level one total per row.
@@ -85,8 +87,8 @@ impl BatchView<'_> {
 }
 
 impl Backprop {
-    /// Buffers for batches of up to `capacity` samples.
-    pub fn new(architecture: &Architecture, capacity: usize) -> Self {
+    /// Buffers for batches of up to `capacity` samples, for `loss`.
+    pub fn new(architecture: &Architecture, loss: Loss, capacity: usize) -> Self {
         let activations: Vec<Vec<f32>> = architecture
             .widths()
             .iter()
@@ -106,16 +108,17 @@ impl Backprop {
         Self {
             layers: architecture.layers(),
             param_count: architecture.param_count(),
+            loss,
             ops,
             errors: activations.clone(),
             activations,
-            residuals: vec![0.0f32; capacity],
+            sample_losses: vec![0.0f32; capacity],
             levels,
             block_sums: Vec::new(),
         }
     }
 
-    /// Mean squared error of `params` on one batch (`celsius[s]` ->
+    /// The loss of `params` on one batch (`celsius[s]` ->
     /// `fahrenheit[s]`), and its gradient with respect to every parameter,
     /// written into `gradients`: the step's operations from the forward pass
     /// to the last reduction level.
@@ -173,10 +176,11 @@ impl Backprop {
                 );
             }
             Op::OutputError { .. } => output_error(
+                self.loss,
+                self.layers[last - 1].activation,
                 &self.activations[last][..samples],
                 batch.fahrenheit,
-                self.layers[last - 1].activation,
-                &mut self.residuals[..samples],
+                &mut self.sample_losses[..samples],
                 &mut self.errors[last][..samples],
             ),
             Op::DenseBackward { layer, .. } => {
@@ -203,11 +207,11 @@ impl Backprop {
                     }
                 }
             }
-            Op::SquaredError { .. } => {
+            Op::LossSum { .. } => {
                 let row = self.param_count * blocks;
                 for block in 0..blocks {
-                    let residuals = &self.residuals[batch.block(block)];
-                    self.levels[0][row + block] = squared_error_partial(residuals);
+                    let losses = &self.sample_losses[batch.block(block)];
+                    self.levels[0][row + block] = loss_partial(losses);
                 }
             }
             Op::Reduce { level } => {
@@ -337,31 +341,32 @@ pub fn dense_forward(
 }
 
 /// The `output_error` kernel: for each sample of a batch of
-/// `outputs.len()`, the residual `r = y_hat - y` (squared by the loss's
-/// reduction) and the error fed back, `dL/dz = 2 r / N * f'(z)` for the
-/// output layer's activation `f`; `errors` holds the output layer's sums
-/// `z` when it is nonlinear, and the errors after.
+/// `outputs.len()`, its loss (summed by the reduction) and the error fed
+/// back, dL/dz ([`Loss::output_error`]); `errors` holds the output layer's
+/// sums z when it is nonlinear (`activation`), and the errors after.
 pub fn output_error(
+    loss: Loss,
+    activation: Activation,
     outputs: &[f32],
     targets: &[f32],
-    activation: Activation,
-    residuals: &mut [f32],
+    sample_losses: &mut [f32],
     errors: &mut [f32],
 ) {
     let samples = outputs.len() as f32;
-    for (((residual, error), &y_hat), &y) in residuals
+    for (((sample_loss, error), &output), &y) in sample_losses
         .iter_mut()
         .zip(errors.iter_mut())
         .zip(outputs)
         .zip(targets)
     {
-        *residual = y_hat - y;
-        let delta = (2.0 * *residual) / samples;
-        *error = if activation.is_linear() {
-            delta
+        let z = if activation.is_linear() {
+            output
         } else {
-            delta * activation.derivative(*error)
+            *error
         };
+        let result = loss.output_error(output, z, y, activation, samples);
+        *sample_loss = result.loss;
+        *error = result.delta;
     }
 }
 
@@ -431,10 +436,10 @@ pub fn gradient_partials(
     }
 }
 
-/// The squared-error "layer" of `gradient_partials`: one block's sum of
-/// `r * r`, started at 0 and added in sample order.
-pub fn squared_error_partial(residuals: &[f32]) -> f32 {
-    residuals.iter().fold(0.0f32, |sum, &r| sum + r * r)
+/// The loss's "layer" of `gradient_partials`: one block's sum of the
+/// samples' losses, started at 0 and added in sample order.
+pub fn loss_partial(sample_losses: &[f32]) -> f32 {
+    sample_losses.iter().fold(0.0f32, |sum, &loss| sum + loss)
 }
 
 /// The `reduce_partials` kernel: each of `rows` rows of `from` (`from_len`
@@ -473,7 +478,7 @@ pub fn train_with_progress(
     let steps = config.epochs as u64 * batching.steps_per_epoch as u64;
     let step_sizes = adam.step_size_table(steps);
     let batch_capacity = batching.batch_size as usize;
-    let mut backprop = Backprop::new(initial.architecture(), batch_capacity);
+    let mut backprop = Backprop::new(initial.architecture(), config.loss, batch_capacity);
     let mut params = initial.params().to_vec();
     let mut m = vec![0.0f32; params.len()];
     let mut v = vec![0.0f32; params.len()];

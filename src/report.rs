@@ -132,6 +132,8 @@ pub struct Report {
     pub samples: usize,
     pub epochs: usize,
     pub learning_rate: f32,
+    /// The loss minimised and recorded in `loss_history` (Keras's name).
+    pub loss: &'static str,
     /// The initialisation seed; null when the weights came from `--init`.
     pub seed: Option<u64>,
     /// The seed of the per-epoch shuffle (and of `--samples` data).
@@ -174,6 +176,7 @@ impl Report {
             samples: config.data.len(),
             epochs: config.epochs,
             learning_rate: config.learning_rate,
+            loss: config.loss.name(),
             seed,
             shuffle_seed: config.shuffle_seed,
             shuffle: config.batching().shuffle,
@@ -252,12 +255,13 @@ impl Report {
     /// The announcement printed before training, as the seed program does.
     pub fn start_line(&self) -> String {
         format!(
-            "Training a {} network ({} parameters) on {} samples for {} epochs: Adam(learning_rate={}), mean squared error, {}...",
+            "Training a {} network ({} parameters) on {} samples for {} epochs: Adam(learning_rate={}), {}, {}...",
             self.architecture,
             self.parameters,
             self.samples,
             self.epochs,
             self.learning_rate,
+            self.loss.replace('_', " "),
             match self.seed {
                 Some(seed) => format!("glorot_uniform init, seed {seed}"),
                 None => format!("weights from {}", self.init),

@@ -55,6 +55,9 @@ fn exp_apart(x: f64) -> f64 {
 /// Rust's within 1 ULP.
 const LOG_ABSOLUTE: f64 = 1.0 / (1u64 << 21) as f64;
 
+/// WGSL's tanh may be this far off however small the value.
+const TANH_ABSOLUTE: f64 = 1e-5;
+
 /// A value of one sample's pass (f64, from the same f32 inputs and
 /// constants as both sides) and a bound on how far the device's and the
 /// CPU's f32 values of it may be apart. Arithmetic on `Bounded` values
@@ -92,6 +95,12 @@ impl Bounded {
     /// A result `value`, `carried` apart from its operands' differences,
     /// and one rounding on each side (`relative` of its magnitude).
     fn rounded(value: f64, carried: f64, relative: f64) -> Self {
+        // An unbounded operand times an exact 0 bounds nothing either.
+        let carried = if carried.is_nan() {
+            f64::INFINITY
+        } else {
+            carried
+        };
         Self {
             value,
             apart: carried + relative * (value.abs() + 2.0 * carried) + 2.0 * FLUSH,
@@ -168,10 +177,13 @@ impl Scalar for Bounded {
         }
     }
 
-    fn clamp4(self) -> Self {
+    fn clamp(self, low: f64, high: f64) -> Self {
+        let (low, high) = (low as f32 as f64, high as f32 as f64);
+        // Where both sides are clamped to the same bound, they agree.
+        let both_clamped = self.high() <= low || self.low() >= high;
         Self {
-            value: self.value.clamp(-4.0, 4.0),
-            apart: self.apart,
+            value: self.value.clamp(low, high),
+            apart: if both_clamped { 0.0 } else { self.apart },
         }
     }
 
@@ -202,14 +214,16 @@ impl Scalar for Bounded {
     }
 
     fn tanh(self) -> Self {
-        // WGSL's tanh inherits its accuracy from sinh(x) / cosh(x), both
-        // from exp(x) and exp(-x) (each exp_apart off): the quotient is
-        // within exp_apart (1 + |t|) + (2 roundings + a division) |t|; the
-        // CPU's within 1 ULP. Its slope is at most 1.
+        // WGSL's tanh is within the worse of 1e-5 absolute and the accuracy
+        // inherited from sinh(x) / cosh(x), both from exp(x) and exp(-x)
+        // (each exp_apart off): a quotient within exp_apart (1 + |t|) +
+        // (2 roundings + a division) |t|; the CPU's within 1 ULP. Its
+        // slope is at most 1.
         let value = self.value.tanh();
         let t = value.abs() + 2.0 * self.apart;
-        let evaluation =
+        let inherited =
             exp_apart(self.magnitude()) * (1.0 + t) + (2.0 * ONE_OP + DIVISION_APART + 2.0 * U) * t;
+        let evaluation = inherited.max(TANH_ABSOLUTE + 2.0 * U * t);
         Self {
             value,
             apart: self.apart + evaluation * 1.01 + 2.0 * FLUSH,

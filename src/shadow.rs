@@ -40,6 +40,7 @@
 use crate::activation::Activation;
 use crate::compare::Comparison;
 use crate::cpu::{Backprop, GatheredBatch};
+use crate::loss::Loss;
 use crate::model::{DenseLayout, Model};
 use crate::optimizer::adam_update;
 pub use crate::rounding::apart;
@@ -202,7 +203,7 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
     let architecture = initial.architecture();
     let layers = architecture.layers();
     let count = initial.params().len();
-    let mut backprop = Backprop::new(architecture, batching.batch_size as usize);
+    let mut backprop = Backprop::new(architecture, config.loss, batching.batch_size as usize);
     let mut cpu_gradients = vec![0.0f32; count];
     let (mut gradients, mut losses, mut states) =
         (Worst::default(), Worst::default(), Worst::default());
@@ -233,7 +234,7 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
         let (celsius, fahrenheit) = gathered.view(&config.data, &batching, batch);
         let weights = &record.before.weights;
         let loss = backprop.loss_and_gradients(weights, celsius, fahrenheit, &mut cpu_gradients);
-        let bounds = step_bounds(&layers, weights, celsius, fahrenheit);
+        let bounds = step_bounds(&layers, config.loss, weights, celsius, fahrenheit);
         losses.consider(step, 0, record.loss, loss, bounds.loss);
         let compared = record.gradients.iter().zip(&cpu_gradients);
         for (p, ((&device, &cpu), &bound)) in compared.zip(&bounds.gradients).enumerate() {
@@ -316,7 +317,7 @@ fn check_epoch_losses(
 pub struct StepBounds {
     /// Bound on each gradient, one per parameter.
     pub gradients: Vec<f64>,
-    /// Bound on the batch's loss (mean squared error).
+    /// Bound on the batch's loss.
     pub loss: f64,
 }
 
@@ -325,13 +326,14 @@ pub struct StepBounds {
 /// over samples.
 pub fn step_bounds(
     layers: &[DenseLayout],
+    loss: Loss,
     weights: &[f32],
     celsius: &[f32],
     fahrenheit: &[f32],
 ) -> StepBounds {
     let samples = celsius.len();
     let w = |index: usize| weights[index] as f64;
-    // Per parameter (and the squared error last): sum over samples of the
+    // Per parameter (and the loss last): sum over samples of the
     // terms' magnitude products, and of their own differences.
     let mut magnitudes = vec![0.0f64; weights.len() + 1];
     let mut term_differences = vec![0.0f64; weights.len() + 1];
@@ -367,24 +369,17 @@ pub fn step_bounds(
             activations.push(outputs.iter().map(|&z| layer.activation.apply(z)).collect());
             sums_of.push(outputs);
         }
-        // Output error: r = y_hat - y, dL/dy_hat = 2 r / N.
-        let output = activations.last().expect("the output layer")[0];
-        let residual = output.value - y as f64;
-        let residual_apart = output.apart + ONE_OP * (residual.abs() + output.apart) + 2.0 * FLUSH;
-        let residual = Bounded {
-            value: residual,
-            apart: residual_apart,
-        };
-        let n = samples as f64;
-        let delta_value = 2.0 * residual.value / n;
-        let delta_apart = 2.0 * residual.apart / n;
-        let delta = Bounded {
-            value: delta_value,
-            apart: delta_apart + DIVISION_APART * (delta_value.abs() + delta_apart) + 2.0 * FLUSH,
-        };
+        // The sample's loss and output error (`Loss::output_error`).
         let output_layer = layers.last().expect("one layer");
-        let output_sum = sums_of.last().expect("one layer")[0];
-        let mut errors = vec![times_derivative(delta, output_layer.activation, output_sum)];
+        let output = activations.last().expect("the output layer")[0];
+        let z = match output_layer.activation {
+            Activation::Linear => output,
+            _ => sums_of.last().expect("one layer")[0],
+        };
+        let total = Bounded::exact(samples as f32 as f64);
+        let y = Bounded::exact(y as f64);
+        let error = loss.output_error(output, z, y, output_layer.activation, total);
+        let mut errors = vec![error.delta];
         // Backward: errors of each layer's inputs, last layer first;
         // `errors_of[l]` holds layer l's output errors.
         let mut errors_of = vec![Vec::new(); layers.len()];
@@ -432,7 +427,7 @@ pub fn step_bounds(
                 add(layer.bias_offset + j, one, e);
             }
         }
-        add(weights.len(), residual, residual);
+        add(weights.len(), one, error.loss);
     }
     // The blocked sum adds at most REDUCE_BLOCK values a level.
     let mut roundings = 0;
@@ -446,12 +441,12 @@ pub fn step_bounds(
     }
     let sum_bound = |p: usize| term_differences[p] + apart(roundings) * magnitudes[p];
     let gradients = (0..weights.len()).map(sum_bound).collect();
-    let squared = sum_bound(weights.len());
+    let loss_sum = sum_bound(weights.len());
     let n = samples as f64;
     let loss_magnitude = magnitudes[weights.len()] / n;
     StepBounds {
         gradients,
-        loss: squared / n + DIVISION_APART * (loss_magnitude + squared / n),
+        loss: loss_sum / n + DIVISION_APART * (loss_magnitude + loss_sum / n),
     }
 }
 

@@ -28,7 +28,8 @@ pub enum Op {
         /// 0-based chunk of the batch.
         chunk: usize,
     },
-    /// The residuals and the error of the network's output (`output_error`).
+    /// Each sample's loss and the error of the network's output
+    /// (`output_error`).
     OutputError {
         /// 0-based chunk of the batch.
         chunk: usize,
@@ -49,9 +50,9 @@ pub enum Op {
         /// 0-based chunk of the batch.
         chunk: usize,
     },
-    /// The first level of the squared-error sum (`gradient_partials` with a
-    /// one-entry "layer": a = err = the residual).
-    SquaredError {
+    /// The first level of the loss's sum over samples (`gradient_partials`
+    /// with a layer of no inputs whose err is each sample's loss).
+    LossSum {
         /// 0-based chunk of the batch.
         chunk: usize,
     },
@@ -118,7 +119,7 @@ pub fn step_ops(layers: usize, chunking: Chunking, work: SampleWork) -> Vec<Op> 
                 .map(|layer| Op::DenseBackward { layer, chunk }),
         );
         ops.extend((0..layers).map(|layer| Op::GradientPartials { layer, chunk }));
-        ops.push(Op::SquaredError { chunk });
+        ops.push(Op::LossSum { chunk });
     }
     ops.extend((1..=chunking.further_levels).map(|level| Op::Reduce { level }));
     ops.push(Op::Adam);
@@ -162,7 +163,7 @@ mod tests {
                 GradientPartials { layer: 0, chunk },
                 GradientPartials { layer: 1, chunk },
                 GradientPartials { layer: 2, chunk },
-                SquaredError { chunk },
+                LossSum { chunk },
                 Adam,
                 FinishStep
             ]

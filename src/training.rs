@@ -4,6 +4,7 @@
 use crate::batching::{Batching, DEFAULT_BATCH_SIZE};
 use crate::data::Dataset;
 use crate::error::{Result, fail};
+use crate::loss::Loss;
 use crate::model::Model;
 use crate::optimizer::Adam;
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub struct TrainConfig {
     /// samples, as Keras's `fit(shuffle=True)` (the default); `false` takes
     /// them in the dataset's order every epoch, as `fit(shuffle=False)`.
     pub shuffle: bool,
+    /// What training minimises (the seed's mean squared error by default).
+    pub loss: Loss,
 }
 
 impl TrainConfig {
@@ -47,6 +50,7 @@ impl TrainConfig {
             batch_size: Some(DEFAULT_BATCH_SIZE),
             shuffle_seed: DEFAULT_SEED,
             shuffle: true,
+            loss: Loss::MeanSquaredError,
         }
     }
 
@@ -87,6 +91,21 @@ impl TrainConfig {
         }
         if self.batch_size == Some(0) {
             fail!(InvalidConfig, "the batch size must be at least 1");
+        }
+        if self.loss.needs_probabilities()
+            && let Some(row) = self
+                .data
+                .fahrenheit
+                .iter()
+                .position(|y| !(0.0..=1.0).contains(y))
+        {
+            fail!(
+                InvalidConfig,
+                "{} needs targets in [0, 1] (probabilities), but sample {} has {}",
+                self.loss,
+                row + 1,
+                self.data.fahrenheit[row]
+            );
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 mod common;
 
 use gpu_c2f::cpu::Backprop;
-use gpu_c2f::{Architecture, Dataset, Model, TrainConfig, cpu, gpu};
+use gpu_c2f::{Architecture, Dataset, Loss, Model, TrainConfig, cpu, gpu};
 
 /// A 1-2-1 network with hand-picked weights (no symmetry, gradients of
 /// order 1..100 so epsilon is negligible and magnitudes matter from step 2).
@@ -77,12 +77,13 @@ fn backprop_gradients_match_finite_differences() {
     let model = known_model();
     let data = data();
     let mut gradients = vec![0.0f32; model.params().len()];
-    let loss = Backprop::new(model.architecture(), data.len()).loss_and_gradients(
-        model.params(),
-        &data.celsius,
-        &data.fahrenheit,
-        &mut gradients,
-    );
+    let loss = Backprop::new(model.architecture(), Loss::MeanSquaredError, data.len())
+        .loss_and_gradients(
+            model.params(),
+            &data.celsius,
+            &data.fahrenheit,
+            &mut gradients,
+        );
     let p: Vec<f64> = model.params().iter().map(|&w| w as f64).collect();
     // f32 forward/backward over 3 samples: a few ULP (~1e-7 relative) per
     // value; central differences with h = 1e-6 in f64 are exact to ~1e-9.

@@ -265,6 +265,23 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         (vec!["--hidden", "3,,3"], 2, "--hidden"),
         (vec!["--hidden", "0"], 2, "at least 1"),
         (vec!["--hidden", "three"], 2, "not a positive whole number"),
+        (vec!["--hidden", "8:swish"], 2, "known: linear, relu, tanh"),
+        (
+            vec!["--output-activation", "softmax"],
+            2,
+            "unknown activation",
+        ),
+        (
+            vec!["--loss", "hinge"],
+            2,
+            "known: mse (mean_squared_error)",
+        ),
+        (vec!["--from-logits"], 1, "binary_crossentropy only"),
+        (
+            vec!["--loss", "binary_crossentropy", "--cpu-reference"],
+            1,
+            "needs targets in [0, 1] (probabilities), but sample 1 has -40",
+        ),
         (vec!["--backend", "quantum"], 2, "--backend"),
         (vec!["--predict", "abc"], 2, "not a number"),
         (vec!["--no-such-flag"], 2, "--no-such-flag"),
@@ -778,4 +795,73 @@ fn shuffle_false_takes_the_batches_in_order_and_says_so() {
     let output = gpu_c2f(&["--shuffle", "maybe"]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--shuffle"), "{}", stderr(&output));
+}
+
+#[test]
+fn activations_and_losses_train_report_and_round_trip_through_model_files() {
+    let saved = scratch("relu-sigmoid.json");
+    let labels = scratch("labels.csv");
+    // Is it warm? 1 from 20 °C up.
+    let mut text = "celsius,fahrenheit\n".to_string();
+    for c in (-10..=40).step_by(2) {
+        text += &format!("{c},{}\n", if c >= 20 { 1 } else { 0 });
+    }
+    std::fs::write(&labels, text).unwrap();
+    let args = [
+        "--json",
+        "--data",
+        labels.to_str().unwrap(),
+        "--hidden",
+        "8:relu,4:tanh",
+        "--output-activation",
+        "sigmoid",
+        "--loss",
+        "bce",
+        "--learning-rate",
+        "0.05",
+        "--epochs",
+        "300",
+        "--predict",
+        "0",
+        "--predict",
+        "35",
+        "--save",
+        saved.to_str().unwrap(),
+    ];
+    let report = json_of(&args);
+    assert_eq!(report["architecture"], "1-8relu-4tanh-1sigmoid");
+    assert_eq!(report["loss"], "binary_crossentropy");
+    let losses = report["loss_history"].as_array().unwrap();
+    let last = losses.last().unwrap().as_f64().unwrap();
+    // ln 2 = 0.69 is a coin flip; the 26 labels split at 20 °C are learnt.
+    assert!(last < 0.2, "final binary cross-entropy {last}");
+    let p = |k: usize| report["predictions"][k]["fahrenheit"].as_f64().unwrap();
+    assert!(
+        p(1) < 0.2 && p(2) > 0.8,
+        "P(warm) at 0 and 35 °C: {} {}",
+        p(1),
+        p(2)
+    );
+    let layers = report["layers"].as_array().unwrap();
+    let activations: Vec<&str> = layers
+        .iter()
+        .map(|l| l["activation"].as_str().unwrap())
+        .collect();
+    assert_eq!(activations, ["relu", "tanh", "sigmoid"]);
+
+    // The saved file keeps each layer's activation: --init rebuilds the
+    // same network and predicts the same probabilities.
+    let again = json_of(&[
+        "--json",
+        "--init",
+        saved.to_str().unwrap(),
+        "--epochs",
+        "0",
+        "--predict",
+        "0",
+        "--predict",
+        "35",
+    ]);
+    assert_eq!(again["architecture"], "1-8relu-4tanh-1sigmoid");
+    assert_eq!(again["predictions"], report["predictions"]);
 }

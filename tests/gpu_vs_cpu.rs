@@ -7,7 +7,7 @@ mod common;
 use gpu_c2f::gpu::GpuTrainOutput;
 use gpu_c2f::gpu::{GpuOptions, Schedule, ScheduleChoice};
 use gpu_c2f::shadow::{DeviceRun, check_steps};
-use gpu_c2f::{Activation, Architecture, Dataset, Model, TrainConfig, gpu};
+use gpu_c2f::{Activation, Architecture, Dataset, Loss, Model, TrainConfig, gpu};
 
 fn assert_gpu_matches_cpu(initial: &Model, config: &TrainConfig, schedules: &[ScheduleChoice]) {
     for &schedule in schedules {
@@ -122,6 +122,46 @@ fn every_activation_agrees_on_every_schedule() {
 }
 
 #[test]
+fn every_loss_agrees_on_every_schedule() {
+    // Regression losses on the sine, the cross-entropies on 0/1 labels of
+    // its sign and on probabilities, through a sigmoid (Keras's logits
+    // shortcut), a linear layer (logits), and a softplus (clipped
+    // probabilities).
+    let cases = [
+        (Activation::Linear, Loss::MeanAbsoluteError),
+        (Activation::Linear, Loss::Huber),
+        (Activation::Tanh, Loss::Huber),
+        (Activation::Sigmoid, Loss::BinaryCrossentropy),
+        (Activation::Softplus, Loss::BinaryCrossentropy),
+        (Activation::Linear, Loss::BinaryCrossentropyFromLogits),
+    ];
+    for (output, loss) in cases {
+        let architecture =
+            Architecture::with_layers(&[(6, Activation::Relu), (4, Activation::Tanh)], output)
+                .unwrap();
+        let initial = Model::glorot_uniform(architecture, 13);
+        let mut data = sine(70);
+        if loss.needs_probabilities() {
+            let labels = data
+                .fahrenheit
+                .iter()
+                .map(|&y| if y > 0.0 { 1.0 } else { 0.0 });
+            data.fahrenheit = labels.collect();
+            data.fahrenheit[3] = 0.25;
+        }
+        let config = TrainConfig {
+            data,
+            epochs: 4,
+            learning_rate: 0.05,
+            batch_size: Some(16),
+            loss,
+            ..TrainConfig::seed()
+        };
+        assert_gpu_matches_cpu(&initial, &config, ALL);
+    }
+}
+
+#[test]
 fn fused_schedule_splits_long_runs_into_dispatches_correctly() {
     // 5000 epochs of a 1-17-17-1 network: dozens of fused dispatches, each
     // under llvmpipe's per-invocation loop limit, and a remainder dispatch.
@@ -196,6 +236,7 @@ fn shuffled_mini_batches_agree() {
             batch_size: Some(batch_size),
             shuffle_seed: 77,
             shuffle: true,
+            loss: Default::default(),
         };
         assert_gpu_matches_cpu(&initial, &config, schedules);
     }
@@ -215,6 +256,7 @@ fn unshuffled_mini_batches_agree_and_take_the_samples_in_order() {
             batch_size: Some(batch_size),
             shuffle_seed: 77,
             shuffle: false,
+            loss: Default::default(),
         };
         assert!(!config.batching().shuffle);
         let initial = Model::glorot_uniform(Architecture::new(&[5]).unwrap(), 4);
@@ -260,6 +302,7 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
             batch_size,
             shuffle_seed: 5,
             shuffle: true,
+            loss: Default::default(),
         };
         let options = GpuOptions {
             schedule,

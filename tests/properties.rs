@@ -831,6 +831,7 @@ proptest! {
                 batch_size: cli.batch_size.0,
                 shuffle_seed: cli.seed.unwrap_or(gpu_c2f::cli::DEFAULT_SEED),
                 shuffle: cli.shuffle,
+                loss: Default::default(),
             };
             prop_assert!(config.validate().is_ok());
         }

@@ -47,7 +47,7 @@ pub struct RunArgs {
     pub target_offset: u32,
     pub output_offset: u32,
     pub output_delta_offset: u32,
-    pub residual_offset: u32,
+    pub sample_loss_offset: u32,
     pub totals_offset: u32,
     pub one_minus_beta_1: f32,
     pub one_minus_beta_2: f32,
@@ -55,8 +55,10 @@ pub struct RunArgs {
     pub record_every: u32,
     pub record_offset: u32,
     pub record_count: u32,
+    /// `Loss::code` of the run's loss.
+    pub loss: u32,
     /// A uniform's size is a multiple of 16 bytes.
-    pub _padding: [u32; 2],
+    pub _padding: u32,
 }
 
 /// `DispatchArgs` in train.wgsl: what one dispatch of a step's list works
@@ -139,7 +141,7 @@ pub const HISTORY_HEADER_WORDS: u64 = std::mem::size_of::<HistoryHeader>() as u6
 pub const NO_BAD_STEP: u32 = u32::MAX;
 
 /// The kernels a step's dispatches run, one per operation kind of
-/// [`crate::step::Op`] (the squared error runs `gradient_partials`).
+/// [`crate::step::Op`] (the loss sum runs `gradient_partials`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     GatherBatch,
@@ -256,9 +258,9 @@ mod tests {
     fn run_args_match_the_wgsl_struct() {
         let rust = fields!(RunArgs: samples, batch_size, chunk_size, steps_per_epoch, shuffle,
             seed_low, seed_high, half_bits, param_count, data_offset, input_offset,
-            target_offset, output_offset, output_delta_offset, residual_offset, totals_offset,
+            target_offset, output_offset, output_delta_offset, sample_loss_offset, totals_offset,
             one_minus_beta_1, one_minus_beta_2, epsilon, record_every, record_offset,
-            record_count);
+            record_count, loss);
         assert_same_layout("RunArgs", &rust, size_of::<RunArgs>());
     }
 

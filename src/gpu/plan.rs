@@ -69,8 +69,8 @@ pub struct Memory {
     /// `tensors`: `errors[l]` the error of `activations[l]` (l >= 1;
     /// `errors[0]` is never computed). Layered work only.
     pub errors: Vec<u64>,
-    /// `tensors`: `output - target` per sample. Layered work only.
-    pub residuals: u64,
+    /// `tensors`: each sample's loss. Layered work only.
+    pub sample_losses: u64,
     /// `tensors`: the chunk's targets.
     pub targets: u64,
     /// Elements of `tensors`.
@@ -103,12 +103,12 @@ impl Memory {
         let inputs = if chunking.gather { take(chunk) } else { data };
         let mut activations = vec![inputs];
         let mut errors = vec![0u64];
-        let mut residuals = 0;
+        let mut sample_losses = 0;
         if work == SampleWork::Layers {
             let widths = &architecture.widths()[1..];
             activations.extend(widths.iter().map(|&w| take(chunk * w as u64)));
             errors.extend(widths.iter().map(|&w| take(chunk * w as u64)));
-            residuals = take(chunk);
+            sample_losses = take(chunk);
         }
         let targets = if chunking.gather {
             take(chunk)
@@ -134,7 +134,7 @@ impl Memory {
             data,
             activations,
             errors,
-            residuals,
+            sample_losses,
             targets,
             tensors_len,
             level_lens,
@@ -207,7 +207,7 @@ fn to_u32(value: u64, what: &str) -> Result<u32> {
 }
 
 /// f32 values a batch holds per sample: the activations and errors of
-/// every layer past the input, the residual, and a gathered input and target
+/// every layer past the input, the loss, and a gathered input and target
 /// (only the last two for the samples schedule's work).
 pub fn floats_per_sample(architecture: &Architecture, work: SampleWork) -> u64 {
     match work {
@@ -294,7 +294,7 @@ impl GpuPlan {
             // Layered work's output and its error (unused by sample_partials).
             output_offset: memory.activations.get(layers).map_or(0, |&o| o as u32),
             output_delta_offset: memory.errors.get(layers).map_or(0, |&o| o as u32),
-            residual_offset: memory.residuals as u32,
+            sample_loss_offset: memory.sample_losses as u32,
             totals_offset: memory.totals() as u32,
             one_minus_beta_1: constants.one_minus_beta_1,
             one_minus_beta_2: constants.one_minus_beta_2,
@@ -302,7 +302,8 @@ impl GpuPlan {
             record_every: 0,
             record_offset: epochs,
             record_count: 0,
-            _padding: [0; 2],
+            loss: config.loss.code(),
+            _padding: 0,
         };
         let mut plan = Self {
             architecture,
@@ -351,8 +352,9 @@ impl GpuPlan {
                 }
             };
         // Level 0 of a layer's sums (kernel rows, then the bias row, whose a
-        // is 1) or of the squared error (a one-entry layer: a = err = the
-        // residual, no bias row), into the columns of this chunk's blocks.
+        // is 1) or of the loss (a layer of no inputs whose err is each
+        // sample's loss: its bias row), into the columns of this chunk's
+        // blocks.
         let partials =
             |inputs: usize, units: usize, first_row: u64, a: u64, err: u64, bias: bool| {
                 let a_rows = inputs + bias as usize;
@@ -420,9 +422,9 @@ impl GpuPlan {
                 };
                 (Kernel::GradientPartials, args, threads)
             }
-            Op::SquaredError { chunk: c } => {
-                let r = memory.residuals;
-                let (args, threads) = partials(1, 1, rows - 1, r, r, false);
+            Op::LossSum { chunk: c } => {
+                let losses = memory.sample_losses;
+                let (args, threads) = partials(0, 1, rows - 1, losses, losses, true);
                 let args = DispatchArgs {
                     chunk_first: chunk_first(c),
                     ..args
@@ -581,10 +583,10 @@ mod tests {
         );
         // The squared-error "layer" writes row 22, after the 22 parameters.
         let loss = plan.dispatches[9];
-        assert_eq!(loss.op, Op::SquaredError { chunk: 0 });
+        assert_eq!(loss.op, Op::LossSum { chunk: 0 });
         assert_eq!(
             (loss.args.kernel_offset, loss.args.in_offset),
-            (22, plan.run.residual_offset)
+            (22, plan.run.sample_loss_offset)
         );
         // The dataset 2*7; one unshuffled batch reads its inputs and
         // targets there; activations 7*(3+3+1), errors 7*(3+3+1), residuals.

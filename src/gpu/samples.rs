@@ -48,7 +48,7 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
     let mut store_sums = lines(&|p| format!("    reduce[column + {p}u * args.out_len] = g{p};"));
     let _ = write!(
         store_sums,
-        "\n    reduce[column + {param_count}u * args.out_len] = squared_error;"
+        "\n    reduce[column + {param_count}u * args.out_len] = loss_sum;"
     );
     let mut out = String::new();
     for (l, layer) in layers.iter().enumerate() {
@@ -80,16 +80,17 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
             };
         }
     }
+    let output = layers[last - 1].activation;
+    let z = match output {
+        Activation::Linear => format!("a{last}_0"),
+        _ => format!("z{last}_0"),
+    };
     let _ = writeln!(
         out,
         "        // output_error_at\n        \
-         let residual = a{last}_0 - tensors[run.target_offset + s];\n        \
-         let e{last}_0 = {};",
-        times_derivative(
-            "output_delta(residual, batch.total)",
-            layers[last - 1].activation,
-            &format!("z{last}_0")
-        )
+         let error = output_error_of(a{last}_0, {z}, tensors[run.target_offset + s], {}u, batch.total);\n        \
+         let e{last}_0 = error.delta;",
+        output.code()
     );
     for (l, layer) in layers.iter().enumerate().skip(1).rev() {
         let below = layers[l - 1].activation;
@@ -146,7 +147,7 @@ fn activation_note(activation: Activation) -> String {
 }
 
 /// `error`, times the derivative of `activation` at `z` where it is
-/// nonlinear (train.wgsl's `store_dense` and `output_error_at`).
+/// nonlinear (train.wgsl's `store_dense`).
 fn times_derivative(error: &str, activation: Activation, z: &str) -> String {
     match activation {
         Activation::Linear => error.to_string(),
@@ -180,7 +181,7 @@ mod tests {
             );
             assert!(source.contains(&format!("= g{p};")), "{source}");
         }
-        assert!(source.contains("reduce[column + 7u * args.out_len] = squared_error;"));
+        assert!(source.contains("reduce[column + 7u * args.out_len] = loss_sum;"));
         // The forward sum of unit 1 of layer 0, then its bias.
         assert!(
             source.contains("let a1_1 = (0.0 + a0_0 * w1) + w3;"),

@@ -60,9 +60,9 @@ fn fused_step(local: u32) {
     for (var index = local; index < 4u; index += 8u) {
         gradient_partials_at(index, DispatchArgs(3u, 1u, 18u, 0u, 35u, 105u, 0u, 4u, 1u, 0u, 0u, 0u, 0u, 0u), batch);
     }
-    // SquaredError { chunk: 0 }
+    // LossSum { chunk: 0 }
     for (var index = local; index < 1u; index += 8u) {
-        gradient_partials_at(index, DispatchArgs(1u, 1u, 22u, 0u, 112u, 112u, 0u, 1u, 1u, 0u, 0u, 0u, 0u, 0u), batch);
+        gradient_partials_at(index, DispatchArgs(0u, 1u, 22u, 0u, 112u, 112u, 0u, 1u, 1u, 0u, 0u, 0u, 0u, 0u), batch);
     }
     storageBarrier();
     // Adam

@@ -50,7 +50,7 @@ fn sample_partials(
     let w19 = params[19u];
     let w20 = params[20u];
     let w21 = params[21u];
-    // One running sum per parameter, then the squared error's.
+    // One running sum per parameter, then the loss's.
     var g0 = 0.0;
     var g1 = 0.0;
     var g2 = 0.0;
@@ -73,7 +73,7 @@ fn sample_partials(
     var g19 = 0.0;
     var g20 = 0.0;
     var g21 = 0.0;
-    var squared_error = 0.0;
+    var loss_sum = 0.0;
     for (var s = first; s < end; s++) {
         let a0_0 = tensors[run.input_offset + s];
         // dense_forward_at, layer 0 (1 -> 3)
@@ -87,8 +87,8 @@ fn sample_partials(
         // dense_forward_at, layer 2 (3 -> 1)
         let a3_0 = (0.0 + a2_0 * w18 + a2_1 * w19 + a2_2 * w20) + w21;
         // output_error_at
-        let residual = a3_0 - tensors[run.target_offset + s];
-        let e3_0 = output_delta(residual, batch.total);
+        let error = output_error_of(a3_0, a3_0, tensors[run.target_offset + s], 0u, batch.total);
+        let e3_0 = error.delta;
         // dense_backward_at, layer 2's errors into its 3 inputs
         let e2_0 = 0.0 + e3_0 * w18;
         let e2_1 = 0.0 + e3_0 * w19;
@@ -122,10 +122,10 @@ fn sample_partials(
         g19 += a2_1 * e3_0;
         g20 += a2_2 * e3_0;
         g21 += e3_0;
-        squared_error += residual * residual;
+        loss_sum += error.loss;
     }
-    // Level 0 of the reduction: row p (parameter p; the squared error in
-    // row param_count), column block0 + block, as gradient_partials_at.
+    // Level 0 of the reduction: row p (parameter p; the loss in row
+    // param_count), column block0 + block, as gradient_partials_at.
     let column = args.dst_offset + batch.block0 + block;
     reduce[column + 0u * args.out_len] = g0;
     reduce[column + 1u * args.out_len] = g1;
@@ -149,5 +149,5 @@ fn sample_partials(
     reduce[column + 19u * args.out_len] = g19;
     reduce[column + 20u * args.out_len] = g20;
     reduce[column + 21u * args.out_len] = g21;
-    reduce[column + 22u * args.out_len] = squared_error;
+    reduce[column + 22u * args.out_len] = loss_sum;
 }

@@ -127,6 +127,7 @@ pub fn plan_request(request: &TrainRequest) -> Result<(Model, TrainConfig), Erro
         batch_size: request.batch_size,
         shuffle_seed: request.seed,
         shuffle: request.shuffle,
+        loss: Default::default(),
     };
     config.validate()?;
     if request.epochs == 0 {

@@ -141,6 +141,7 @@ fn job(samples: usize, batch_size: Option<usize>, seed: u64) -> TrainConfig {
         batch_size,
         shuffle_seed: seed,
         shuffle: true,
+        loss: Default::default(),
     }
 }
 
