@@ -3,7 +3,7 @@
 use crate::activation::Activation;
 use crate::compare::{GPU_CPU_TOLERANCE, compare};
 use crate::cpu;
-use crate::data::Dataset;
+use crate::data::{ColumnNames, Dataset};
 use crate::gpu::context::ADAPTER_NAME_VARIABLE;
 use crate::gpu::largest_buffer;
 use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
@@ -94,6 +94,26 @@ pub struct Cli {
     /// taken by name from a header (any case and order), else celsius first.
     #[arg(long, value_name = "FILE.csv", help_heading = "Data")]
     pub data: Option<PathBuf>,
+
+    /// The --data header's input column, in place of celsius.
+    #[arg(
+        long,
+        value_name = "COLUMN",
+        default_value = "celsius",
+        requires = "data",
+        help_heading = "Data"
+    )]
+    pub x: String,
+
+    /// The --data header's target column, in place of fahrenheit.
+    #[arg(
+        long,
+        value_name = "COLUMN",
+        default_value = "fahrenheit",
+        requires = "data",
+        help_heading = "Data"
+    )]
+    pub y: String,
 
     /// The --data file's cell separator: `,` `;` `tab` or any one character
     /// [default: `;` if the first line has one, else `,`, else a tab].
@@ -290,12 +310,16 @@ pub fn run(cli: Cli) -> Result<()> {
     // Everything that can be wrong with the flags and their files, before
     // the GPU.
     let loss = Loss::from_name(cli.loss.name(), cli.from_logits)?;
+    let columns = ColumnNames {
+        x: cli.x.trim().to_string(),
+        y: cli.y.trim().to_string(),
+    };
     let seed = cli.seed.unwrap_or(DEFAULT_SEED);
     let (initial, init_seed, init) = initial_model(&cli, seed)?;
     let csv = cli
         .data
         .as_deref()
-        .map(|path| Dataset::from_csv_file(path, cli.delimiter))
+        .map(|path| Dataset::from_csv_file_with(path, cli.delimiter, &columns))
         .transpose()?;
 
     let mut setup = Duration::ZERO;
@@ -335,6 +359,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     config.validate()?;
     let mut report = Report::new(&initial, &config, init_seed, init);
+    report.columns = columns;
     if let Some(gpu) = &gpu {
         report.timings_ms.setup = millis(setup);
         report.device = DeviceReport::Gpu(gpu.info.clone());
@@ -399,8 +424,8 @@ pub fn run(cli: Cli) -> Result<()> {
 
     let reference = if cli.compare && gpu.is_some() {
         let reference = cpu::train(&initial, &config)?;
-        let celsius: Vec<f32> = report.predictions.iter().map(|p| p.celsius).collect();
-        report.comparison = Some(compare(&reference, &output, &celsius, GPU_CPU_TOLERANCE));
+        let inputs: Vec<f32> = report.predictions.iter().map(|p| p.input).collect();
+        report.comparison = Some(compare(&reference, &output, &inputs, GPU_CPU_TOLERANCE));
         Some(reference)
     } else {
         None

@@ -1,8 +1,11 @@
-//! Training data: celsius inputs and fahrenheit targets.
+//! Training data: inputs and targets, celsius and fahrenheit unless a
+//! CSV's header names other columns ([`ColumnNames`]). The fields keep the
+//! seed's names whatever the columns are.
 
 use crate::error::{Error, Result};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+use serde::Serialize;
 use std::path::Path;
 
 /// Paired samples, stored as f32 as Keras casts them to `floatx`.
@@ -58,11 +61,28 @@ impl Dataset {
     /// [`Dataset::from_csv_str`]. Errors name the file, the 1-based line and
     /// the column.
     pub fn from_csv_file(path: &Path, delimiter: Option<u8>) -> Result<Self> {
+        Self::from_csv_file_with(path, delimiter, &ColumnNames::default())
+    }
+
+    /// [`Dataset::from_csv_file`] with the input and target taken from the
+    /// header's columns `names`.
+    pub fn from_csv_file_with(
+        path: &Path,
+        delimiter: Option<u8>,
+        names: &ColumnNames,
+    ) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             what: format!("cannot read data file {}", path.display()),
             source,
         })?;
-        Self::from_csv_str(&text, delimiter).map_err(|error| error.in_data_file(path.into()))
+        Self::from_csv_str_with(&text, delimiter, names)
+            .map_err(|error| error.in_data_file(path.into()))
+    }
+
+    /// Parses CSV text with the columns `celsius` and `fahrenheit`; see
+    /// [`Dataset::from_csv_str_with`].
+    pub fn from_csv_str(text: &str, delimiter: Option<u8>) -> Result<Self> {
+        Self::from_csv_str_with(text, delimiter, &ColumnNames::default())
     }
 
     /// Parses CSV text (RFC 4180 through the `csv` crate: quoted cells,
@@ -73,10 +93,15 @@ impl Dataset {
     /// - In a `;`-separated file a number may have a decimal comma (`36,6`),
     ///   as spreadsheets write them where the comma is the decimal mark.
     /// - A first row with no number in it is a header. The columns are then
-    ///   taken by name: `celsius` and `fahrenheit` in any case and order,
-    ///   other columns ignored; a header naming neither is refused with what
-    ///   it does name. Without a header every row is `celsius,fahrenheit`.
-    pub fn from_csv_str(text: &str, delimiter: Option<u8>) -> Result<Self> {
+    ///   taken by name: `names` (`celsius` and `fahrenheit` by default) in
+    ///   any case and order, other columns ignored; a header naming neither
+    ///   is refused with what it does name. Without a header every row is
+    ///   input, target.
+    pub fn from_csv_str_with(
+        text: &str,
+        delimiter: Option<u8>,
+        names: &ColumnNames,
+    ) -> Result<Self> {
         // A byte-order mark (spreadsheet exports write one) is not data.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let delimiter = delimiter.unwrap_or_else(|| detect_delimiter(text));
@@ -117,7 +142,7 @@ impl Dataset {
                             .all(|cell| parse_number(cell, delimiter).is_none())
                         && record.iter().any(|cell| !cell.is_empty());
                     let found = if header {
-                        Columns::from_header(&record, line)?
+                        Columns::from_header(&record, line, names)?
                     } else {
                         Columns::POSITIONAL
                     };
@@ -128,7 +153,7 @@ impl Dataset {
                     columns
                 }
             };
-            let [celsius, fahrenheit] = columns.values(&record, line, delimiter)?;
+            let [celsius, fahrenheit] = columns.values(&record, line, delimiter, names)?;
             data.celsius.push(celsius);
             data.fahrenheit.push(fahrenheit);
         }
@@ -136,7 +161,7 @@ impl Dataset {
             return Err(Error::data(
                 None,
                 None,
-                "no data rows: expected lines of celsius,fahrenheit",
+                format!("no data rows: expected lines of {},{}", names.x, names.y),
             ));
         }
         Ok(data)
@@ -219,7 +244,35 @@ impl<'a> LineCounter<'a> {
     }
 }
 
-/// Where celsius and fahrenheit are in a row, and how many cells a row has.
+/// The names of a CSV's input and target columns (`--x`, `--y`), matched
+/// case-insensitively; they also label the reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColumnNames {
+    /// The input column.
+    pub x: String,
+    /// The target column.
+    pub y: String,
+}
+
+impl Default for ColumnNames {
+    /// The seed's `celsius` and `fahrenheit`.
+    fn default() -> Self {
+        Self {
+            x: "celsius".into(),
+            y: "fahrenheit".into(),
+        }
+    }
+}
+
+impl ColumnNames {
+    /// Whether these are the seed's columns, whose values the reports
+    /// write in degrees.
+    pub fn are_temperatures(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Where the input and target are in a row, and how many cells a row has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Columns {
     celsius: usize,
@@ -238,13 +291,13 @@ impl Columns {
     };
 
     /// The columns a header row names, found case-insensitively.
-    fn from_header(header: &csv::StringRecord, line: u64) -> Result<Self> {
+    fn from_header(header: &csv::StringRecord, line: u64, names: &ColumnNames) -> Result<Self> {
         let find = |name: &str| {
             header
                 .iter()
                 .position(|cell| cell.eq_ignore_ascii_case(name))
         };
-        match (find("celsius"), find("fahrenheit")) {
+        match (find(&names.x), find(&names.y)) {
             (Some(celsius), Some(fahrenheit)) => Ok(Columns {
                 celsius,
                 fahrenheit,
@@ -252,10 +305,10 @@ impl Columns {
                 from_header: true,
             }),
             (celsius, fahrenheit) => {
-                let missing: Vec<&str> = [("celsius", celsius), ("fahrenheit", fahrenheit)]
+                let missing: Vec<&str> = [(&names.x, celsius), (&names.y, fahrenheit)]
                     .iter()
                     .filter(|(_, at)| at.is_none())
-                    .map(|(name, _)| *name)
+                    .map(|(name, _)| name.as_str())
                     .collect();
                 let found: Vec<String> = header.iter().map(|c| format!("{c:?}")).collect();
                 Err(Error::data(
@@ -263,10 +316,14 @@ impl Columns {
                     None,
                     format!(
                         "the header names the columns {} but not {}; name the columns \
-                         celsius and fahrenheit (any case, any order), or leave the header out \
-                         (then celsius is the first column, fahrenheit the second)",
+                         {} and {} (any case, any order), choose others (--x and --y), or \
+                         leave the header out (then {} is the first column, {} the second)",
                         found.join(", "),
-                        missing.join(" or ")
+                        missing.join(" or "),
+                        names.x,
+                        names.y,
+                        names.x,
+                        names.y
                     ),
                 ))
             }
@@ -274,12 +331,18 @@ impl Columns {
     }
 
     /// The row's celsius and fahrenheit values; errors name line and column.
-    fn values(&self, record: &csv::StringRecord, line: u64, delimiter: u8) -> Result<[f32; 2]> {
+    fn values(
+        &self,
+        record: &csv::StringRecord,
+        line: u64,
+        delimiter: u8,
+        names: &ColumnNames,
+    ) -> Result<[f32; 2]> {
         if record.len() != self.count {
             let expected = if self.from_header {
                 format!("{} columns as the header has", self.count)
             } else {
-                "2 columns (celsius,fahrenheit)".to_string()
+                format!("2 columns ({},{})", names.x, names.y)
             };
             let message = format!("expected {expected}, found {}", record.len());
             return Err(Error::data(Some(line), None, message));
@@ -296,8 +359,8 @@ impl Columns {
             Err(Error::data(Some(line), Some(column), message))
         };
         Ok([
-            value(self.celsius, "celsius")?,
-            value(self.fahrenheit, "fahrenheit")?,
+            value(self.celsius, &names.x)?,
+            value(self.fahrenheit, &names.y)?,
         ])
     }
 }
@@ -312,6 +375,33 @@ mod tests {
             Dataset::from_csv_str("celsius,fahrenheit\r\n\r\n0,32\r\n100, 212\n\n", None).unwrap();
         assert_eq!(data.celsius, vec![0.0, 100.0]);
         assert_eq!(data.fahrenheit, vec![32.0, 212.0]);
+    }
+
+    #[test]
+    fn other_columns_are_taken_by_the_names_given() {
+        let names = ColumnNames {
+            x: "x".into(),
+            y: "Warm".into(),
+        };
+        let text = "day,warm,X\nmon,1,20.5\ntue,0,3\n";
+        let data = Dataset::from_csv_str_with(text, None, &names).unwrap();
+        assert_eq!(data.celsius, vec![20.5, 3.0]);
+        assert_eq!(data.fahrenheit, vec![1.0, 0.0]);
+        let missing = ColumnNames {
+            x: "x".into(),
+            y: "cold".into(),
+        };
+        let error = Dataset::from_csv_str_with(text, None, &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("line 1") && error.contains("but not cold") && error.contains("--x"),
+            "{error}"
+        );
+        let error = Dataset::from_csv_str_with("x,warm\n1,oops\n", None, &names)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("Warm \"oops\" is not a number"), "{error}");
     }
 
     #[test]

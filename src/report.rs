@@ -2,6 +2,7 @@
 //! JSON object for programs.
 
 use crate::compare::Comparison;
+use crate::data::ColumnNames;
 use crate::gpu::GpuInfo;
 use crate::gpu::trainer::GpuTimings;
 use crate::model::{DenseWeights, Model};
@@ -51,10 +52,38 @@ impl DeviceReport {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// The network's output for one input, written under the data's column
+/// names (`{"celsius": 100, "fahrenheit": 211.7}`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
-    pub celsius: f32,
-    pub fahrenheit: f32,
+    pub input: f32,
+    pub output: f32,
+    pub columns: ColumnNames,
+}
+
+impl Serialize for Prediction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(&self.columns.x, &self.input)?;
+        map.serialize_entry(&self.columns.y, &self.output)?;
+        map.end()
+    }
+}
+
+impl Prediction {
+    /// `100 °C -> 211.7 °F`, or `x = 1.5 -> y = 0.99` for other columns.
+    fn describe(&self) -> String {
+        let names = &self.columns;
+        if names.are_temperatures() {
+            format!("{} °C -> {} °F", self.input, self.output)
+        } else {
+            format!(
+                "{} = {} -> {} = {}",
+                names.x, self.input, names.y, self.output
+            )
+        }
+    }
 }
 
 /// The shadow check of a GPU run and how its steps were recorded.
@@ -134,6 +163,8 @@ pub struct Report {
     pub learning_rate: f32,
     /// The loss minimised and recorded in `loss_history` (Keras's name).
     pub loss: &'static str,
+    /// The data's input and target columns, which name the predictions.
+    pub columns: ColumnNames,
     /// The initialisation seed; null when the weights came from `--init`.
     pub seed: Option<u64>,
     /// The seed of the per-epoch shuffle (and of `--samples` data).
@@ -177,6 +208,7 @@ impl Report {
             epochs: config.epochs,
             learning_rate: config.learning_rate,
             loss: config.loss.name(),
+            columns: ColumnNames::default(),
             seed,
             shuffle_seed: config.shuffle_seed,
             shuffle: config.batching().shuffle,
@@ -209,11 +241,15 @@ impl Report {
         let model = &output.model;
         self.final_loss = output.loss_history.last().copied();
         self.loss_history = output.loss_history.clone();
-        self.predictions = std::iter::once(100.0)
+        // 100 °C is the tutorial's question; other data has no such input.
+        let first = self.columns.are_temperatures().then_some(100.0);
+        self.predictions = first
+            .into_iter()
             .chain(extra_predictions.iter().copied())
-            .map(|celsius| Prediction {
-                celsius,
-                fahrenheit: model.predict(celsius),
+            .map(|input| Prediction {
+                input,
+                output: model.predict(input),
+                columns: self.columns.clone(),
             })
             .collect();
         self.layers = model.dense_weights();
@@ -301,7 +337,7 @@ impl Report {
             }
         }
         for p in &self.predictions {
-            let _ = writeln!(out, "Prediction:  {} °C -> {} °F", p.celsius, p.fahrenheit);
+            let _ = writeln!(out, "Prediction:  {}", p.describe());
         }
         let _ = writeln!(
             out,
@@ -371,12 +407,13 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "  predictions: max {:e} absolute, {:e} relative ({} °C)",
+                "  predictions: max {:e} absolute, {:e} relative ({} = {})",
                 c.predictions.absolute,
                 c.predictions.relative,
+                self.columns.x,
                 self.predictions
                     .get(c.predictions.at)
-                    .map_or(100.0, |p| p.celsius)
+                    .map_or(100.0, |p| p.input)
             );
             let _ = writeln!(
                 out,

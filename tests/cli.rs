@@ -865,3 +865,40 @@ fn activations_and_losses_train_report_and_round_trip_through_model_files() {
     assert_eq!(again["architecture"], "1-8relu-4tanh-1sigmoid");
     assert_eq!(again["predictions"], report["predictions"]);
 }
+
+/// README.md's "Beyond straight lines" commands, and the final loss each
+/// must stay below.
+const SHIPPED_EXAMPLES: [(&str, f64); 3] = [
+    (
+        "--data examples/data/sine.csv --x x --y y --hidden 16:relu,16:relu --learning-rate 0.01 --epochs 1000",
+        0.01,
+    ),
+    (
+        "--data examples/data/sine.csv --x x --y y --hidden 16:tanh,16:tanh --learning-rate 0.01 --epochs 1000 --loss huber",
+        0.01,
+    ),
+    (
+        "--data examples/data/warm.csv --y warm --hidden 8:relu --output-activation sigmoid --loss binary_crossentropy --learning-rate 0.05 --epochs 300 --predict 10 --predict 30",
+        0.2,
+    ),
+];
+
+#[test]
+fn shipped_examples_reach_their_stated_losses() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for (command, bound) in SHIPPED_EXAMPLES {
+        assert!(
+            readme.contains(&format!("`cargo run --release -- {command}`")),
+            "README.md does not show {command}"
+        );
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push("--json");
+        let report = json_of(&args);
+        let last = report["final_loss"].as_f64().unwrap();
+        assert!(
+            last < bound,
+            "{command}: final loss {last}, stated below {bound}"
+        );
+    }
+}
