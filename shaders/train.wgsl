@@ -76,6 +76,23 @@ struct RunArgs {
     record_count: u32,
     // The loss (LOSS_*, `Loss::code`).
     loss: u32,
+    // Rows of the dataset: the `samples` trained on, then the
+    // `validation_samples` held out (Keras's validation_split).
+    data_rows: u32,
+    validation_samples: u32,
+    // In `reduce`: each validation block's loss sum. In `tensors`: each
+    // validation row's loss, then its two scratch rows of `widest` values
+    // (the widest layer's width).
+    validation_offset: u32,
+    validation_losses: u32,
+    validation_scratch: u32,
+    widest: u32,
+    // The network's layers, one `DispatchArgs` each in `dispatch_args` from
+    // `layer_table` (inputs, units, kernel and bias offsets, activation).
+    layer_table: u32,
+    layer_count: u32,
+    // In `history.losses`: where each epoch's validation loss goes.
+    val_loss_offset: u32,
 }
 
 // What one dispatch works on (DispatchArgs in src/gpu/abi.rs).
@@ -201,7 +218,7 @@ fn gather_batch_at(i: u32, batch: Batch) {
     }
     let sample = sample_index(batch.epoch, batch.first + i);
     tensors[run.input_offset + i] = tensors[run.data_offset + sample];
-    tensors[run.target_offset + i] = tensors[run.data_offset + run.samples + sample];
+    tensors[run.target_offset + i] = tensors[run.data_offset + run.data_rows + sample];
 }
 
 // Which `DispatchArgs` a dispatch works on, or how many training steps a
@@ -430,8 +447,10 @@ struct OutputError {
 
 fn output_error_of(output: f32, z: f32, y: f32, activation: u32, total: u32) -> OutputError {
     let n = f32(total);
-    if run.loss == LOSS_BINARY_CROSSENTROPY && activation == ACTIVATION_SIGMOID {
-        // Keras's `_keras_logits` shortcut: from the sigmoid's input.
+    let crossentropy = run.loss == LOSS_BINARY_CROSSENTROPY || run.loss == LOSS_BINARY_CROSSENTROPY_FROM_LOGITS;
+    if crossentropy && activation == ACTIVATION_SIGMOID {
+        // Keras's `_keras_logits` shortcut: from the sigmoid's input (with
+        // from_logits too, where Keras warns).
         return OutputError(logits_crossentropy(z, y), (sigmoid(z) - y) / n);
     }
     let r = output - y;
@@ -779,11 +798,84 @@ fn finish_step_at(item: u32, batch: Batch) {
         history.losses[record + 4u * run.param_count] = loss;
     }
     history.epoch_total += loss * f32(batch.total);
-    if batch.batch_first + batch.total == run.samples {
+    if ends_epoch(batch) {
         history.losses[batch.epoch] = history.epoch_total / f32(run.samples);
         history.epoch_total = 0.0;
+        if run.validation_samples > 0u {
+            history.losses[run.val_loss_offset + batch.epoch] = validation_loss();
+        }
     }
     history.step = t;
+}
+
+// Whether `batch` is its epoch's last.
+fn ends_epoch(batch: Batch) -> bool {
+    return batch.batch_first + batch.total == run.samples;
+}
+
+// After an epoch's last update: the loss of validation row `s` under the
+// updated weights, one thread a row, its network in the row's scratch
+// rows (the CPU reference's `validation_losses`, `forward_one`).
+fn validation_losses_at(s: u32, batch: Batch) {
+    if s >= run.validation_samples || !ends_epoch(batch) {
+        return;
+    }
+    let scratch = run.validation_scratch + s * 2u * run.widest;
+    tensors[run.validation_losses + s] = row_loss(run.samples + s, scratch);
+}
+
+// Then each block of `reduce_block` rows' losses, summed in order.
+fn validation_partials_at(block: u32, batch: Batch) {
+    let blocks = (run.validation_samples + reduce_block - 1u) / reduce_block;
+    if block >= blocks || !ends_epoch(batch) {
+        return;
+    }
+    let first = block * reduce_block;
+    let end = min(first + reduce_block, run.validation_samples);
+    var sum = 0.0;
+    for (var s = first; s < end; s++) {
+        sum += tensors[run.validation_losses + s];
+    }
+    reduce[run.validation_offset + block] = sum;
+}
+
+// Dataset row `row` through the network, one value at a time (each sum from
+// 0 in input order, the bias last, then the activation), its activations in
+// two scratch rows of `widest` values taken in turn: the row's loss.
+fn row_loss(row: u32, scratch: u32) -> f32 {
+    tensors[scratch] = tensors[run.data_offset + row];
+    var inputs = scratch;
+    var outputs = scratch + run.widest;
+    var z = 0.0;
+    var activation = ACTIVATION_LINEAR;
+    for (var l = 0u; l < run.layer_count; l++) {
+        let layer = dispatch_args[run.layer_table + l];
+        activation = layer.activation;
+        for (var j = 0u; j < layer.units; j++) {
+            var sum = 0.0;
+            for (var i = 0u; i < layer.inputs; i++) {
+                sum += tensors[inputs + i] * params[layer.kernel_offset + i * layer.units + j];
+            }
+            z = sum + params[layer.bias_offset + j];
+            tensors[outputs + j] = activate(activation, z);
+        }
+        let previous = inputs;
+        inputs = outputs;
+        outputs = previous;
+    }
+    let y = tensors[run.data_offset + run.data_rows + row];
+    return output_error_of(tensors[inputs], z, y, activation, 1u).loss;
+}
+
+// The validation loss of the epoch (`finish_step`, item 0): the blocks'
+// sums added in block order, over the rows.
+fn validation_loss() -> f32 {
+    let blocks = (run.validation_samples + reduce_block - 1u) / reduce_block;
+    var total = 0.0;
+    for (var b = 0u; b < blocks; b++) {
+        total += reduce[run.validation_offset + b];
+    }
+    return total / f32(run.validation_samples);
 }
 
 // Tested on the bits: WGSL lets compilers assume float values are finite.
@@ -860,6 +952,24 @@ fn adam_step(
     @builtin(local_invocation_index) local: u32,
 ) {
     adam_step_at(thread_index(group, groups, local), current_batch(0u));
+}
+
+@compute @workgroup_size(workgroup_size)
+fn validation_losses(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    validation_losses_at(thread_index(group, groups, local), current_batch(0u));
+}
+
+@compute @workgroup_size(workgroup_size)
+fn validation_partials(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    validation_partials_at(thread_index(group, groups, local), current_batch(0u));
 }
 
 @compute @workgroup_size(workgroup_size)

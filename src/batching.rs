@@ -43,6 +43,13 @@ pub struct Batch {
     pub size: u32,
 }
 
+impl Batch {
+    /// Whether this is its epoch's last batch.
+    pub fn ends_epoch(&self, batching: &Batching) -> bool {
+        self.first + self.size == batching.samples
+    }
+}
+
 impl Batching {
     /// `batch_size` None means the whole dataset in one batch (`--batch-size
     /// all`; Keras's `batch_size=None` means 32 instead); any size larger

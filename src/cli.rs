@@ -70,6 +70,17 @@ pub struct Cli {
     #[arg(long, value_name = "NAME", default_value = "mse", value_parser = parse_loss, help_heading = "Training")]
     pub loss: Loss,
 
+    /// Hold out this fraction of the data, its last rows before any
+    /// shuffling, and report each epoch's loss on them after the epoch's
+    /// updates (`val_loss`), as Keras's `fit(validation_split=...)`.
+    #[arg(
+        long,
+        value_name = "FRACTION",
+        default_value_t = 0.0,
+        help_heading = "Training"
+    )]
+    pub validation_split: f64,
+
     /// binary_crossentropy of logits (Keras's `from_logits=True`): the
     /// output layer gives a logit, not a probability.
     #[arg(long, help_heading = "Training")]
@@ -356,6 +367,7 @@ pub fn run(cli: Cli) -> Result<()> {
         shuffle_seed: seed,
         shuffle: cli.shuffle,
         loss,
+        validation_split: cli.validation_split,
     };
     config.validate()?;
     let mut report = Report::new(&initial, &config, init_seed, init);
@@ -403,6 +415,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 let device = DeviceRun {
                     records: &run.records,
                     loss_history: &run.output.loss_history,
+                    val_loss_history: &run.output.val_loss_history,
                     trained: &run.output.model,
                 };
                 report.shadow_check = Some(ShadowReport {
@@ -592,6 +605,12 @@ fn draw_plot(
         label: report.device.short_name(),
         losses: &output.loss_history,
     }];
+    if !output.val_loss_history.is_empty() {
+        series.push(plot::Series {
+            label: "val_loss",
+            losses: &output.val_loss_history,
+        });
+    }
     if let Some(reference) = reference {
         series.push(plot::Series {
             label: "CPU reference",

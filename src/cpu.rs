@@ -16,14 +16,24 @@ use crate::training::{Diverged, TrainConfig, TrainOutput};
 
 /// The operations of one CPU training step on batches of `batch_size`: the
 /// batch at once (the CPU needs no chunks), gathered first when `gather`.
-pub fn cpu_step_ops(architecture: &Architecture, batch_size: usize, gather: bool) -> Vec<Op> {
+pub fn cpu_step_ops(
+    architecture: &Architecture,
+    batch_size: usize,
+    gather: bool,
+    validate: bool,
+) -> Vec<Op> {
     let levels = reduction_levels(batch_size as u64, REDUCE_BLOCK as u64);
     let chunking = Chunking {
         chunks: 1,
         gather,
         further_levels: levels.len() - 1,
     };
-    step_ops(architecture.layers().len(), chunking, SampleWork::Layers)
+    step_ops(
+        architecture.layers().len(),
+        chunking,
+        SampleWork::Layers,
+        validate,
+    )
 }
 
 /// The per-sample tensors and the reduction levels of one forward and
@@ -101,7 +111,7 @@ impl Backprop {
             .collect();
         // Without the gather, the update and the bookkeeping, which the
         // trainer walking the whole list does itself.
-        let ops = cpu_step_ops(architecture, capacity, false)
+        let ops = cpu_step_ops(architecture, capacity, false, false)
             .into_iter()
             .filter(|op| !matches!(op, Op::Adam | Op::FinishStep))
             .collect();
@@ -224,7 +234,12 @@ impl Backprop {
                     self.param_count + 1,
                 );
             }
-            Op::Gather { .. } | Op::SamplePartials { .. } | Op::Adam | Op::FinishStep => {
+            Op::Gather { .. }
+            | Op::SamplePartials { .. }
+            | Op::Adam
+            | Op::ValidationLosses
+            | Op::ValidationPartials
+            | Op::FinishStep => {
                 unreachable!("{op:?} is not a per-sample or reduction operation")
             }
         }
@@ -454,6 +469,68 @@ pub fn reduce_partials(from: &[f32], from_len: usize, to: &mut [f32], to_len: us
     }
 }
 
+/// The `validation_losses` kernel, run after an epoch's last update: the
+/// loss of every validation row (`rows` of `data`) under `params`.
+pub fn validation_losses(
+    params: &[f32],
+    layers: &[DenseLayout],
+    loss: Loss,
+    data: &Dataset,
+    rows: std::ops::Range<usize>,
+    losses: &mut Vec<f32>,
+) {
+    let activation = layers.last().expect("one layer").activation;
+    let mut scratch = Vec::new();
+    losses.clear();
+    losses.extend(rows.map(|row| {
+        let (output, z) = forward_one(params, layers, data.celsius[row], &mut scratch);
+        let y = data.fahrenheit[row];
+        loss.output_error(output, z, y, activation, 1.0f32).loss
+    }));
+}
+
+/// The `validation_partials` kernel: each block of [`REDUCE_BLOCK`] rows'
+/// losses summed in order.
+pub fn validation_partials(losses: &[f32]) -> Vec<f32> {
+    losses
+        .chunks(REDUCE_BLOCK)
+        .map(|block| block.iter().fold(0.0f32, |sum, &l| sum + l))
+        .collect()
+}
+
+/// The epoch's validation loss from the blocks' sums (`finish_step`): added
+/// in block order, divided by the rows.
+pub fn validation_loss(partials: &[f32], rows: usize) -> f32 {
+    partials.iter().fold(0.0f32, |sum, &p| sum + p) / rows as f32
+}
+
+/// One sample through the network, one value at a time in the kernels'
+/// order (each sum from 0 in index order, the bias last, then the
+/// activation): the output, and the output layer's sum z.
+pub fn forward_one(
+    params: &[f32],
+    layers: &[DenseLayout],
+    x: f32,
+    scratch: &mut Vec<f32>,
+) -> (f32, f32) {
+    scratch.clear();
+    scratch.push(x);
+    let mut z = x;
+    for layer in layers {
+        let inputs = scratch.len() - layer.inputs;
+        for j in 0..layer.units {
+            let mut sum = 0.0f32;
+            for i in 0..layer.inputs {
+                sum += scratch[inputs + i] * params[layer.kernel_offset + i * layer.units + j];
+            }
+            z = sum + params[layer.bias_offset + j];
+            scratch.push(layer.activation.apply(z));
+        }
+        scratch.drain(..inputs + layer.inputs);
+    }
+    (scratch[0], z)
+}
+
 /// Trains `initial` on `config.data` with Adam and mean squared error in
 /// Keras's mini-batches, recording each epoch's loss as Keras's history
 /// does: the batch losses (each from its forward pass, before its update)
@@ -483,13 +560,18 @@ pub fn train_with_progress(
     let mut m = vec![0.0f32; params.len()];
     let mut v = vec![0.0f32; params.len()];
     let mut loss_history = Vec::with_capacity(config.epochs);
+    let mut val_loss_history = Vec::new();
     let mut gathered = GatheredBatch::default();
     let mut epoch_total = 0.0f32;
+    let layers = initial.architecture().layers();
+    let validation_rows = config.validation_rows();
+    let mut validation = Vec::new();
 
     let ops = cpu_step_ops(
         initial.architecture(),
         batching.batch_size as usize,
         batching.shuffle,
+        !validation_rows.is_empty(),
     );
     for step in 0..steps {
         let batch = batching.batch(step);
@@ -519,12 +601,21 @@ pub fn train_with_progress(
                         return Err(Diverged::at_step(step, batching.steps_per_epoch).into());
                     }
                 }
+                Op::ValidationLosses if batch.ends_epoch(&batching) => {
+                    let rows = validation_rows.clone();
+                    validation_losses(&params, &layers, config.loss, data, rows, &mut validation);
+                }
+                Op::ValidationLosses | Op::ValidationPartials => {}
                 Op::FinishStep => {
                     // Keras's `Mean` loss tracker: total += loss * batch size.
                     epoch_total += loss * batch.size as f32;
-                    if batch.first + batch.size == batching.samples {
+                    if batch.ends_epoch(&batching) {
                         loss_history.push(epoch_total / batching.samples as f32);
                         epoch_total = 0.0;
+                        if !validation_rows.is_empty() {
+                            let partials = validation_partials(&validation);
+                            val_loss_history.push(validation_loss(&partials, validation.len()));
+                        }
                         on_progress(batch.epoch as usize + 1);
                     }
                 }
@@ -543,6 +634,7 @@ pub fn train_with_progress(
     let model = Model::from_params(initial.architecture().clone(), params)?;
     Ok(TrainOutput {
         loss_history,
+        val_loss_history,
         model,
         train_time: started.elapsed(),
     })

@@ -116,8 +116,9 @@ impl Loss {
         total: S,
     ) -> OutputError<S> {
         let one = S::of(1.0);
-        if self == Loss::BinaryCrossentropy && activation == Activation::Sigmoid {
-            // Keras's `_keras_logits`: the sigmoid's input, not its output.
+        if self.needs_probabilities() && activation == Activation::Sigmoid {
+            // Keras's `_keras_logits`: the sigmoid's input, not its output
+            // (with `from_logits=True` too, where Keras warns).
             return OutputError {
                 loss: logits_crossentropy(z, target),
                 delta: (sigmoid(z) - target) / total,

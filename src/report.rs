@@ -177,6 +177,16 @@ pub struct Report {
     pub loss_history: Vec<f32>,
     /// The last epoch's loss; null after 0 epochs.
     pub final_loss: Option<f32>,
+    /// The fraction of the rows held out (`--validation-split`) and how many.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_split: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_samples: Option<usize>,
+    /// Each epoch's loss on the held-out rows, after its updates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss_history: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_val_loss: Option<f32>,
     /// 100 degrees first, then every `--predict` value.
     pub predictions: Vec<Prediction>,
     pub layers: Vec<DenseWeights>,
@@ -204,7 +214,7 @@ impl Report {
             timed_submits: None,
             architecture: initial.architecture().describe(),
             parameters: initial.architecture().param_count(),
-            samples: config.data.len(),
+            samples: config.training_len(),
             epochs: config.epochs,
             learning_rate: config.learning_rate,
             loss: config.loss.name(),
@@ -215,6 +225,11 @@ impl Report {
             init,
             loss_history: Vec::new(),
             final_loss: None,
+            validation_split: (config.validation_split > 0.0).then_some(config.validation_split),
+            validation_samples: (config.validation_split > 0.0)
+                .then(|| config.validation_rows().len()),
+            val_loss_history: None,
+            final_val_loss: None,
             predictions: Vec::new(),
             layers: Vec::new(),
             timings_ms: TimingsMs::default(),
@@ -241,6 +256,10 @@ impl Report {
         let model = &output.model;
         self.final_loss = output.loss_history.last().copied();
         self.loss_history = output.loss_history.clone();
+        if self.validation_split.is_some() {
+            self.final_val_loss = output.val_loss_history.last().copied();
+            self.val_loss_history = Some(output.val_loss_history.clone());
+        }
         // 100 °C is the tutorial's question; other data has no such input.
         let first = self.columns.are_temperatures().then_some(100.0);
         self.predictions = first
@@ -335,6 +354,13 @@ impl Report {
             _ => {
                 let _ = writeln!(out, "Final loss:  none (0 epochs: the untrained model)");
             }
+        }
+        if let (Some(last), Some(rows)) = (self.final_val_loss, self.validation_samples) {
+            let _ = writeln!(
+                out,
+                "Validation:  val_loss {} on the last {rows} rows, held out",
+                readable(last)
+            );
         }
         for p in &self.predictions {
             let _ = writeln!(out, "Prediction:  {}", p.describe());

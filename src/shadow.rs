@@ -39,7 +39,7 @@
 
 use crate::activation::Activation;
 use crate::compare::Comparison;
-use crate::cpu::{Backprop, GatheredBatch};
+use crate::cpu::{self, Backprop, GatheredBatch};
 use crate::loss::Loss;
 use crate::model::{DenseLayout, Model};
 use crate::optimizer::adam_update;
@@ -181,6 +181,8 @@ pub struct DeviceRun<'a> {
     pub records: &'a [StepRecord],
     /// The device's loss per epoch (index 0 is epoch 1).
     pub loss_history: &'a [f32],
+    /// The device's validation loss per epoch (empty without a split).
+    pub val_loss_history: &'a [f32],
     /// The model the device's run ended with.
     pub trained: &'a Model,
 }
@@ -193,8 +195,15 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
     let DeviceRun {
         records,
         loss_history,
+        val_loss_history,
         trained,
     } = run;
+    let validation_rows = config.validation_rows();
+    let (validation_x, validation_y) = (
+        &config.data.celsius[validation_rows.clone()],
+        &config.data.fahrenheit[validation_rows.clone()],
+    );
+    let mut validation = Vec::new();
     let batching = config.batching();
     let adam = config.adam();
     let constants = adam.constants();
@@ -239,6 +248,37 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
         let compared = record.gradients.iter().zip(&cpu_gradients);
         for (p, ((&device, &cpu), &bound)) in compared.zip(&bounds.gradients).enumerate() {
             gradients.consider(step, p, device, cpu, bound);
+        }
+
+        // After an epoch's last update: its validation loss, from the
+        // device's updated weights.
+        let epoch = batch.epoch as usize;
+        if batch.ends_epoch(&batching)
+            && let Some(&device) = val_loss_history.get(epoch)
+        {
+            let after = &record.after.weights;
+            let rows = validation_rows.clone();
+            cpu::validation_losses(
+                after,
+                &layers,
+                config.loss,
+                &config.data,
+                rows,
+                &mut validation,
+            );
+            let partials = cpu::validation_partials(&validation);
+            let cpu_loss = cpu::validation_loss(&partials, validation.len());
+            let n = validation.len();
+            let roundings = n.min(REDUCE_BLOCK) + n.div_ceil(REDUCE_BLOCK);
+            let bound = bounds_with(
+                &layers,
+                config.loss,
+                after,
+                validation_x,
+                validation_y,
+                roundings,
+            );
+            losses.consider(step, epoch, device, cpu_loss, bound.loss);
         }
 
         let alpha = step_sizes[(step as usize).min(step_sizes.len() - 1)];
@@ -330,6 +370,28 @@ pub fn step_bounds(
     weights: &[f32],
     celsius: &[f32],
     fahrenheit: &[f32],
+) -> StepBounds {
+    // The blocked sum adds at most REDUCE_BLOCK values a level.
+    let mut roundings = 0;
+    let mut length = celsius.len();
+    loop {
+        roundings += length.min(REDUCE_BLOCK);
+        if length <= REDUCE_BLOCK {
+            break;
+        }
+        length = length.div_ceil(REDUCE_BLOCK);
+    }
+    bounds_with(layers, loss, weights, celsius, fahrenheit, roundings)
+}
+
+/// [`step_bounds`] for sums over samples of `roundings` roundings each.
+fn bounds_with(
+    layers: &[DenseLayout],
+    loss: Loss,
+    weights: &[f32],
+    celsius: &[f32],
+    fahrenheit: &[f32],
+    roundings: usize,
 ) -> StepBounds {
     let samples = celsius.len();
     let w = |index: usize| weights[index] as f64;
@@ -428,16 +490,6 @@ pub fn step_bounds(
             }
         }
         add(weights.len(), one, error.loss);
-    }
-    // The blocked sum adds at most REDUCE_BLOCK values a level.
-    let mut roundings = 0;
-    let mut length = samples;
-    loop {
-        roundings += length.min(REDUCE_BLOCK);
-        if length <= REDUCE_BLOCK {
-            break;
-        }
-        length = length.div_ceil(REDUCE_BLOCK);
     }
     let sum_bound = |p: usize| term_differences[p] + apart(roundings) * magnitudes[p];
     let gradients = (0..weights.len()).map(sum_bound).collect();

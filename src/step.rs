@@ -73,6 +73,12 @@ pub enum Op {
     /// Keras's Adam update of every parameter from the summed gradients
     /// (`adam_step`, `optimizer::adam_update`).
     Adam,
+    /// After an epoch's last update (nothing on other steps): the loss of
+    /// every validation row (`validation_losses`). Only with a validation
+    /// split.
+    ValidationLosses,
+    /// Then their sums, a block of rows at a time (`validation_partials`).
+    ValidationPartials,
     /// The batch's loss into the epoch's history; the step counter moves on
     /// (`finish_step`).
     FinishStep,
@@ -100,8 +106,9 @@ pub struct Chunking {
     pub further_levels: usize,
 }
 
-/// The operations of one training step of a network of `layers` layers.
-pub fn step_ops(layers: usize, chunking: Chunking, work: SampleWork) -> Vec<Op> {
+/// The operations of one training step of a network of `layers` layers;
+/// `validate` with a validation split.
+pub fn step_ops(layers: usize, chunking: Chunking, work: SampleWork, validate: bool) -> Vec<Op> {
     let mut ops = Vec::new();
     for chunk in 0..chunking.chunks {
         if chunking.gather {
@@ -123,6 +130,10 @@ pub fn step_ops(layers: usize, chunking: Chunking, work: SampleWork) -> Vec<Op> 
     }
     ops.extend((1..=chunking.further_levels).map(|level| Op::Reduce { level }));
     ops.push(Op::Adam);
+    if validate {
+        ops.push(Op::ValidationLosses);
+        ops.push(Op::ValidationPartials);
+    }
     ops.push(Op::FinishStep);
     ops
 }
@@ -152,7 +163,7 @@ mod tests {
         use Op::*;
         let chunk = 0;
         assert_eq!(
-            step_ops(3, chunking, SampleWork::Layers),
+            step_ops(3, chunking, SampleWork::Layers, false),
             [
                 DenseForward { layer: 0, chunk },
                 DenseForward { layer: 1, chunk },
@@ -179,7 +190,7 @@ mod tests {
         };
         use Op::*;
         assert_eq!(
-            step_ops(3, chunking, SampleWork::Samples),
+            step_ops(3, chunking, SampleWork::Samples, false),
             [
                 Gather { chunk: 0 },
                 SamplePartials { chunk: 0 },

@@ -38,6 +38,11 @@ pub struct TrainConfig {
     pub shuffle: bool,
     /// What training minimises (the seed's mean squared error by default).
     pub loss: Loss,
+    /// The fraction of the data held out for validation, Keras's
+    /// `fit(validation_split=...)`: the last rows, before any shuffling
+    /// (0: none). Each epoch's `val_loss` is the loss on them after the
+    /// epoch's updates.
+    pub validation_split: f64,
 }
 
 impl TrainConfig {
@@ -51,17 +56,33 @@ impl TrainConfig {
             shuffle_seed: DEFAULT_SEED,
             shuffle: true,
             loss: Loss::MeanSquaredError,
+            validation_split: 0.0,
         }
     }
 
     /// How the samples are cut into steps.
     pub fn batching(&self) -> Batching {
-        let batching = Batching::new(self.data.len(), self.batch_size, self.shuffle_seed);
+        let batching = Batching::new(self.training_len(), self.batch_size, self.shuffle_seed);
         if self.shuffle {
             batching
         } else {
             batching.in_order()
         }
+    }
+
+    /// The rows trained on: the first `floor(n (1 - validation_split))`, as
+    /// Keras's `train_validation_split` cuts them.
+    pub fn training_len(&self) -> usize {
+        let n = self.data.len();
+        if self.validation_split <= 0.0 {
+            return n;
+        }
+        (n as f64 * (1.0 - self.validation_split)).floor() as usize
+    }
+
+    /// The rows held out for validation (empty without a split).
+    pub fn validation_rows(&self) -> std::ops::Range<usize> {
+        self.training_len()..self.data.len()
     }
 
     /// Adam with Keras's defaults and this learning rate.
@@ -91,6 +112,25 @@ impl TrainConfig {
         }
         if self.batch_size == Some(0) {
             fail!(InvalidConfig, "the batch size must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.validation_split) {
+            fail!(
+                InvalidConfig,
+                "the validation split must be at least 0 and below 1, got {}",
+                self.validation_split
+            );
+        }
+        let training = self.training_len();
+        if self.validation_split > 0.0 && (training == 0 || training == self.data.len()) {
+            fail!(
+                InvalidConfig,
+                "a validation split of {} leaves {} of the {} samples for training and {} for \
+                 validation; both need at least one (use more data or another split)",
+                self.validation_split,
+                training,
+                self.data.len(),
+                self.data.len() - training
+            );
         }
         if self.loss.needs_probabilities()
             && let Some(row) = self
@@ -161,6 +201,9 @@ pub struct TrainOutput {
     /// Loss of every epoch's forward pass, before that epoch's update
     /// (Keras's `history.history["loss"]`).
     pub loss_history: Vec<f32>,
+    /// The loss on the validation rows after every epoch's updates
+    /// (Keras's `history.history["val_loss"]`); empty without a split.
+    pub val_loss_history: Vec<f32>,
     /// The weights after the last update.
     pub model: Model,
     /// Time spent in the epoch loop (GPU: recording, submitting and waiting).

@@ -278,6 +278,13 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         ),
         (vec!["--from-logits"], 1, "binary_crossentropy only"),
         (
+            vec!["--validation-split", "0.99"],
+            1,
+            "leaves 0 of the 7 samples for training and 7 for validation",
+        ),
+        (vec!["--validation-split", "1"], 1, "at least 0 and below 1"),
+        (vec!["--validation-split", "half"], 2, "--validation-split"),
+        (
             vec!["--loss", "binary_crossentropy", "--cpu-reference"],
             1,
             "needs targets in [0, 1] (probabilities), but sample 1 has -40",
@@ -901,4 +908,51 @@ fn shipped_examples_reach_their_stated_losses() {
             "{command}: final loss {last}, stated below {bound}"
         );
     }
+}
+
+#[test]
+fn validation_split_holds_out_the_last_rows_and_reports_val_loss() {
+    let plot = scratch("val.svg");
+    let args = [
+        "--json",
+        "--data",
+        "examples/data/sine.csv",
+        "--x",
+        "x",
+        "--y",
+        "y",
+        "--hidden",
+        "16:tanh,16:tanh",
+        "--learning-rate",
+        "0.01",
+        "--epochs",
+        "200",
+        "--validation-split",
+        "0.2",
+        "--plot",
+        plot.to_str().unwrap(),
+    ];
+    let report = json_of(&args);
+    // 201 rows: floor(201 * 0.8) = 160 trained on, the last 41 held out.
+    assert_eq!(report["samples"], 160);
+    assert_eq!(report["validation_samples"], 41);
+    let val = report["val_loss_history"].as_array().unwrap();
+    assert_eq!(val.len(), 200);
+    assert_eq!(report["final_val_loss"], val[199]);
+    // The held-out rows are x in [2.2, pi], beyond every trained x: the
+    // network extrapolates there, so val_loss stays well above the loss.
+    let (loss, val_loss) = (
+        report["final_loss"].as_f64().unwrap(),
+        report["final_val_loss"].as_f64().unwrap(),
+    );
+    assert!(
+        loss < 0.01 && val_loss > loss,
+        "loss {loss}, val_loss {val_loss}"
+    );
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.contains("val_loss"), "the plot has no val_loss curve");
+
+    let text = stdout(&gpu_c2f(&args[1..]));
+    assert!(text.contains("Validation:  val_loss"), "{text}");
+    assert!(text.contains("on the last 41 rows, held out"), "{text}");
 }

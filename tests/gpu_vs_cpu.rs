@@ -34,6 +34,7 @@ fn assert_shadow_check_passes(initial: &Model, config: &TrainConfig, on_gpu: &Gp
     let device = DeviceRun {
         records: &on_gpu.records,
         loss_history: &on_gpu.output.loss_history,
+        val_loss_history: &on_gpu.output.val_loss_history,
         trained: &on_gpu.output.model,
     };
     let check = check_steps(initial, config, device);
@@ -162,6 +163,52 @@ fn every_loss_agrees_on_every_schedule() {
 }
 
 #[test]
+fn validation_losses_agree_on_every_schedule() {
+    // The last 30 % of the rows held out (Keras's validation_split): a
+    // short last training batch, and validation rows past one block of
+    // 256; every epoch's val_loss checked from the GPU's own updated
+    // weights by the shadow check, on the curve and on labels.
+    for (samples, split, loss, output) in [
+        (70, 0.3, Loss::MeanSquaredError, Activation::Linear),
+        (900, 0.3, Loss::Huber, Activation::Linear),
+        (70, 0.25, Loss::BinaryCrossentropy, Activation::Sigmoid),
+    ] {
+        let architecture =
+            Architecture::with_layers(&[(6, Activation::Tanh), (4, Activation::Relu)], output)
+                .unwrap();
+        let initial = Model::glorot_uniform(architecture, 17);
+        let mut data = sine(samples);
+        if loss.needs_probabilities() {
+            data.fahrenheit
+                .iter_mut()
+                .for_each(|y| *y = (*y > 0.0) as u8 as f32);
+        }
+        let config = TrainConfig {
+            data,
+            epochs: 3,
+            learning_rate: 0.05,
+            batch_size: Some(32),
+            loss,
+            validation_split: split,
+            ..TrainConfig::seed()
+        };
+        for schedule in ALL {
+            let options = GpuOptions {
+                schedule: *schedule,
+                record_steps: true,
+                ..GpuOptions::default()
+            };
+            let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {}).unwrap();
+            assert_eq!(run.output.val_loss_history.len(), 3, "{schedule:?}");
+            assert_shadow_check_passes(&initial, &config, &run);
+        }
+        // And the CPU reference's history has one per epoch too.
+        let cpu_run = gpu_c2f::cpu::train(&initial, &config).unwrap();
+        assert_eq!(cpu_run.val_loss_history.len(), 3);
+    }
+}
+
+#[test]
 fn fused_schedule_splits_long_runs_into_dispatches_correctly() {
     // 5000 epochs of a 1-17-17-1 network: dozens of fused dispatches, each
     // under llvmpipe's per-invocation loop limit, and a remainder dispatch.
@@ -237,6 +284,7 @@ fn shuffled_mini_batches_agree() {
             shuffle_seed: 77,
             shuffle: true,
             loss: Default::default(),
+            validation_split: 0.0,
         };
         assert_gpu_matches_cpu(&initial, &config, schedules);
     }
@@ -257,6 +305,7 @@ fn unshuffled_mini_batches_agree_and_take_the_samples_in_order() {
             shuffle_seed: 77,
             shuffle: false,
             loss: Default::default(),
+            validation_split: 0.0,
         };
         assert!(!config.batching().shuffle);
         let initial = Model::glorot_uniform(Architecture::new(&[5]).unwrap(), 4);
@@ -303,6 +352,7 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
             shuffle_seed: 5,
             shuffle: true,
             loss: Default::default(),
+            validation_split: 0.0,
         };
         let options = GpuOptions {
             schedule,

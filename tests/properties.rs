@@ -832,6 +832,7 @@ proptest! {
                 shuffle_seed: cli.seed.unwrap_or(gpu_c2f::cli::DEFAULT_SEED),
                 shuffle: cli.shuffle,
                 loss: Default::default(),
+                validation_split: 0.0,
             };
             prop_assert!(config.validate().is_ok());
         }

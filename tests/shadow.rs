@@ -241,6 +241,7 @@ fn check(initial: &Model, config: &TrainConfig, mistake: Mistake) -> ShadowCheck
     let run = DeviceRun {
         records: &records,
         loss_history: &loss_history,
+        val_loss_history: &[],
         trained: &trained,
     };
     check_steps(initial, config, run)
@@ -393,6 +394,7 @@ fn a_broken_hand_over_between_steps_is_caught() {
     let run = DeviceRun {
         records: &records,
         loss_history: &loss_history,
+        val_loss_history: &[],
         trained: &trained,
     };
     let result = check_steps(&initial, &config, run);
@@ -419,6 +421,7 @@ fn a_loss_history_that_does_not_follow_the_steps_is_caught() {
     let run = DeviceRun {
         records: &records,
         loss_history: &loss_history,
+        val_loss_history: &[],
         trained: &trained,
     };
     let result = check_steps(&initial, &config, run);

@@ -57,8 +57,15 @@ pub struct RunArgs {
     pub record_count: u32,
     /// `Loss::code` of the run's loss.
     pub loss: u32,
-    /// A uniform's size is a multiple of 16 bytes.
-    pub _padding: u32,
+    pub data_rows: u32,
+    pub validation_samples: u32,
+    pub validation_offset: u32,
+    pub validation_losses: u32,
+    pub validation_scratch: u32,
+    pub widest: u32,
+    pub layer_table: u32,
+    pub layer_count: u32,
+    pub val_loss_offset: u32,
 }
 
 /// `DispatchArgs` in train.wgsl: what one dispatch of a step's list works
@@ -153,11 +160,15 @@ pub enum Kernel {
     SamplePartials,
     ReducePartials,
     AdamStep,
+    /// After an epoch's last update, each validation row's loss, then
+    /// each block's sum.
+    ValidationLosses,
+    ValidationPartials,
     FinishStep,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::GatherBatch,
         Kernel::DenseForward,
         Kernel::OutputError,
@@ -166,6 +177,8 @@ impl Kernel {
         Kernel::SamplePartials,
         Kernel::ReducePartials,
         Kernel::AdamStep,
+        Kernel::ValidationLosses,
+        Kernel::ValidationPartials,
         Kernel::FinishStep,
     ];
 
@@ -181,6 +194,8 @@ impl Kernel {
             Kernel::SamplePartials => "sample_partials",
             Kernel::ReducePartials => "reduce_partials",
             Kernel::AdamStep => "adam_step",
+            Kernel::ValidationLosses => "validation_losses",
+            Kernel::ValidationPartials => "validation_partials",
             Kernel::FinishStep => "finish_step",
         }
     }
@@ -260,7 +275,8 @@ mod tests {
             seed_low, seed_high, half_bits, param_count, data_offset, input_offset,
             target_offset, output_offset, output_delta_offset, sample_loss_offset, totals_offset,
             one_minus_beta_1, one_minus_beta_2, epsilon, record_every, record_offset,
-            record_count, loss);
+            record_count, loss, data_rows, validation_samples, validation_offset,
+            validation_losses, validation_scratch, widest, layer_table, layer_count, val_loss_offset);
         assert_same_layout("RunArgs", &rust, size_of::<RunArgs>());
     }
 

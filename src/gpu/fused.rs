@@ -24,6 +24,8 @@ pub fn fused_step_body(plan: &GpuPlan, workgroup_size: u32) -> String {
             Kernel::SamplePartials => unreachable!("the fused schedule runs layered work"),
             Kernel::ReducePartials => format!("reduce_partials_at(index, {args})"),
             Kernel::AdamStep => "adam_step_at(index, batch)".to_string(),
+            Kernel::ValidationLosses => "validation_losses_at(index, batch)".to_string(),
+            Kernel::ValidationPartials => "validation_partials_at(index, batch)".to_string(),
             Kernel::FinishStep => "finish_step_at(index, batch)".to_string(),
         };
         let _ = writeln!(

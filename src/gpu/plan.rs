@@ -73,6 +73,12 @@ pub struct Memory {
     pub sample_losses: u64,
     /// `tensors`: the chunk's targets.
     pub targets: u64,
+    /// `tensors`: each validation row's loss, then its two scratch rows of
+    /// the widest layer's width (none without a validation split).
+    pub validation_losses: u64,
+    pub validation_scratch: u64,
+    /// `reduce`: each validation block's loss sum, after the levels.
+    pub validation_partials: u64,
     /// Elements of `tensors`.
     pub tensors_len: u64,
     /// `reduce`: the columns of each level's rows (one row per parameter,
@@ -84,18 +90,19 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// The layout for chunks of `chunk` samples (gathered or read in place)
-    /// and batches of `batch` samples.
+    /// The layout for a dataset of `rows` (`validation` of them held out),
+    /// chunks of `chunk` samples (gathered or read in place) and batches of
+    /// `batch` samples.
     fn new(
         architecture: &Architecture,
-        samples: u64,
+        rows: Rows,
         batch: u64,
         chunk: u64,
         chunking: Chunking,
         work: SampleWork,
     ) -> Result<Self> {
         let data = 0u64;
-        let mut end = 2 * samples;
+        let mut end = 2 * rows.data;
         let mut take = |len: u64| {
             end += len;
             end - len
@@ -113,8 +120,12 @@ impl Memory {
         let targets = if chunking.gather {
             take(chunk)
         } else {
-            data + samples
+            data + rows.data
         };
+        let widest = *architecture.widths().iter().max().expect("widths") as u64;
+        let validation_blocks = rows.validation.div_ceil(REDUCE_BLOCK as u64);
+        let validation_losses = take(rows.validation);
+        let validation_scratch = take(rows.validation * 2 * widest);
         let tensors_len = end;
         to_u32(
             tensors_len,
@@ -129,6 +140,8 @@ impl Memory {
             level_offsets.push(reduce_len);
             reduce_len += rows * len;
         }
+        let validation_partials = reduce_len;
+        reduce_len += validation_blocks;
         to_u32(reduce_len, "the gradient reduction")?;
         Ok(Self {
             data,
@@ -136,6 +149,9 @@ impl Memory {
             errors,
             sample_losses,
             targets,
+            validation_losses,
+            validation_scratch,
+            validation_partials,
             tensors_len,
             level_lens,
             level_offsets,
@@ -147,6 +163,14 @@ impl Memory {
     pub fn totals(&self) -> u64 {
         *self.level_offsets.last().expect("one level")
     }
+}
+
+/// A dataset's rows: all of them, and how many of the last are held out
+/// for validation.
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    data: u64,
+    validation: u64,
 }
 
 /// One operation of a step, lowered: the kernel that runs it, its
@@ -206,6 +230,18 @@ fn to_u32(value: u64, what: &str) -> Result<u32> {
     })
 }
 
+/// Loop iterations of one validation row's pass through `architecture`
+/// (train.wgsl's `row_loss`: the layers, each unit, each input), all inside
+/// one outermost loop, so llvmpipe's limiter counts them together.
+pub fn validation_row_iterations(architecture: &Architecture) -> u64 {
+    let layers = architecture.layers();
+    let units: u64 = layers
+        .iter()
+        .map(|l| 1 + l.units as u64 * (l.inputs as u64 + 1))
+        .sum();
+    units + 1
+}
+
 /// f32 values a batch holds per sample: the activations and errors of
 /// every layer past the input, the loss, and a gathered input and target
 /// (only the last two for the samples schedule's work).
@@ -261,10 +297,17 @@ impl GpuPlan {
             gather: batching.steps_per_epoch > 1 || chunks > 1,
             further_levels: 0,
         };
-        let memory = Memory::new(&architecture, samples, batch, chunk_size, chunking, work)?;
+        let rows = Rows {
+            data: config.data.len() as u64,
+            validation: config.validation_rows().len() as u64,
+        };
+        let memory = Memory::new(&architecture, rows, batch, chunk_size, chunking, work)?;
         chunking.further_levels = memory.level_lens.len() - 1;
-        let ops = step_ops(architecture.layers().len(), chunking, work);
+        let validate = rows.validation > 0;
+        let ops = step_ops(architecture.layers().len(), chunking, work, validate);
         let epochs = to_u32(config.epochs as u64, "the loss history")?;
+        let series = 1 + validate as u32;
+        let history_len = to_u32(epochs as u64 * series as u64, "the loss history")?;
         let total_steps = epochs as u64 * batching.steps_per_epoch as u64;
         // The kernels count steps in a u32.
         if total_steps > u32::MAX as u64 {
@@ -300,10 +343,18 @@ impl GpuPlan {
             one_minus_beta_2: constants.one_minus_beta_2,
             epsilon: constants.epsilon,
             record_every: 0,
-            record_offset: epochs,
+            record_offset: history_len,
             record_count: 0,
             loss: config.loss.code(),
-            _padding: 0,
+            data_rows: rows.data as u32,
+            validation_samples: rows.validation as u32,
+            validation_offset: memory.validation_partials as u32,
+            validation_losses: memory.validation_losses as u32,
+            validation_scratch: memory.validation_scratch as u32,
+            widest: *architecture.widths().iter().max().expect("widths") as u32,
+            layer_table: ops.len() as u32,
+            layer_count: layers as u32,
+            val_loss_offset: epochs,
         };
         let mut plan = Self {
             architecture,
@@ -457,6 +508,15 @@ impl GpuPlan {
                 DispatchArgs::default(),
                 self.param_count as u64,
             ),
+            Op::ValidationLosses => (
+                Kernel::ValidationLosses,
+                DispatchArgs::default(),
+                self.run.validation_samples as u64,
+            ),
+            Op::ValidationPartials => {
+                let blocks = (self.run.validation_samples as u64).div_ceil(REDUCE_BLOCK as u64);
+                (Kernel::ValidationPartials, DispatchArgs::default(), blocks)
+            }
             Op::FinishStep => (Kernel::FinishStep, DispatchArgs::default(), 1),
         };
         Ok(Dispatch {
@@ -467,10 +527,34 @@ impl GpuPlan {
         })
     }
 
-    /// The bytes of the `dispatch_args` buffer.
+    /// The bytes of the `dispatch_args` buffer: the step's dispatches, then
+    /// the layer table (`RunArgs::layer_table`).
     pub fn dispatch_args_bytes(&self) -> Vec<u8> {
-        let args: Vec<DispatchArgs> = self.dispatches.iter().map(|d| d.args).collect();
+        let layers = self
+            .architecture
+            .layers()
+            .into_iter()
+            .map(|l| DispatchArgs {
+                inputs: l.inputs as u32,
+                units: l.units as u32,
+                kernel_offset: l.kernel_offset as u32,
+                bias_offset: l.bias_offset as u32,
+                activation: l.activation.code(),
+                ..Default::default()
+            });
+        let args: Vec<DispatchArgs> = self
+            .dispatches
+            .iter()
+            .map(|d| d.args)
+            .chain(layers)
+            .collect();
         bytemuck::cast_slice(&args).to_vec()
+    }
+
+    /// Loss series in the history: the loss, and `val_loss` with a
+    /// validation split.
+    pub fn loss_series(&self) -> u64 {
+        1 + (self.run.validation_samples > 0) as u64
     }
 
     /// Values in one step record: weights, m and v before, gradients, loss,
@@ -481,7 +565,7 @@ impl GpuPlan {
 
     /// Words of the history buffer: its header, the losses, the records.
     pub fn history_words(&self) -> u64 {
-        HISTORY_HEADER_WORDS + self.epochs as u64 + self.record_floats
+        HISTORY_HEADER_WORDS + self.epochs as u64 * self.loss_series() + self.record_floats
     }
 
     /// Records every step for the shadow check, or every K-th when all of
@@ -489,7 +573,7 @@ impl GpuPlan {
     /// buffer of at most `most` bytes); returns K, or 0 when not even one
     /// record fits.
     pub fn record_steps(&mut self, budget: u64, most: u64) -> u64 {
-        let losses = F32_BYTES * (HISTORY_HEADER_WORDS + self.epochs as u64);
+        let losses = F32_BYTES * (HISTORY_HEADER_WORDS + self.epochs as u64 * self.loss_series());
         let room = budget.min(most.saturating_sub(losses));
         let record_bytes = F32_BYTES * self.record_len();
         let fitting = room / record_bytes;

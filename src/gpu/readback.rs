@@ -14,6 +14,8 @@ use crate::shadow::{StepRecord, TrainState};
 pub struct GpuResults {
     pub params: Vec<f32>,
     pub loss_history: Vec<f32>,
+    /// Each epoch's validation loss (empty without a split).
+    pub val_loss_history: Vec<f32>,
     /// The training step (1-based) the kernels flagged as the first with a
     /// non-finite loss or weight.
     pub first_bad_step: Option<usize>,
@@ -79,10 +81,12 @@ pub async fn read_back(
         });
     }
     let epochs = plan.epochs as usize;
+    let series = epochs * plan.loss_series() as usize;
     let results = GpuResults {
-        records: step_records(plan, &history[epochs..]),
+        records: step_records(plan, &history[series..]),
         params,
         loss_history: history[..epochs].to_vec(),
+        val_loss_history: history[epochs..series].to_vec(),
         first_bad_step: match header.first_bad_step {
             NO_BAD_STEP => None,
             step => Some(step as usize),

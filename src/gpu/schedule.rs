@@ -4,7 +4,7 @@
 //! has the runs), the only adapter this project has been measured on.
 
 use super::abi::{F32_BYTES, Kernel, WORKGROUP_SIZE};
-use super::plan::{GpuPlan, Tile, floats_per_sample};
+use super::plan::{GpuPlan, Tile, floats_per_sample, validation_row_iterations};
 use crate::error::{Result, fail};
 use crate::model::Model;
 use crate::step::{REDUCE_BLOCK, SampleWork};
@@ -195,6 +195,16 @@ pub fn plan_for(
     max_chunk_samples: Option<usize>,
 ) -> Result<GpuPlan> {
     let (work, tile) = schedule.work(model);
+    let row_iterations = validation_row_iterations(model.architecture());
+    if !config.validation_rows().is_empty() && row_iterations > FUSED_LOOP_BUDGET {
+        fail!(
+            InvalidConfig,
+            "the validation pass runs each row's network in one GPU thread, {row_iterations} \
+             loop iterations for this {} network, more than {FUSED_LOOP_BUDGET} (software \
+             drivers end longer loops); use narrower layers or no --validation-split",
+            model.architecture().describe()
+        );
+    }
     let max_chunk = match schedule {
         Schedule::Fused => None,
         Schedule::Dispatch | Schedule::Samples => {
@@ -261,7 +271,11 @@ pub fn fused_iterations_per_step(plan: &GpuPlan, workgroup_size: u32) -> u64 {
             // Cycle-walking the shuffle: under 4 rounds on average, and
             // rarely more than a dozen.
             Kernel::GatherBatch => 16,
-            Kernel::OutputError | Kernel::AdamStep | Kernel::FinishStep => 0,
+            // A validation row's network, one multiply-add at a time.
+            Kernel::ValidationLosses => validation_row_iterations(&plan.architecture),
+            Kernel::ValidationPartials => block,
+            Kernel::FinishStep => (plan.run.validation_samples as u64).div_ceil(block),
+            Kernel::OutputError | Kernel::AdamStep => 0,
         };
         total += items * (1 + inner) + 1;
     }

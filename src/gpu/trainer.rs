@@ -194,6 +194,7 @@ pub async fn train_async(
     let model = Model::from_params(initial.architecture().clone(), results.params)?;
     Ok(GpuTrainOutput {
         output: TrainOutput {
+            val_loss_history: results.val_loss_history,
             loss_history: results.loss_history,
             model,
             train_time,

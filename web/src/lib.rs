@@ -128,6 +128,7 @@ pub fn plan_request(request: &TrainRequest) -> Result<(Model, TrainConfig), Erro
         shuffle_seed: request.seed,
         shuffle: request.shuffle,
         loss: Default::default(),
+        validation_split: 0.0,
     };
     config.validate()?;
     if request.epochs == 0 {
@@ -200,6 +201,7 @@ pub fn check_run(initial: &Model, config: &TrainConfig, run: &gpu::GpuTrainOutpu
     let device = DeviceRun {
         records: &run.records,
         loss_history: &run.output.loss_history,
+        val_loss_history: &run.output.val_loss_history,
         trained: &run.output.model,
     };
     let check = shadow::check_steps(initial, config, device);

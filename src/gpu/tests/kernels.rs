@@ -142,6 +142,7 @@ fn job(samples: usize, batch_size: Option<usize>, seed: u64) -> TrainConfig {
         shuffle_seed: seed,
         shuffle: true,
         loss: Default::default(),
+        validation_split: 0.0,
     }
 }
 
