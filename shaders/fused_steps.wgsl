@@ -9,9 +9,19 @@
 @compute @workgroup_size(fused_workgroup_size)
 fn fused_steps(@builtin(local_invocation_index) local: u32) {
     for (var step = 0u; step < current.fused_steps; step++) {
+        // Early stopping's flag, as one value for the whole workgroup (the
+        // steps' barriers must be reached by all of it or none).
+        if local == 0u {
+            stopped = u32(training_stopped());
+        }
+        if workgroupUniformLoad(&stopped) != 0u {
+            break;
+        }
         fused_step(local);
     }
 }
+
+var<workgroup> stopped: u32;
 
 // One training step for one invocation of the workgroup.
 fn fused_step(local: u32) {

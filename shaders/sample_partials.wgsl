@@ -15,6 +15,9 @@ fn sample_partials(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    if training_stopped() {
+        return;
+    }
     let args = dispatch_args[current.dispatch];
     let batch = current_batch(args.chunk_first);
     // One block of the chunk per thread, clipped as gradient_partials_at

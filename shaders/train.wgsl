@@ -93,6 +93,11 @@ struct RunArgs {
     layer_count: u32,
     // In `history.losses`: where each epoch's validation loss goes.
     val_loss_offset: u32,
+    // Keras's EarlyStopping: 0 off, 1 on, 2 on and keeping the best
+    // epoch's weights in params [3P, 4P); its patience and min_delta.
+    early_stopping: u32,
+    patience: u32,
+    min_delta: f32,
 }
 
 // What one dispatch works on (DispatchArgs in src/gpu/abi.rs).
@@ -137,6 +142,14 @@ struct History {
     first_bad_step: atomic<u32>,
     // This epoch's batch losses times batch sizes so far (Keras's `Mean`).
     epoch_total: f32,
+    // Early stopping (`watch_epoch`): the best monitored value, its 1-based
+    // epoch (0: none yet), the epochs since, and the 1-based epoch after
+    // which training stopped (0: it goes on; every kernel then returns at
+    // once).
+    best: f32,
+    wait: u32,
+    best_epoch: u32,
+    stopped_epoch: u32,
     _pad: u32,
     // Each epoch's loss: its batches' losses (each from the forward pass
     // before that batch's update) weighted by batch size, as Keras's history.
@@ -228,7 +241,8 @@ struct Current {
     fused_steps: u32,
 }
 
-// Weights in [0, P), Adam's m in [P, 2P), v in [2P, 3P).
+// Weights in [0, P), Adam's m in [P, 2P), v in [2P, 3P), and with
+// restore_best_weights the best epoch's weights in [3P, 4P).
 @group(0) @binding(0) var<storage, read_write> params: array<f32>;
 // Per-sample activations and errors of every layer, targets, losses.
 @group(0) @binding(1) var<storage, read_write> tensors: array<f32>;
@@ -804,8 +818,48 @@ fn finish_step_at(item: u32, batch: Batch) {
         if run.validation_samples > 0u {
             history.losses[run.val_loss_offset + batch.epoch] = validation_loss();
         }
+        if run.early_stopping != 0u {
+            watch_epoch(batch.epoch);
+        }
     }
     history.step = t;
+}
+
+// Keras's EarlyStopping.on_epoch_end (0-based `epoch`), monitoring val_loss
+// with a validation split, else loss: an improvement is `value + min_delta
+// < best` (the first epoch always is); `patience` epochs in a row without
+// one stop training, from the second epoch on (`EarlyStopping::watch`).
+fn watch_epoch(epoch: u32) {
+    var value = history.losses[epoch];
+    if run.validation_samples > 0u {
+        value = history.losses[run.val_loss_offset + epoch];
+    }
+    history.wait += 1u;
+    if history.best_epoch == 0u || value + run.min_delta < history.best {
+        history.best = value;
+        history.best_epoch = epoch + 1u;
+        history.wait = 0u;
+        return;
+    }
+    if history.wait >= run.patience && epoch > 0u {
+        history.stopped_epoch = epoch + 1u;
+    }
+}
+
+// Whether early stopping ended training: every kernel returns at once.
+fn training_stopped() -> bool {
+    return history.stopped_epoch != 0u;
+}
+
+// After a step that ended the best epoch so far (`restore_best_weights`):
+// its weights into params [3P, 4P).
+fn keep_best_at(p: u32) {
+    let done = history.step;
+    let ended_best = done % run.steps_per_epoch == 0u && done / run.steps_per_epoch == history.best_epoch;
+    if p >= run.param_count || !ended_best {
+        return;
+    }
+    params[3u * run.param_count + p] = params[p];
 }
 
 // Whether `batch` is its epoch's last.
@@ -897,6 +951,9 @@ fn gather_batch(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    if training_stopped() {
+        return;
+    }
     gather_batch_at(thread_index(group, groups, local), current_batch(dispatch_args[current.dispatch].chunk_first));
 }
 
@@ -906,6 +963,9 @@ fn dense_forward(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    if training_stopped() {
+        return;
+    }
     dense_forward_at(thread_index(group, groups, local), dispatch_args[current.dispatch], current_batch(dispatch_args[current.dispatch].chunk_first));
 }
 
@@ -915,6 +975,9 @@ fn output_error(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    if training_stopped() {
+        return;
+    }
     output_error_at(thread_index(group, groups, local), dispatch_args[current.dispatch], current_batch(dispatch_args[current.dispatch].chunk_first));
 }
 
@@ -924,6 +987,9 @@ fn dense_backward(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    if training_stopped() {
+        return;
+    }
     dense_backward_at(thread_index(group, groups, local), dispatch_args[current.dispatch], current_batch(dispatch_args[current.dispatch].chunk_first));
 }
 
@@ -933,6 +999,9 @@ fn gradient_partials(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    if training_stopped() {
+        return;
+    }
     gradient_partials_at(thread_index(group, groups, local), dispatch_args[current.dispatch], current_batch(dispatch_args[current.dispatch].chunk_first));
 }
 
@@ -942,6 +1011,9 @@ fn reduce_partials(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    if training_stopped() {
+        return;
+    }
     reduce_partials_at(thread_index(group, groups, local), dispatch_args[current.dispatch]);
 }
 
@@ -951,6 +1023,9 @@ fn adam_step(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    if training_stopped() {
+        return;
+    }
     adam_step_at(thread_index(group, groups, local), current_batch(0u));
 }
 
@@ -960,6 +1035,9 @@ fn validation_losses(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    if training_stopped() {
+        return;
+    }
     validation_losses_at(thread_index(group, groups, local), current_batch(0u));
 }
 
@@ -969,7 +1047,22 @@ fn validation_partials(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    if training_stopped() {
+        return;
+    }
     validation_partials_at(thread_index(group, groups, local), current_batch(0u));
+}
+
+@compute @workgroup_size(workgroup_size)
+fn keep_best(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    if training_stopped() {
+        return;
+    }
+    keep_best_at(thread_index(group, groups, local));
 }
 
 @compute @workgroup_size(workgroup_size)
@@ -978,5 +1071,8 @@ fn finish_step(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
+    if training_stopped() {
+        return;
+    }
     finish_step_at(thread_index(group, groups, local), current_batch(0u));
 }

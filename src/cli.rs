@@ -14,7 +14,9 @@ use crate::output::OutputFile;
 use crate::plot;
 use crate::report::{DeviceReport, Report, ShadowReport, millis};
 use crate::shadow::{self, DeviceRun};
-use crate::training::{DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, TrainConfig, TrainOutput};
+use crate::training::{
+    DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, EarlyStopping, TrainConfig, TrainOutput,
+};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -80,6 +82,34 @@ pub struct Cli {
         help_heading = "Training"
     )]
     pub validation_split: f64,
+
+    /// Stop once the monitored loss (val_loss with --validation-split, else
+    /// loss) has not improved for N epochs, as Keras's EarlyStopping:
+    /// decided on the GPU, whose later steps then do nothing.
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        help_heading = "Training"
+    )]
+    pub patience: Option<usize>,
+
+    /// How much lower than the best the monitored loss must be to count as
+    /// an improvement (EarlyStopping's min_delta).
+    #[arg(
+        long,
+        value_name = "D",
+        default_value_t = 0.0,
+        requires = "patience",
+        allow_negative_numbers = true,
+        help_heading = "Training"
+    )]
+    pub min_delta: f32,
+
+    /// End with the weights of the best epoch, not the last (EarlyStopping's
+    /// restore_best_weights).
+    #[arg(long, requires = "patience", help_heading = "Training")]
+    pub restore_best_weights: bool,
 
     /// binary_crossentropy of logits (Keras's `from_logits=True`): the
     /// output layer gives a logit, not a probability.
@@ -368,6 +398,11 @@ pub fn run(cli: Cli) -> Result<()> {
         shuffle: cli.shuffle,
         loss,
         validation_split: cli.validation_split,
+        early_stopping: cli.patience.map(|patience| EarlyStopping {
+            patience,
+            min_delta: cli.min_delta,
+            restore_best_weights: cli.restore_best_weights,
+        }),
     };
     config.validate()?;
     let mut report = Report::new(&initial, &config, init_seed, init);

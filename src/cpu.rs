@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::loss::Loss;
 use crate::model::{Architecture, DenseLayout, Model};
 use crate::optimizer::adam_update;
-use crate::step::{Chunking, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
-use crate::training::{Diverged, TrainConfig, TrainOutput};
+use crate::step::{Chunking, Extras, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
+use crate::training::{Diverged, EarlyStop, TrainConfig, TrainOutput, Watch};
 
 /// The operations of one CPU training step on batches of `batch_size`: the
 /// batch at once (the CPU needs no chunks), gathered first when `gather`.
@@ -20,7 +20,7 @@ pub fn cpu_step_ops(
     architecture: &Architecture,
     batch_size: usize,
     gather: bool,
-    validate: bool,
+    extras: Extras,
 ) -> Vec<Op> {
     let levels = reduction_levels(batch_size as u64, REDUCE_BLOCK as u64);
     let chunking = Chunking {
@@ -32,7 +32,7 @@ pub fn cpu_step_ops(
         architecture.layers().len(),
         chunking,
         SampleWork::Layers,
-        validate,
+        extras,
     )
 }
 
@@ -111,7 +111,7 @@ impl Backprop {
             .collect();
         // Without the gather, the update and the bookkeeping, which the
         // trainer walking the whole list does itself.
-        let ops = cpu_step_ops(architecture, capacity, false, false)
+        let ops = cpu_step_ops(architecture, capacity, false, Extras::default())
             .into_iter()
             .filter(|op| !matches!(op, Op::Adam | Op::FinishStep))
             .collect();
@@ -239,7 +239,8 @@ impl Backprop {
             | Op::Adam
             | Op::ValidationLosses
             | Op::ValidationPartials
-            | Op::FinishStep => {
+            | Op::FinishStep
+            | Op::KeepBest => {
                 unreachable!("{op:?} is not a per-sample or reduction operation")
             }
         }
@@ -566,14 +567,17 @@ pub fn train_with_progress(
     let layers = initial.architecture().layers();
     let validation_rows = config.validation_rows();
     let mut validation = Vec::new();
+    let mut watch = Watch::default();
+    let mut stopped_epoch = None;
+    let mut best_params = Vec::new();
 
     let ops = cpu_step_ops(
         initial.architecture(),
         batching.batch_size as usize,
         batching.shuffle,
-        !validation_rows.is_empty(),
+        config.extras(),
     );
-    for step in 0..steps {
+    'steps: for step in 0..steps {
         let batch = batching.batch(step);
         let mut loss = 0.0f32;
         for &op in &ops {
@@ -605,7 +609,8 @@ pub fn train_with_progress(
                     let rows = validation_rows.clone();
                     validation_losses(&params, &layers, config.loss, data, rows, &mut validation);
                 }
-                Op::ValidationLosses | Op::ValidationPartials => {}
+                // The best weights are kept where the epoch is watched.
+                Op::ValidationLosses | Op::ValidationPartials | Op::KeepBest => {}
                 Op::FinishStep => {
                     // Keras's `Mean` loss tracker: total += loss * batch size.
                     epoch_total += loss * batch.size as f32;
@@ -617,6 +622,21 @@ pub fn train_with_progress(
                             val_loss_history.push(validation_loss(&partials, validation.len()));
                         }
                         on_progress(batch.epoch as usize + 1);
+                        if let Some(stopping) = &config.early_stopping {
+                            let epoch = batch.epoch as usize;
+                            let history = match validation_rows.is_empty() {
+                                true => &loss_history,
+                                false => &val_loss_history,
+                            };
+                            let stop = stopping.watch(&mut watch, epoch, history[epoch]);
+                            if stopping.restore_best_weights && watch.best_epoch == epoch + 1 {
+                                best_params.clone_from(&params);
+                            }
+                            if stop {
+                                stopped_epoch = Some(epoch + 1);
+                                break 'steps;
+                            }
+                        }
                     }
                 }
                 op => {
@@ -631,10 +651,21 @@ pub fn train_with_progress(
         }
     }
 
+    let early_stop = config.early_stopping.map(|stopping| EarlyStop {
+        monitor: config.monitor(),
+        stopped_epoch,
+        best_epoch: watch.best_epoch,
+        best: watch.best,
+        restored: stopping.restore_best_weights && watch.best_epoch > 0,
+    });
+    if early_stop.is_some_and(|stop| stop.restored) {
+        params = best_params;
+    }
     let model = Model::from_params(initial.architecture().clone(), params)?;
     Ok(TrainOutput {
         loss_history,
         val_loss_history,
+        early_stop,
         model,
         train_time: started.elapsed(),
     })

@@ -67,4 +67,4 @@ pub use error::{Error, Result};
 pub use loss::Loss;
 pub use model::{Architecture, DenseWeights, Model};
 pub use optimizer::Adam;
-pub use training::{TrainConfig, TrainOutput};
+pub use training::{EarlyStopping, TrainConfig, TrainOutput};

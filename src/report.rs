@@ -86,6 +86,47 @@ impl Prediction {
     }
 }
 
+/// Early stopping's settings and how it ended the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct EarlyStopReport {
+    pub monitor: &'static str,
+    pub patience: usize,
+    pub min_delta: f32,
+    pub restore_best_weights: bool,
+    /// The 1-based epoch after which training stopped; null when every
+    /// epoch ran.
+    pub stopped_epoch: Option<usize>,
+    /// The best epoch (1-based) and its monitored value.
+    pub best_epoch: usize,
+    pub best: f32,
+    /// Whether the reported weights are the best epoch's.
+    pub restored: bool,
+}
+
+impl EarlyStopReport {
+    fn describe(&self, epochs: usize) -> String {
+        let ran = match self.stopped_epoch {
+            Some(epoch) => format!(
+                "stopped after epoch {epoch} of {epochs}: {} did not improve by more than {} \
+                 for {} epoch(s)",
+                self.monitor, self.min_delta, self.patience
+            ),
+            None => format!("ran all {epochs} epochs"),
+        };
+        let kept = if self.restored {
+            "kept the weights of"
+        } else {
+            "the best was"
+        };
+        format!(
+            "{ran}; {kept} epoch {} ({} {})",
+            self.best_epoch,
+            self.monitor,
+            readable(self.best)
+        )
+    }
+}
+
 /// The shadow check of a GPU run and how its steps were recorded.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShadowReport {
@@ -187,6 +228,9 @@ pub struct Report {
     pub val_loss_history: Option<Vec<f32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub final_val_loss: Option<f32>,
+    /// How early stopping ended the run (`--patience`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopReport>,
     /// 100 degrees first, then every `--predict` value.
     pub predictions: Vec<Prediction>,
     pub layers: Vec<DenseWeights>,
@@ -206,6 +250,16 @@ impl Report {
     /// A report of the job before training (CPU reference device until a
     /// GPU is chosen).
     pub fn new(initial: &Model, config: &TrainConfig, seed: Option<u64>, init: String) -> Self {
+        let early_stopping = config.early_stopping.map(|e| EarlyStopReport {
+            monitor: config.monitor(),
+            patience: e.patience,
+            min_delta: e.min_delta,
+            restore_best_weights: e.restore_best_weights,
+            stopped_epoch: None,
+            best_epoch: 0,
+            best: f32::NAN,
+            restored: false,
+        });
         Self {
             device: DeviceReport::cpu_reference(),
             schedule: None,
@@ -230,6 +284,7 @@ impl Report {
                 .then(|| config.validation_rows().len()),
             val_loss_history: None,
             final_val_loss: None,
+            early_stopping,
             predictions: Vec::new(),
             layers: Vec::new(),
             timings_ms: TimingsMs::default(),
@@ -259,6 +314,12 @@ impl Report {
         if self.validation_split.is_some() {
             self.final_val_loss = output.val_loss_history.last().copied();
             self.val_loss_history = Some(output.val_loss_history.clone());
+        }
+        if let (Some(stop), Some(report)) = (output.early_stop, &mut self.early_stopping) {
+            report.stopped_epoch = stop.stopped_epoch;
+            report.best_epoch = stop.best_epoch;
+            report.best = stop.best;
+            report.restored = stop.restored;
         }
         // 100 °C is the tutorial's question; other data has no such input.
         let first = self.columns.are_temperatures().then_some(100.0);
@@ -354,6 +415,9 @@ impl Report {
             _ => {
                 let _ = writeln!(out, "Final loss:  none (0 epochs: the untrained model)");
             }
+        }
+        if let Some(stop) = &self.early_stopping {
+            let _ = writeln!(out, "Early stop:  {}", stop.describe(self.epochs));
         }
         if let (Some(last), Some(rows)) = (self.final_val_loss, self.validation_samples) {
             let _ = writeln!(

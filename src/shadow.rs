@@ -46,7 +46,7 @@ use crate::optimizer::adam_update;
 pub use crate::rounding::apart;
 use crate::rounding::{Bounded, DIVISION_APART, FLUSH, ONE_OP, SQRT_APART};
 use crate::step::REDUCE_BLOCK;
-use crate::training::TrainConfig;
+use crate::training::{EarlyStopping, TrainConfig, Watch};
 use serde::Serialize;
 
 /// Weights, and Adam's first and second moments, one value per parameter.
@@ -209,6 +209,29 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
     let constants = adam.constants();
     let total_steps = config.epochs as u64 * batching.steps_per_epoch as u64;
     let step_sizes = adam.step_size_table(total_steps);
+    let mut chain_breaks = Vec::new();
+    // The step whose after-state is the trained model: the last one run,
+    // or with restore_best_weights the best epoch's last. Early stopping's
+    // verdict is replayed from the device's own history first.
+    let per_epoch = batching.steps_per_epoch as u64;
+    let mut model_step = total_steps.checked_sub(1);
+    if let Some(stopping) = &config.early_stopping {
+        let replay = replay_early_stopping(stopping, config, loss_history, val_loss_history);
+        let (epochs_run, best_epoch) = replay;
+        if epochs_run != loss_history.len() {
+            chain_breaks.push(format!(
+                "the device ran {} epochs, but early stopping on its own history stops after {}",
+                loss_history.len(),
+                epochs_run
+            ));
+        }
+        let kept = if stopping.restore_best_weights {
+            best_epoch
+        } else {
+            epochs_run
+        };
+        model_step = (kept as u64 * per_epoch).checked_sub(1);
+    }
     let architecture = initial.architecture();
     let layers = architecture.layers();
     let count = initial.params().len();
@@ -216,7 +239,6 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
     let mut cpu_gradients = vec![0.0f32; count];
     let (mut gradients, mut losses, mut states) =
         (Worst::default(), Worst::default(), Worst::default());
-    let mut chain_breaks = Vec::new();
     let mut gathered = GatheredBatch::default();
 
     for (position, record) in records.iter().enumerate() {
@@ -234,8 +256,11 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
                 step
             ));
         }
-        if step + 1 == total_steps && record.after.weights != trained.params() {
-            chain_breaks.push("the last step does not end in the trained model".into());
+        if Some(step) == model_step && record.after.weights != trained.params() {
+            chain_breaks.push(format!(
+                "the trained model is not the weights after step {}",
+                step + 1
+            ));
         }
 
         let batch = batching.batch(step);
@@ -303,6 +328,28 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
         chain_breaks,
         within_tolerance,
     }
+}
+
+/// Early stopping run over a device's loss (or val_loss) history as the
+/// kernels run it: the epochs it lets run and the best epoch (1-based).
+fn replay_early_stopping(
+    stopping: &EarlyStopping,
+    config: &TrainConfig,
+    loss_history: &[f32],
+    val_loss_history: &[f32],
+) -> (usize, usize) {
+    let watched = if config.validation_rows().is_empty() {
+        loss_history
+    } else {
+        val_loss_history
+    };
+    let mut watch = Watch::default();
+    for (epoch, &value) in watched.iter().enumerate() {
+        if stopping.watch(&mut watch, epoch, value) {
+            return (epoch + 1, watch.best_epoch);
+        }
+    }
+    (config.epochs, watch.best_epoch)
 }
 
 /// Each epoch whose steps were all recorded: its loss in the history against

@@ -79,9 +79,13 @@ pub enum Op {
     ValidationLosses,
     /// Then their sums, a block of rows at a time (`validation_partials`).
     ValidationPartials,
-    /// The batch's loss into the epoch's history; the step counter moves on
-    /// (`finish_step`).
+    /// The batch's loss into the epoch's history (at an epoch's end its
+    /// validation loss, and early stopping's verdict); the step counter
+    /// moves on (`finish_step`).
     FinishStep,
+    /// After a step that ended the best epoch so far, its weights kept
+    /// (`keep_best`). Only with `restore_best_weights`.
+    KeepBest,
 }
 
 /// How a step's per-sample work runs.
@@ -106,9 +110,18 @@ pub struct Chunking {
     pub further_levels: usize,
 }
 
-/// The operations of one training step of a network of `layers` layers;
-/// `validate` with a validation split.
-pub fn step_ops(layers: usize, chunking: Chunking, work: SampleWork, validate: bool) -> Vec<Op> {
+/// What a step does besides training: validate after an epoch's last
+/// update, keep the best epoch's weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// A validation split's loss at each epoch's end.
+    pub validate: bool,
+    /// Early stopping's `restore_best_weights`.
+    pub keep_best: bool,
+}
+
+/// The operations of one training step of a network of `layers` layers.
+pub fn step_ops(layers: usize, chunking: Chunking, work: SampleWork, extras: Extras) -> Vec<Op> {
     let mut ops = Vec::new();
     for chunk in 0..chunking.chunks {
         if chunking.gather {
@@ -130,11 +143,14 @@ pub fn step_ops(layers: usize, chunking: Chunking, work: SampleWork, validate: b
     }
     ops.extend((1..=chunking.further_levels).map(|level| Op::Reduce { level }));
     ops.push(Op::Adam);
-    if validate {
+    if extras.validate {
         ops.push(Op::ValidationLosses);
         ops.push(Op::ValidationPartials);
     }
     ops.push(Op::FinishStep);
+    if extras.keep_best {
+        ops.push(Op::KeepBest);
+    }
     ops
 }
 
@@ -163,7 +179,7 @@ mod tests {
         use Op::*;
         let chunk = 0;
         assert_eq!(
-            step_ops(3, chunking, SampleWork::Layers, false),
+            step_ops(3, chunking, SampleWork::Layers, Extras::default()),
             [
                 DenseForward { layer: 0, chunk },
                 DenseForward { layer: 1, chunk },
@@ -190,7 +206,7 @@ mod tests {
         };
         use Op::*;
         assert_eq!(
-            step_ops(3, chunking, SampleWork::Samples, false),
+            step_ops(3, chunking, SampleWork::Samples, Extras::default()),
             [
                 Gather { chunk: 0 },
                 SamplePartials { chunk: 0 },

@@ -7,6 +7,7 @@ use crate::error::{Result, fail};
 use crate::loss::Loss;
 use crate::model::Model;
 use crate::optimizer::Adam;
+use crate::step::Extras;
 use std::time::Duration;
 
 /// The seed used when none is given, so two runs print the same numbers.
@@ -43,6 +44,69 @@ pub struct TrainConfig {
     /// (0: none). Each epoch's `val_loss` is the loss on them after the
     /// epoch's updates.
     pub validation_split: f64,
+    /// Keras's `EarlyStopping` callback, when given.
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+/// Keras's `EarlyStopping(monitor, min_delta, patience,
+/// restore_best_weights)`, monitoring `val_loss` with a validation split,
+/// else `loss` (keras/src/callbacks/early_stopping.py). At each epoch's end
+/// the monitored value improves when `value + min_delta < best` (the first
+/// always does); `patience` epochs in a row without an improvement stop
+/// training (from the second epoch on). Decided on the GPU: the kernels
+/// flag the stop and every later step does nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EarlyStopping {
+    /// Epochs without an improvement before training stops.
+    pub patience: usize,
+    /// How much lower than the best the monitored value must be to count as
+    /// an improvement (at least 0).
+    pub min_delta: f32,
+    /// End with the weights of the best epoch instead of the last.
+    pub restore_best_weights: bool,
+}
+
+impl EarlyStopping {
+    /// One epoch's end, as Keras's `on_epoch_end` (0-based `epoch`): the
+    /// state after it, and whether training stops. The kernels'
+    /// `watch_epoch` does the same in f32.
+    pub fn watch(&self, state: &mut Watch, epoch: usize, value: f32) -> bool {
+        state.wait += 1;
+        if state.best_epoch == 0 || value + self.min_delta < state.best {
+            state.best = value;
+            state.best_epoch = epoch + 1;
+            state.wait = 0;
+            return false;
+        }
+        state.wait >= self.patience && epoch > 0
+    }
+}
+
+/// What early stopping tracks from epoch to epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Watch {
+    /// The best monitored value so far.
+    pub best: f32,
+    /// Its 1-based epoch (0: none yet).
+    pub best_epoch: usize,
+    /// Epochs since it.
+    pub wait: usize,
+}
+
+/// How a run with early stopping ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EarlyStop {
+    /// The monitored quantity: `val_loss` or `loss`.
+    pub monitor: &'static str,
+    /// The 1-based epoch after which training stopped; `None` when every
+    /// epoch ran.
+    pub stopped_epoch: Option<usize>,
+    /// The best epoch (1-based).
+    pub best_epoch: usize,
+    /// The best epoch's monitored value.
+    pub best: f32,
+    /// Whether the model returned holds the best epoch's weights.
+    pub restored: bool,
 }
 
 impl TrainConfig {
@@ -57,6 +121,7 @@ impl TrainConfig {
             shuffle: true,
             loss: Loss::MeanSquaredError,
             validation_split: 0.0,
+            early_stopping: None,
         }
     }
 
@@ -83,6 +148,23 @@ impl TrainConfig {
     /// The rows held out for validation (empty without a split).
     pub fn validation_rows(&self) -> std::ops::Range<usize> {
         self.training_len()..self.data.len()
+    }
+
+    /// What a step does besides training (src/step.rs).
+    pub fn extras(&self) -> Extras {
+        Extras {
+            validate: !self.validation_rows().is_empty(),
+            keep_best: self.early_stopping.is_some_and(|e| e.restore_best_weights),
+        }
+    }
+
+    /// What early stopping watches: `val_loss` with a validation split.
+    pub fn monitor(&self) -> &'static str {
+        if self.validation_rows().is_empty() {
+            "loss"
+        } else {
+            "val_loss"
+        }
     }
 
     /// Adam with Keras's defaults and this learning rate.
@@ -131,6 +213,21 @@ impl TrainConfig {
                 self.data.len(),
                 self.data.len() - training
             );
+        }
+        if let Some(stopping) = &self.early_stopping {
+            if self.epochs == 0 {
+                fail!(
+                    InvalidConfig,
+                    "early stopping (--patience) watches epochs, but this run trains none"
+                );
+            }
+            if !(stopping.min_delta.is_finite() && stopping.min_delta >= 0.0) {
+                fail!(
+                    InvalidConfig,
+                    "min_delta must be a finite number of at least 0, got {}",
+                    stopping.min_delta
+                );
+            }
         }
         if self.loss.needs_probabilities()
             && let Some(row) = self
@@ -204,7 +301,10 @@ pub struct TrainOutput {
     /// The loss on the validation rows after every epoch's updates
     /// (Keras's `history.history["val_loss"]`); empty without a split.
     pub val_loss_history: Vec<f32>,
-    /// The weights after the last update.
+    /// How early stopping ended the run, when it watched.
+    pub early_stop: Option<EarlyStop>,
+    /// The weights after the last update (the best epoch's when early
+    /// stopping restored them).
     pub model: Model,
     /// Time spent in the epoch loop (GPU: recording, submitting and waiting).
     pub train_time: Duration,

@@ -284,6 +284,11 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         ),
         (vec!["--validation-split", "1"], 1, "at least 0 and below 1"),
         (vec!["--validation-split", "half"], 2, "--validation-split"),
+        (vec!["--patience", "3", "--epochs", "0"], 1, "trains none"),
+        (vec!["--min-delta", "0.1"], 2, "--patience"),
+        (vec!["--restore-best-weights"], 2, "--patience"),
+        (vec!["--patience", "-1"], 2, "--patience"),
+        (vec!["--patience", "2", "--min-delta", "-1"], 1, "min_delta"),
         (
             vec!["--loss", "binary_crossentropy", "--cpu-reference"],
             1,
@@ -955,4 +960,36 @@ fn validation_split_holds_out_the_last_rows_and_reports_val_loss() {
     let text = stdout(&gpu_c2f(&args[1..]));
     assert!(text.contains("Validation:  val_loss"), "{text}");
     assert!(text.contains("on the last 41 rows, held out"), "{text}");
+}
+
+#[test]
+fn early_stopping_stops_reports_and_keeps_the_best_epoch() {
+    // No epoch can beat the first by 1e9: with patience 3 training stops
+    // after epoch 4 and keeps epoch 1's weights.
+    let args = [
+        "--json",
+        "--patience",
+        "3",
+        "--min-delta",
+        "1e9",
+        "--restore-best-weights",
+    ];
+    let report = json_of(&args);
+    assert_eq!(report["loss_history"].as_array().unwrap().len(), 4);
+    let stop = &report["early_stopping"];
+    assert_eq!(stop["monitor"], "loss");
+    assert_eq!(stop["stopped_epoch"], 4);
+    assert_eq!(stop["best_epoch"], 1);
+    assert_eq!(stop["restored"], true);
+    assert_eq!(stop["best"], report["loss_history"][0]);
+    // The weights reported are epoch 1's: a 1-epoch run from the same seed.
+    let one_epoch = json_of(&["--json", "--epochs", "1"]);
+    assert_eq!(report["layers"], one_epoch["layers"]);
+
+    let text = stdout(&gpu_c2f(&args[1..]));
+    assert!(
+        text.contains("Early stop:  stopped after epoch 4 of 1000: loss did not improve"),
+        "{text}"
+    );
+    assert!(text.contains("kept the weights of epoch 1"), "{text}");
 }

@@ -7,7 +7,7 @@ mod common;
 use gpu_c2f::gpu::GpuTrainOutput;
 use gpu_c2f::gpu::{GpuOptions, Schedule, ScheduleChoice};
 use gpu_c2f::shadow::{DeviceRun, check_steps};
-use gpu_c2f::{Activation, Architecture, Dataset, Loss, Model, TrainConfig, gpu};
+use gpu_c2f::{Activation, Architecture, Dataset, EarlyStopping, Loss, Model, TrainConfig, gpu};
 
 fn assert_gpu_matches_cpu(initial: &Model, config: &TrainConfig, schedules: &[ScheduleChoice]) {
     for &schedule in schedules {
@@ -209,6 +209,85 @@ fn validation_losses_agree_on_every_schedule() {
 }
 
 #[test]
+fn early_stopping_stops_on_the_gpu_and_keeps_the_best_weights() {
+    // A min_delta no loss can beat: epoch 1 is the best, and with patience
+    // P training stops after epoch max(P, 1) + 1 (Keras stops from the
+    // second epoch on);
+    // then the same on the validation loss with min_delta 0, where the
+    // verdict depends on the curve. The shadow check replays each stop
+    // from the GPU's own history and holds the trained model to the kept
+    // step's weights.
+    let architecture = Architecture::with_layers(
+        &[(8, Activation::Relu), (8, Activation::Relu)],
+        Activation::Linear,
+    )
+    .unwrap();
+    let initial = Model::glorot_uniform(architecture, 23);
+    for (patience, min_delta, split, restore) in [
+        (0, 1e9, 0.0, false),
+        (3, 1e9, 0.0, true),
+        (3, 1e9, 0.2, true),
+        (4, 0.0, 0.2, true),
+        (4, 0.0, 0.2, false),
+    ] {
+        let config = TrainConfig {
+            data: sine(100),
+            epochs: 60,
+            learning_rate: 0.05,
+            batch_size: Some(16),
+            validation_split: split,
+            early_stopping: Some(EarlyStopping {
+                patience,
+                min_delta,
+                restore_best_weights: restore,
+            }),
+            ..TrainConfig::seed()
+        };
+        let cpu_run = gpu_c2f::cpu::train(&initial, &config).unwrap();
+        for schedule in ALL {
+            let options = GpuOptions {
+                schedule: *schedule,
+                record_steps: true,
+                ..GpuOptions::default()
+            };
+            let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {}).unwrap();
+            let stop = run.output.early_stop.expect("early stopping reports");
+            let epochs = run.output.loss_history.len();
+            if min_delta > 0.0 {
+                assert_eq!(
+                    stop.stopped_epoch,
+                    Some(patience.max(1) + 1),
+                    "{schedule:?}"
+                );
+                assert_eq!(stop.best_epoch, 1);
+            }
+            assert_eq!(stop.stopped_epoch.unwrap_or(60), epochs, "{schedule:?}");
+            assert_eq!(stop.monitor, if split > 0.0 { "val_loss" } else { "loss" });
+            assert_eq!(stop.restored, restore);
+            let steps = epochs * config.batching().steps_per_epoch as usize;
+            assert_eq!(
+                run.records.len(),
+                steps,
+                "{schedule:?}: one record a step run"
+            );
+            let device = DeviceRun {
+                records: &run.records,
+                loss_history: &run.output.loss_history,
+                val_loss_history: &run.output.val_loss_history,
+                trained: &run.output.model,
+            };
+            let check = check_steps(&initial, &config, device);
+            assert!(check.within_tolerance, "{schedule:?}: {check:#?}");
+            // relu and linear layers agree bit for bit here: so does the stop.
+            if std::env::var_os("GPU_C2F_EXPECT_BIT_EXACT").is_some() {
+                assert_eq!(run.output.early_stop, cpu_run.early_stop, "{schedule:?}");
+                assert_eq!(run.output.model, cpu_run.model, "{schedule:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn fused_schedule_splits_long_runs_into_dispatches_correctly() {
     // 5000 epochs of a 1-17-17-1 network: dozens of fused dispatches, each
     // under llvmpipe's per-invocation loop limit, and a remainder dispatch.
@@ -285,6 +364,7 @@ fn shuffled_mini_batches_agree() {
             shuffle: true,
             loss: Default::default(),
             validation_split: 0.0,
+            early_stopping: None,
         };
         assert_gpu_matches_cpu(&initial, &config, schedules);
     }
@@ -306,6 +386,7 @@ fn unshuffled_mini_batches_agree_and_take_the_samples_in_order() {
             shuffle: false,
             loss: Default::default(),
             validation_split: 0.0,
+            early_stopping: None,
         };
         assert!(!config.batching().shuffle);
         let initial = Model::glorot_uniform(Architecture::new(&[5]).unwrap(), 4);
@@ -353,6 +434,7 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
             shuffle: true,
             loss: Default::default(),
             validation_split: 0.0,
+            early_stopping: None,
         };
         let options = GpuOptions {
             schedule,

@@ -833,6 +833,7 @@ proptest! {
                 shuffle: cli.shuffle,
                 loss: Default::default(),
                 validation_split: 0.0,
+                early_stopping: None,
             };
             prop_assert!(config.validate().is_ok());
         }

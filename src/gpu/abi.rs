@@ -66,6 +66,13 @@ pub struct RunArgs {
     pub layer_table: u32,
     pub layer_count: u32,
     pub val_loss_offset: u32,
+    /// 0: no early stopping; 1: watching; 2: watching and keeping the best
+    /// weights.
+    pub early_stopping: u32,
+    pub patience: u32,
+    pub min_delta: f32,
+    /// A uniform's size is a multiple of 16 bytes.
+    pub _padding: u32,
 }
 
 /// `DispatchArgs` in train.wgsl: what one dispatch of a step's list works
@@ -128,6 +135,12 @@ pub struct HistoryHeader {
     pub first_bad_step: u32,
     /// The epoch's size-weighted batch losses so far.
     pub epoch_total: f32,
+    /// Early stopping: the best monitored value, its 1-based epoch (0:
+    /// none), epochs since, and the 1-based epoch it stopped after (0: none).
+    pub best: f32,
+    pub wait: u32,
+    pub best_epoch: u32,
+    pub stopped_epoch: u32,
     pub _pad: u32,
 }
 
@@ -137,6 +150,10 @@ impl HistoryHeader {
         step: 0,
         first_bad_step: NO_BAD_STEP,
         epoch_total: 0.0,
+        best: 0.0,
+        wait: 0,
+        best_epoch: 0,
+        stopped_epoch: 0,
         _pad: 0,
     };
 }
@@ -165,10 +182,12 @@ pub enum Kernel {
     ValidationLosses,
     ValidationPartials,
     FinishStep,
+    /// After a step that ended the best epoch, its weights kept.
+    KeepBest,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::GatherBatch,
         Kernel::DenseForward,
         Kernel::OutputError,
@@ -180,6 +199,7 @@ impl Kernel {
         Kernel::ValidationLosses,
         Kernel::ValidationPartials,
         Kernel::FinishStep,
+        Kernel::KeepBest,
     ];
 
     /// The kernel's WGSL entry point (`sample_partials` is generated per
@@ -197,6 +217,7 @@ impl Kernel {
             Kernel::ValidationLosses => "validation_losses",
             Kernel::ValidationPartials => "validation_partials",
             Kernel::FinishStep => "finish_step",
+            Kernel::KeepBest => "keep_best",
         }
     }
 }
@@ -276,7 +297,8 @@ mod tests {
             target_offset, output_offset, output_delta_offset, sample_loss_offset, totals_offset,
             one_minus_beta_1, one_minus_beta_2, epsilon, record_every, record_offset,
             record_count, loss, data_rows, validation_samples, validation_offset,
-            validation_losses, validation_scratch, widest, layer_table, layer_count, val_loss_offset);
+            validation_losses, validation_scratch, widest, layer_table, layer_count, val_loss_offset,
+            early_stopping, patience, min_delta);
         assert_same_layout("RunArgs", &rust, size_of::<RunArgs>());
     }
 
@@ -310,7 +332,8 @@ mod tests {
     #[test]
     fn the_history_header_matches_the_wgsl_struct() {
         // `History` ends in the runtime-sized `losses`, right after the header.
-        let rust = fields!(HistoryHeader: step, first_bad_step, epoch_total);
+        let rust = fields!(HistoryHeader: step, first_bad_step, epoch_total, best, wait, best_epoch,
+            stopped_epoch);
         let (wgsl, _) = wgsl_struct("History");
         let named: Vec<(&str, usize)> = wgsl
             .iter()

@@ -53,8 +53,9 @@ impl RunBuffers {
                 usage,
             })
         };
+        // Weights, m, v, and the best epoch's weights when they are kept.
         let mut optimizer_state = model.params().to_vec();
-        optimizer_state.resize(3 * model.params().len(), 0.0);
+        optimizer_state.resize(plan.params_len() as usize, 0.0);
         let params = init(
             "params and adam moments",
             bytemuck::cast_slice(&optimizer_state),

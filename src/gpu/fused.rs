@@ -27,6 +27,7 @@ pub fn fused_step_body(plan: &GpuPlan, workgroup_size: u32) -> String {
             Kernel::ValidationLosses => "validation_losses_at(index, batch)".to_string(),
             Kernel::ValidationPartials => "validation_partials_at(index, batch)".to_string(),
             Kernel::FinishStep => "finish_step_at(index, batch)".to_string(),
+            Kernel::KeepBest => "keep_best_at(index)".to_string(),
         };
         let _ = writeln!(
             out,

@@ -304,7 +304,7 @@ impl GpuPlan {
         let memory = Memory::new(&architecture, rows, batch, chunk_size, chunking, work)?;
         chunking.further_levels = memory.level_lens.len() - 1;
         let validate = rows.validation > 0;
-        let ops = step_ops(architecture.layers().len(), chunking, work, validate);
+        let ops = step_ops(architecture.layers().len(), chunking, work, config.extras());
         let epochs = to_u32(config.epochs as u64, "the loss history")?;
         let series = 1 + validate as u32;
         let history_len = to_u32(epochs as u64 * series as u64, "the loss history")?;
@@ -355,6 +355,15 @@ impl GpuPlan {
             layer_table: ops.len() as u32,
             layer_count: layers as u32,
             val_loss_offset: epochs,
+            early_stopping: match config.early_stopping {
+                None => 0,
+                Some(e) => 1 + e.restore_best_weights as u32,
+            },
+            patience: config
+                .early_stopping
+                .map_or(0, |e| e.patience.min(u32::MAX as usize) as u32),
+            min_delta: config.early_stopping.map_or(0.0, |e| e.min_delta),
+            _padding: 0,
         };
         let mut plan = Self {
             architecture,
@@ -518,6 +527,11 @@ impl GpuPlan {
                 (Kernel::ValidationPartials, DispatchArgs::default(), blocks)
             }
             Op::FinishStep => (Kernel::FinishStep, DispatchArgs::default(), 1),
+            Op::KeepBest => (
+                Kernel::KeepBest,
+                DispatchArgs::default(),
+                self.param_count as u64,
+            ),
         };
         Ok(Dispatch {
             op,
@@ -549,6 +563,23 @@ impl GpuPlan {
             .chain(layers)
             .collect();
         bytemuck::cast_slice(&args).to_vec()
+    }
+
+    /// Values of the params buffer: weights, m, v, and with
+    /// `restore_best_weights` the best epoch's weights.
+    pub fn params_len(&self) -> u64 {
+        let copies = if self.run.early_stopping == 2 { 4 } else { 3 };
+        copies * self.param_count as u64
+    }
+
+    /// Where the trained model's weights are read back from: the best
+    /// epoch's with `restore_best_weights`.
+    pub fn model_offset(&self) -> u64 {
+        if self.run.early_stopping == 2 {
+            3 * self.param_count as u64
+        } else {
+            0
+        }
     }
 
     /// Loss series in the history: the loss, and `val_loss` with a
@@ -603,10 +634,7 @@ impl GpuPlan {
                 "loss history and step records",
                 buffer_bytes(self.history_words()),
             ),
-            (
-                "weights and Adam moments",
-                buffer_bytes(3 * self.param_count as u64),
-            ),
+            ("weights and Adam moments", buffer_bytes(self.params_len())),
         ] {
             if bytes > most {
                 fail!(

@@ -23,6 +23,11 @@ pub struct GpuResults {
     pub ticks: Vec<u64>,
     /// The step records, in step order (empty unless recorded).
     pub records: Vec<StepRecord>,
+    /// Early stopping's state at the end: the best monitored value, its
+    /// 1-based epoch, and the 1-based epoch it stopped after (0: none).
+    pub best: f32,
+    pub best_epoch: u32,
+    pub stopped_epoch: u32,
 }
 
 /// Copies the weights, the loss history, the divergence flag and the pass
@@ -50,7 +55,8 @@ pub async fn read_back(
         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("readback"),
         });
-    encoder.copy_buffer_to_buffer(&buffers.params, 0, &staging, 0, params_bytes);
+    let model_bytes = plan.model_offset() * F32_BYTES;
+    encoder.copy_buffer_to_buffer(&buffers.params, model_bytes, &staging, 0, params_bytes);
     encoder.copy_buffer_to_buffer(&buffers.history, 0, &staging, params_bytes, history_bytes);
     if let Some(timer) = timer {
         encoder.copy_buffer_to_buffer(
@@ -71,22 +77,37 @@ pub async fn read_back(
     let header_bytes = std::mem::size_of::<HistoryHeader>();
     let header: HistoryHeader = bytemuck::pod_read_unaligned(&history_bytes[..header_bytes]);
     let history: Vec<f32> = bytemuck::pod_collect_to_vec(&history_bytes[header_bytes..]);
-    if header.step as u64 != plan.total_steps {
+    // Early stopping ends the run after its stopped epoch.
+    let (epochs_run, steps_run) = match header.stopped_epoch {
+        0 => (plan.epochs, plan.total_steps),
+        stopped => (
+            stopped,
+            stopped as u64 * plan.batching.steps_per_epoch as u64,
+        ),
+    };
+    if header.step as u64 != steps_run || epochs_run > plan.epochs {
         return Err(Error::Gpu {
             adapter: gpu.info.name.clone(),
             message: format!(
-                "it ran {} training steps, expected {}",
-                header.step, plan.total_steps
+                "it ran {} training steps, expected {steps_run}",
+                header.step
             ),
         });
     }
     let epochs = plan.epochs as usize;
     let series = epochs * plan.loss_series() as usize;
+    let mut records = step_records(plan, &history[series..]);
+    records.retain(|record| record.step < steps_run);
+    let val_loss_history = &history[epochs..series];
     let results = GpuResults {
-        records: step_records(plan, &history[series..]),
+        records,
         params,
-        loss_history: history[..epochs].to_vec(),
-        val_loss_history: history[epochs..series].to_vec(),
+        loss_history: history[..epochs_run as usize].to_vec(),
+        val_loss_history: val_loss_history[..val_loss_history.len().min(epochs_run as usize)]
+            .to_vec(),
+        best: header.best,
+        best_epoch: header.best_epoch,
+        stopped_epoch: header.stopped_epoch,
         first_bad_step: match header.first_bad_step {
             NO_BAD_STEP => None,
             step => Some(step as usize),

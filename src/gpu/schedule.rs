@@ -275,7 +275,7 @@ pub fn fused_iterations_per_step(plan: &GpuPlan, workgroup_size: u32) -> u64 {
             Kernel::ValidationLosses => validation_row_iterations(&plan.architecture),
             Kernel::ValidationPartials => block,
             Kernel::FinishStep => (plan.run.validation_samples as u64).div_ceil(block),
-            Kernel::OutputError | Kernel::AdamStep => 0,
+            Kernel::OutputError | Kernel::AdamStep | Kernel::KeepBest => 0,
         };
         total += items * (1 + inner) + 1;
     }

@@ -17,7 +17,7 @@ use super::timer::PassTimer;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::shadow::StepRecord;
-use crate::training::{Diverged, TrainConfig, TrainOutput};
+use crate::training::{Diverged, EarlyStop, TrainConfig, TrainOutput};
 use std::time::Duration;
 use web_time::Instant;
 
@@ -195,6 +195,14 @@ pub async fn train_async(
     Ok(GpuTrainOutput {
         output: TrainOutput {
             val_loss_history: results.val_loss_history,
+            early_stop: config.early_stopping.map(|stopping| EarlyStop {
+                monitor: config.monitor(),
+                stopped_epoch: (results.stopped_epoch > 0)
+                    .then_some(results.stopped_epoch as usize),
+                best_epoch: results.best_epoch as usize,
+                best: results.best,
+                restored: stopping.restore_best_weights,
+            }),
             loss_history: results.loss_history,
             model,
             train_time,

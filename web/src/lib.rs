@@ -129,6 +129,7 @@ pub fn plan_request(request: &TrainRequest) -> Result<(Model, TrainConfig), Erro
         shuffle: request.shuffle,
         loss: Default::default(),
         validation_split: 0.0,
+        early_stopping: None,
     };
     config.validate()?;
     if request.epochs == 0 {
