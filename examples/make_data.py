@@ -7,6 +7,10 @@ and the files come out the same). Python 3, standard library only.
 - warm.csv: is a day warm? 120 days' temperature in celsius and a 0/1 label,
   warm = 1 above about 20 °C with a few days on the "wrong" side near it
   (people disagree there): a small binary classification.
+- wind_chill.csv: two inputs, the air temperature in celsius and the wind in
+  km/h, and the wind chill index of Environment Canada's formula,
+  13.12 + 0.6215 T - 11.37 V^0.16 + 0.3965 T V^0.16 (T <= 10 °C, V >= 5
+  km/h), rounded to 0.1 as published: a curved regression of 300 points.
 """
 import math
 import random
@@ -33,6 +37,15 @@ def main():
         p_warm = 1.0 / (1.0 + math.exp(-(celsius - 20.0) / 1.5))
         days.append((celsius, 1 if rng.random() < p_warm else 0))
     write("warm.csv", ["celsius", "warm"], days)
+
+    chills = []
+    for _ in range(300):
+        celsius = round(rng.uniform(-40.0, 10.0), 1)
+        wind = round(rng.uniform(5.0, 60.0), 1)
+        v = wind**0.16
+        chill = 13.12 + 0.6215 * celsius - 11.37 * v + 0.3965 * celsius * v
+        chills.append((celsius, wind, round(chill, 1)))
+    write("wind_chill.csv", ["celsius", "wind_kmh", "wind_chill"], chills)
 
 
 if __name__ == "__main__":

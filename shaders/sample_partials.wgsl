@@ -34,9 +34,8 @@ fn sample_partials(
 {{zero_sums}}
     var loss_sum = 0.0;
     for (var s = first; s < end; s++) {
-        let a0_0 = tensors[run.input_offset + s];
 {{per_sample}}
-        loss_sum += error.loss;
+        loss_sum += sample_loss;
     }
     // Level 0 of the reduction: row p (parameter p; the loss in row
     // param_count), column block0 + block, as gradient_partials_at.

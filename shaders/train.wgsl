@@ -77,12 +77,16 @@ struct RunArgs {
     // The loss (LOSS_*, `Loss::code`).
     loss: u32,
     // Rows of the dataset: the `samples` trained on, then the
-    // `validation_samples` held out (Keras's validation_split).
+    // `validation_samples` held out (Keras's validation_split); each row's
+    // `input_width` inputs (the network's input width) and `output_width`
+    // targets (its output units).
     data_rows: u32,
+    input_width: u32,
+    output_width: u32,
     validation_samples: u32,
     // In `reduce`: each validation block's loss sum. In `tensors`: each
-    // validation row's loss, then its two scratch rows of `widest` values
-    // (the widest layer's width).
+    // validation row's loss, then its scratch: two rows of activations of
+    // `widest` values (the widest layer's width) and one of sums.
     validation_offset: u32,
     validation_losses: u32,
     validation_scratch: u32,
@@ -230,8 +234,17 @@ fn gather_batch_at(i: u32, batch: Batch) {
         return;
     }
     let sample = sample_index(batch.epoch, batch.first + i);
-    tensors[run.input_offset + i] = tensors[run.data_offset + sample];
-    tensors[run.target_offset + i] = tensors[run.data_offset + run.data_rows + sample];
+    for (var k = 0u; k < run.input_width; k++) {
+        tensors[run.input_offset + i * run.input_width + k] = tensors[run.data_offset + sample * run.input_width + k];
+    }
+    for (var k = 0u; k < run.output_width; k++) {
+        tensors[run.target_offset + i * run.output_width + k] = tensors[targets_of_row(sample) + k];
+    }
+}
+
+// Where dataset row `row`'s targets start: every row's inputs come first.
+fn targets_of_row(row: u32) -> u32 {
+    return run.data_offset + run.data_rows * run.input_width + row * run.output_width;
 }
 
 // Which `DispatchArgs` a dispatch works on, or how many training steps a
@@ -430,16 +443,24 @@ fn dense_forward_at(index: u32, args: DispatchArgs, batch: Batch) {
 // Each sample's loss (summed over the batch by the reduction) and the
 // error fed back, dL/dz (`output_error_of`). The error's rows hold the output
 // layer's sums z when it is nonlinear.
+// A sample's loss is the mean of its output units' (Keras's mean over the
+// last axis); the error fed back is each unit's over N x units.
 fn output_error_at(sample: u32, args: DispatchArgs, batch: Batch) {
     if sample >= batch.size {
         return;
     }
-    let output = tensors[run.output_offset + sample];
-    let index = run.output_delta_offset + sample;
-    let z = select(tensors[index], output, args.activation == ACTIVATION_LINEAR);
-    let error = output_error_of(output, z, tensors[run.target_offset + sample], args.activation, batch.total);
-    tensors[run.sample_loss_offset + sample] = error.loss;
-    tensors[index] = error.delta;
+    let units = run.output_width;
+    var sum = 0.0;
+    for (var j = 0u; j < units; j++) {
+        let output = tensors[run.output_offset + sample * units + j];
+        let index = run.output_delta_offset + sample * units + j;
+        let z = select(tensors[index], output, args.activation == ACTIVATION_LINEAR);
+        let y = tensors[run.target_offset + sample * units + j];
+        let error = output_error_of(output, z, y, args.activation, batch.total * units);
+        sum += error.loss;
+        tensors[index] = error.delta;
+    }
+    tensors[run.sample_loss_offset + sample] = sum / f32(units);
 }
 
 // Keras's losses (src/loss.rs has each formula and the CPU reference's twin
@@ -535,7 +556,7 @@ fn activate(activation: u32, z: f32) -> f32 {
             return select(0.0, z, z > 0.0);
         }
         case ACTIVATION_TANH: {
-            return tanh(z);
+            return saturating_tanh(z);
         }
         case ACTIVATION_SIGMOID: {
             return sigmoid(z);
@@ -544,7 +565,7 @@ fn activate(activation: u32, z: f32) -> f32 {
             return select(0.0, z, z > 0.0) + log(1.0 + exp(-abs(z)));
         }
         case ACTIVATION_ELU: {
-            return select(exp(z) - 1.0, z, z > 0.0);
+            return select(exp(min(z, 0.0)) - 1.0, z, z > 0.0);
         }
         case ACTIVATION_LEAKY_RELU: {
             return select(0.2 * z, z, z > 0.0);
@@ -568,7 +589,7 @@ fn activation_derivative(activation: u32, z: f32) -> f32 {
             return select(0.0, 1.0, z > 0.0);
         }
         case ACTIVATION_TANH: {
-            let t = tanh(z);
+            let t = saturating_tanh(z);
             return 1.0 - t * t;
         }
         case ACTIVATION_SIGMOID: {
@@ -580,7 +601,7 @@ fn activation_derivative(activation: u32, z: f32) -> f32 {
         }
         case ACTIVATION_ELU: {
             // TensorFlow's EluGrad, from the output y: y + 1 where y < 0.
-            return select((exp(z) - 1.0) + 1.0, 1.0, z > 0.0);
+            return select((exp(min(z, 0.0)) - 1.0) + 1.0, 1.0, z > 0.0);
         }
         case ACTIVATION_LEAKY_RELU: {
             return select(0.2, 1.0, z > 0.0);
@@ -598,6 +619,13 @@ fn activation_derivative(activation: u32, z: f32) -> f32 {
             return 1.0;
         }
     }
+}
+
+// tanh of x clamped to [-10, 10], where f32's tanh is already +-1: WGSL's
+// tanh may be computed as sinh / cosh, which is inf / inf = NaN once exp
+// overflows (SwiftShader's is, from |x| ~ 45).
+fn saturating_tanh(x: f32) -> f32 {
+    return tanh(clamp(x, -10.0, 10.0));
 }
 
 // 1 / (1 + exp(-x)) as e / (1 + e) or 1 / (1 + e), e = exp(-|x|): exp
@@ -874,7 +902,7 @@ fn validation_losses_at(s: u32, batch: Batch) {
     if s >= run.validation_samples || !ends_epoch(batch) {
         return;
     }
-    let scratch = run.validation_scratch + s * 2u * run.widest;
+    let scratch = run.validation_scratch + s * 3u * run.widest;
     tensors[run.validation_losses + s] = row_loss(run.samples + s, scratch);
 }
 
@@ -895,12 +923,15 @@ fn validation_partials_at(block: u32, batch: Batch) {
 
 // Dataset row `row` through the network, one value at a time (each sum from
 // 0 in input order, the bias last, then the activation), its activations in
-// two scratch rows of `widest` values taken in turn: the row's loss.
+// two scratch rows of `widest` values taken in turn and each layer's sums in
+// a third: the row's loss, the mean of its output units'.
 fn row_loss(row: u32, scratch: u32) -> f32 {
-    tensors[scratch] = tensors[run.data_offset + row];
+    for (var k = 0u; k < run.input_width; k++) {
+        tensors[scratch + k] = tensors[run.data_offset + row * run.input_width + k];
+    }
     var inputs = scratch;
     var outputs = scratch + run.widest;
-    var z = 0.0;
+    let sums = scratch + 2u * run.widest;
     var activation = ACTIVATION_LINEAR;
     for (var l = 0u; l < run.layer_count; l++) {
         let layer = dispatch_args[run.layer_table + l];
@@ -910,15 +941,21 @@ fn row_loss(row: u32, scratch: u32) -> f32 {
             for (var i = 0u; i < layer.inputs; i++) {
                 sum += tensors[inputs + i] * params[layer.kernel_offset + i * layer.units + j];
             }
-            z = sum + params[layer.bias_offset + j];
+            let z = sum + params[layer.bias_offset + j];
+            tensors[sums + j] = z;
             tensors[outputs + j] = activate(activation, z);
         }
         let previous = inputs;
         inputs = outputs;
         outputs = previous;
     }
-    let y = tensors[run.data_offset + run.data_rows + row];
-    return output_error_of(tensors[inputs], z, y, activation, 1u).loss;
+    let units = run.output_width;
+    var loss = 0.0;
+    for (var j = 0u; j < units; j++) {
+        let y = tensors[targets_of_row(row) + j];
+        loss += output_error_of(tensors[inputs + j], tensors[sums + j], y, activation, 1u).loss;
+    }
+    return loss / f32(units);
 }
 
 // The validation loss of the epoch (`finish_step`, item 0): the blocks'

@@ -108,10 +108,10 @@ impl Activation {
         match self {
             Activation::Linear => z,
             Activation::Relu => z.if_positive(|| z, || S::of(0.0)),
-            Activation::Tanh => z.tanh(),
+            Activation::Tanh => saturating_tanh(z),
             Activation::Sigmoid => sigmoid(z),
             Activation::Softplus => z.max0() + (S::of(1.0) + (-z.abs()).exp()).ln(),
-            Activation::Elu => z.if_positive(|| z, || z.exp() - S::of(1.0)),
+            Activation::Elu => z.if_positive(|| z, || min0(z).exp() - S::of(1.0)),
             Activation::LeakyRelu => z.if_positive(|| z, || S::of(LEAKY_RELU_SLOPE) * z),
             Activation::Gelu => (S::of(0.5) * z) * (S::of(1.0) + erf(z / S::of(SQRT_2))),
             Activation::Silu => z * sigmoid(z),
@@ -126,7 +126,7 @@ impl Activation {
             Activation::Linear => one,
             Activation::Relu => z.if_positive(|| one, || S::of(0.0)),
             Activation::Tanh => {
-                let t = z.tanh();
+                let t = saturating_tanh(z);
                 one - t * t
             }
             Activation::Sigmoid => {
@@ -163,6 +163,19 @@ const SQRT_2: f64 = std::f64::consts::SQRT_2;
 
 /// 1 / sqrt(2 pi): the standard normal density's factor.
 const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+/// `tanh(clamp(x, -10, 10))`: the same in f32 (tanh is +-1 there), and no
+/// device's `sinh / cosh` overflows into NaN (SwiftShader's does from |x|
+/// ~ 45).
+fn saturating_tanh<S: Scalar>(x: S) -> S {
+    x.clamp(-10.0, 10.0).tanh()
+}
+
+/// `min(x, 0)`, exact: elu's `exp` never overflows on the branch it
+/// discards.
+fn min0<S: Scalar>(x: S) -> S {
+    -(-x).max0()
+}
 
 /// `1 / (1 + exp(-x))` without overflow: with `e = exp(-|x|)`, `1 / (1 + e)`
 /// for x >= 0 and `e / (1 + e)` below (the form `exp` never overflows in).

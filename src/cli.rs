@@ -136,25 +136,15 @@ pub struct Cli {
     #[arg(long, value_name = "FILE.csv", help_heading = "Data")]
     pub data: Option<PathBuf>,
 
-    /// The --data header's input column, in place of celsius.
-    #[arg(
-        long,
-        value_name = "COLUMN",
-        default_value = "celsius",
-        requires = "data",
-        help_heading = "Data"
-    )]
-    pub x: String,
+    /// The --data header's input columns, comma-separated, in place of
+    /// celsius: the network's inputs, in this order.
+    #[arg(long, value_name = "COLUMN[,COLUMN...]", default_value = "celsius", value_parser = parse_columns, requires = "data", help_heading = "Data")]
+    pub x: Columns,
 
-    /// The --data header's target column, in place of fahrenheit.
-    #[arg(
-        long,
-        value_name = "COLUMN",
-        default_value = "fahrenheit",
-        requires = "data",
-        help_heading = "Data"
-    )]
-    pub y: String,
+    /// The --data header's target columns, in place of fahrenheit: the
+    /// network's output units.
+    #[arg(long, value_name = "COLUMN[,COLUMN...]", default_value = "fahrenheit", value_parser = parse_columns, requires = "data", help_heading = "Data")]
+    pub y: Columns,
 
     /// The --data file's cell separator: `,` `;` `tab` or any one character
     /// [default: `;` if the first line has one, else `,`, else a tab].
@@ -165,10 +155,11 @@ pub struct Cli {
     #[arg(long, value_name = "N", conflicts_with = "data", value_parser = clap::value_parser!(u64).range(1..=u32::MAX as u64), help_heading = "Data")]
     pub samples: Option<u64>,
 
-    /// Also predict this many degrees Celsius (repeatable).
+    /// Also predict the outputs for this input (repeatable): one value per
+    /// input column, comma-separated (`37`, or `1.5,2` for two --x columns).
     // Hyphen values too: clap's negative-number test misses `-1e-7`.
-    #[arg(long, value_name = "CELSIUS", value_parser = parse_finite, allow_hyphen_values = true, help_heading = "Data")]
-    pub predict: Vec<f32>,
+    #[arg(long, value_name = "X[,X...]", value_parser = parse_row, allow_hyphen_values = true, help_heading = "Data")]
+    pub predict: Vec<Vec<f32>>,
 
     /// Adapter to train on: `auto` (the best found), an index from
     /// --list-adapters, or part of an adapter's name (case-insensitive)
@@ -267,6 +258,32 @@ fn parse_hidden(text: &str) -> Result<HiddenLayers, String> {
     parse_layers(text).map(HiddenLayers)
 }
 
+/// `--x`/`--y`'s column names (a newtype, so clap takes the list as one
+/// value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns(pub Vec<String>);
+
+fn parse_columns(text: &str) -> Result<Columns, String> {
+    let names: Vec<String> = text
+        .split(',')
+        .map(|name| name.trim().to_string())
+        .collect();
+    if let Some(position) = names.iter().position(String::is_empty) {
+        return Err(format!(
+            "column {} is empty; expected names such as x1,x2",
+            position + 1
+        ));
+    }
+    Ok(Columns(names))
+}
+
+/// One `--predict` row: finite numbers, comma-separated.
+fn parse_row(text: &str) -> Result<Vec<f32>, String> {
+    text.split(',')
+        .map(|value| parse_finite(value.trim()))
+        .collect()
+}
+
 fn parse_loss(text: &str) -> Result<Loss, String> {
     Loss::from_name(text.trim(), false).map_err(|e| e.to_string())
 }
@@ -352,9 +369,19 @@ pub fn run(cli: Cli) -> Result<()> {
     // the GPU.
     let loss = Loss::from_name(cli.loss.name(), cli.from_logits)?;
     let columns = ColumnNames {
-        x: cli.x.trim().to_string(),
-        y: cli.y.trim().to_string(),
+        x: cli.x.0.clone(),
+        y: cli.y.0.clone(),
     };
+    if let Some(row) = cli.predict.iter().find(|row| row.len() != columns.x.len()) {
+        bail!(
+            "--predict {} has {} value(s), but the network takes {} input(s) ({}): give one \
+             value per --x column, comma-separated",
+            row.iter().map(f32::to_string).collect::<Vec<_>>().join(","),
+            row.len(),
+            columns.x.len(),
+            columns.x.join(",")
+        );
+    }
     let seed = cli.seed.unwrap_or(DEFAULT_SEED);
     let (initial, init_seed, init) = initial_model(&cli, seed)?;
     let csv = cli
@@ -362,6 +389,21 @@ pub fn run(cli: Cli) -> Result<()> {
         .as_deref()
         .map(|path| Dataset::from_csv_file_with(path, cli.delimiter, &columns))
         .transpose()?;
+    let widths = initial.architecture().widths();
+    let (inputs, outputs) = (widths[0], widths[widths.len() - 1]);
+    if (inputs, outputs) != (columns.x.len(), columns.y.len()) {
+        bail!(
+            "{}: the {} network takes {inputs} input(s) and gives {outputs} output(s), but the \
+             data has {} input column(s) ({}) and {} target column(s) ({}); choose them with \
+             --x and --y",
+            init,
+            initial.architecture().describe(),
+            columns.x.len(),
+            columns.x.join(","),
+            columns.y.len(),
+            columns.y.join(",")
+        );
+    }
 
     let mut setup = Duration::ZERO;
     let gpu = if cli.cpu_reference {
@@ -472,7 +514,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
     let reference = if cli.compare && gpu.is_some() {
         let reference = cpu::train(&initial, &config)?;
-        let inputs: Vec<f32> = report.predictions.iter().map(|p| p.input).collect();
+        let inputs: Vec<Vec<f32>> = report.predictions.iter().map(|p| p.input.clone()).collect();
         report.comparison = Some(compare(&reference, &output, &inputs, GPU_CPU_TOLERANCE));
         Some(reference)
     } else {
@@ -518,7 +560,8 @@ fn initial_model(cli: &Cli, seed: u64) -> Result<(Model, Option<u64>, String)> {
                 .hidden
                 .clone()
                 .map_or_else(|| seed_layers.to_vec(), |h| h.0);
-            let architecture = Architecture::with_layers(&hidden, cli.output_activation)?;
+            let architecture = Architecture::with_layers(&hidden, cli.output_activation)?
+                .with_io(cli.x.0.len(), cli.y.0.len())?;
             let model = Model::glorot_uniform(architecture, seed);
             (model, Some(seed), "glorot_uniform".to_string())
         }
@@ -536,7 +579,7 @@ fn check_memory(
     architecture: &Architecture,
     gpu: Option<&Gpu>,
 ) -> Result<()> {
-    let per_sample = Dataset::BYTES_PER_SAMPLE;
+    let per_sample = Dataset::from_formula(0, 0).bytes_per_sample();
     let dataset = samples.saturating_mul(per_sample);
     if let Some(gpu) = gpu {
         let most = largest_buffer(&gpu.device.limits());

@@ -107,11 +107,12 @@ fn max_difference(
     worst
 }
 
-/// Compares run `b` with reference run `a`, predictions at `celsius`.
+/// Compares run `b` with reference run `a`, predictions at `inputs` (one
+/// row of the network's inputs each).
 pub fn compare(
     a: &TrainOutput,
     b: &TrainOutput,
-    celsius: &[f32],
+    inputs: &[Vec<f32>],
     tolerance: Tolerance,
 ) -> Comparison {
     let same_length = a.loss_history.len() == b.loss_history.len()
@@ -133,13 +134,17 @@ pub fn compare(
         1.0,
         0,
     );
-    let predictions = max_difference(
-        celsius
-            .iter()
-            .map(|&c| (a.model.predict(c), b.model.predict(c))),
+    // Every output of every row; the index names the row.
+    let units = a.model.architecture().widths().last().copied().unwrap_or(1);
+    let mut predictions = max_difference(
+        inputs.iter().flat_map(|row| {
+            let (of_a, of_b) = (a.model.predict_row(row), b.model.predict_row(row));
+            of_a.into_iter().zip(of_b)
+        }),
         1.0,
         0,
     );
+    predictions.at /= units;
     let within_tolerance = same_length
         && loss.relative <= tolerance.loss_relative
         && weights.relative <= tolerance.weight;
@@ -172,7 +177,7 @@ mod tests {
     fn reports_the_worst_epoch_and_weight() {
         let a = run(&[100.0, 10.0, 1.0, 0.5], vec![2.0, 30.0]);
         let b = run(&[100.0, 10.001, 1.001, 0.5], vec![2.0, 30.0003]);
-        let c = compare(&a, &b, &[100.0], GPU_CPU_TOLERANCE);
+        let c = compare(&a, &b, &[vec![100.0]], GPU_CPU_TOLERANCE);
         assert_eq!(c.loss.at, 3, "epoch 3 differs most in relative terms");
         assert!((c.loss.relative - 0.001 / 1.001).abs() < 1e-6);
         assert_eq!(c.weights.at, 1);
@@ -186,9 +191,9 @@ mod tests {
     #[test]
     fn identical_runs_are_within_and_nan_is_not() {
         let a = run(&[4.0, 2.0], vec![1.0, 1.0]);
-        assert!(compare(&a, &a, &[100.0], GPU_CPU_TOLERANCE).within_tolerance);
+        assert!(compare(&a, &a, &[vec![100.0]], GPU_CPU_TOLERANCE).within_tolerance);
         let b = run(&[4.0, f32::NAN], vec![1.0, 1.0]);
-        let c = compare(&a, &b, &[100.0], GPU_CPU_TOLERANCE);
+        let c = compare(&a, &b, &[vec![100.0]], GPU_CPU_TOLERANCE);
         assert_eq!(c.loss.at, 2);
         assert!(!c.within_tolerance);
         let short = run(&[4.0], vec![1.0, 1.0]);

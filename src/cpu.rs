@@ -67,15 +67,17 @@ pub struct Backprop {
     block_sums: Vec<f32>,
 }
 
-/// A batch's samples as the per-sample operations see them.
+/// A batch's samples as the per-sample operations see them: inputs and
+/// targets row-major, `inputs` and `outputs` a sample.
 struct BatchView<'a> {
-    celsius: &'a [f32],
-    fahrenheit: &'a [f32],
+    x: &'a [f32],
+    y: &'a [f32],
+    inputs: usize,
 }
 
 impl BatchView<'_> {
     fn samples(&self) -> usize {
-        self.celsius.len()
+        self.x.len() / self.inputs
     }
 
     fn stride(&self) -> usize {
@@ -135,13 +137,14 @@ impl Backprop {
     pub fn loss_and_gradients(
         &mut self,
         params: &[f32],
-        celsius: &[f32],
-        fahrenheit: &[f32],
+        x: &[f32],
+        y: &[f32],
         gradients: &mut [f32],
     ) -> f32 {
         let batch = BatchView {
-            celsius,
-            fahrenheit,
+            x,
+            y,
+            inputs: self.layers[0].inputs,
         };
         for k in 0..self.ops.len() {
             let op = self.ops[k];
@@ -170,9 +173,15 @@ impl Backprop {
         let last = self.layers.len();
         match op {
             Op::DenseForward { layer, .. } => {
-                // The batch's inputs, as gathered, are activation 0.
+                // The batch's inputs, as gathered, are activation 0
+                // (feature-major, as every tensor here).
                 if layer == 0 {
-                    self.activations[0][..samples].copy_from_slice(batch.celsius);
+                    let inputs = batch.inputs;
+                    for (s, row) in batch.x.chunks_exact(inputs).enumerate() {
+                        for (i, &value) in row.iter().enumerate() {
+                            self.activations[0][i * stride + s] = value;
+                        }
+                    }
                 }
                 let layout = &self.layers[layer];
                 let (inputs, outputs) = self.activations.split_at_mut(layer + 1);
@@ -188,10 +197,11 @@ impl Backprop {
             Op::OutputError { .. } => output_error(
                 self.loss,
                 self.layers[last - 1].activation,
-                &self.activations[last][..samples],
-                batch.fahrenheit,
+                stride,
+                &self.activations[last],
+                batch.y,
                 &mut self.sample_losses[..samples],
-                &mut self.errors[last][..samples],
+                &mut self.errors[last],
             ),
             Op::DenseBackward { layer, .. } => {
                 let (before, after) = self.errors.split_at_mut(layer + 1);
@@ -251,8 +261,8 @@ impl Backprop {
 /// in buffers reused from step to step.
 #[derive(Debug, Default)]
 pub struct GatheredBatch {
-    celsius: Vec<f32>,
-    fahrenheit: Vec<f32>,
+    x: Vec<f32>,
+    y: Vec<f32>,
     /// The batch the buffers hold.
     gathered: Option<Batch>,
 }
@@ -265,12 +275,12 @@ impl GatheredBatch {
         if !batching.shuffle {
             return;
         }
-        self.celsius.clear();
-        self.fahrenheit.clear();
+        self.x.clear();
+        self.y.clear();
         for position in batch.first..batch.first + batch.size {
             let sample = batching.sample_index(batch.epoch, position) as usize;
-            self.celsius.push(data.celsius[sample]);
-            self.fahrenheit.push(data.fahrenheit[sample]);
+            self.x.extend_from_slice(data.x_row(sample));
+            self.y.extend_from_slice(data.y_row(sample));
         }
         self.gathered = Some(batch);
     }
@@ -286,10 +296,9 @@ impl GatheredBatch {
         if batching.shuffle {
             // Reading a batch never gathered would train on another one.
             assert_eq!(self.gathered, Some(batch), "the batch was not gathered");
-            return (&self.celsius, &self.fahrenheit);
+            return (&self.x, &self.y);
         }
-        let range = batch.first as usize..(batch.first + batch.size) as usize;
-        (&data.celsius[range.clone()], &data.fahrenheit[range])
+        data.rows(batch.first as usize..(batch.first + batch.size) as usize)
     }
 }
 
@@ -356,33 +365,38 @@ pub fn dense_forward(
     }
 }
 
-/// The `output_error` kernel: for each sample of a batch of
-/// `outputs.len()`, its loss (summed by the reduction) and the error fed
-/// back, dL/dz ([`Loss::output_error`]); `errors` holds the output layer's
-/// sums z when it is nonlinear (`activation`), and the errors after.
+/// The `output_error` kernel: for each sample of a batch, its loss (the
+/// mean over the output units of each unit's, summed by the reduction) and
+/// the error fed back, dL/dz ([`Loss::output_error`], over `N x units`);
+/// `outputs` and `errors` are feature-major rows of `stride` samples, and
+/// `errors` holds the output layer's sums z when it is nonlinear
+/// (`activation`), and the errors after; `targets` is row-major.
 pub fn output_error(
     loss: Loss,
     activation: Activation,
+    stride: usize,
     outputs: &[f32],
     targets: &[f32],
     sample_losses: &mut [f32],
     errors: &mut [f32],
 ) {
-    let samples = outputs.len() as f32;
-    for (((sample_loss, error), &output), &y) in sample_losses
-        .iter_mut()
-        .zip(errors.iter_mut())
-        .zip(outputs)
-        .zip(targets)
-    {
-        let z = if activation.is_linear() {
-            output
-        } else {
-            *error
-        };
-        let result = loss.output_error(output, z, y, activation, samples);
-        *sample_loss = result.loss;
-        *error = result.delta;
+    let samples = sample_losses.len();
+    let units = targets.len() / samples.max(1);
+    let total = (samples * units) as f32;
+    for (s, sample_loss) in sample_losses.iter_mut().enumerate() {
+        let mut sum = 0.0f32;
+        for j in 0..units {
+            let (output, error) = (outputs[j * stride + s], &mut errors[j * stride + s]);
+            let z = if activation.is_linear() {
+                output
+            } else {
+                *error
+            };
+            let result = loss.output_error(output, z, targets[s * units + j], activation, total);
+            sum += result.loss;
+            *error = result.delta;
+        }
+        *sample_loss = sum / units as f32;
     }
 }
 
@@ -481,12 +495,17 @@ pub fn validation_losses(
     losses: &mut Vec<f32>,
 ) {
     let activation = layers.last().expect("one layer").activation;
-    let mut scratch = Vec::new();
+    let (mut outputs, mut sums) = (Vec::new(), Vec::new());
     losses.clear();
     losses.extend(rows.map(|row| {
-        let (output, z) = forward_one(params, layers, data.celsius[row], &mut scratch);
-        let y = data.fahrenheit[row];
-        loss.output_error(output, z, y, activation, 1.0f32).loss
+        forward_one(params, layers, data.x_row(row), &mut outputs, &mut sums);
+        let targets = data.y_row(row);
+        let units = targets.len();
+        let sum = (0..units).fold(0.0f32, |sum, j| {
+            let result = loss.output_error(outputs[j], sums[j], targets[j], activation, 1.0f32);
+            sum + result.loss
+        });
+        sum / units as f32
     }));
 }
 
@@ -507,29 +526,29 @@ pub fn validation_loss(partials: &[f32], rows: usize) -> f32 {
 
 /// One sample through the network, one value at a time in the kernels'
 /// order (each sum from 0 in index order, the bias last, then the
-/// activation): the output, and the output layer's sum z.
+/// activation): its `outputs`, and the output layer's `sums` z.
 pub fn forward_one(
     params: &[f32],
     layers: &[DenseLayout],
-    x: f32,
-    scratch: &mut Vec<f32>,
-) -> (f32, f32) {
-    scratch.clear();
-    scratch.push(x);
-    let mut z = x;
+    x: &[f32],
+    outputs: &mut Vec<f32>,
+    sums: &mut Vec<f32>,
+) {
+    outputs.clear();
+    outputs.extend_from_slice(x);
     for layer in layers {
-        let inputs = scratch.len() - layer.inputs;
+        let inputs = std::mem::take(outputs);
+        sums.clear();
         for j in 0..layer.units {
             let mut sum = 0.0f32;
-            for i in 0..layer.inputs {
-                sum += scratch[inputs + i] * params[layer.kernel_offset + i * layer.units + j];
+            for (i, &value) in inputs.iter().enumerate() {
+                sum += value * params[layer.kernel_offset + i * layer.units + j];
             }
-            z = sum + params[layer.bias_offset + j];
-            scratch.push(layer.activation.apply(z));
+            let z = sum + params[layer.bias_offset + j];
+            sums.push(z);
+            outputs.push(layer.activation.apply(z));
         }
-        scratch.drain(..inputs + layer.inputs);
     }
-    (scratch[0], z)
 }
 
 /// Trains `initial` on `config.data` with Adam and mean squared error in
@@ -548,6 +567,7 @@ pub fn train_with_progress(
     mut on_progress: impl FnMut(usize),
 ) -> Result<TrainOutput> {
     config.validate()?;
+    config.check_model(initial)?;
     let started = web_time::Instant::now();
     let data = &config.data;
     let batching = config.batching();
@@ -640,10 +660,11 @@ pub fn train_with_progress(
                     }
                 }
                 op => {
-                    let (celsius, fahrenheit) = gathered.view(data, &batching, batch);
+                    let (x, y) = gathered.view(data, &batching, batch);
                     let view = BatchView {
-                        celsius,
-                        fahrenheit,
+                        x,
+                        y,
+                        inputs: data.x_width,
                     };
                     backprop.run(op, &params, &view);
                 }

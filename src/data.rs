@@ -8,25 +8,62 @@ use rand_core::{RngCore, SeedableRng};
 use serde::Serialize;
 use std::path::Path;
 
-/// Paired samples, stored as f32 as Keras casts them to `floatx`.
+/// Samples of inputs and targets, stored as f32 as Keras casts them to
+/// `floatx`, row-major: sample s's inputs are `x[s * x_width..][..x_width]`,
+/// its targets `y[s * y_width..][..y_width]` (the seed's: one celsius, one
+/// fahrenheit). [`crate::TrainConfig::validate`] checks the shapes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    /// Inputs, in degrees Celsius.
-    pub celsius: Vec<f32>,
-    /// Targets, in degrees Fahrenheit, one per entry of `celsius`.
-    pub fahrenheit: Vec<f32>,
+    /// Inputs, `x_width` per sample.
+    pub x: Vec<f32>,
+    /// Targets, `y_width` per sample.
+    pub y: Vec<f32>,
+    /// Input columns: the network's input width.
+    pub x_width: usize,
+    /// Target columns: the network's output units.
+    pub y_width: usize,
 }
 
 impl Dataset {
-    /// Host memory one sample takes: a celsius and a fahrenheit f32.
-    pub const BYTES_PER_SAMPLE: u64 = 8;
+    /// One input and one target per sample.
+    pub fn new(x: Vec<f32>, y: Vec<f32>) -> Self {
+        Self {
+            x,
+            y,
+            x_width: 1,
+            y_width: 1,
+        }
+    }
+
+    /// Host memory one sample takes: its inputs and targets, f32 each.
+    pub fn bytes_per_sample(&self) -> u64 {
+        4 * (self.x_width + self.y_width) as u64
+    }
 
     /// The seed program's 7 pairs (fahrenheit rounded to whole degrees).
     pub fn seed() -> Self {
-        Self {
-            celsius: vec![-40.0, -10.0, 0.0, 8.0, 15.0, 22.0, 38.0],
-            fahrenheit: vec![-40.0, 14.0, 32.0, 46.0, 59.0, 72.0, 100.0],
-        }
+        Self::new(
+            vec![-40.0, -10.0, 0.0, 8.0, 15.0, 22.0, 38.0],
+            vec![-40.0, 14.0, 32.0, 46.0, 59.0, 72.0, 100.0],
+        )
+    }
+
+    /// Sample s's inputs.
+    pub fn x_row(&self, s: usize) -> &[f32] {
+        &self.x[s * self.x_width..][..self.x_width]
+    }
+
+    /// Sample s's targets.
+    pub fn y_row(&self, s: usize) -> &[f32] {
+        &self.y[s * self.y_width..][..self.y_width]
+    }
+
+    /// Rows `range`'s inputs and targets, row-major.
+    pub fn rows(&self, range: std::ops::Range<usize>) -> (&[f32], &[f32]) {
+        (
+            &self.x[range.start * self.x_width..range.end * self.x_width],
+            &self.y[range.start * self.y_width..range.end * self.y_width],
+        )
     }
 
     /// `samples` points of the exact formula F = 1.8 C + 32 (computed in f64,
@@ -41,20 +78,17 @@ impl Dataset {
             .iter()
             .map(|&c| (c as f64 * 1.8 + 32.0) as f32)
             .collect();
-        Self {
-            celsius,
-            fahrenheit,
-        }
+        Self::new(celsius, fahrenheit)
     }
 
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.celsius.len()
+        self.x.len() / self.x_width.max(1)
     }
 
     /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
-        self.celsius.is_empty()
+        self.x.is_empty()
     }
 
     /// Reads a CSV of celsius and fahrenheit columns; see
@@ -112,10 +146,13 @@ impl Dataset {
             .delimiter(delimiter)
             .from_reader(text.as_bytes());
         let mut data = Dataset {
-            celsius: Vec::new(),
-            fahrenheit: Vec::new(),
+            x: Vec::new(),
+            y: Vec::new(),
+            x_width: names.x.len(),
+            y_width: names.y.len(),
         };
         let mut columns: Option<Columns> = None;
+        let mut row = Vec::new();
         // The csv crate's own line count skips blank lines, so lines are
         // counted here from the records' byte offsets.
         let mut lines = LineCounter::new(text);
@@ -144,7 +181,7 @@ impl Dataset {
                     let found = if header {
                         Columns::from_header(&record, line, names)?
                     } else {
-                        Columns::POSITIONAL
+                        Columns::positional(names)
                     };
                     let columns = columns.insert(found);
                     if header {
@@ -153,30 +190,35 @@ impl Dataset {
                     columns
                 }
             };
-            let [celsius, fahrenheit] = columns.values(&record, line, delimiter, names)?;
-            data.celsius.push(celsius);
-            data.fahrenheit.push(fahrenheit);
+            columns.values(&record, line, delimiter, names, &mut row)?;
+            let (x, y) = row.split_at(data.x_width);
+            data.x.extend_from_slice(x);
+            data.y.extend_from_slice(y);
         }
         if data.is_empty() {
             return Err(Error::data(
                 None,
                 None,
-                format!("no data rows: expected lines of {},{}", names.x, names.y),
+                format!("no data rows: expected lines of {}", names.listed()),
             ));
         }
         Ok(data)
     }
 
-    /// The ordinary least-squares line `fahrenheit = slope * celsius + intercept`,
-    /// in f64: the answer every converged run of a linear network approaches.
+    /// The ordinary least-squares line `y = slope * x + intercept` of
+    /// one-column data, in f64: the answer every converged run of a linear
+    /// network approaches (of the first input and target columns for wider
+    /// data).
     pub fn least_squares_line(&self) -> (f64, f64) {
         let n = self.len() as f64;
-        let mean_x = self.celsius.iter().map(|&x| x as f64).sum::<f64>() / n;
-        let mean_y = self.fahrenheit.iter().map(|&y| y as f64).sum::<f64>() / n;
+        let xs = || (0..self.len()).map(|s| self.x_row(s)[0] as f64);
+        let ys = || (0..self.len()).map(|s| self.y_row(s)[0] as f64);
+        let mean_x = xs().sum::<f64>() / n;
+        let mean_y = ys().sum::<f64>() / n;
         let (mut sxy, mut sxx) = (0.0, 0.0);
-        for (&x, &y) in self.celsius.iter().zip(&self.fahrenheit) {
-            sxy += (x as f64 - mean_x) * (y as f64 - mean_y);
-            sxx += (x as f64 - mean_x) * (x as f64 - mean_x);
+        for (x, y) in xs().zip(ys()) {
+            sxy += (x - mean_x) * (y - mean_y);
+            sxx += (x - mean_x) * (x - mean_x);
         }
         let slope = if sxx == 0.0 { 0.0 } else { sxy / sxx };
         (slope, mean_y - slope * mean_x)
@@ -248,18 +290,18 @@ impl<'a> LineCounter<'a> {
 /// case-insensitively; they also label the reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ColumnNames {
-    /// The input column.
-    pub x: String,
-    /// The target column.
-    pub y: String,
+    /// The input columns, in the network's input order.
+    pub x: Vec<String>,
+    /// The target columns, one per output unit.
+    pub y: Vec<String>,
 }
 
 impl Default for ColumnNames {
     /// The seed's `celsius` and `fahrenheit`.
     fn default() -> Self {
         Self {
-            x: "celsius".into(),
-            y: "fahrenheit".into(),
+            x: vec!["celsius".into()],
+            y: vec!["fahrenheit".into()],
         }
     }
 }
@@ -270,25 +312,38 @@ impl ColumnNames {
     pub fn are_temperatures(&self) -> bool {
         *self == Self::default()
     }
+
+    /// Every column, inputs first.
+    fn all(&self) -> impl Iterator<Item = &String> {
+        self.x.iter().chain(&self.y)
+    }
+
+    /// `a,b,c` of every column, inputs first.
+    fn listed(&self) -> String {
+        self.all().map(String::as_str).collect::<Vec<_>>().join(",")
+    }
 }
 
-/// Where the input and target are in a row, and how many cells a row has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where each input and target is in a row, and how many cells a row has.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Columns {
-    celsius: usize,
-    fahrenheit: usize,
-    /// The header's cell count; rows without a header have exactly 2.
+    /// The cell of every column, inputs first.
+    at: Vec<usize>,
+    /// The cells a row has: the header's count, or exactly the columns.
     count: usize,
     from_header: bool,
 }
 
 impl Columns {
-    const POSITIONAL: Columns = Columns {
-        celsius: 0,
-        fahrenheit: 1,
-        count: 2,
-        from_header: false,
-    };
+    /// Without a header: the inputs, then the targets.
+    fn positional(names: &ColumnNames) -> Self {
+        let count = names.x.len() + names.y.len();
+        Columns {
+            at: (0..count).collect(),
+            count,
+            from_header: false,
+        }
+    }
 
     /// The columns a header row names, found case-insensitively.
     fn from_header(header: &csv::StringRecord, line: u64, names: &ColumnNames) -> Result<Self> {
@@ -297,71 +352,70 @@ impl Columns {
                 .iter()
                 .position(|cell| cell.eq_ignore_ascii_case(name))
         };
-        match (find(&names.x), find(&names.y)) {
-            (Some(celsius), Some(fahrenheit)) => Ok(Columns {
-                celsius,
-                fahrenheit,
+        let found: Vec<Option<usize>> = names.all().map(|name| find(name)).collect();
+        if found.iter().all(Option::is_some) {
+            return Ok(Columns {
+                at: found.into_iter().flatten().collect(),
                 count: header.len(),
                 from_header: true,
-            }),
-            (celsius, fahrenheit) => {
-                let missing: Vec<&str> = [(&names.x, celsius), (&names.y, fahrenheit)]
-                    .iter()
-                    .filter(|(_, at)| at.is_none())
-                    .map(|(name, _)| name.as_str())
-                    .collect();
-                let found: Vec<String> = header.iter().map(|c| format!("{c:?}")).collect();
-                Err(Error::data(
-                    Some(line),
-                    None,
-                    format!(
-                        "the header names the columns {} but not {}; name the columns \
-                         {} and {} (any case, any order), choose others (--x and --y), or \
-                         leave the header out (then {} is the first column, {} the second)",
-                        found.join(", "),
-                        missing.join(" or "),
-                        names.x,
-                        names.y,
-                        names.x,
-                        names.y
-                    ),
-                ))
-            }
+            });
         }
+        let missing: Vec<&str> = names
+            .all()
+            .zip(&found)
+            .filter(|(_, at)| at.is_none())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let cells: Vec<String> = header.iter().map(|c| format!("{c:?}")).collect();
+        Err(Error::data(
+            Some(line),
+            None,
+            format!(
+                "the header names the columns {} but not {}; name the columns {} (any case, \
+                 any order), choose others (--x and --y), or leave the header out (then the \
+                 columns are {}, in that order)",
+                cells.join(", "),
+                missing.join(" or "),
+                names.listed(),
+                names.listed()
+            ),
+        ))
     }
 
-    /// The row's celsius and fahrenheit values; errors name line and column.
+    /// The row's values, inputs first; errors name line and column.
     fn values(
         &self,
         record: &csv::StringRecord,
         line: u64,
         delimiter: u8,
         names: &ColumnNames,
-    ) -> Result<[f32; 2]> {
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         if record.len() != self.count {
             let expected = if self.from_header {
                 format!("{} columns as the header has", self.count)
             } else {
-                format!("2 columns ({},{})", names.x, names.y)
+                format!("{} columns ({})", self.count, names.listed())
             };
             let message = format!("expected {expected}, found {}", record.len());
             return Err(Error::data(Some(line), None, message));
         }
-        let value = |index: usize, name: &str| -> Result<f32> {
+        out.clear();
+        for (&index, name) in self.at.iter().zip(names.all()) {
             let cell = &record[index];
             let column = index + 1;
             let problem = match parse_number(cell, delimiter) {
                 None => "is not a number",
                 Some(v) if !v.is_finite() => "is not finite",
-                Some(v) => return Ok(v),
+                Some(v) => {
+                    out.push(v);
+                    continue;
+                }
             };
             let message = format!("{name} {cell:?} {problem}");
-            Err(Error::data(Some(line), Some(column), message))
-        };
-        Ok([
-            value(self.celsius, &names.x)?,
-            value(self.fahrenheit, &names.y)?,
-        ])
+            return Err(Error::data(Some(line), Some(column), message));
+        }
+        Ok(())
     }
 }
 
@@ -373,23 +427,23 @@ mod tests {
     fn header_blank_lines_and_crlf_are_accepted() {
         let data =
             Dataset::from_csv_str("celsius,fahrenheit\r\n\r\n0,32\r\n100, 212\n\n", None).unwrap();
-        assert_eq!(data.celsius, vec![0.0, 100.0]);
-        assert_eq!(data.fahrenheit, vec![32.0, 212.0]);
+        assert_eq!(data.x, vec![0.0, 100.0]);
+        assert_eq!(data.y, vec![32.0, 212.0]);
     }
 
     #[test]
     fn other_columns_are_taken_by_the_names_given() {
         let names = ColumnNames {
-            x: "x".into(),
-            y: "Warm".into(),
+            x: vec!["x".into()],
+            y: vec!["Warm".into()],
         };
         let text = "day,warm,X\nmon,1,20.5\ntue,0,3\n";
         let data = Dataset::from_csv_str_with(text, None, &names).unwrap();
-        assert_eq!(data.celsius, vec![20.5, 3.0]);
-        assert_eq!(data.fahrenheit, vec![1.0, 0.0]);
+        assert_eq!(data.x, vec![20.5, 3.0]);
+        assert_eq!(data.y, vec![1.0, 0.0]);
         let missing = ColumnNames {
-            x: "x".into(),
-            y: "cold".into(),
+            x: vec!["x".into()],
+            y: vec!["cold".into()],
         };
         let error = Dataset::from_csv_str_with(text, None, &missing)
             .unwrap_err()
@@ -407,7 +461,7 @@ mod tests {
     #[test]
     fn a_byte_order_mark_is_not_data() {
         let data = Dataset::from_csv_str("\u{feff}0,32\n100,212\n", None).unwrap();
-        assert_eq!(data.celsius, vec![0.0, 100.0]);
+        assert_eq!(data.x, vec![0.0, 100.0]);
     }
 
     #[test]
@@ -434,8 +488,8 @@ mod tests {
             "date,fahrenheit,note,celsius\nmon,212,boils,100\ntue,32,melts,0\n",
         ] {
             let data = Dataset::from_csv_str(text, None).unwrap();
-            assert_eq!(data.celsius, vec![100.0, 0.0], "{text:?}");
-            assert_eq!(data.fahrenheit, vec![212.0, 32.0], "{text:?}");
+            assert_eq!(data.x, vec![100.0, 0.0], "{text:?}");
+            assert_eq!(data.y, vec![212.0, 32.0], "{text:?}");
         }
     }
 
@@ -473,8 +527,8 @@ mod tests {
         ];
         for (text, delimiter) in cases {
             let data = Dataset::from_csv_str(text, delimiter).unwrap();
-            assert_eq!(data.celsius, vec![-40.0, 100.0], "{text:?}");
-            assert_eq!(data.fahrenheit, vec![-40.0, 212.0], "{text:?}");
+            assert_eq!(data.x, vec![-40.0, 100.0], "{text:?}");
+            assert_eq!(data.y, vec![-40.0, 212.0], "{text:?}");
         }
         // A file cut with a delimiter other than the one given.
         let err = Dataset::from_csv_str("1;2\n", Some(b','))
@@ -531,7 +585,7 @@ mod tests {
         let data = Dataset::from_formula(1000, 7);
         assert_eq!(data, Dataset::from_formula(1000, 7));
         assert_ne!(data, Dataset::from_formula(1000, 8));
-        assert!(data.celsius.iter().all(|&c| (-50.0..150.0).contains(&c)));
+        assert!(data.x.iter().all(|&c| (-50.0..150.0).contains(&c)));
         let (slope, intercept) = data.least_squares_line();
         // f32 rounding of values up to 302 F: the line is exact to ~1e-6.
         assert!((slope - 1.8).abs() < 1e-6 && (intercept - 32.0).abs() < 1e-4);

@@ -82,19 +82,24 @@ impl Architecture {
         widths.extend_from_slice(hidden);
         widths.push(1);
         let activations = vec![Activation::Linear; widths.len() - 1];
-        let architecture = Self {
+        Self {
             widths,
             activations,
-        };
-        let count = architecture.param_count();
+        }
+        .within_param_limit()
+    }
+
+    /// This network, unless it has more than [`MAX_PARAMS`] parameters.
+    fn within_param_limit(self) -> Result<Self> {
+        let count = self.param_count();
         if count > MAX_PARAMS {
             fail!(
                 InvalidConfig,
                 "a {} network has {count} parameters; at most {MAX_PARAMS} are supported",
-                architecture.describe()
+                self.describe()
             );
         }
-        Ok(architecture)
+        Ok(self)
     }
 
     /// The seed's model: Dense(3), Dense(3), Dense(1).
@@ -108,6 +113,24 @@ impl Architecture {
         let widths: Vec<usize> = hidden.iter().map(|&(width, _)| width).collect();
         let activations = hidden.iter().map(|&(_, activation)| activation);
         Self::new(&widths)?.with_activations(activations.chain([output]).collect())
+    }
+
+    /// The same hidden layers between `inputs` inputs and `outputs` output
+    /// units (the data's columns); the same limits as [`Self::new`].
+    pub fn with_io(self, inputs: usize, outputs: usize) -> Result<Self> {
+        for (what, width) in [("input", inputs), ("output", outputs)] {
+            if !(1..=MAX_WIDTH).contains(&width) {
+                fail!(
+                    InvalidConfig,
+                    "the {what} layer has width {width}; it must be 1 to {MAX_WIDTH}"
+                );
+            }
+        }
+        let mut widths = self.widths;
+        let last = widths.len() - 1;
+        widths[0] = inputs;
+        widths[last] = outputs;
+        Self { widths, ..self }.within_param_limit()
     }
 
     /// The same widths with these activations, one per Dense layer (the
@@ -254,7 +277,8 @@ impl Model {
     }
 
     /// Builds a model from per-layer Keras weights, checking that the shapes
-    /// chain from one input to one output.
+    /// chain: the first kernel's rows are the inputs, the last bias's
+    /// entries the outputs.
     pub fn from_dense_weights(layers: &[DenseWeights]) -> Result<Self> {
         if layers.is_empty() {
             fail!(
@@ -263,7 +287,14 @@ impl Model {
             );
         }
         let mut hidden = Vec::new();
-        let mut inputs = 1usize;
+        let first_inputs = layers[0].kernel.len();
+        if first_inputs == 0 {
+            fail!(
+                InvalidModel,
+                "layer 0: kernel has no rows; a Dense layer needs at least one input"
+            );
+        }
+        let mut inputs = first_inputs;
         let mut params = Vec::new();
         for (index, layer) in layers.iter().enumerate() {
             let name = format!("layer {index}");
@@ -297,16 +328,13 @@ impl Model {
             params.extend(values);
             if index + 1 < layers.len() {
                 hidden.push(units);
-            } else if units != 1 {
-                fail!(
-                    InvalidModel,
-                    "{name}: the last layer must have 1 unit (fahrenheit), it has {units}"
-                );
             }
             inputs = units;
         }
         let activations = layers.iter().map(|layer| layer.activation).collect();
-        let architecture = Architecture::new(&hidden)?.with_activations(activations)?;
+        let architecture = Architecture::new(&hidden)?
+            .with_activations(activations)?
+            .with_io(first_inputs, inputs)?;
         Self::from_params(architecture, params)
     }
 
@@ -336,27 +364,20 @@ impl Model {
             .collect()
     }
 
-    /// The network's output for one input, in f32 with the training kernels'
-    /// order of operations.
+    /// The network's first output for one input (the seed's: fahrenheit
+    /// for celsius), in f32 with the training kernels' order of operations.
     pub fn predict(&self, celsius: f32) -> f32 {
-        // One sample in a batch of LANES (the other lanes compute from zeros).
-        use crate::cpu::{LANES, dense_forward};
-        let mut activations = vec![0.0; LANES];
-        activations[0] = celsius;
-        for layer in self.architecture.layers() {
-            let mut outputs = vec![0.0; layer.units * LANES];
-            let mut sums = vec![0.0; layer.units * LANES];
-            dense_forward(
-                &self.params,
-                &layer,
-                LANES,
-                &activations,
-                &mut outputs,
-                &mut sums,
-            );
-            activations = outputs;
-        }
-        activations[0]
+        self.predict_row(&[celsius])[0]
+    }
+
+    /// The network's outputs for one sample's inputs (as many as the
+    /// network takes), in f32 with the training kernels' order of
+    /// operations.
+    pub fn predict_row(&self, inputs: &[f32]) -> Vec<f32> {
+        let (mut outputs, mut sums) = (Vec::new(), Vec::new());
+        let layers = self.architecture.layers();
+        crate::cpu::forward_one(&self.params, &layers, inputs, &mut outputs, &mut sums);
+        outputs
     }
 }
 

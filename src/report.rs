@@ -52,38 +52,54 @@ impl DeviceReport {
     }
 }
 
-/// The network's output for one input, written under the data's column
-/// names (`{"celsius": 100, "fahrenheit": 211.7}`).
+/// The network's outputs for one row of inputs, written under the data's
+/// column names (`{"celsius": 100, "fahrenheit": 211.7}`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
-    pub input: f32,
-    pub output: f32,
+    pub input: Vec<f32>,
+    pub output: Vec<f32>,
     pub columns: ColumnNames,
 }
 
 impl Serialize for Prediction {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry(&self.columns.x, &self.input)?;
-        map.serialize_entry(&self.columns.y, &self.output)?;
+        let names = &self.columns;
+        let mut map = serializer.serialize_map(Some(names.x.len() + names.y.len()))?;
+        for (name, value) in names.x.iter().zip(&self.input) {
+            map.serialize_entry(name, value)?;
+        }
+        for (name, value) in names.y.iter().zip(&self.output) {
+            map.serialize_entry(name, value)?;
+        }
         map.end()
     }
 }
 
 impl Prediction {
-    /// `100 °C -> 211.7 °F`, or `x = 1.5 -> y = 0.99` for other columns.
+    /// `100 °C -> 211.7 °F`, or `x1 = 1.5, x2 = 2 -> y = 0.99` for other
+    /// columns.
     fn describe(&self) -> String {
         let names = &self.columns;
         if names.are_temperatures() {
-            format!("{} °C -> {} °F", self.input, self.output)
-        } else {
-            format!(
-                "{} = {} -> {} = {}",
-                names.x, self.input, names.y, self.output
-            )
+            return format!("{} °C -> {} °F", self.input[0], self.output[0]);
         }
+        format!(
+            "{} -> {}",
+            named_values(&names.x, &self.input),
+            named_values(&names.y, &self.output)
+        )
     }
+}
+
+/// `a = 1, b = 2`.
+fn named_values(names: &[String], values: &[f32]) -> String {
+    let pairs: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(name, value)| format!("{name} = {value}"))
+        .collect();
+    pairs.join(", ")
 }
 
 /// Early stopping's settings and how it ended the run.
@@ -307,7 +323,7 @@ impl Report {
     }
 
     /// Loss history, weights, predictions (100 first) and the epoch rate.
-    pub fn record_results(&mut self, output: &TrainOutput, extra_predictions: &[f32]) {
+    pub fn record_results(&mut self, output: &TrainOutput, extra_predictions: &[Vec<f32>]) {
         let model = &output.model;
         self.final_loss = output.loss_history.last().copied();
         self.loss_history = output.loss_history.clone();
@@ -322,13 +338,13 @@ impl Report {
             report.restored = stop.restored;
         }
         // 100 °C is the tutorial's question; other data has no such input.
-        let first = self.columns.are_temperatures().then_some(100.0);
+        let first = self.columns.are_temperatures().then(|| vec![100.0]);
         self.predictions = first
             .into_iter()
-            .chain(extra_predictions.iter().copied())
+            .chain(extra_predictions.iter().cloned())
             .map(|input| Prediction {
+                output: model.predict_row(&input),
                 input,
-                output: model.predict(input),
                 columns: self.columns.clone(),
             })
             .collect();
@@ -497,13 +513,12 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "  predictions: max {:e} absolute, {:e} relative ({} = {})",
+                "  predictions: max {:e} absolute, {:e} relative ({})",
                 c.predictions.absolute,
                 c.predictions.relative,
-                self.columns.x,
                 self.predictions
                     .get(c.predictions.at)
-                    .map_or(100.0, |p| p.input)
+                    .map_or_else(String::new, |p| named_values(&self.columns.x, &p.input))
             );
             let _ = writeln!(
                 out,

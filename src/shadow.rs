@@ -200,8 +200,8 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
     } = run;
     let validation_rows = config.validation_rows();
     let (validation_x, validation_y) = (
-        &config.data.celsius[validation_rows.clone()],
-        &config.data.fahrenheit[validation_rows.clone()],
+        config.data.rows(validation_rows.clone()).0,
+        config.data.rows(validation_rows.clone()).1,
     );
     let mut validation = Vec::new();
     let batching = config.batching();
@@ -265,10 +265,10 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
 
         let batch = batching.batch(step);
         gathered.gather(&config.data, &batching, batch);
-        let (celsius, fahrenheit) = gathered.view(&config.data, &batching, batch);
+        let (x, y) = gathered.view(&config.data, &batching, batch);
         let weights = &record.before.weights;
-        let loss = backprop.loss_and_gradients(weights, celsius, fahrenheit, &mut cpu_gradients);
-        let bounds = step_bounds(&layers, config.loss, weights, celsius, fahrenheit);
+        let loss = backprop.loss_and_gradients(weights, x, y, &mut cpu_gradients);
+        let bounds = step_bounds(&layers, config.loss, weights, x, y);
         losses.consider(step, 0, record.loss, loss, bounds.loss);
         let compared = record.gradients.iter().zip(&cpu_gradients);
         for (p, ((&device, &cpu), &bound)) in compared.zip(&bounds.gradients).enumerate() {
@@ -415,12 +415,12 @@ pub fn step_bounds(
     layers: &[DenseLayout],
     loss: Loss,
     weights: &[f32],
-    celsius: &[f32],
-    fahrenheit: &[f32],
+    x: &[f32],
+    y: &[f32],
 ) -> StepBounds {
     // The blocked sum adds at most REDUCE_BLOCK values a level.
     let mut roundings = 0;
-    let mut length = celsius.len();
+    let mut length = x.len() / layers[0].inputs;
     loop {
         roundings += length.min(REDUCE_BLOCK);
         if length <= REDUCE_BLOCK {
@@ -428,7 +428,7 @@ pub fn step_bounds(
         }
         length = length.div_ceil(REDUCE_BLOCK);
     }
-    bounds_with(layers, loss, weights, celsius, fahrenheit, roundings)
+    bounds_with(layers, loss, weights, x, y, roundings)
 }
 
 /// [`step_bounds`] for sums over samples of `roundings` roundings each.
@@ -436,19 +436,21 @@ fn bounds_with(
     layers: &[DenseLayout],
     loss: Loss,
     weights: &[f32],
-    celsius: &[f32],
-    fahrenheit: &[f32],
+    x: &[f32],
+    y: &[f32],
     roundings: usize,
 ) -> StepBounds {
-    let samples = celsius.len();
+    let samples = x.len() / layers[0].inputs;
+    let units = layers.last().expect("one layer").units;
     let w = |index: usize| weights[index] as f64;
     // Per parameter (and the loss last): sum over samples of the
     // terms' magnitude products, and of their own differences.
     let mut magnitudes = vec![0.0f64; weights.len() + 1];
     let mut term_differences = vec![0.0f64; weights.len() + 1];
-    for (&x, &y) in celsius.iter().zip(fahrenheit) {
+    for (x, y) in x.chunks_exact(layers[0].inputs).zip(y.chunks_exact(units)) {
         // Forward: activations[l][j], and each layer's sums z.
-        let mut activations = vec![vec![Bounded::exact(x as f64)]];
+        let inputs: Vec<Bounded> = x.iter().map(|&v| Bounded::exact(v as f64)).collect();
+        let mut activations = vec![inputs];
         let mut sums_of = Vec::with_capacity(layers.len());
         for layer in layers {
             let inputs = activations.last().expect("the input layer");
@@ -478,17 +480,24 @@ fn bounds_with(
             activations.push(outputs.iter().map(|&z| layer.activation.apply(z)).collect());
             sums_of.push(outputs);
         }
-        // The sample's loss and output error (`Loss::output_error`).
+        // The sample's loss, the mean of its units', and each unit's output
+        // error (`Loss::output_error` over N x units).
         let output_layer = layers.last().expect("one layer");
-        let output = activations.last().expect("the output layer")[0];
-        let z = match output_layer.activation {
-            Activation::Linear => output,
-            _ => sums_of.last().expect("one layer")[0],
-        };
-        let total = Bounded::exact(samples as f32 as f64);
-        let y = Bounded::exact(y as f64);
-        let error = loss.output_error(output, z, y, output_layer.activation, total);
-        let mut errors = vec![error.delta];
+        let total = Bounded::exact((samples * units) as f32 as f64);
+        let mut sample_loss = Bounded::exact(0.0);
+        let mut errors = Vec::with_capacity(units);
+        for (j, &target) in y.iter().enumerate() {
+            let output = activations.last().expect("the output layer")[j];
+            let z = match output_layer.activation {
+                Activation::Linear => output,
+                _ => sums_of.last().expect("one layer")[j],
+            };
+            let target = Bounded::exact(target as f64);
+            let error = loss.output_error(output, z, target, output_layer.activation, total);
+            sample_loss = sample_loss + error.loss;
+            errors.push(error.delta);
+        }
+        let sample_loss = sample_loss / Bounded::exact(units as f64);
         // Backward: errors of each layer's inputs, last layer first;
         // `errors_of[l]` holds layer l's output errors.
         let mut errors_of = vec![Vec::new(); layers.len()];
@@ -536,7 +545,7 @@ fn bounds_with(
                 add(layer.bias_offset + j, one, e);
             }
         }
-        add(weights.len(), one, error.loss);
+        add(weights.len(), one, sample_loss);
     }
     let sum_bound = |p: usize| term_differences[p] + apart(roundings) * magnitudes[p];
     let gradients = (0..weights.len()).map(sum_bound).collect();

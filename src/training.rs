@@ -150,6 +150,24 @@ impl TrainConfig {
         self.training_len()..self.data.len()
     }
 
+    /// Refuses a model whose input width or output units differ from the
+    /// data's columns; both trainers call it first.
+    pub fn check_model(&self, model: &Model) -> Result<()> {
+        let widths = model.architecture().widths();
+        let (inputs, outputs) = (widths[0], widths[widths.len() - 1]);
+        if inputs != self.data.x_width || outputs != self.data.y_width {
+            fail!(
+                InvalidConfig,
+                "the {} network takes {inputs} input(s) and gives {outputs} output(s), but the \
+                 data has {} input column(s) and {} target column(s) (--x, --y)",
+                model.architecture().describe(),
+                self.data.x_width,
+                self.data.y_width
+            );
+        }
+        Ok(())
+    }
+
     /// What a step does besides training (src/step.rs).
     pub fn extras(&self) -> Extras {
         Extras {
@@ -179,6 +197,24 @@ impl TrainConfig {
                 InvalidConfig,
                 "learning rate must be a finite number greater than 0, got {}",
                 self.learning_rate
+            );
+        }
+        let data = &self.data;
+        if data.x_width == 0 || data.y_width == 0 {
+            fail!(
+                InvalidConfig,
+                "the dataset needs at least one input and one target column"
+            );
+        }
+        if !data.x.len().is_multiple_of(data.x_width) || data.y.len() != data.len() * data.y_width {
+            fail!(
+                InvalidConfig,
+                "the dataset's arrays do not hold whole samples: {} inputs of {} per sample, \
+                 {} targets of {} per sample",
+                data.x.len(),
+                data.x_width,
+                data.y.len(),
+                data.y_width
             );
         }
         if self.data.is_empty() {
@@ -230,18 +266,14 @@ impl TrainConfig {
             }
         }
         if self.loss.needs_probabilities()
-            && let Some(row) = self
-                .data
-                .fahrenheit
-                .iter()
-                .position(|y| !(0.0..=1.0).contains(y))
+            && let Some(at) = self.data.y.iter().position(|y| !(0.0..=1.0).contains(y))
         {
             fail!(
                 InvalidConfig,
                 "{} needs targets in [0, 1] (probabilities), but sample {} has {}",
                 self.loss,
-                row + 1,
-                self.data.fahrenheit[row]
+                at / self.data.y_width + 1,
+                self.data.y[at]
             );
         }
         Ok(())

@@ -18,10 +18,7 @@ fn known_model() -> Model {
 }
 
 fn data() -> Dataset {
-    Dataset {
-        celsius: vec![-2.0, 0.5, 3.0],
-        fahrenheit: vec![1.0, 2.5, 4.0],
-    }
+    Dataset::new(vec![-2.0, 0.5, 3.0], vec![1.0, 2.5, 4.0])
 }
 
 /// The network in f64: (x * k0 + b0) * k1 + b1 for the 1-2-1 layout above.
@@ -33,24 +30,16 @@ fn predict_f64(p: &[f64], x: f64) -> f64 {
 
 fn loss_f64(p: &[f64], data: &Dataset) -> f64 {
     let n = data.len() as f64;
-    data.celsius
+    data.x
         .iter()
-        .zip(&data.fahrenheit)
+        .zip(&data.y)
         .map(|(&x, &y)| (predict_f64(p, x as f64) - y as f64).powi(2))
         .sum::<f64>()
         / n
 }
 
 fn gradient_f64(p: &[f64], data: &Dataset) -> Vec<f64> {
-    let h = 1e-6;
-    (0..p.len())
-        .map(|i| {
-            let (mut up, mut down) = (p.to_vec(), p.to_vec());
-            up[i] += h;
-            down[i] -= h;
-            (loss_f64(&up, data) - loss_f64(&down, data)) / (2.0 * h)
-        })
-        .collect()
+    common::central_differences(|p| loss_f64(p, data), p)
 }
 
 /// Keras's Adam (adam.py), f64: alpha = lr sqrt(1 - b2^t) / (1 - b1^t);
@@ -78,12 +67,7 @@ fn backprop_gradients_match_finite_differences() {
     let data = data();
     let mut gradients = vec![0.0f32; model.params().len()];
     let loss = Backprop::new(model.architecture(), Loss::MeanSquaredError, data.len())
-        .loss_and_gradients(
-            model.params(),
-            &data.celsius,
-            &data.fahrenheit,
-            &mut gradients,
-        );
+        .loss_and_gradients(model.params(), &data.x, &data.y, &mut gradients);
     let p: Vec<f64> = model.params().iter().map(|&w| w as f64).collect();
     // f32 forward/backward over 3 samples: a few ULP (~1e-7 relative) per
     // value; central differences with h = 1e-6 in f64 are exact to ~1e-9.

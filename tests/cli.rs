@@ -278,6 +278,21 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         ),
         (vec!["--from-logits"], 1, "binary_crossentropy only"),
         (
+            vec!["--predict", "1,2"],
+            1,
+            "has 2 value(s), but the network takes 1 input(s)",
+        ),
+        (
+            vec!["--data", "examples/data/sine.csv", "--x", "x,,y"],
+            2,
+            "column 2 is empty",
+        ),
+        (
+            vec!["--data", "examples/data/sine.csv", "--x", "x", "--y", "y,z"],
+            1,
+            "but not z",
+        ),
+        (
             vec!["--validation-split", "0.99"],
             1,
             "leaves 0 of the 7 samples for training and 7 for validation",
@@ -880,7 +895,7 @@ fn activations_and_losses_train_report_and_round_trip_through_model_files() {
 
 /// README.md's "Beyond straight lines" commands, and the final loss each
 /// must stay below.
-const SHIPPED_EXAMPLES: [(&str, f64); 3] = [
+const SHIPPED_EXAMPLES: [(&str, f64); 4] = [
     (
         "--data examples/data/sine.csv --x x --y y --hidden 16:relu,16:relu --learning-rate 0.01 --epochs 1000",
         0.01,
@@ -888,6 +903,10 @@ const SHIPPED_EXAMPLES: [(&str, f64); 3] = [
     (
         "--data examples/data/sine.csv --x x --y y --hidden 16:tanh,16:tanh --learning-rate 0.01 --epochs 1000 --loss huber",
         0.01,
+    ),
+    (
+        "--data examples/data/wind_chill.csv --x celsius,wind_kmh --y wind_chill --hidden 16:relu,16:relu --learning-rate 0.003 --epochs 1500 --predict -20,30",
+        0.5,
     ),
     (
         "--data examples/data/warm.csv --y warm --hidden 8:relu --output-activation sigmoid --loss binary_crossentropy --learning-rate 0.05 --epochs 300 --predict 10 --predict 30",
@@ -992,4 +1011,52 @@ fn early_stopping_stops_reports_and_keeps_the_best_epoch() {
         "{text}"
     );
     assert!(text.contains("kept the weights of epoch 1"), "{text}");
+}
+
+#[test]
+fn several_input_and_target_columns_train_and_name_the_predictions() {
+    // Two targets of two inputs: the network's input width and output
+    // units follow the columns, the predictions are keyed by them, and a
+    // saved model trains on again only with the same columns.
+    let data = scratch("two-by-two.csv");
+    let mut text = "a,b,sum,diff\n".to_string();
+    for k in 0..60 {
+        let (a, b) = ((k % 10) as f32 * 0.3 - 1.5, (k / 10) as f32 * 0.4 - 1.0);
+        text += &format!("{a},{b},{},{}\n", a + b, a - b);
+    }
+    std::fs::write(&data, text).unwrap();
+    let model = scratch("two-by-two.json");
+    let report = json_of(&[
+        "--json",
+        "--data",
+        data.to_str().unwrap(),
+        "--x",
+        "a,b",
+        "--y",
+        "sum,diff",
+        "--hidden",
+        "4",
+        "--epochs",
+        "300",
+        "--learning-rate",
+        "0.05",
+        "--predict",
+        "1,0.5",
+        "--save",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(report["architecture"], "2-4-2");
+    assert_eq!(report["columns"]["x"], serde_json::json!(["a", "b"]));
+    let p = &report["predictions"][0];
+    assert_eq!((p["a"].as_f64(), p["b"].as_f64()), (Some(1.0), Some(0.5)));
+    // A linear network learns both sums exactly.
+    let (sum, diff) = (p["sum"].as_f64().unwrap(), p["diff"].as_f64().unwrap());
+    assert!((sum - 1.5).abs() < 0.01 && (diff - 0.5).abs() < 0.01, "{p}");
+    let output = gpu_c2f(&["--init", model.to_str().unwrap(), "--epochs", "1"]);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("the 2-4-2 network takes 2 input(s) and gives 2 output(s)"),
+        "{message}"
+    );
 }

@@ -459,7 +459,11 @@ fn model_files() {
             "model",
             &["--init", &last],
             1,
-            &["last.json", "layer 0", "last layer must have 1 unit"],
+            &[
+                "last.json",
+                "the 1-2 network takes 1 input(s) and gives 2 output(s)",
+                "1 target column(s) (fahrenheit)",
+            ],
         ),
         case(
             "model",

@@ -7,6 +7,8 @@
 //! CPU reference by the shadow check (tests/gpu_vs_cpu.rs), so a derivative
 //! that is wrong on both sides is caught here.
 
+mod common;
+
 use gpu_c2f::cpu::Backprop;
 use gpu_c2f::{Activation, Architecture, Dataset, Loss, Model};
 
@@ -38,9 +40,21 @@ fn activate_f64(activation: Activation, x: f64) -> f64 {
     }
 }
 
-/// A 1-3-2-1 network: every hidden layer `hidden`, the output `output`.
-fn architecture(hidden: Activation, output: Activation) -> Architecture {
-    Architecture::with_layers(&[(3, hidden), (2, hidden)], output).unwrap()
+/// A network of `inputs`, 3 and 2 hidden units (every hidden layer
+/// `hidden`), and `outputs` units of `output` (1-3-2-1 or 2-3-2: 17
+/// parameters either way).
+fn architecture(case: Case) -> Architecture {
+    let hidden = [(3, case.hidden), (2, case.hidden)];
+    let (inputs, outputs) = case.io;
+    let layers = if outputs == 1 {
+        &hidden[..]
+    } else {
+        &hidden[..1]
+    };
+    Architecture::with_layers(layers, case.output)
+        .unwrap()
+        .with_io(inputs, outputs)
+        .unwrap()
 }
 
 /// Hand-picked weights (no symmetry, every sum well away from 0 on the data
@@ -53,10 +67,10 @@ const PARAMS: [f32; 17] = [
 ];
 
 fn data() -> Dataset {
-    Dataset {
-        celsius: vec![-2.1, -0.9, 0.45, 1.3, 2.6],
-        fahrenheit: vec![0.3, -0.4, 0.9, 0.2, 0.7],
-    }
+    Dataset::new(
+        vec![-2.1, -0.9, 0.45, 1.3, 2.6],
+        vec![0.3, -0.4, 0.9, 0.2, 0.7],
+    )
 }
 
 /// Keras's losses in f64, from their definitions (keras/src/losses/losses.py).
@@ -85,10 +99,11 @@ fn loss_of(loss: Loss, output: f64, y: f64) -> f64 {
     }
 }
 
-/// The network's output in f64, and the smallest |z| of any unit.
-fn forward_f64(p: &[f64], x: f64, hidden: Activation, output: Activation) -> (f64, f64) {
-    let layers = architecture(hidden, output).layers();
-    let mut values = vec![x];
+/// The network's outputs in f64 for one row, and the smallest |z| of any
+/// unit.
+fn forward_f64(p: &[f64], x: &[f32], case: Case) -> (Vec<f64>, f64) {
+    let layers = architecture(case).layers();
+    let mut values: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let mut nearest_kink = f64::INFINITY;
     for layer in &layers {
         values = (0..layer.units)
@@ -102,7 +117,7 @@ fn forward_f64(p: &[f64], x: f64, hidden: Activation, output: Activation) -> (f6
             })
             .collect();
     }
-    (values[0], nearest_kink)
+    (values, nearest_kink)
 }
 
 /// What one check trains: the hidden layers' and the output layer's
@@ -113,40 +128,40 @@ struct Case {
     output: Activation,
     loss: Loss,
     data: fn() -> Dataset,
+    /// Input and output columns.
+    io: (usize, usize),
 }
 
 fn loss_f64(p: &[f64], case: Case) -> f64 {
     let data = (case.data)();
     let n = data.len() as f64;
-    data.celsius
-        .iter()
-        .zip(&data.fahrenheit)
-        .map(|(&x, &y)| {
-            let output = forward_f64(p, x as f64, case.hidden, case.output).0;
-            loss_of(case.loss, output, y as f64)
+    (0..data.len())
+        .map(|s| {
+            let outputs = forward_f64(p, data.x_row(s), case).0;
+            let targets = data.y_row(s);
+            let units = outputs.len() as f64;
+            let sum: f64 = outputs
+                .iter()
+                .zip(targets)
+                .map(|(&output, &y)| loss_of(case.loss, output, y as f64))
+                .sum();
+            // Keras's mean over the last axis, then over the batch.
+            sum / units
         })
         .sum::<f64>()
         / n
 }
 
 fn gradient_f64(p: &[f64], case: Case) -> Vec<f64> {
-    let h = 1e-6;
-    (0..p.len())
-        .map(|i| {
-            let (mut up, mut down) = (p.to_vec(), p.to_vec());
-            up[i] += h;
-            down[i] -= h;
-            (loss_f64(&up, case) - loss_f64(&down, case)) / (2.0 * h)
-        })
-        .collect()
+    common::central_differences(|p| loss_f64(p, case), p)
 }
 
 /// Targets in [0, 1] for the cross-entropies: 0, 1 and between.
 fn probabilities() -> Dataset {
-    Dataset {
-        celsius: vec![-2.1, -0.9, 0.45, 1.3, 2.6],
-        fahrenheit: vec![0.0, 1.0, 0.3, 1.0, 0.8],
-    }
+    Dataset::new(
+        vec![-2.1, -0.9, 0.45, 1.3, 2.6],
+        vec![0.0, 1.0, 0.3, 1.0, 0.8],
+    )
 }
 
 /// Checks the CPU reference's loss and gradients of `case` against the f64
@@ -159,24 +174,25 @@ fn check(case: Case) {
         ..
     } = case;
     let data = (case.data)();
-    let architecture = architecture(hidden, output);
-    let model = Model::from_params(architecture, PARAMS.to_vec()).unwrap();
+    let model = Model::from_params(architecture(case), PARAMS.to_vec()).unwrap();
     let p: Vec<f64> = model.params().iter().map(|&w| w as f64).collect();
-    for (&x, &y) in data.celsius.iter().zip(&data.fahrenheit) {
-        let (out, nearest) = forward_f64(&p, x as f64, hidden, output);
+    for s in 0..data.len() {
+        let (outputs, nearest) = forward_f64(&p, data.x_row(s), case);
         assert!(nearest > 1e-3, "a sum lies {nearest} from a kink");
         // mae's and huber's kinks: the error at 0 and at +-1.
-        let e = (out - y as f64).abs();
-        assert!(
-            e > 1e-3 && (e - 1.0).abs() > 1e-3,
-            "an error of {e} is at a kink"
-        );
+        for (out, &y) in outputs.iter().zip(data.y_row(s)) {
+            let e = (out - y as f64).abs();
+            assert!(
+                e > 1e-3 && (e - 1.0).abs() > 1e-3,
+                "an error of {e} is at a kink"
+            );
+        }
     }
     let mut gradients = vec![0.0f32; PARAMS.len()];
     let loss = Backprop::new(model.architecture(), which, data.len()).loss_and_gradients(
         model.params(),
-        &data.celsius,
-        &data.fahrenheit,
+        &data.x,
+        &data.y,
         &mut gradients,
     );
     // f32 forward and backward through a few layers: each value within
@@ -208,6 +224,7 @@ fn every_activations_gradients_match_finite_differences() {
         output,
         loss: Loss::MeanSquaredError,
         data,
+        io: (1, 1),
     };
     for activation in Activation::ALL {
         check(case(activation, Activation::Linear));
@@ -222,6 +239,7 @@ fn every_losss_gradients_match_finite_differences() {
         output,
         loss,
         data,
+        io: (1, 1),
     };
     check(case(Activation::Linear, Loss::MeanSquaredError, data));
     check(case(Activation::Linear, Loss::MeanAbsoluteError, data));
@@ -245,4 +263,37 @@ fn every_losss_gradients_match_finite_differences() {
         Loss::BinaryCrossentropyFromLogits,
         probabilities,
     ));
+}
+
+/// Two inputs and two targets a row, away from every kink.
+fn two_columns() -> Dataset {
+    let mut data = Dataset::new(
+        vec![-2.1, 0.7, -0.9, 1.6, 0.45, -1.2, 1.3, 0.2, 2.6, -0.4],
+        vec![0.3, -0.8, -0.4, 0.6, 0.9, 0.1, 0.2, -0.5, 0.7, 0.35],
+    );
+    (data.x_width, data.y_width) = (2, 2);
+    data
+}
+
+#[test]
+fn several_outputs_gradients_match_finite_differences() {
+    // 2-3-2: each sample's loss the mean of its two units' (Keras's mean
+    // over the last axis), the error of each unit over N x 2.
+    for (hidden, output, loss) in [
+        (Activation::Tanh, Activation::Linear, Loss::MeanSquaredError),
+        (Activation::Relu, Activation::Linear, Loss::Huber),
+        (
+            Activation::Silu,
+            Activation::Linear,
+            Loss::MeanAbsoluteError,
+        ),
+    ] {
+        check(Case {
+            hidden,
+            output,
+            loss,
+            data: two_columns,
+            io: (2, 2),
+        });
+    }
 }

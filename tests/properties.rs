@@ -287,7 +287,7 @@ proptest! {
         let text = String::from_utf8_lossy(&bytes);
         if let Ok(data) = Dataset::from_csv_str(&text, None) {
             prop_assert!(!data.is_empty());
-            prop_assert_eq!(data.celsius.len(), data.fahrenheit.len());
+            prop_assert_eq!(data.x.len(), data.y.len());
         }
     }
 
@@ -297,8 +297,8 @@ proptest! {
     fn csv_number_like_text_never_panics(text in "[0-9eE.,+\\- \t\r\nnaNifINFcelsiu]{0,200}") {
         if let Ok(data) = Dataset::from_csv_str(&text, None) {
             prop_assert!(!data.is_empty());
-            prop_assert_eq!(data.celsius.len(), data.fahrenheit.len());
-            prop_assert!(data.celsius.iter().chain(&data.fahrenheit).all(|v| v.is_finite()));
+            prop_assert_eq!(data.x.len(), data.y.len());
+            prop_assert!(data.x.iter().chain(&data.y).all(|v| v.is_finite()));
         }
     }
 
@@ -311,8 +311,8 @@ proptest! {
             .map_err(|e| TestCaseError::fail(format!("{text:?} was refused: {e:#}")))?;
         let celsius: Vec<f32> = file.rows.iter().map(|r| r.celsius).collect();
         let fahrenheit: Vec<f32> = file.rows.iter().map(|r| r.fahrenheit).collect();
-        prop_assert_eq!(bits(&data.celsius), bits(&celsius), "{:?}", text);
-        prop_assert_eq!(bits(&data.fahrenheit), bits(&fahrenheit), "{:?}", text);
+        prop_assert_eq!(bits(&data.x), bits(&celsius), "{:?}", text);
+        prop_assert_eq!(bits(&data.y), bits(&fahrenheit), "{:?}", text);
     }
 
     /// A header and blank lines but no rows: refused as having no data.
@@ -517,9 +517,7 @@ fn weight_bits(layers: &[DenseWeights]) -> Vec<(Vec<Vec<u32>>, Vec<u32>)> {
 /// What every accepted model must satisfy.
 fn check_accepted(model: &Model) -> Result<(), TestCaseError> {
     let widths = model.architecture().widths();
-    prop_assert_eq!(widths.first(), Some(&1));
-    prop_assert_eq!(widths.last(), Some(&1));
-    prop_assert!(widths.iter().all(|&w| w >= 1));
+    prop_assert!(widths.len() >= 2 && widths.iter().all(|&w| w >= 1));
     prop_assert!(model.params().iter().all(|v| v.is_finite()));
     prop_assert_eq!(model.params().len(), model.architecture().param_count());
     let again = Model::from_dense_weights(&model.dense_weights())
@@ -534,8 +532,9 @@ enum Breakage {
     DropRow,
     /// Add one unit to layer K's bias (its kernel rows keep their length).
     AddBiasUnit,
-    /// Give the last layer this many units (not 1), consistently.
-    LastUnits(usize),
+    /// Give the last layer no units (any other count is a network of that
+    /// many outputs).
+    NoLastUnits,
     /// Write a number f32 cannot hold, or a non-finite one, in layer K.
     Huge(&'static str),
 }
@@ -544,7 +543,7 @@ fn breakage() -> impl Strategy<Value = Breakage> {
     prop_oneof![
         Just(Breakage::DropRow),
         Just(Breakage::AddBiasUnit),
-        prop::sample::select(vec![0usize, 2, 3, 6]).prop_map(Breakage::LastUnits),
+        Just(Breakage::NoLastUnits),
         prop::sample::select(vec!["1e39", "-1e39", "3.5e38", "-1e300"]).prop_map(Breakage::Huge),
     ]
 }
@@ -617,7 +616,7 @@ proptest! {
         prop_assert_eq!(model.architecture(), &Architecture::new(&hidden).unwrap());
     }
 
-    /// Shapes that do not chain, a last layer of other than one unit, or a
+    /// Shapes that do not chain, a last layer of no units, or a
     /// number f32 cannot hold: refused, and the error names the layer.
     #[test]
     fn model_file_broken_shapes_are_refused_naming_the_layer(
@@ -635,12 +634,12 @@ proptest! {
                 layers[k].kernel.remove(row);
             }
             Breakage::AddBiasUnit => layers[k].bias.push(0.5),
-            Breakage::LastUnits(units) => {
+            Breakage::NoLastUnits => {
                 k = last;
                 for row in &mut layers[k].kernel {
-                    row.resize(*units, 0.25);
+                    row.clear();
                 }
-                layers[k].bias.resize(*units, 0.75);
+                layers[k].bias.clear();
             }
             Breakage::Huge(text) => {
                 // Index of one of layer k's numbers among all numbers in file order.
@@ -724,6 +723,20 @@ fn flag_value() -> impl Strategy<Value = String> {
             "/",
             ".",
             "../x.csv",
+            "16:relu,8:tanh",
+            "3:swish",
+            "8:",
+            ":relu",
+            "sigmoid",
+            "leaky_relu",
+            "mse",
+            "bce",
+            "binary_crossentropy",
+            "huber",
+            "0.2",
+            "0.99",
+            "true",
+            "false",
         ])
         .prop_map(str::to_string),
         any::<i64>().prop_map(|n| n.to_string()),
@@ -735,7 +748,7 @@ fn flag_value() -> impl Strategy<Value = String> {
     ]
 }
 
-const VALUE_FLAGS: [&str; 13] = [
+const VALUE_FLAGS: [&str; 21] = [
     "--hidden",
     "--epochs",
     "--learning-rate",
@@ -749,9 +762,19 @@ const VALUE_FLAGS: [&str; 13] = [
     "--save",
     "--samples",
     "--plot",
+    "--output-activation",
+    "--loss",
+    "--validation-split",
+    "--patience",
+    "--min-delta",
+    "--x",
+    "--y",
+    "--shuffle",
 ];
-const SWITCHES: [&str; 8] = [
+const SWITCHES: [&str; 10] = [
     "--json",
+    "--from-logits",
+    "--restore-best-weights",
     "--cpu-reference",
     "--list-adapters",
     "--plot-log",
@@ -812,12 +835,14 @@ proptest! {
         let words: Vec<OsString> = words.into_iter().flatten().collect();
         if let Ok(cli) = parse_flags(&words) {
             prop_assert!(cli.learning_rate.is_finite() && cli.learning_rate > 0.0);
-            prop_assert!(cli.predict.iter().all(|v| v.is_finite()));
+            prop_assert!(cli.predict.iter().flatten().all(|v| v.is_finite()));
             prop_assert!(!(cli.hidden.is_some() && cli.init.is_some()));
             prop_assert!(!(cli.samples.is_some() && cli.data.is_some()));
             prop_assert!(cli.samples.is_none_or(|n| (1..=u32::MAX as u64).contains(&n)));
             prop_assert!(!cli.plot_log || cli.plot.is_some());
             prop_assert!(!(cli.compare && cli.cpu_reference));
+            // --min-delta and --restore-best-weights only with --patience.
+            prop_assert!(cli.patience.is_some() || (cli.min_delta == 0.0 && !cli.restore_best_weights));
             if let Some(hidden) = &cli.hidden {
                 // Size limits (MAX_WIDTH, MAX_PARAMS, ...) are checked when the
                 // network is built, not by the flag parser: any answer, no panic.
@@ -861,7 +886,7 @@ proptest! {
         prop_assert_eq!(cli.learning_rate.to_bits(), rate.to_bits());
         prop_assert_eq!(cli.seed, Some(seed));
         prop_assert_eq!(cli.hidden.map(|h| h.widths()), Some(hidden));
-        prop_assert_eq!(bits(&cli.predict), bits(&predict));
+        prop_assert_eq!(bits(&cli.predict.concat()), bits(&predict));
     }
 
     /// Learning rates that are not finite and positive, widths of 0, negative

@@ -47,9 +47,9 @@ fn loss_history_starts_at_the_initial_loss_and_falls_to_the_least_squares_minimu
     let initial = Model::glorot_uniform(Architecture::seed(), gpu_c2f::training::DEFAULT_SEED);
     let data = Dataset::seed();
     let initial_loss: f64 = data
-        .celsius
+        .x
         .iter()
-        .zip(&data.fahrenheit)
+        .zip(&data.y)
         .map(|(&c, &f)| (initial.predict(c) as f64 - f as f64).powi(2))
         .sum::<f64>()
         / 7.0;

@@ -134,7 +134,7 @@ fn simulated_device(
         let mut errors: Vec<Vec<Vec<f32>>> = Vec::new(); // [sample][layer][unit]: output errors
         let mut residuals = Vec::new();
         for &s in &samples {
-            let mut a = vec![vec![config.data.celsius[s]]];
+            let mut a = vec![vec![config.data.x[s]]];
             for layer in &layers {
                 let input = a.last().unwrap();
                 let out = (0..layer.units)
@@ -148,7 +148,7 @@ fn simulated_device(
                     .collect();
                 a.push(out);
             }
-            let residual = a.last().unwrap()[0] - config.data.fahrenheit[s];
+            let residual = a.last().unwrap()[0] - config.data.y[s];
             let mut e = vec![Vec::new(); layers.len()];
             e[layers.len() - 1] = vec![divide(2.0 * residual, n as f32)];
             for l in (1..layers.len()).rev() {
@@ -343,12 +343,7 @@ fn epsilon_on_sqrt_v_hat_is_caught() {
     // Epsilon's place matters where sqrt(v) is near epsilon (1e-7): data a
     // million times smaller than the tutorial's, whose gradients are tiny.
     let (initial, mut config) = seed_job(42);
-    for value in config
-        .data
-        .celsius
-        .iter_mut()
-        .chain(&mut config.data.fahrenheit)
-    {
+    for value in config.data.x.iter_mut().chain(&mut config.data.y) {
         *value *= 1e-6;
     }
     assert_caught(Mistake::EpsilonOnVHat, &initial, &config);

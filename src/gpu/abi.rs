@@ -58,6 +58,8 @@ pub struct RunArgs {
     /// `Loss::code` of the run's loss.
     pub loss: u32,
     pub data_rows: u32,
+    pub input_width: u32,
+    pub output_width: u32,
     pub validation_samples: u32,
     pub validation_offset: u32,
     pub validation_losses: u32,
@@ -72,7 +74,7 @@ pub struct RunArgs {
     pub patience: u32,
     pub min_delta: f32,
     /// A uniform's size is a multiple of 16 bytes.
-    pub _padding: u32,
+    pub _padding: [u32; 3],
 }
 
 /// `DispatchArgs` in train.wgsl: what one dispatch of a step's list works
@@ -296,7 +298,7 @@ mod tests {
             seed_low, seed_high, half_bits, param_count, data_offset, input_offset,
             target_offset, output_offset, output_delta_offset, sample_loss_offset, totals_offset,
             one_minus_beta_1, one_minus_beta_2, epsilon, record_every, record_offset,
-            record_count, loss, data_rows, validation_samples, validation_offset,
+            record_count, loss, data_rows, input_width, output_width, validation_samples, validation_offset,
             validation_losses, validation_scratch, widest, layer_table, layer_count, val_loss_offset,
             early_stopping, patience, min_delta);
         assert_same_layout("RunArgs", &rust, size_of::<RunArgs>());

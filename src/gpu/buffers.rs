@@ -67,18 +67,13 @@ impl RunBuffers {
             usage: storage | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
+        // The dataset: every row's inputs, then every row's targets.
         let data_start = plan.memory.data * F32_BYTES;
-        let samples = config.data.len() as u64;
-        queue.write_buffer(
-            &tensors,
-            data_start,
-            bytemuck::cast_slice(&config.data.celsius),
-        );
-        queue.write_buffer(
-            &tensors,
-            data_start + samples * F32_BYTES,
-            bytemuck::cast_slice(&config.data.fahrenheit),
-        );
+        let inputs = config.data.x.len() as u64;
+        let x = bytemuck::cast_slice(&config.data.x);
+        queue.write_buffer(&tensors, data_start, x);
+        let y = bytemuck::cast_slice(&config.data.y);
+        queue.write_buffer(&tensors, data_start + inputs * F32_BYTES, y);
         let reduce = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("reduce"),
             size: buffer_bytes(plan.memory.reduce_len),

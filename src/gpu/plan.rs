@@ -102,12 +102,17 @@ impl Memory {
         work: SampleWork,
     ) -> Result<Self> {
         let data = 0u64;
-        let mut end = 2 * rows.data;
+        let (inputs_width, targets_width) = (rows.inputs, rows.targets);
+        let mut end = rows.data * (inputs_width + targets_width);
         let mut take = |len: u64| {
             end += len;
             end - len
         };
-        let inputs = if chunking.gather { take(chunk) } else { data };
+        let inputs = if chunking.gather {
+            take(chunk * inputs_width)
+        } else {
+            data
+        };
         let mut activations = vec![inputs];
         let mut errors = vec![0u64];
         let mut sample_losses = 0;
@@ -118,14 +123,14 @@ impl Memory {
             sample_losses = take(chunk);
         }
         let targets = if chunking.gather {
-            take(chunk)
+            take(chunk * targets_width)
         } else {
-            data + rows.data
+            data + rows.data * inputs_width
         };
         let widest = *architecture.widths().iter().max().expect("widths") as u64;
         let validation_blocks = rows.validation.div_ceil(REDUCE_BLOCK as u64);
         let validation_losses = take(rows.validation);
-        let validation_scratch = take(rows.validation * 2 * widest);
+        let validation_scratch = take(rows.validation * 3 * widest);
         let tensors_len = end;
         to_u32(
             tensors_len,
@@ -165,12 +170,14 @@ impl Memory {
     }
 }
 
-/// A dataset's rows: all of them, and how many of the last are held out
-/// for validation.
+/// A dataset's rows: all of them, how many of the last are held out for
+/// validation, and each row's inputs and targets.
 #[derive(Debug, Clone, Copy)]
 struct Rows {
     data: u64,
     validation: u64,
+    inputs: u64,
+    targets: u64,
 }
 
 /// One operation of a step, lowered: the kernel that runs it, its
@@ -243,18 +250,14 @@ pub fn validation_row_iterations(architecture: &Architecture) -> u64 {
 }
 
 /// f32 values a batch holds per sample: the activations and errors of
-/// every layer past the input, the loss, and a gathered input and target
-/// (only the last two for the samples schedule's work).
+/// every layer past the input, the loss, and the gathered inputs and
+/// targets (only the last two for the samples schedule's work).
 pub fn floats_per_sample(architecture: &Architecture, work: SampleWork) -> u64 {
+    let widths = architecture.widths();
+    let gathered = (widths[0] + widths[widths.len() - 1]) as u64;
     match work {
-        SampleWork::Layers => {
-            2 * architecture.widths()[1..]
-                .iter()
-                .map(|&w| w as u64)
-                .sum::<u64>()
-                + 3
-        }
-        SampleWork::Samples => 2,
+        SampleWork::Layers => 2 * widths[1..].iter().map(|&w| w as u64).sum::<u64>() + 1 + gathered,
+        SampleWork::Samples => gathered,
     }
 }
 
@@ -300,6 +303,8 @@ impl GpuPlan {
         let rows = Rows {
             data: config.data.len() as u64,
             validation: config.validation_rows().len() as u64,
+            inputs: config.data.x_width as u64,
+            targets: config.data.y_width as u64,
         };
         let memory = Memory::new(&architecture, rows, batch, chunk_size, chunking, work)?;
         chunking.further_levels = memory.level_lens.len() - 1;
@@ -347,6 +352,8 @@ impl GpuPlan {
             record_count: 0,
             loss: config.loss.code(),
             data_rows: rows.data as u32,
+            input_width: config.data.x_width as u32,
+            output_width: config.data.y_width as u32,
             validation_samples: rows.validation as u32,
             validation_offset: memory.validation_partials as u32,
             validation_losses: memory.validation_losses as u32,
@@ -363,7 +370,7 @@ impl GpuPlan {
                 .early_stopping
                 .map_or(0, |e| e.patience.min(u32::MAX as usize) as u32),
             min_delta: config.early_stopping.map_or(0.0, |e| e.min_delta),
-            _padding: 0,
+            _padding: [0; 3],
         };
         let mut plan = Self {
             architecture,

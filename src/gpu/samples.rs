@@ -51,6 +51,17 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
         "\n    reduce[column + {param_count}u * args.out_len] = loss_sum;"
     );
     let mut out = String::new();
+    let inputs = layers[0].inputs;
+    let _ = writeln!(
+        out,
+        "        // gather_batch_at's rows: the sample's inputs"
+    );
+    for i in 0..inputs {
+        let _ = writeln!(
+            out,
+            "        let a0_{i} = tensors[run.input_offset + s * {inputs}u + {i}u];"
+        );
+    }
     for (l, layer) in layers.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -81,16 +92,27 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
         }
     }
     let output = layers[last - 1].activation;
-    let z = match output {
-        Activation::Linear => format!("a{last}_0"),
-        _ => format!("z{last}_0"),
-    };
+    let units = layers[last - 1].units;
+    let _ = writeln!(out, "        // output_error_at");
+    let mut sample_loss = String::from("0.0");
+    for j in 0..units {
+        let z = match output {
+            Activation::Linear => format!("a{last}_{j}"),
+            _ => format!("z{last}_{j}"),
+        };
+        let _ = writeln!(
+            out,
+            "        let error_{j} = output_error_of(a{last}_{j}, {z}, \
+             tensors[run.target_offset + s * {units}u + {j}u], {}u, batch.total * {units}u);\n        \
+             let e{last}_{j} = error_{j}.delta;",
+            output.code()
+        );
+        sample_loss = format!("({sample_loss} + error_{j}.loss)");
+    }
     let _ = writeln!(
         out,
-        "        // output_error_at\n        \
-         let error = output_error_of(a{last}_0, {z}, tensors[run.target_offset + s], {}u, batch.total);\n        \
-         let e{last}_0 = error.delta;",
-        output.code()
+        "        let sample_loss = {sample_loss} / {}.0;",
+        units
     );
     for (l, layer) in layers.iter().enumerate().skip(1).rev() {
         let below = layers[l - 1].activation;

@@ -208,7 +208,8 @@ pub fn plan_for(
     let max_chunk = match schedule {
         Schedule::Fused => None,
         Schedule::Dispatch | Schedule::Samples => {
-            let room = (largest / F32_BYTES).saturating_sub(2 * config.data.len() as u64);
+            let dataset = (config.data.x.len() + config.data.y.len()) as u64;
+            let room = (largest / F32_BYTES).saturating_sub(dataset);
             let fits = room / floats_per_sample(model.architecture(), work);
             Some(max_chunk_samples.map_or(fits, |m| (m as u64).min(fits)))
         }

@@ -121,6 +121,7 @@ pub async fn train_async(
     on_progress: impl FnMut(Progress<'_>),
 ) -> Result<GpuTrainOutput> {
     config.validate()?;
+    config.check_model(initial)?;
     let fused_workgroup_size = fused_workgroup_size(
         options.fused_workgroup_size,
         gpu.device_type,

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 /// `WGPU_ADAPTER_NAME` names (and `WGPU_BACKEND` allows), else `auto`'s, so
 /// CI runs these tests once per driver. There is no skip: a machine without
 /// any adapter fails the GPU tests.
+#[allow(dead_code)]
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
@@ -47,8 +48,20 @@ pub fn noisy_formula(samples: usize) -> Dataset {
         .iter()
         .map(|c| c * 1.8 + 32.0 + (next() - 0.5))
         .collect();
-    Dataset {
-        celsius,
-        fahrenheit,
-    }
+    Dataset::new(celsius, fahrenheit)
+}
+
+/// The gradient of `loss` at `p` by central differences in f64 (h = 1e-6):
+/// no backprop code shared with the crate.
+#[allow(dead_code)]
+pub fn central_differences(loss: impl Fn(&[f64]) -> f64, p: &[f64]) -> Vec<f64> {
+    let h = 1e-6;
+    (0..p.len())
+        .map(|i| {
+            let (mut up, mut down) = (p.to_vec(), p.to_vec());
+            up[i] += h;
+            down[i] -= h;
+            (loss(&up) - loss(&down)) / (2.0 * h)
+        })
+        .collect()
 }

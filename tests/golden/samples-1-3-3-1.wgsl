@@ -78,7 +78,8 @@ fn sample_partials(
     var g21 = 0.0;
     var loss_sum = 0.0;
     for (var s = first; s < end; s++) {
-        let a0_0 = tensors[run.input_offset + s];
+        // gather_batch_at's rows: the sample's inputs
+        let a0_0 = tensors[run.input_offset + s * 1u + 0u];
         // dense_forward_at, layer 0 (1 -> 3)
         let a1_0 = (0.0 + a0_0 * w0) + w3;
         let a1_1 = (0.0 + a0_0 * w1) + w4;
@@ -90,8 +91,9 @@ fn sample_partials(
         // dense_forward_at, layer 2 (3 -> 1)
         let a3_0 = (0.0 + a2_0 * w18 + a2_1 * w19 + a2_2 * w20) + w21;
         // output_error_at
-        let error = output_error_of(a3_0, a3_0, tensors[run.target_offset + s], 0u, batch.total);
-        let e3_0 = error.delta;
+        let error_0 = output_error_of(a3_0, a3_0, tensors[run.target_offset + s * 1u + 0u], 0u, batch.total * 1u);
+        let e3_0 = error_0.delta;
+        let sample_loss = (0.0 + error_0.loss) / 1.0;
         // dense_backward_at, layer 2's errors into its 3 inputs
         let e2_0 = 0.0 + e3_0 * w18;
         let e2_1 = 0.0 + e3_0 * w19;
@@ -125,7 +127,7 @@ fn sample_partials(
         g19 += a2_1 * e3_0;
         g20 += a2_2 * e3_0;
         g21 += e3_0;
-        loss_sum += error.loss;
+        loss_sum += sample_loss;
     }
     // Level 0 of the reduction: row p (parameter p; the loss in row
     // param_count), column block0 + block, as gradient_partials_at.

@@ -105,11 +105,8 @@ fn js_error(error: impl std::fmt::Display) -> JsError {
 
 /// The run's initial model and configuration, checked as the CLI checks them.
 pub fn plan_request(request: &TrainRequest) -> Result<(Model, TrainConfig), Error> {
-    let data = Dataset {
-        celsius: request.celsius.clone(),
-        fahrenheit: request.fahrenheit.clone(),
-    };
-    if data.celsius.len() != data.fahrenheit.len() {
+    let data = Dataset::new(request.celsius.clone(), request.fahrenheit.clone());
+    if data.x.len() != data.y.len() {
         return Err(Error::data(
             None,
             None,
@@ -209,7 +206,7 @@ pub fn check_run(initial: &Model, config: &TrainConfig, run: &gpu::GpuTrainOutpu
     let reference = cpu::train(initial, config);
     let (comparison, cpu_prediction_100, verdict) = match &reference {
         Ok(reference) => {
-            let comparison = compare(reference, &run.output, &[100.0], GPU_CPU_TOLERANCE);
+            let comparison = compare(reference, &run.output, &[vec![100.0]], GPU_CPU_TOLERANCE);
             let verdict = shadow::verdict(&check, Some(&comparison));
             (
                 Some(comparison),
@@ -348,7 +345,7 @@ pub fn model_json() -> Result<String, JsError> {
 #[wasm_bindgen]
 pub fn parse_csv(text: String) -> Result<String, JsError> {
     let data = Dataset::from_csv_str(&text, None).map_err(js_error)?;
-    Ok(serde_json::json!({"celsius": data.celsius, "fahrenheit": data.fahrenheit}).to_string())
+    Ok(serde_json::json!({"celsius": data.x, "fahrenheit": data.y}).to_string())
 }
 
 /// A model file's network, checked as `--init` checks it: its hidden widths
@@ -368,7 +365,7 @@ pub fn parse_model(text: String) -> Result<String, JsError> {
 #[wasm_bindgen]
 pub fn seed_pairs() -> String {
     let data = Dataset::seed();
-    serde_json::json!({"celsius": data.celsius, "fahrenheit": data.fahrenheit}).to_string()
+    serde_json::json!({"celsius": data.x, "fahrenheit": data.y}).to_string()
 }
 
 /// The least-squares line's value at 100 °C for `celsius` -> `fahrenheit`
@@ -381,11 +378,7 @@ pub fn least_squares_at_100(pairs: String) -> Result<f64, JsError> {
         fahrenheit: Vec<f32>,
     }
     let pairs: Pairs = serde_json::from_str(&pairs).map_err(js_error)?;
-    let (slope, intercept) = Dataset {
-        celsius: pairs.celsius,
-        fahrenheit: pairs.fahrenheit,
-    }
-    .least_squares_line();
+    let (slope, intercept) = Dataset::new(pairs.celsius, pairs.fahrenheit).least_squares_line();
     Ok(slope * 100.0 + intercept)
 }
 
@@ -403,8 +396,8 @@ mod tests {
             seed: 42,
             shuffle: true,
             schedule: "auto".into(),
-            celsius: data.celsius,
-            fahrenheit: data.fahrenheit,
+            celsius: data.x,
+            fahrenheit: data.y,
             init_model: None,
             init_model_name: None,
         }

@@ -249,10 +249,10 @@ fn activations_agree_with_the_cpu_forward_and_backward() {
     ];
     inputs.extend((-48..=48).map(|k| k as f32 * 0.125));
     let samples = inputs.len();
-    let data = Dataset {
-        fahrenheit: inputs.iter().map(|x| 0.5 * x + 1.0).collect(),
-        celsius: inputs.clone(),
-    };
+    let data = Dataset::new(
+        inputs.clone(),
+        inputs.iter().map(|x| 0.5 * x + 1.0).collect(),
+    );
     let config = TrainConfig {
         data,
         ..job(samples, None, 1)
@@ -476,12 +476,7 @@ fn adam_step_is_the_cpu_update() {
     // so small that epsilon (1e-7) outweighs sqrt(v) in the update.
     for scale in [1.0, 1e-6] {
         let mut config = job(40, None, 1);
-        for value in config
-            .data
-            .celsius
-            .iter_mut()
-            .chain(&mut config.data.fahrenheit)
-        {
+        for value in config.data.x.iter_mut().chain(&mut config.data.y) {
             *value *= scale;
         }
         check_adam_step(&model(&[5, 3]), &config);
@@ -536,7 +531,7 @@ fn gather_batch_draws_the_shuffle_of_src_batching() {
                 let targets = tensors[(run.plan.run.target_offset + k) as usize];
                 assert_eq!(
                     (inputs, targets),
-                    (config.data.celsius[sample], config.data.fahrenheit[sample]),
+                    (config.data.x[sample], config.data.y[sample]),
                     "{samples} samples, seed {seed}, step {step}: first mismatch at position {k}"
                 );
             }

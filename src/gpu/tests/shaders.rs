@@ -79,10 +79,7 @@ fn the_fused_module_validates_for_several_plans() {
     ] {
         let model = Model::glorot_uniform(Architecture::new(&hidden).unwrap(), 1);
         let config = TrainConfig {
-            data: Dataset {
-                celsius: vec![1.0; samples],
-                fahrenheit: vec![2.0; samples],
-            },
+            data: Dataset::new(vec![1.0; samples], vec![2.0; samples]),
             ..TrainConfig::seed()
         };
         let plan = GpuPlan::new(&model, &config, SampleWork::Layers, Tile::SINGLE, None).unwrap();
