@@ -102,6 +102,20 @@ struct RunArgs {
     early_stopping: u32,
     patience: u32,
     min_delta: f32,
+    // Keras's metrics: `metric_count` of them, 4-bit codes in
+    // `metric_codes` (`metric_code`); each sample's values in `tensors` from
+    // `sample_metrics` (a row of `chunk_size` a metric), their sums in rows
+    // param_count + 1 + m of `reduce`, the epoch's totals in `reduce` from
+    // `metric_totals`; each metric's `epochs` values in `history.losses`
+    // from `metric_offset`, then its validation values from
+    // `val_metric_offset`.
+    epochs: u32,
+    metric_count: u32,
+    metric_codes: u32,
+    sample_metrics: u32,
+    metric_totals: u32,
+    metric_offset: u32,
+    val_metric_offset: u32,
 }
 
 // What one dispatch works on (DispatchArgs in src/gpu/abi.rs).
@@ -451,16 +465,56 @@ fn output_error_at(sample: u32, args: DispatchArgs, batch: Batch) {
     }
     let units = run.output_width;
     var sum = 0.0;
+    var metric_sums = array<f32, 8>();
     for (var j = 0u; j < units; j++) {
         let output = tensors[run.output_offset + sample * units + j];
         let index = run.output_delta_offset + sample * units + j;
         let z = select(tensors[index], output, args.activation == ACTIVATION_LINEAR);
         let y = tensors[run.target_offset + sample * units + j];
+        for (var m = 0u; m < run.metric_count; m++) {
+            metric_sums[m] += metric_value(metric_code(m), output, z, y, args.activation);
+        }
         let error = output_error_of(output, z, y, args.activation, batch.total * units);
         sum += error.loss;
         tensors[index] = error.delta;
     }
     tensors[run.sample_loss_offset + sample] = sum / f32(units);
+    for (var m = 0u; m < run.metric_count; m++) {
+        tensors[run.sample_metrics + m * run.chunk_size + sample] = metric_sums[m] / f32(units);
+    }
+}
+
+// Keras's metrics (src/loss.rs, `Metric`): one output unit's value; a
+// sample's is the mean over its units, an epoch's the mean over its samples
+// (Keras's MeanMetricWrapper). The codes are `Metric::code`.
+const METRIC_MEAN_SQUARED_ERROR: u32 = 0u;
+const METRIC_MEAN_ABSOLUTE_ERROR: u32 = 1u;
+const METRIC_BINARY_CROSSENTROPY: u32 = 2u;
+const METRIC_BINARY_ACCURACY: u32 = 3u;
+
+// The m-th metric's code, 4 bits each in `run.metric_codes`.
+fn metric_code(m: u32) -> u32 {
+    return (run.metric_codes >> (4u * m)) & 0xfu;
+}
+
+fn metric_value(metric: u32, output: f32, z: f32, y: f32, activation: u32) -> f32 {
+    let r = output - y;
+    switch metric {
+        case METRIC_MEAN_ABSOLUTE_ERROR: {
+            return abs(r);
+        }
+        case METRIC_BINARY_CROSSENTROPY: {
+            return crossentropy_of(output, z, y, activation);
+        }
+        case METRIC_BINARY_ACCURACY: {
+            // binary_accuracy: (output > 0.5) == y.
+            let predicted = select(0.0, 1.0, output - 0.5 > 0.0);
+            return select(1.0, 0.0, abs(y - predicted) > 0.0);
+        }
+        default: {
+            return r * r;
+        }
+    }
 }
 
 // Keras's losses (src/loss.rs has each formula and the CPU reference's twin
@@ -506,7 +560,7 @@ fn output_error_of(output: f32, z: f32, y: f32, activation: u32, total: u32) -> 
             // Probabilities clipped to [epsilon, 1 - epsilon] (Keras's 1e-7);
             // the clip's gradient is 0 outside.
             let p = clamp(output, 1e-7, 0.9999999);
-            loss = -(y * log(p) + (1.0 - y) * log(1.0 - p));
+            loss = crossentropy_of(output, z, y, activation);
             let inside = -(y / p) + (1.0 - y) / (1.0 - p);
             derivative = select(select(inside, 0.0, output - 0.9999999 > 0.0), 0.0, 1e-7 - output > 0.0);
         }
@@ -524,6 +578,17 @@ fn output_error_of(output: f32, z: f32, y: f32, activation: u32, total: u32) -> 
         return OutputError(loss, delta);
     }
     return OutputError(loss, delta * activation_derivative(activation, z));
+}
+
+// Binary cross-entropy of a probability output clipped to [1e-7, 1 - 1e-7]
+// (Keras's epsilon), or after a sigmoid from its logit z (Keras's
+// `_keras_logits`).
+fn crossentropy_of(output: f32, z: f32, y: f32, activation: u32) -> f32 {
+    if activation == ACTIVATION_SIGMOID {
+        return logits_crossentropy(z, y);
+    }
+    let p = clamp(output, 1e-7, 0.9999999);
+    return -(y * log(p) + (1.0 - y) * log(1.0 - p));
 }
 
 // 1, -1, or 0 at 0 (TensorFlow's gradient of abs).
@@ -840,11 +905,23 @@ fn finish_step_at(item: u32, batch: Batch) {
         history.losses[record + 4u * run.param_count] = loss;
     }
     history.epoch_total += loss * f32(batch.total);
+    // Each metric's sum over the batch into the epoch's (Keras's Mean:
+    // total and count, the count being the epoch's samples).
+    for (var m = 0u; m < run.metric_count; m++) {
+        reduce[run.metric_totals + m] += reduce[run.totals_offset + run.param_count + 1u + m];
+    }
     if ends_epoch(batch) {
         history.losses[batch.epoch] = history.epoch_total / f32(run.samples);
         history.epoch_total = 0.0;
+        for (var m = 0u; m < run.metric_count; m++) {
+            history.losses[run.metric_offset + m * run.epochs + batch.epoch] = reduce[run.metric_totals + m] / f32(run.samples);
+            reduce[run.metric_totals + m] = 0.0;
+        }
         if run.validation_samples > 0u {
-            history.losses[run.val_loss_offset + batch.epoch] = validation_loss();
+            history.losses[run.val_loss_offset + batch.epoch] = validation_mean(0u);
+            for (var m = 0u; m < run.metric_count; m++) {
+                history.losses[run.val_metric_offset + m * run.epochs + batch.epoch] = validation_mean(1u + m);
+            }
         }
         if run.early_stopping != 0u {
             watch_epoch(batch.epoch);
@@ -903,29 +980,34 @@ fn validation_losses_at(s: u32, batch: Batch) {
         return;
     }
     let scratch = run.validation_scratch + s * 3u * run.widest;
-    tensors[run.validation_losses + s] = row_loss(run.samples + s, scratch);
+    row_values(run.samples + s, scratch, s);
 }
 
-// Then each block of `reduce_block` rows' losses, summed in order.
-fn validation_partials_at(block: u32, batch: Batch) {
+// Then each block of `reduce_block` rows' losses (and each metric's
+// values), summed in order.
+fn validation_partials_at(index: u32, batch: Batch) {
     let blocks = (run.validation_samples + reduce_block - 1u) / reduce_block;
-    if block >= blocks || !ends_epoch(batch) {
+    let block = index % blocks;
+    let series = index / blocks;
+    if series > run.metric_count || !ends_epoch(batch) {
         return;
     }
     let first = block * reduce_block;
     let end = min(first + reduce_block, run.validation_samples);
+    let values = run.validation_losses + series * run.validation_samples;
     var sum = 0.0;
     for (var s = first; s < end; s++) {
-        sum += tensors[run.validation_losses + s];
+        sum += tensors[values + s];
     }
-    reduce[run.validation_offset + block] = sum;
+    reduce[run.validation_offset + series * blocks + block] = sum;
 }
 
 // Dataset row `row` through the network, one value at a time (each sum from
 // 0 in input order, the bias last, then the activation), its activations in
 // two scratch rows of `widest` values taken in turn and each layer's sums in
-// a third: the row's loss, the mean of its output units'.
-fn row_loss(row: u32, scratch: u32) -> f32 {
+// a third: the row's loss and each metric's value, the means of its output
+// units', into validation row `s` of each series.
+fn row_values(row: u32, scratch: u32, s: u32) {
     for (var k = 0u; k < run.input_width; k++) {
         tensors[scratch + k] = tensors[run.data_offset + row * run.input_width + k];
     }
@@ -951,20 +1033,31 @@ fn row_loss(row: u32, scratch: u32) -> f32 {
     }
     let units = run.output_width;
     var loss = 0.0;
+    var metric_sums = array<f32, 8>();
     for (var j = 0u; j < units; j++) {
+        let output = tensors[inputs + j];
+        let z = tensors[sums + j];
         let y = tensors[targets_of_row(row) + j];
-        loss += output_error_of(tensors[inputs + j], tensors[sums + j], y, activation, 1u).loss;
+        for (var m = 0u; m < run.metric_count; m++) {
+            metric_sums[m] += metric_value(metric_code(m), output, z, y, activation);
+        }
+        loss += output_error_of(output, z, y, activation, 1u).loss;
     }
-    return loss / f32(units);
+    let n = run.validation_samples;
+    tensors[run.validation_losses + s] = loss / f32(units);
+    for (var m = 0u; m < run.metric_count; m++) {
+        tensors[run.validation_losses + (1u + m) * n + s] = metric_sums[m] / f32(units);
+    }
 }
 
-// The validation loss of the epoch (`finish_step`, item 0): the blocks'
-// sums added in block order, over the rows.
-fn validation_loss() -> f32 {
+// A validation series' mean for the epoch (`finish_step`, item 0; series 0
+// the loss, 1 + m metric m): its blocks' sums added in block order, over
+// the rows.
+fn validation_mean(series: u32) -> f32 {
     let blocks = (run.validation_samples + reduce_block - 1u) / reduce_block;
     var total = 0.0;
     for (var b = 0u; b < blocks; b++) {
-        total += reduce[run.validation_offset + b];
+        total += reduce[run.validation_offset + series * blocks + b];
     }
     return total / f32(run.validation_samples);
 }

@@ -15,7 +15,7 @@ use crate::plot;
 use crate::report::{DeviceReport, Report, ShadowReport, millis};
 use crate::shadow::{self, DeviceRun};
 use crate::training::{
-    DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, EarlyStopping, TrainConfig, TrainOutput,
+    DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, EarlyStopping, NamedMetric, TrainConfig, TrainOutput,
 };
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -82,6 +82,12 @@ pub struct Cli {
         help_heading = "Training"
     )]
     pub validation_split: f64,
+
+    /// Keras metrics to track per epoch, comma-separated: mse, mae,
+    /// binary_crossentropy, accuracy (binary_accuracy); each also on the
+    /// validation rows (`val_` + name) with --validation-split.
+    #[arg(long, value_name = "NAME[,NAME...]", value_parser = parse_metric, value_delimiter = ',', help_heading = "Training")]
+    pub metrics: Vec<NamedMetric>,
 
     /// Stop once the monitored loss (val_loss with --validation-split, else
     /// loss) has not improved for N epochs, as Keras's EarlyStopping:
@@ -284,6 +290,10 @@ fn parse_row(text: &str) -> Result<Vec<f32>, String> {
         .collect()
 }
 
+fn parse_metric(text: &str) -> Result<NamedMetric, String> {
+    NamedMetric::from_name(text.trim()).map_err(|e| e.to_string())
+}
+
 fn parse_loss(text: &str) -> Result<Loss, String> {
     Loss::from_name(text.trim(), false).map_err(|e| e.to_string())
 }
@@ -440,6 +450,7 @@ pub fn run(cli: Cli) -> Result<()> {
         shuffle: cli.shuffle,
         loss,
         validation_split: cli.validation_split,
+        metrics: cli.metrics.clone(),
         early_stopping: cli.patience.map(|patience| EarlyStopping {
             patience,
             min_delta: cli.min_delta,

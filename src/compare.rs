@@ -166,6 +166,7 @@ mod tests {
     fn run(losses: &[f32], params: Vec<f32>) -> TrainOutput {
         TrainOutput {
             val_loss_history: Vec::new(),
+            metric_history: Vec::new(),
             early_stop: None,
             loss_history: losses.to_vec(),
             model: Model::from_params(Architecture::new(&[]).unwrap(), params).unwrap(),

@@ -8,7 +8,7 @@ use crate::activation::Activation;
 use crate::batching::{Batch, Batching};
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::loss::Loss;
+use crate::loss::{Loss, Metric};
 use crate::model::{Architecture, DenseLayout, Model};
 use crate::optimizer::adam_update;
 use crate::step::{Chunking, Extras, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
@@ -59,6 +59,11 @@ pub struct Backprop {
     errors: Vec<Vec<f32>>,
     /// Each sample's loss.
     sample_losses: Vec<f32>,
+    /// The metrics tracked, and each one's value of each sample, a row of
+    /// `capacity` a metric.
+    metrics: Vec<Metric>,
+    sample_metrics: Vec<f32>,
+    capacity: usize,
     /// `levels[k][row * len_k + column]`, as the GPU's `reduce` buffer: one
     /// row per parameter, then the squared error's; level 0 one column per
     /// block of samples, the last level one total per row.
@@ -101,19 +106,34 @@ impl BatchView<'_> {
 impl Backprop {
     /// Buffers for batches of up to `capacity` samples, for `loss`.
     pub fn new(architecture: &Architecture, loss: Loss, capacity: usize) -> Self {
+        Self::with_metrics(architecture, loss, &[], capacity)
+    }
+
+    /// [`Self::new`], also summing each of `metrics` over the batch
+    /// ([`Self::metric_sums`]).
+    pub fn with_metrics(
+        architecture: &Architecture,
+        loss: Loss,
+        metrics: &[Metric],
+        capacity: usize,
+    ) -> Self {
         let activations: Vec<Vec<f32>> = architecture
             .widths()
             .iter()
             .map(|w| vec![0.0f32; padded_samples(capacity) * w])
             .collect();
-        let rows = architecture.param_count() + 1;
+        let rows = architecture.param_count() + 1 + metrics.len();
         let levels = reduction_levels(capacity as u64, REDUCE_BLOCK as u64)
             .iter()
             .map(|&len| vec![0.0f32; rows * len as usize])
             .collect();
         // Without the gather, the update and the bookkeeping, which the
         // trainer walking the whole list does itself.
-        let ops = cpu_step_ops(architecture, capacity, false, Extras::default())
+        let extras = Extras {
+            metrics: metrics.len(),
+            ..Extras::default()
+        };
+        let ops = cpu_step_ops(architecture, capacity, false, extras)
             .into_iter()
             .filter(|op| !matches!(op, Op::Adam | Op::FinishStep))
             .collect();
@@ -125,6 +145,9 @@ impl Backprop {
             errors: activations.clone(),
             activations,
             sample_losses: vec![0.0f32; capacity],
+            metrics: metrics.to_vec(),
+            sample_metrics: vec![0.0f32; capacity * metrics.len()],
+            capacity,
             levels,
             block_sums: Vec::new(),
         }
@@ -152,6 +175,12 @@ impl Backprop {
         }
         gradients.copy_from_slice(self.totals());
         self.loss(batch.samples())
+    }
+
+    /// Each metric's sum over the last batch (its values added in the
+    /// kernels' order).
+    pub fn metric_sums(&self) -> &[f32] {
+        &self.levels.last().expect("one level")[self.param_count + 1..]
     }
 
     /// Each parameter's gradient: the last reduction level's totals.
@@ -196,12 +225,17 @@ impl Backprop {
             }
             Op::OutputError { .. } => output_error(
                 self.loss,
+                &self.metrics,
                 self.layers[last - 1].activation,
-                stride,
-                &self.activations[last],
-                batch.y,
-                &mut self.sample_losses[..samples],
-                &mut self.errors[last],
+                OutputTensors {
+                    stride,
+                    outputs: &self.activations[last],
+                    targets: batch.y,
+                    sample_losses: &mut self.sample_losses[..samples],
+                    errors: &mut self.errors[last],
+                    sample_metrics: &mut self.sample_metrics,
+                    metric_stride: self.capacity,
+                },
             ),
             Op::DenseBackward { layer, .. } => {
                 let (before, after) = self.errors.split_at_mut(layer + 1);
@@ -234,6 +268,13 @@ impl Backprop {
                     self.levels[0][row + block] = loss_partial(losses);
                 }
             }
+            Op::MetricSum { metric, .. } => {
+                let row = (self.param_count + 1 + metric) * blocks;
+                let values = &self.sample_metrics[metric * self.capacity..];
+                for block in 0..blocks {
+                    self.levels[0][row + block] = loss_partial(&values[batch.block(block)]);
+                }
+            }
             Op::Reduce { level } => {
                 let (before, after) = self.levels.split_at_mut(level);
                 reduce_partials(
@@ -241,7 +282,7 @@ impl Backprop {
                     batch.level_len(level - 1),
                     &mut after[0],
                     batch.level_len(level),
-                    self.param_count + 1,
+                    self.param_count + 1 + self.metrics.len(),
                 );
             }
             Op::Gather { .. }
@@ -365,38 +406,61 @@ pub fn dense_forward(
     }
 }
 
+/// The tensors the `output_error` kernel reads and writes: `outputs` and
+/// `errors` feature-major rows of `stride` samples (`errors` holds the
+/// output layer's sums z when it is nonlinear, and the errors after),
+/// `targets` row-major, one loss a sample, and each metric's values in a
+/// row of `metric_stride`.
+pub struct OutputTensors<'a> {
+    /// Row length of `outputs` and `errors`.
+    pub stride: usize,
+    /// The network's outputs.
+    pub outputs: &'a [f32],
+    /// The targets, row-major.
+    pub targets: &'a [f32],
+    /// Each sample's loss (one per sample of the batch).
+    pub sample_losses: &'a mut [f32],
+    /// The output layer's sums z in, dL/dz out.
+    pub errors: &'a mut [f32],
+    /// Metric m's value of sample s at `m * metric_stride + s`.
+    pub sample_metrics: &'a mut [f32],
+    /// Row length of `sample_metrics`.
+    pub metric_stride: usize,
+}
+
 /// The `output_error` kernel: for each sample of a batch, its loss (the
-/// mean over the output units of each unit's, summed by the reduction) and
-/// the error fed back, dL/dz ([`Loss::output_error`], over `N x units`);
-/// `outputs` and `errors` are feature-major rows of `stride` samples, and
-/// `errors` holds the output layer's sums z when it is nonlinear
-/// (`activation`), and the errors after; `targets` is row-major.
-pub fn output_error(
-    loss: Loss,
-    activation: Activation,
-    stride: usize,
-    outputs: &[f32],
-    targets: &[f32],
-    sample_losses: &mut [f32],
-    errors: &mut [f32],
-) {
-    let samples = sample_losses.len();
-    let units = targets.len() / samples.max(1);
+/// mean over the output units of each unit's, summed by the reduction), the
+/// error fed back, dL/dz ([`Loss::output_error`], over `N x units`), and
+/// each metric's value (the mean over the units, [`Metric::value`]), for
+/// the output layer's `activation`.
+pub fn output_error(loss: Loss, metrics: &[Metric], activation: Activation, t: OutputTensors) {
+    let samples = t.sample_losses.len();
+    let units = t.targets.len() / samples.max(1);
     let total = (samples * units) as f32;
-    for (s, sample_loss) in sample_losses.iter_mut().enumerate() {
+    let mut metric_sums = vec![0.0f32; metrics.len()];
+    for s in 0..samples {
         let mut sum = 0.0f32;
+        metric_sums.iter_mut().for_each(|m| *m = 0.0);
         for j in 0..units {
-            let (output, error) = (outputs[j * stride + s], &mut errors[j * stride + s]);
+            let output = t.outputs[j * t.stride + s];
+            let error = &mut t.errors[j * t.stride + s];
             let z = if activation.is_linear() {
                 output
             } else {
                 *error
             };
-            let result = loss.output_error(output, z, targets[s * units + j], activation, total);
+            let y = t.targets[s * units + j];
+            for (metric_sum, metric) in metric_sums.iter_mut().zip(metrics) {
+                *metric_sum += metric.value(output, z, y, activation);
+            }
+            let result = loss.output_error(output, z, y, activation, total);
             sum += result.loss;
             *error = result.delta;
         }
-        *sample_loss = sum / units as f32;
+        t.sample_losses[s] = sum / units as f32;
+        for (m, &metric_sum) in metric_sums.iter().enumerate() {
+            t.sample_metrics[m * t.metric_stride + s] = metric_sum / units as f32;
+        }
     }
 }
 
@@ -485,41 +549,58 @@ pub fn reduce_partials(from: &[f32], from_len: usize, to: &mut [f32], to_len: us
 }
 
 /// The `validation_losses` kernel, run after an epoch's last update: the
-/// loss of every validation row (`rows` of `data`) under `params`.
+/// loss of every validation row (`rows` of `data`) under `params`, then
+/// each of `metrics`' values, a series of `rows.len()` each, into `values`.
 pub fn validation_losses(
     params: &[f32],
     layers: &[DenseLayout],
-    loss: Loss,
+    (loss, metrics): (Loss, &[Metric]),
     data: &Dataset,
     rows: std::ops::Range<usize>,
-    losses: &mut Vec<f32>,
+    values: &mut Vec<f32>,
 ) {
     let activation = layers.last().expect("one layer").activation;
     let (mut outputs, mut sums) = (Vec::new(), Vec::new());
-    losses.clear();
-    losses.extend(rows.map(|row| {
+    let n = rows.len();
+    values.clear();
+    values.resize(n * (1 + metrics.len()), 0.0);
+    for (s, row) in rows.enumerate() {
         forward_one(params, layers, data.x_row(row), &mut outputs, &mut sums);
         let targets = data.y_row(row);
         let units = targets.len();
-        let sum = (0..units).fold(0.0f32, |sum, j| {
-            let result = loss.output_error(outputs[j], sums[j], targets[j], activation, 1.0f32);
-            sum + result.loss
-        });
-        sum / units as f32
-    }));
+        let mut loss_sum = 0.0f32;
+        let mut metric_sums = vec![0.0f32; metrics.len()];
+        for j in 0..units {
+            let (output, z, y) = (outputs[j], sums[j], targets[j]);
+            for (metric_sum, metric) in metric_sums.iter_mut().zip(metrics) {
+                *metric_sum += metric.value(output, z, y, activation);
+            }
+            loss_sum += loss.output_error(output, z, y, activation, 1.0f32).loss;
+        }
+        values[s] = loss_sum / units as f32;
+        for (m, metric_sum) in metric_sums.into_iter().enumerate() {
+            values[(1 + m) * n + s] = metric_sum / units as f32;
+        }
+    }
 }
 
-/// The `validation_partials` kernel: each block of [`REDUCE_BLOCK`] rows'
-/// losses summed in order.
-pub fn validation_partials(losses: &[f32]) -> Vec<f32> {
-    losses
-        .chunks(REDUCE_BLOCK)
-        .map(|block| block.iter().fold(0.0f32, |sum, &l| sum + l))
+/// The `validation_partials` kernel: in each series of `rows` values (the
+/// loss, then each metric), each block of [`REDUCE_BLOCK`] rows' values
+/// summed in order.
+pub fn validation_partials(values: &[f32], rows: usize) -> Vec<Vec<f32>> {
+    values
+        .chunks(rows.max(1))
+        .map(|series| {
+            series
+                .chunks(REDUCE_BLOCK)
+                .map(|block| block.iter().fold(0.0f32, |sum, &v| sum + v))
+                .collect()
+        })
         .collect()
 }
 
-/// The epoch's validation loss from the blocks' sums (`finish_step`): added
-/// in block order, divided by the rows.
+/// A series' epoch mean from its blocks' sums (`finish_step`): added in
+/// block order, divided by the rows.
 pub fn validation_loss(partials: &[f32], rows: usize) -> f32 {
     partials.iter().fold(0.0f32, |sum, &p| sum + p) / rows as f32
 }
@@ -576,7 +657,14 @@ pub fn train_with_progress(
     let steps = config.epochs as u64 * batching.steps_per_epoch as u64;
     let step_sizes = adam.step_size_table(steps);
     let batch_capacity = batching.batch_size as usize;
-    let mut backprop = Backprop::new(initial.architecture(), config.loss, batch_capacity);
+    let metrics: Vec<Metric> = config.metrics.iter().map(|m| m.metric).collect();
+    let architecture = initial.architecture();
+    let mut backprop = Backprop::with_metrics(architecture, config.loss, &metrics, batch_capacity);
+    // Each metric's running total over the epoch, its values per epoch, and
+    // on the validation rows.
+    let mut metric_totals = vec![0.0f32; metrics.len()];
+    let mut metric_values = vec![Vec::new(); metrics.len()];
+    let mut val_metric_values = vec![Vec::new(); metrics.len()];
     let mut params = initial.params().to_vec();
     let mut m = vec![0.0f32; params.len()];
     let mut v = vec![0.0f32; params.len()];
@@ -627,19 +715,33 @@ pub fn train_with_progress(
                 }
                 Op::ValidationLosses if batch.ends_epoch(&batching) => {
                     let rows = validation_rows.clone();
-                    validation_losses(&params, &layers, config.loss, data, rows, &mut validation);
+                    let losses = (config.loss, &metrics[..]);
+                    validation_losses(&params, &layers, losses, data, rows, &mut validation);
                 }
                 // The best weights are kept where the epoch is watched.
                 Op::ValidationLosses | Op::ValidationPartials | Op::KeepBest => {}
                 Op::FinishStep => {
                     // Keras's `Mean` loss tracker: total += loss * batch size.
                     epoch_total += loss * batch.size as f32;
+                    for (total, &sum) in metric_totals.iter_mut().zip(backprop.metric_sums()) {
+                        *total += sum;
+                    }
                     if batch.ends_epoch(&batching) {
-                        loss_history.push(epoch_total / batching.samples as f32);
+                        let samples = batching.samples as f32;
+                        loss_history.push(epoch_total / samples);
                         epoch_total = 0.0;
+                        for (values, total) in metric_values.iter_mut().zip(&mut metric_totals) {
+                            values.push(*total / samples);
+                            *total = 0.0;
+                        }
                         if !validation_rows.is_empty() {
-                            let partials = validation_partials(&validation);
-                            val_loss_history.push(validation_loss(&partials, validation.len()));
+                            let rows = validation_rows.len();
+                            let partials = validation_partials(&validation, rows);
+                            val_loss_history.push(validation_loss(&partials[0], rows));
+                            for (values, series) in val_metric_values.iter_mut().zip(&partials[1..])
+                            {
+                                values.push(validation_loss(series, rows));
+                            }
                         }
                         on_progress(batch.epoch as usize + 1);
                         if let Some(stopping) = &config.early_stopping {
@@ -683,9 +785,16 @@ pub fn train_with_progress(
         params = best_params;
     }
     let model = Model::from_params(initial.architecture().clone(), params)?;
+    let names = config.metrics.iter().map(|m| m.name.clone());
+    let val_names = names.clone().map(|name| format!("val_{name}"));
+    let mut metric_history: Vec<(String, Vec<f32>)> = names.zip(metric_values).collect();
+    if !validation_rows.is_empty() {
+        metric_history.extend(val_names.zip(val_metric_values));
+    }
     Ok(TrainOutput {
         loss_history,
         val_loss_history,
+        metric_history,
         early_stop,
         model,
         train_time: started.elapsed(),

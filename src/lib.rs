@@ -64,7 +64,7 @@ pub mod training;
 pub use activation::Activation;
 pub use data::Dataset;
 pub use error::{Error, Result};
-pub use loss::Loss;
+pub use loss::{Loss, Metric};
 pub use model::{Architecture, DenseWeights, Model};
 pub use optimizer::Adam;
 pub use training::{EarlyStopping, TrainConfig, TrainOutput};

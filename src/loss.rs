@@ -190,3 +190,75 @@ fn sign<S: Scalar>(x: S) -> S {
 fn logits_crossentropy<S: Scalar>(x: S, y: S) -> S {
     (x.max0() - x * y) + (S::of(1.0) + (-x.abs()).exp()).ln()
 }
+
+/// A Keras metric tracked per epoch (`compile(metrics=[...])`), computed
+/// from the same forward pass as the loss, before the batch's update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Metric {
+    /// `(y_hat - y)^2`.
+    MeanSquaredError,
+    /// `|y_hat - y|`.
+    MeanAbsoluteError,
+    /// Binary cross-entropy, as the loss computes it.
+    BinaryCrossentropy,
+    /// Keras's `binary_accuracy`: 1 where `(y_hat > 0.5) == y`, else 0.
+    BinaryAccuracy,
+}
+
+impl Metric {
+    /// Every metric, in the order of their WGSL codes.
+    pub const ALL: [Metric; 4] = [
+        Metric::MeanSquaredError,
+        Metric::MeanAbsoluteError,
+        Metric::BinaryCrossentropy,
+        Metric::BinaryAccuracy,
+    ];
+
+    /// The metric of a Keras name or alias (`mse`, `mae`, `accuracy`,
+    /// `binary_accuracy`, ...); unknown names list the known ones.
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(match name {
+            "mse" | "mean_squared_error" => Metric::MeanSquaredError,
+            "mae" | "mean_absolute_error" => Metric::MeanAbsoluteError,
+            "bce" | "binary_crossentropy" => Metric::BinaryCrossentropy,
+            "accuracy" | "acc" | "binary_accuracy" => Metric::BinaryAccuracy,
+            _ => fail!(
+                InvalidConfig,
+                "unknown metric {name:?}; known: mse (mean_squared_error), mae \
+                 (mean_absolute_error), binary_crossentropy (bce), accuracy (binary_accuracy)"
+            ),
+        })
+    }
+
+    /// The code train.wgsl's `metric_value` switches on (its `METRIC_*`).
+    pub fn code(self) -> u32 {
+        Self::ALL
+            .iter()
+            .position(|&m| m == self)
+            .expect("every metric is in ALL") as u32
+    }
+
+    /// One output unit's value (train.wgsl's `metric_value`): a sample's is
+    /// the mean over its units, an epoch's the mean over its samples
+    /// (Keras's `MeanMetricWrapper`).
+    pub fn value<S: Scalar>(self, output: S, z: S, target: S, activation: Activation) -> S {
+        let r = output - target;
+        match self {
+            Metric::MeanSquaredError => r * r,
+            Metric::MeanAbsoluteError => r.abs(),
+            Metric::BinaryCrossentropy => {
+                let one = S::of(1.0);
+                Loss::BinaryCrossentropy
+                    .output_error(output, z, target, activation, one)
+                    .loss
+            }
+            Metric::BinaryAccuracy => {
+                let predicted = (output - S::of(0.5)).if_positive(|| S::of(1.0), || S::of(0.0));
+                let miss = (target - predicted).abs();
+                miss.if_positive(|| S::of(0.0), || S::of(1.0))
+            }
+        }
+    }
+}

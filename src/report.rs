@@ -102,6 +102,19 @@ fn named_values(names: &[String], values: &[f32]) -> String {
     pairs.join(", ")
 }
 
+/// `[(name, values)]` as a JSON object `{name: values}`, in order.
+fn as_map<S: serde::Serializer>(
+    pairs: &[(String, Vec<f32>)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(pairs.len()))?;
+    for (name, values) in pairs {
+        map.serialize_entry(name, values)?;
+    }
+    map.end()
+}
+
 /// Early stopping's settings and how it ended the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct EarlyStopReport {
@@ -244,6 +257,10 @@ pub struct Report {
     pub val_loss_history: Option<Vec<f32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub final_val_loss: Option<f32>,
+    /// Each `--metrics` metric per epoch under its Keras name (and `val_`
+    /// + name with a validation split).
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "as_map")]
+    pub metrics: Vec<(String, Vec<f32>)>,
     /// How early stopping ended the run (`--patience`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStopReport>,
@@ -300,6 +317,7 @@ impl Report {
                 .then(|| config.validation_rows().len()),
             val_loss_history: None,
             final_val_loss: None,
+            metrics: Vec::new(),
             early_stopping,
             predictions: Vec::new(),
             layers: Vec::new(),
@@ -331,6 +349,7 @@ impl Report {
             self.final_val_loss = output.val_loss_history.last().copied();
             self.val_loss_history = Some(output.val_loss_history.clone());
         }
+        self.metrics = output.metric_history.clone();
         if let (Some(stop), Some(report)) = (output.early_stop, &mut self.early_stopping) {
             report.stopped_epoch = stop.stopped_epoch;
             report.best_epoch = stop.best_epoch;
@@ -434,6 +453,14 @@ impl Report {
         }
         if let Some(stop) = &self.early_stopping {
             let _ = writeln!(out, "Early stop:  {}", stop.describe(self.epochs));
+        }
+        let last_values: Vec<String> = self
+            .metrics
+            .iter()
+            .filter_map(|(name, values)| Some(format!("{name} {}", readable(*values.last()?))))
+            .collect();
+        if !last_values.is_empty() {
+            let _ = writeln!(out, "Metrics:     {} (last epoch)", last_values.join(", "));
         }
         if let (Some(last), Some(rows)) = (self.final_val_loss, self.validation_samples) {
             let _ = writeln!(

@@ -283,17 +283,11 @@ pub fn check_steps(initial: &Model, config: &TrainConfig, run: DeviceRun<'_>) ->
         {
             let after = &record.after.weights;
             let rows = validation_rows.clone();
-            cpu::validation_losses(
-                after,
-                &layers,
-                config.loss,
-                &config.data,
-                rows,
-                &mut validation,
-            );
-            let partials = cpu::validation_partials(&validation);
-            let cpu_loss = cpu::validation_loss(&partials, validation.len());
-            let n = validation.len();
+            let n = rows.len();
+            let scored = (config.loss, &[][..]);
+            cpu::validation_losses(after, &layers, scored, &config.data, rows, &mut validation);
+            let partials = cpu::validation_partials(&validation, n);
+            let cpu_loss = cpu::validation_loss(&partials[0], n);
             let roundings = n.min(REDUCE_BLOCK) + n.div_ceil(REDUCE_BLOCK);
             let bound = bounds_with(
                 &layers,

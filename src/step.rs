@@ -56,6 +56,13 @@ pub enum Op {
         /// 0-based chunk of the batch.
         chunk: usize,
     },
+    /// The same for metric `metric`'s values (Keras's `metrics=[...]`).
+    MetricSum {
+        /// 0-based metric.
+        metric: usize,
+        /// 0-based chunk of the batch.
+        chunk: usize,
+    },
     /// The samples schedule's one kernel for all of the above but the
     /// gather: the whole network per sample in registers
     /// (`sample_partials`, src/gpu/samples.rs). GPU only.
@@ -118,6 +125,8 @@ pub struct Extras {
     pub validate: bool,
     /// Early stopping's `restore_best_weights`.
     pub keep_best: bool,
+    /// Metrics tracked per epoch.
+    pub metrics: usize,
 }
 
 /// The operations of one training step of a network of `layers` layers.
@@ -140,6 +149,7 @@ pub fn step_ops(layers: usize, chunking: Chunking, work: SampleWork, extras: Ext
         );
         ops.extend((0..layers).map(|layer| Op::GradientPartials { layer, chunk }));
         ops.push(Op::LossSum { chunk });
+        ops.extend((0..extras.metrics).map(|metric| Op::MetricSum { metric, chunk }));
     }
     ops.extend((1..=chunking.further_levels).map(|level| Op::Reduce { level }));
     ops.push(Op::Adam);

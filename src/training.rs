@@ -4,7 +4,7 @@
 use crate::batching::{Batching, DEFAULT_BATCH_SIZE};
 use crate::data::Dataset;
 use crate::error::{Result, fail};
-use crate::loss::Loss;
+use crate::loss::{Loss, Metric};
 use crate::model::Model;
 use crate::optimizer::Adam;
 use crate::step::Extras;
@@ -46,6 +46,33 @@ pub struct TrainConfig {
     pub validation_split: f64,
     /// Keras's `EarlyStopping` callback, when given.
     pub early_stopping: Option<EarlyStopping>,
+    /// Keras's `compile(metrics=[...])`: each tracked per epoch under its
+    /// name (and `val_` + name with a validation split); at most
+    /// [`MAX_METRICS`].
+    pub metrics: Vec<NamedMetric>,
+}
+
+/// Most metrics one run tracks.
+pub const MAX_METRICS: usize = 8;
+
+/// A metric and the name the history records it under, as given (`mae`,
+/// `accuracy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedMetric {
+    /// The history's key.
+    pub name: String,
+    /// What it measures.
+    pub metric: Metric,
+}
+
+impl NamedMetric {
+    /// A Keras metric name, kept as the history's key.
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(Self {
+            name: name.to_string(),
+            metric: Metric::from_name(name)?,
+        })
+    }
 }
 
 /// Keras's `EarlyStopping(monitor, min_delta, patience,
@@ -122,6 +149,7 @@ impl TrainConfig {
             loss: Loss::MeanSquaredError,
             validation_split: 0.0,
             early_stopping: None,
+            metrics: Vec::new(),
         }
     }
 
@@ -173,6 +201,7 @@ impl TrainConfig {
         Extras {
             validate: !self.validation_rows().is_empty(),
             keep_best: self.early_stopping.is_some_and(|e| e.restore_best_weights),
+            metrics: self.metrics.len(),
         }
     }
 
@@ -248,6 +277,13 @@ impl TrainConfig {
                 training,
                 self.data.len(),
                 self.data.len() - training
+            );
+        }
+        if self.metrics.len() > MAX_METRICS {
+            fail!(
+                InvalidConfig,
+                "{} metrics; at most {MAX_METRICS} are supported",
+                self.metrics.len()
             );
         }
         if let Some(stopping) = &self.early_stopping {
@@ -333,6 +369,9 @@ pub struct TrainOutput {
     /// The loss on the validation rows after every epoch's updates
     /// (Keras's `history.history["val_loss"]`); empty without a split.
     pub val_loss_history: Vec<f32>,
+    /// Each metric's value per epoch, under its name (and, with a
+    /// validation split, `val_` + name), in Keras's history order.
+    pub metric_history: Vec<(String, Vec<f32>)>,
     /// How early stopping ended the run, when it watched.
     pub early_stop: Option<EarlyStop>,
     /// The weights after the last update (the best epoch's when early

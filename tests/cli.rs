@@ -299,6 +299,7 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         ),
         (vec!["--validation-split", "1"], 1, "at least 0 and below 1"),
         (vec!["--validation-split", "half"], 2, "--validation-split"),
+        (vec!["--metrics", "mae,f1"], 2, "unknown metric \"f1\""),
         (vec!["--patience", "3", "--epochs", "0"], 1, "trains none"),
         (vec!["--min-delta", "0.1"], 2, "--patience"),
         (vec!["--restore-best-weights"], 2, "--patience"),
@@ -1058,5 +1059,47 @@ fn several_input_and_target_columns_train_and_name_the_predictions() {
     assert!(
         message.contains("the 2-4-2 network takes 2 input(s) and gives 2 output(s)"),
         "{message}"
+    );
+}
+
+#[test]
+fn metrics_are_reported_per_epoch_beside_the_loss() {
+    let args = [
+        "--json",
+        "--data",
+        "examples/data/warm.csv",
+        "--y",
+        "warm",
+        "--hidden",
+        "8:relu",
+        "--output-activation",
+        "sigmoid",
+        "--loss",
+        "binary_crossentropy",
+        "--learning-rate",
+        "0.05",
+        "--epochs",
+        "300",
+        "--validation-split",
+        "0.25",
+        "--metrics",
+        "accuracy,mse",
+    ];
+    let report = json_of(&args);
+    let metrics = report["metrics"].as_object().unwrap();
+    let keys: Vec<&str> = metrics.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["accuracy", "mse", "val_accuracy", "val_mse"]);
+    for values in metrics.values() {
+        assert_eq!(values.as_array().unwrap().len(), 300);
+    }
+    // 90 rows trained on (of 120): a whole number of hits, and most of them
+    // once learnt (the labels are noisy only near 20 °C).
+    let accuracy = metrics["accuracy"][299].as_f64().unwrap();
+    assert!(accuracy > 0.85, "accuracy {accuracy}");
+    assert!(((accuracy * 90.0) - (accuracy * 90.0).round()).abs() < 1e-3);
+    let text = stdout(&gpu_c2f(&args[1..]));
+    assert!(
+        text.contains("Metrics:     accuracy ") && text.contains("val_mse "),
+        "{text}"
     );
 }

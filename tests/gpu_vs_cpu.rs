@@ -7,6 +7,7 @@ mod common;
 use gpu_c2f::gpu::GpuTrainOutput;
 use gpu_c2f::gpu::{GpuOptions, Schedule, ScheduleChoice};
 use gpu_c2f::shadow::{DeviceRun, check_steps};
+use gpu_c2f::training::NamedMetric;
 use gpu_c2f::{Activation, Architecture, Dataset, EarlyStopping, Loss, Model, TrainConfig, gpu};
 
 /// A GPU run of `config` on `schedule` that records every step it can.
@@ -351,6 +352,123 @@ fn several_inputs_and_outputs_agree_on_every_schedule() {
 }
 
 #[test]
+fn metrics_agree_on_every_schedule_and_with_the_cpu_reference() {
+    // Keras's per-epoch metrics beside the loss, on the training batches
+    // (before each update) and on the validation rows, for a regression
+    // and a classification. On the software drivers that fuse nothing
+    // (GPU_C2F_EXPECT_BIT_EXACT) every value equals the CPU reference's;
+    // elsewhere two runs part by rounding only over these 3 epochs of 5
+    // steps, so 1e-3 relative is ample and still catches a wrong metric.
+    let regression = (
+        Activation::Linear,
+        Loss::Huber,
+        vec!["mse", "mae"],
+        sine(90),
+    );
+    let mut labels = sine(90);
+    labels
+        .y
+        .iter_mut()
+        .for_each(|y| *y = (*y > 0.0) as u8 as f32);
+    let classification = (
+        Activation::Sigmoid,
+        Loss::BinaryCrossentropy,
+        vec!["accuracy", "binary_crossentropy", "mae"],
+        labels,
+    );
+    let exact = std::env::var_os("GPU_C2F_EXPECT_BIT_EXACT").is_some();
+    for (output, loss, names, data) in [regression, classification] {
+        let architecture =
+            Architecture::with_layers(&[(8, Activation::Relu), (4, Activation::Relu)], output)
+                .unwrap();
+        let initial = Model::glorot_uniform(architecture, 31);
+        let metrics = names
+            .iter()
+            .map(|n| NamedMetric::from_name(n).unwrap())
+            .collect();
+        let config = TrainConfig {
+            data,
+            epochs: 3,
+            learning_rate: 0.05,
+            batch_size: Some(16),
+            loss,
+            validation_split: 0.2,
+            metrics,
+            ..TrainConfig::seed()
+        };
+        let cpu_run = gpu_c2f::cpu::train(&initial, &config).unwrap();
+        let keys: Vec<&str> = cpu_run
+            .metric_history
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let expected: Vec<String> = names
+            .iter()
+            .map(|n| n.to_string())
+            .chain(names.iter().map(|n| format!("val_{n}")))
+            .collect();
+        assert_eq!(keys, expected);
+        for &schedule in ALL {
+            let run = train_recorded(&initial, &config, schedule);
+            assert_eq!(
+                run.output.metric_history.len(),
+                cpu_run.metric_history.len()
+            );
+            for ((name, gpu), (_, cpu)) in run
+                .output
+                .metric_history
+                .iter()
+                .zip(&cpu_run.metric_history)
+            {
+                assert_eq!(gpu.len(), 3, "{name}");
+                for (g, c) in gpu.iter().zip(cpu) {
+                    let close = (g - c).abs() <= 1e-3 * c.abs().max(1e-3);
+                    assert!(
+                        if exact { g == c } else { close },
+                        "{schedule:?} {name}: GPU {gpu:?}, CPU {cpu:?}"
+                    );
+                }
+            }
+        }
+        // Accuracy is a count of hits over the rows: a whole number of them.
+        if let Some((_, accuracy)) = cpu_run.metric_history.iter().find(|(k, _)| k == "accuracy") {
+            let rows = config.training_len() as f32;
+            for a in accuracy {
+                assert!(
+                    ((a * rows) - (a * rows).round()).abs() < 1e-3,
+                    "{a} of {rows} rows"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_mse_metric_is_the_mse_loss() {
+    // Keras computes the same quantity two ways: the loss tracker as the
+    // batch losses weighted by size, the metric as the sum of the samples'
+    // values over the samples; in f32 they agree to rounding (1e-5).
+    let initial = Model::glorot_uniform(Architecture::seed(), 3);
+    let config = TrainConfig {
+        data: common::noisy_formula(100),
+        epochs: 5,
+        learning_rate: 0.05,
+        batch_size: Some(32),
+        metrics: vec![NamedMetric::from_name("mse").unwrap()],
+        ..TrainConfig::seed()
+    };
+    let run = train_recorded(&initial, &config, ScheduleChoice::Auto);
+    let (name, mse) = &run.output.metric_history[0];
+    assert_eq!(name, "mse");
+    for (loss, metric) in run.output.loss_history.iter().zip(mse) {
+        assert!(
+            (loss - metric).abs() <= 1e-5 * loss,
+            "loss {loss}, mse {metric}"
+        );
+    }
+}
+
+#[test]
 fn fused_schedule_splits_long_runs_into_dispatches_correctly() {
     // 5000 epochs of a 1-17-17-1 network: dozens of fused dispatches, each
     // under llvmpipe's per-invocation loop limit, and a remainder dispatch.
@@ -428,6 +546,7 @@ fn shuffled_mini_batches_agree() {
             loss: Default::default(),
             validation_split: 0.0,
             early_stopping: None,
+            metrics: Vec::new(),
         };
         assert_gpu_matches_cpu(&initial, &config, schedules);
     }
@@ -450,6 +569,7 @@ fn unshuffled_mini_batches_agree_and_take_the_samples_in_order() {
             loss: Default::default(),
             validation_split: 0.0,
             early_stopping: None,
+            metrics: Vec::new(),
         };
         assert!(!config.batching().shuffle);
         let initial = Model::glorot_uniform(Architecture::new(&[5]).unwrap(), 4);
@@ -498,6 +618,7 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
             loss: Default::default(),
             validation_split: 0.0,
             early_stopping: None,
+            metrics: Vec::new(),
         };
         let options = GpuOptions {
             schedule,

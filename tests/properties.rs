@@ -859,6 +859,7 @@ proptest! {
                 loss: Default::default(),
                 validation_split: 0.0,
                 early_stopping: None,
+                metrics: Vec::new(),
             };
             prop_assert!(config.validate().is_ok());
         }

@@ -73,8 +73,14 @@ pub struct RunArgs {
     pub early_stopping: u32,
     pub patience: u32,
     pub min_delta: f32,
-    /// A uniform's size is a multiple of 16 bytes.
-    pub _padding: [u32; 3],
+    pub epochs: u32,
+    pub metric_count: u32,
+    /// 4 bits a metric, `Metric::code`.
+    pub metric_codes: u32,
+    pub sample_metrics: u32,
+    pub metric_totals: u32,
+    pub metric_offset: u32,
+    pub val_metric_offset: u32,
 }
 
 /// `DispatchArgs` in train.wgsl: what one dispatch of a step's list works
@@ -300,7 +306,8 @@ mod tests {
             one_minus_beta_1, one_minus_beta_2, epsilon, record_every, record_offset,
             record_count, loss, data_rows, input_width, output_width, validation_samples, validation_offset,
             validation_losses, validation_scratch, widest, layer_table, layer_count, val_loss_offset,
-            early_stopping, patience, min_delta);
+            early_stopping, patience, min_delta, epochs, metric_count, metric_codes,
+            sample_metrics, metric_totals, metric_offset, val_metric_offset);
         assert_same_layout("RunArgs", &rust, size_of::<RunArgs>());
     }
 

@@ -71,6 +71,11 @@ pub struct Memory {
     pub errors: Vec<u64>,
     /// `tensors`: each sample's loss. Layered work only.
     pub sample_losses: u64,
+    /// `tensors`: each sample's value of each metric, a row of `chunk` a
+    /// metric. Layered work only.
+    pub sample_metrics: u64,
+    /// `reduce`: each metric's running total over the epoch.
+    pub metric_totals: u64,
     /// `tensors`: the chunk's targets.
     pub targets: u64,
     /// `tensors`: each validation row's loss, then its two scratch rows of
@@ -116,11 +121,13 @@ impl Memory {
         let mut activations = vec![inputs];
         let mut errors = vec![0u64];
         let mut sample_losses = 0;
+        let mut sample_metrics = 0;
         if work == SampleWork::Layers {
             let widths = &architecture.widths()[1..];
             activations.extend(widths.iter().map(|&w| take(chunk * w as u64)));
             errors.extend(widths.iter().map(|&w| take(chunk * w as u64)));
             sample_losses = take(chunk);
+            sample_metrics = take(chunk * rows.metrics);
         }
         let targets = if chunking.gather {
             take(chunk * targets_width)
@@ -129,7 +136,8 @@ impl Memory {
         };
         let widest = *architecture.widths().iter().max().expect("widths") as u64;
         let validation_blocks = rows.validation.div_ceil(REDUCE_BLOCK as u64);
-        let validation_losses = take(rows.validation);
+        // Each validation row's loss, then each metric's values.
+        let validation_losses = take(rows.validation * (1 + rows.metrics));
         let validation_scratch = take(rows.validation * 3 * widest);
         let tensors_len = end;
         to_u32(
@@ -137,22 +145,26 @@ impl Memory {
             "the dataset and per-sample activations and errors",
         )?;
 
-        let rows = architecture.param_count() as u64 + 1;
+        let sums = architecture.param_count() as u64 + 1 + rows.metrics;
         let level_lens = reduction_levels(batch, REDUCE_BLOCK as u64);
         let mut level_offsets = Vec::new();
         let mut reduce_len = 0u64;
         for len in &level_lens {
             level_offsets.push(reduce_len);
-            reduce_len += rows * len;
+            reduce_len += sums * len;
         }
         let validation_partials = reduce_len;
-        reduce_len += validation_blocks;
+        reduce_len += validation_blocks * (1 + rows.metrics);
+        let metric_totals = reduce_len;
+        reduce_len += rows.metrics;
         to_u32(reduce_len, "the gradient reduction")?;
         Ok(Self {
             data,
             activations,
             errors,
             sample_losses,
+            sample_metrics,
+            metric_totals,
             targets,
             validation_losses,
             validation_scratch,
@@ -178,6 +190,8 @@ struct Rows {
     validation: u64,
     inputs: u64,
     targets: u64,
+    /// Metrics tracked (their per-sample values and sums).
+    metrics: u64,
 }
 
 /// One operation of a step, lowered: the kernel that runs it, its
@@ -305,13 +319,16 @@ impl GpuPlan {
             validation: config.validation_rows().len() as u64,
             inputs: config.data.x_width as u64,
             targets: config.data.y_width as u64,
+            metrics: config.metrics.len() as u64,
         };
         let memory = Memory::new(&architecture, rows, batch, chunk_size, chunking, work)?;
         chunking.further_levels = memory.level_lens.len() - 1;
         let validate = rows.validation > 0;
         let ops = step_ops(architecture.layers().len(), chunking, work, config.extras());
         let epochs = to_u32(config.epochs as u64, "the loss history")?;
-        let series = 1 + validate as u32;
+        let metrics = config.metrics.len();
+        // The loss, each metric, and with a validation split each again.
+        let series = (1 + metrics as u32) * (1 + validate as u32);
         let history_len = to_u32(epochs as u64 * series as u64, "the loss history")?;
         let total_steps = epochs as u64 * batching.steps_per_epoch as u64;
         // The kernels count steps in a u32.
@@ -370,7 +387,18 @@ impl GpuPlan {
                 .early_stopping
                 .map_or(0, |e| e.patience.min(u32::MAX as usize) as u32),
             min_delta: config.early_stopping.map_or(0.0, |e| e.min_delta),
-            _padding: [0; 3],
+            epochs,
+            metric_count: metrics as u32,
+            metric_codes: config
+                .metrics
+                .iter()
+                .enumerate()
+                .map(|(m, named)| named.metric.code() << (4 * m))
+                .sum(),
+            sample_metrics: memory.sample_metrics as u32,
+            metric_totals: memory.metric_totals as u32,
+            metric_offset: epochs * (1 + validate as u32),
+            val_metric_offset: epochs * (1 + validate as u32 + metrics as u32),
         };
         let mut plan = Self {
             architecture,
@@ -399,7 +427,7 @@ impl GpuPlan {
         let layers = self.architecture.layers();
         let (tile, chunk) = (self.tile, self.chunk_size);
         let blocks = chunk.div_ceil(REDUCE_BLOCK as u64);
-        let rows = self.param_count as u64 + 1;
+        let rows = self.param_count as u64 + 1 + self.run.metric_count as u64;
         let chunk_first = |c: usize| (c as u64 * chunk) as u32;
         // Offsets and lengths fit in u32: `Memory::new` checked both buffers.
         // A dense layer's pass; `activation` is the layer's own (forward)
@@ -491,7 +519,18 @@ impl GpuPlan {
             }
             Op::LossSum { chunk: c } => {
                 let losses = memory.sample_losses;
-                let (args, threads) = partials(0, 1, rows - 1, losses, losses, true);
+                let loss_row = self.param_count as u64;
+                let (args, threads) = partials(0, 1, loss_row, losses, losses, true);
+                let args = DispatchArgs {
+                    chunk_first: chunk_first(c),
+                    ..args
+                };
+                (Kernel::GradientPartials, args, threads)
+            }
+            Op::MetricSum { metric, chunk: c } => {
+                let values = memory.sample_metrics + metric as u64 * chunk;
+                let row = self.param_count as u64 + 1 + metric as u64;
+                let (args, threads) = partials(0, 1, row, values, values, true);
                 let args = DispatchArgs {
                     chunk_first: chunk_first(c),
                     ..args
@@ -531,7 +570,12 @@ impl GpuPlan {
             ),
             Op::ValidationPartials => {
                 let blocks = (self.run.validation_samples as u64).div_ceil(REDUCE_BLOCK as u64);
-                (Kernel::ValidationPartials, DispatchArgs::default(), blocks)
+                let series = 1 + self.run.metric_count as u64;
+                (
+                    Kernel::ValidationPartials,
+                    DispatchArgs::default(),
+                    series * blocks,
+                )
             }
             Op::FinishStep => (Kernel::FinishStep, DispatchArgs::default(), 1),
             Op::KeepBest => (
@@ -589,10 +633,10 @@ impl GpuPlan {
         }
     }
 
-    /// Loss series in the history: the loss, and `val_loss` with a
-    /// validation split.
+    /// Series in the history: the loss and each metric, and each again on
+    /// the validation rows with a split.
     pub fn loss_series(&self) -> u64 {
-        1 + (self.run.validation_samples > 0) as u64
+        (1 + self.run.metric_count as u64) * (1 + (self.run.validation_samples > 0) as u64)
     }
 
     /// Values in one step record: weights, m and v before, gradients, loss,

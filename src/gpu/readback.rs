@@ -16,6 +16,10 @@ pub struct GpuResults {
     pub loss_history: Vec<f32>,
     /// Each epoch's validation loss (empty without a split).
     pub val_loss_history: Vec<f32>,
+    /// Each metric's values per epoch, and on the validation rows (empty
+    /// without a split).
+    pub metrics: Vec<Vec<f32>>,
+    pub val_metrics: Vec<Vec<f32>>,
     /// The training step (1-based) the kernels flagged as the first with a
     /// non-finite loss or weight.
     pub first_bad_step: Option<usize>,
@@ -99,12 +103,28 @@ pub async fn read_back(
     let mut records = step_records(plan, &history[series..]);
     records.retain(|record| record.step < steps_run);
     let val_loss_history = &history[epochs..series];
+    let run = epochs_run as usize;
+    let metric_series = |offset: u32| {
+        (0..plan.run.metric_count as usize)
+            .map(|m| history[offset as usize + m * epochs..][..run].to_vec())
+            .collect::<Vec<_>>()
+    };
+    let validated = plan.run.validation_samples > 0;
     let results = GpuResults {
+        metrics: metric_series(plan.run.metric_offset),
+        val_metrics: if validated {
+            metric_series(plan.run.val_metric_offset)
+        } else {
+            Vec::new()
+        },
         records,
         params,
         loss_history: history[..epochs_run as usize].to_vec(),
-        val_loss_history: val_loss_history[..val_loss_history.len().min(epochs_run as usize)]
-            .to_vec(),
+        val_loss_history: if validated {
+            val_loss_history[..run].to_vec()
+        } else {
+            Vec::new()
+        },
         best: header.best,
         best_epoch: header.best_epoch,
         stopped_epoch: header.stopped_epoch,

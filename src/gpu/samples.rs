@@ -44,11 +44,14 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
     let lines =
         |f: &dyn Fn(usize) -> String| (0..param_count).map(f).collect::<Vec<_>>().join("\n");
     let load_weights = lines(&|p| format!("    let w{p} = params[{p}u];"));
-    let zero_sums = lines(&|p| format!("    var g{p} = 0.0;"));
+    let mut zero_sums = lines(&|p| format!("    var g{p} = 0.0;"));
+    zero_sums.push_str("\n    var metric_sums = array<f32, 8>();");
     let mut store_sums = lines(&|p| format!("    reduce[column + {p}u * args.out_len] = g{p};"));
     let _ = write!(
         store_sums,
-        "\n    reduce[column + {param_count}u * args.out_len] = loss_sum;"
+        "\n    reduce[column + {param_count}u * args.out_len] = loss_sum;\n    \
+         for (var m = 0u; m < run.metric_count; m++) {{\n        \
+         reduce[column + ({param_count}u + 1u + m) * args.out_len] = metric_sums[m];\n    }}"
     );
     let mut out = String::new();
     let inputs = layers[0].inputs;
@@ -102,8 +105,8 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
         };
         let _ = writeln!(
             out,
-            "        let error_{j} = output_error_of(a{last}_{j}, {z}, \
-             tensors[run.target_offset + s * {units}u + {j}u], {}u, batch.total * {units}u);\n        \
+            "        let y_{j} = tensors[run.target_offset + s * {units}u + {j}u];\n        \
+             let error_{j} = output_error_of(a{last}_{j}, {z}, y_{j}, {}u, batch.total * {units}u);\n        \
              let e{last}_{j} = error_{j}.delta;",
             output.code()
         );
@@ -113,6 +116,27 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
         out,
         "        let sample_loss = {sample_loss} / {}.0;",
         units
+    );
+    // Each metric: the mean over the units, added to the block's sum
+    // (output_error_at's metric_sums, then gradient_partials_at's rows).
+    let _ = writeln!(
+        out,
+        "        for (var m = 0u; m < run.metric_count; m++) {{\n            var metric = 0.0;"
+    );
+    for j in 0..units {
+        let z = match output {
+            Activation::Linear => format!("a{last}_{j}"),
+            _ => format!("z{last}_{j}"),
+        };
+        let _ = writeln!(
+            out,
+            "            metric += metric_value(metric_code(m), a{last}_{j}, {z}, y_{j}, {}u);",
+            output.code()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "            metric_sums[m] += metric / {units}.0;\n        }}"
     );
     for (l, layer) in layers.iter().enumerate().skip(1).rev() {
         let below = layers[l - 1].activation;

@@ -275,8 +275,18 @@ pub fn fused_iterations_per_step(plan: &GpuPlan, workgroup_size: u32) -> u64 {
             // A validation row's network, one multiply-add at a time.
             Kernel::ValidationLosses => validation_row_iterations(&plan.architecture),
             Kernel::ValidationPartials => block,
-            Kernel::FinishStep => (plan.run.validation_samples as u64).div_ceil(block),
-            Kernel::OutputError | Kernel::AdamStep | Kernel::KeepBest => 0,
+            // Each metric twice; each validation series' blocks.
+            Kernel::FinishStep => {
+                let metrics = plan.run.metric_count as u64;
+                let blocks = (plan.run.validation_samples as u64).div_ceil(block);
+                2 * metrics + (1 + metrics) * blocks
+            }
+            // Per output unit, its loss and each metric; then each metric.
+            Kernel::OutputError => {
+                let (units, metrics) = (plan.run.output_width as u64, plan.run.metric_count as u64);
+                units * (1 + metrics) + metrics
+            }
+            Kernel::AdamStep | Kernel::KeepBest => 0,
         };
         total += items * (1 + inner) + 1;
     }

@@ -196,6 +196,7 @@ pub async fn train_async(
     Ok(GpuTrainOutput {
         output: TrainOutput {
             val_loss_history: results.val_loss_history,
+            metric_history: metric_history(config, results.metrics, results.val_metrics),
             early_stop: config.early_stopping.map(|stopping| EarlyStop {
                 monitor: config.monitor(),
                 stopped_epoch: (results.stopped_epoch > 0)
@@ -222,4 +223,19 @@ pub async fn train_async(
         records: results.records,
         record_every: plan.run.record_every as u64,
     })
+}
+
+/// The metrics' series under their history names, Keras's order: each
+/// metric, then each `val_` one.
+fn metric_history(
+    config: &TrainConfig,
+    metrics: Vec<Vec<f32>>,
+    val_metrics: Vec<Vec<f32>>,
+) -> Vec<(String, Vec<f32>)> {
+    let names = config.metrics.iter().map(|m| m.name.clone());
+    let val_names = names.clone().map(|name| format!("val_{name}"));
+    names
+        .zip(metrics)
+        .chain(val_names.zip(val_metrics))
+        .collect()
 }

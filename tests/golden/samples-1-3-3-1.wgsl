@@ -76,6 +76,7 @@ fn sample_partials(
     var g19 = 0.0;
     var g20 = 0.0;
     var g21 = 0.0;
+    var metric_sums = array<f32, 8>();
     var loss_sum = 0.0;
     for (var s = first; s < end; s++) {
         // gather_batch_at's rows: the sample's inputs
@@ -91,9 +92,15 @@ fn sample_partials(
         // dense_forward_at, layer 2 (3 -> 1)
         let a3_0 = (0.0 + a2_0 * w18 + a2_1 * w19 + a2_2 * w20) + w21;
         // output_error_at
-        let error_0 = output_error_of(a3_0, a3_0, tensors[run.target_offset + s * 1u + 0u], 0u, batch.total * 1u);
+        let y_0 = tensors[run.target_offset + s * 1u + 0u];
+        let error_0 = output_error_of(a3_0, a3_0, y_0, 0u, batch.total * 1u);
         let e3_0 = error_0.delta;
         let sample_loss = (0.0 + error_0.loss) / 1.0;
+        for (var m = 0u; m < run.metric_count; m++) {
+            var metric = 0.0;
+            metric += metric_value(metric_code(m), a3_0, a3_0, y_0, 0u);
+            metric_sums[m] += metric / 1.0;
+        }
         // dense_backward_at, layer 2's errors into its 3 inputs
         let e2_0 = 0.0 + e3_0 * w18;
         let e2_1 = 0.0 + e3_0 * w19;
@@ -155,4 +162,7 @@ fn sample_partials(
     reduce[column + 20u * args.out_len] = g20;
     reduce[column + 21u * args.out_len] = g21;
     reduce[column + 22u * args.out_len] = loss_sum;
+    for (var m = 0u; m < run.metric_count; m++) {
+        reduce[column + (22u + 1u + m) * args.out_len] = metric_sums[m];
+    }
 }

@@ -127,6 +127,7 @@ pub fn plan_request(request: &TrainRequest) -> Result<(Model, TrainConfig), Erro
         loss: Default::default(),
         validation_split: 0.0,
         early_stopping: None,
+        metrics: Vec::new(),
     };
     config.validate()?;
     if request.epochs == 0 {

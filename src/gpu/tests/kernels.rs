@@ -144,6 +144,7 @@ fn job(samples: usize, batch_size: Option<usize>, seed: u64) -> TrainConfig {
         loss: Default::default(),
         validation_split: 0.0,
         early_stopping: None,
+        metrics: Vec::new(),
     }
 }
 
