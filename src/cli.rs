@@ -415,6 +415,33 @@ pub fn run(cli: Cli) -> Result<()> {
         );
     }
 
+    // The job as far as the flags and files give it, checked before the
+    // GPU is opened (all of it but --samples data, made for the device).
+    let config_for = |data: Dataset| TrainConfig {
+        data,
+        epochs: cli.epochs,
+        learning_rate: cli.learning_rate,
+        batch_size: cli.batch_size.0,
+        shuffle_seed: seed,
+        shuffle: cli.shuffle,
+        loss,
+        validation_split: cli.validation_split,
+        metrics: cli.metrics.clone(),
+        early_stopping: cli.patience.map(|patience| EarlyStopping {
+            patience,
+            min_delta: cli.min_delta,
+            restore_best_weights: cli.restore_best_weights,
+        }),
+    };
+    let known = match (csv, cli.samples) {
+        (Some(data), _) => Some(config_for(data)),
+        (None, None) => Some(config_for(Dataset::seed())),
+        (None, Some(_)) => None,
+    };
+    if let Some(config) = &known {
+        config.validate()?;
+    }
+
     let mut setup = Duration::ZERO;
     let gpu = if cli.cpu_reference {
         None
@@ -433,31 +460,16 @@ pub fn run(cli: Cli) -> Result<()> {
         setup = started.elapsed();
         Some(gpu)
     };
-    let data = match (csv, cli.samples) {
-        (Some(data), _) => data,
+    let config = match (known, cli.samples) {
+        (Some(config), _) => config,
+        (None, None) => unreachable!("without --samples the data is known before the GPU"),
         (None, Some(samples)) => {
             check_memory(samples, &cli, initial.architecture(), gpu.as_ref())?;
-            Dataset::from_formula(samples, seed)
+            let config = config_for(Dataset::from_formula(samples, seed));
+            config.validate()?;
+            config
         }
-        (None, None) => Dataset::seed(),
     };
-    let config = TrainConfig {
-        data,
-        epochs: cli.epochs,
-        learning_rate: cli.learning_rate,
-        batch_size: cli.batch_size.0,
-        shuffle_seed: seed,
-        shuffle: cli.shuffle,
-        loss,
-        validation_split: cli.validation_split,
-        metrics: cli.metrics.clone(),
-        early_stopping: cli.patience.map(|patience| EarlyStopping {
-            patience,
-            min_delta: cli.min_delta,
-            restore_best_weights: cli.restore_best_weights,
-        }),
-    };
-    config.validate()?;
     let mut report = Report::new(&initial, &config, init_seed, init);
     report.columns = columns;
     if let Some(gpu) = &gpu {

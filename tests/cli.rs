@@ -301,6 +301,12 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         (vec!["--validation-split", "half"], 2, "--validation-split"),
         (vec!["--metrics", "mae,f1"], 2, "unknown metric \"f1\""),
         (vec!["--patience", "3", "--epochs", "0"], 1, "trains none"),
+        // Checked before any adapter is looked for.
+        (
+            vec!["--loss", "bce", "--adapter", "no-such-adapter-xyz"],
+            1,
+            "needs targets in [0, 1]",
+        ),
         (vec!["--min-delta", "0.1"], 2, "--patience"),
         (vec!["--restore-best-weights"], 2, "--patience"),
         (vec!["--patience", "-1"], 2, "--patience"),
