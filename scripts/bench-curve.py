@@ -213,7 +213,7 @@ def main():
                 else:
                     rows.append(
                         f"| gpu-c2f `{schedule}` ({r['schedule']}, {r['device']}) | {batch} | "
-                        f"{r['ms_per_epoch']:.1f} | final loss {r['final_loss']:.3g} after {epochs} epochs |"
+                        f"{r['ms_per_epoch']:.1f} (mean) | final loss {r['final_loss']:.3g} after {epochs} epochs |"
                     )
             for framework in ("torch", "jax"):
                 r = spawn(framework, batch, epochs)
@@ -222,12 +222,12 @@ def main():
                     rows.append(f"| {framework} | {batch} | - | skipped: {r['error'][:80]} |")
                 else:
                     rows.append(
-                        f"| {framework} {r['version']} | {batch} | {median_ms(r['epoch_s']):.1f} | "
+                        f"| {framework} {r['version']} | {batch} | {median_ms(r['epoch_s']):.1f} (median after the 1st) | "
                         f"final loss {r['final_loss']:.3g} after {epochs} epochs |"
                     )
     print(f"- load average at end {' '.join(open('/proc/loadavg').read().split()[:3])}")
     print()
-    print("| who | batch | ms per epoch (median after the first) | note |")
+    print("| who | batch | ms per epoch | note |")
     print("| --- | --- | ---: | --- |")
     print("\n".join(rows))
     if args.json:

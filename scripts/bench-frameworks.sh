@@ -2,8 +2,9 @@
 # Runs the numbers behind BENCHMARKS.md, one after the other in one session.
 #
 #   scripts/bench-frameworks.sh            PyTorch and JAX on the CPU only
-#   scripts/bench-frameworks.sh --all      also `cargo bench --bench train` and the
+#   scripts/bench-frameworks.sh --all      also `cargo bench --bench train`, the
 #                                          end-to-end runs of target/release/gpu-c2f
+#                                          and scripts/bench-curve.py
 #   add --quick for a smoke run of whichever parts run.
 #
 # PyTorch and JAX go into a virtual environment outside the repository,
@@ -76,4 +77,8 @@ if ! "$venv/bin/python" -c 'import torch, jax' 2>/dev/null; then
     "$venv/bin/pip" install torch jax jaxlib numpy || echo "pip install failed: the script reports what does not import"
 fi
 "$venv/bin/python" scripts/bench-frameworks.py "${quick[@]}" --json "$out/frameworks.json" | tee "$out/frameworks.md"
+if $all; then
+    echo "== the curved example (gpu-c2f's schedules, PyTorch, JAX)"
+    "$venv/bin/python" scripts/bench-curve.py "${quick[@]}" --json "$out/curve.json" | tee "$out/curve.md"
+fi
 cat /proc/loadavg | tee -a "$out/machine.txt"
