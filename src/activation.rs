@@ -42,7 +42,9 @@ pub enum Activation {
     /// it in f32 (Eigen's rational approximation); derivative
     /// `0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi)`.
     Gelu,
-    /// `silu(x) = x sigmoid(x)`; derivative `s (1 + x (1 - s))`.
+    /// `silu(x) = x sigmoid(x)` (Keras's alias `swish`); derivative
+    /// `s (1 + x (1 - s))`.
+    #[serde(alias = "swish")]
     Silu,
 }
 
@@ -78,6 +80,8 @@ impl Activation {
     /// The activation of a Keras name; an unknown name is an error that
     /// lists the known ones.
     pub fn from_name(name: &str) -> Result<Self> {
+        // Keras's `activations.get` takes `swish` for silu.
+        let name = if name == "swish" { "silu" } else { name };
         match Self::ALL.into_iter().find(|a| a.name() == name) {
             Some(activation) => Ok(activation),
             None => fail!(
@@ -299,9 +303,11 @@ mod tests {
             let json = serde_json::to_string(&activation).unwrap();
             assert_eq!(json, format!("\"{}\"", activation.name()));
         }
-        let error = Activation::from_name("swish").unwrap_err().to_string();
+        // Keras's alias.
+        assert_eq!(Activation::from_name("swish").unwrap(), Activation::Silu);
+        let error = Activation::from_name("mish").unwrap_err().to_string();
         assert!(
-            error.contains("\"swish\"") && error.contains("leaky_relu, gelu, silu"),
+            error.contains("\"mish\"") && error.contains("leaky_relu, gelu, silu"),
             "{error}"
         );
     }

@@ -382,6 +382,19 @@ pub fn run(cli: Cli) -> Result<()> {
         x: cli.x.0.clone(),
         y: cli.y.0.clone(),
     };
+    let names: Vec<String> = columns
+        .x
+        .iter()
+        .chain(&columns.y)
+        .map(|n| n.to_lowercase())
+        .collect();
+    if let Some(k) = (1..names.len()).find(|&k| names[..k].contains(&names[k])) {
+        bail!(
+            "the column {:?} is named twice in --x and --y; each input and target is its own \
+             column",
+            names[k]
+        );
+    }
     if let Some(row) = cli.predict.iter().find(|row| row.len() != columns.x.len()) {
         bail!(
             "--predict {} has {} value(s), but the network takes {} input(s) ({}): give one \
@@ -520,7 +533,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 };
                 report.shadow_check = Some(ShadowReport {
                     record_every: run.record_every,
-                    total_steps: config.epochs as u64 * config.batching().steps_per_epoch as u64,
+                    // The steps run: early stopping may end a run early.
+                    total_steps: run.output.loss_history.len() as u64
+                        * config.batching().steps_per_epoch as u64,
                     check: shadow::check_steps(&initial, &config, device),
                 });
             }
@@ -840,11 +855,9 @@ mod tests {
         ] {
             assert!(parse_layers(bad).is_err(), "{bad:?} was accepted");
         }
-        let unknown = parse_layers("8:relu,8:swish").unwrap_err();
+        let unknown = parse_layers("8:relu,8:mish").unwrap_err();
         assert!(
-            unknown.contains("layer 2")
-                && unknown.contains("\"swish\"")
-                && unknown.contains("gelu"),
+            unknown.contains("layer 2") && unknown.contains("\"mish\"") && unknown.contains("gelu"),
             "{unknown}"
         );
     }

@@ -370,10 +370,20 @@ impl Model {
         self.predict_row(&[celsius])[0]
     }
 
-    /// The network's outputs for one sample's inputs (as many as the
-    /// network takes), in f32 with the training kernels' order of
-    /// operations.
+    /// The network's outputs for one sample's inputs, in f32 with the
+    /// training kernels' order of operations.
+    ///
+    /// # Panics
+    ///
+    /// When `inputs` is not as long as the network's input width.
     pub fn predict_row(&self, inputs: &[f32]) -> Vec<f32> {
+        let width = self.architecture.widths()[0];
+        assert_eq!(
+            inputs.len(),
+            width,
+            "a {} network takes {width} input(s)",
+            self.architecture.describe()
+        );
         let (mut outputs, mut sums) = (Vec::new(), Vec::new());
         let layers = self.architecture.layers();
         crate::cpu::forward_one(&self.params, &layers, inputs, &mut outputs, &mut sums);

@@ -381,7 +381,7 @@ impl Report {
         serde_json::json!({
             "seed": self.seed,
             "init": self.init,
-            "epochs": self.epochs,
+            "epochs": self.loss_history.len(),
             "learning_rate": self.learning_rate,
             "final_loss": self.final_loss,
             "device": self.device,
@@ -395,7 +395,7 @@ impl Report {
             "gpu-c2f {} on {}: {} epochs, final loss {loss}",
             self.architecture,
             self.device.short_name(),
-            self.epochs
+            self.loss_history.len()
         )
     }
 
@@ -436,7 +436,9 @@ impl Report {
         let _ = writeln!(
             out,
             "Trained:     {} epochs in {:.2} ms ({:.0} epochs/s)",
-            self.epochs, t.train, t.epochs_per_second
+            self.loss_history.len(),
+            t.train,
+            t.epochs_per_second
         );
         match (self.final_loss, self.loss_history.first()) {
             (Some(last), Some(first)) => {

@@ -279,6 +279,23 @@ impl TrainConfig {
                 self.data.len() - training
             );
         }
+        for (k, metric) in self.metrics.iter().enumerate() {
+            if self.metrics[..k].iter().any(|m| m.name == metric.name) {
+                fail!(InvalidConfig, "the metric {:?} is given twice", metric.name);
+            }
+            // Keras's compile takes "accuracy" as binary_accuracy only for one
+            // output unit (categorical_accuracy otherwise, not implemented).
+            let accuracy = matches!(metric.name.as_str(), "accuracy" | "acc");
+            if accuracy && self.data.y_width > 1 {
+                fail!(
+                    InvalidConfig,
+                    "with {} target columns Keras reads {:?} as categorical_accuracy, which \
+                     gpu-c2f does not have; ask for binary_accuracy",
+                    self.data.y_width,
+                    metric.name
+                );
+            }
+        }
         if self.metrics.len() > MAX_METRICS {
             fail!(
                 InvalidConfig,

@@ -265,7 +265,7 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         (vec!["--hidden", "3,,3"], 2, "--hidden"),
         (vec!["--hidden", "0"], 2, "at least 1"),
         (vec!["--hidden", "three"], 2, "not a positive whole number"),
-        (vec!["--hidden", "8:swish"], 2, "known: linear, relu, tanh"),
+        (vec!["--hidden", "8:mish"], 2, "known: linear, relu, tanh"),
         (
             vec!["--output-activation", "softmax"],
             2,
@@ -300,6 +300,12 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         (vec!["--validation-split", "1"], 1, "at least 0 and below 1"),
         (vec!["--validation-split", "half"], 2, "--validation-split"),
         (vec!["--metrics", "mae,f1"], 2, "unknown metric \"f1\""),
+        (vec!["--metrics", "mae,mae"], 1, "given twice"),
+        (
+            vec!["--data", "examples/data/sine.csv", "--x", "x", "--y", "X"],
+            1,
+            "named twice",
+        ),
         (vec!["--patience", "3", "--epochs", "0"], 1, "trains none"),
         // Checked before any adapter is looked for.
         (

@@ -78,8 +78,9 @@ pub struct Memory {
     pub metric_totals: u64,
     /// `tensors`: the chunk's targets.
     pub targets: u64,
-    /// `tensors`: each validation row's loss, then its two scratch rows of
-    /// the widest layer's width (none without a validation split).
+    /// `tensors`: each validation row's loss and metric values, then its
+    /// scratch: three rows of the widest layer's width (none without a
+    /// validation split).
     pub validation_losses: u64,
     pub validation_scratch: u64,
     /// `reduce`: each validation block's loss sum, after the levels.
@@ -252,7 +253,7 @@ fn to_u32(value: u64, what: &str) -> Result<u32> {
 }
 
 /// Loop iterations of one validation row's pass through `architecture`
-/// (train.wgsl's `row_loss`: the layers, each unit, each input), all inside
+/// (train.wgsl's `row_values`: the layers, each unit, each input), all inside
 /// one outermost loop, so llvmpipe's limiter counts them together.
 pub fn validation_row_iterations(architecture: &Architecture) -> u64 {
     let layers = architecture.layers();

@@ -208,9 +208,22 @@ pub fn plan_for(
     let max_chunk = match schedule {
         Schedule::Fused => None,
         Schedule::Dispatch | Schedule::Samples => {
+            // The dataset and the validation pass's buffers are there
+            // whatever the chunk; the rest holds the chunk's rows.
             let dataset = (config.data.x.len() + config.data.y.len()) as u64;
-            let room = (largest / F32_BYTES).saturating_sub(dataset);
-            let fits = room / floats_per_sample(model.architecture(), work);
+            let widest = model
+                .architecture()
+                .widths()
+                .iter()
+                .max()
+                .copied()
+                .unwrap_or(1);
+            let validation = config.validation_rows().len() as u64
+                * (1 + config.metrics.len() as u64 + 3 * widest as u64);
+            let room = (largest / F32_BYTES).saturating_sub(dataset + validation);
+            let per_sample = floats_per_sample(model.architecture(), work)
+                + (work == SampleWork::Layers) as u64 * config.metrics.len() as u64;
+            let fits = room / per_sample;
             Some(max_chunk_samples.map_or(fits, |m| (m as u64).min(fits)))
         }
     };
