@@ -96,13 +96,15 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
     }
     let output = layers[last - 1].activation;
     let units = layers[last - 1].units;
+    // The output layer's sum z of unit j: its output where it is linear.
+    let output_sum = |j: usize| match output {
+        Activation::Linear => format!("a{last}_{j}"),
+        _ => format!("z{last}_{j}"),
+    };
     let _ = writeln!(out, "        // output_error_at");
     let mut sample_loss = String::from("0.0");
     for j in 0..units {
-        let z = match output {
-            Activation::Linear => format!("a{last}_{j}"),
-            _ => format!("z{last}_{j}"),
-        };
+        let z = output_sum(j);
         let _ = writeln!(
             out,
             "        let y_{j} = tensors[run.target_offset + s * {units}u + {j}u];\n        \
@@ -124,10 +126,7 @@ pub fn sample_partials_source(architecture: &Architecture) -> String {
         "        for (var m = 0u; m < run.metric_count; m++) {{\n            var metric = 0.0;"
     );
     for j in 0..units {
-        let z = match output {
-            Activation::Linear => format!("a{last}_{j}"),
-            _ => format!("z{last}_{j}"),
-        };
+        let z = output_sum(j);
         let _ = writeln!(
             out,
             "            metric += metric_value(metric_code(m), a{last}_{j}, {z}, y_{j}, {}u);",
