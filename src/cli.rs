@@ -26,6 +26,13 @@ use std::time::{Duration, Instant};
 
 pub use crate::training::DEFAULT_SEED;
 
+/// `bail!` for an error that is the flags' fault (exit 2).
+macro_rules! flag_bail {
+    ($($message:tt)+) => {
+        return Err(flag_error(anyhow::anyhow!($($message)+)))
+    };
+}
+
 const EXAMPLES: &str = "\
 Examples:
   gpu-c2f                                   train the tutorial's job on the best GPU
@@ -79,6 +86,7 @@ pub struct Cli {
         long,
         value_name = "FRACTION",
         default_value_t = 0.0,
+        allow_negative_numbers = true,
         help_heading = "Training"
     )]
     pub validation_split: f64,
@@ -372,12 +380,19 @@ pub fn run(cli: Cli) -> Result<()> {
         .as_deref()
         .map(|p| OutputFile::check(p, "--save"))
         .transpose()?;
-    if let Some(path) = &cli.plot {
-        plot::check_target(path)?;
+    let plot_file = match &cli.plot {
+        Some(path) => {
+            plot::check_format(path).map_err(flag_error)?;
+            Some(plot::check_target(path)?)
+        }
+        None => None,
+    };
+    if let (Some(save), Some(plot_file)) = (&save, &plot_file) {
+        save.check_distinct(plot_file).map_err(flag_error)?;
     }
     // Everything that can be wrong with the flags and their files, before
     // the GPU.
-    let loss = Loss::from_name(cli.loss.name(), cli.from_logits)?;
+    let loss = Loss::from_name(cli.loss.name(), cli.from_logits).map_err(flag_error)?;
     let columns = ColumnNames {
         x: cli.x.0.clone(),
         y: cli.y.0.clone(),
@@ -389,14 +404,14 @@ pub fn run(cli: Cli) -> Result<()> {
         .map(|n| n.to_lowercase())
         .collect();
     if let Some(k) = (1..names.len()).find(|&k| names[..k].contains(&names[k])) {
-        bail!(
+        flag_bail!(
             "the column {:?} is named twice in --x and --y; each input and target is its own \
              column",
             names[k]
         );
     }
     if let Some(row) = cli.predict.iter().find(|row| row.len() != columns.x.len()) {
-        bail!(
+        flag_bail!(
             "--predict {} has {} value(s), but the network takes {} input(s) ({}): give one \
              value per --x column, comma-separated",
             row.iter().map(f32::to_string).collect::<Vec<_>>().join(","),
@@ -452,7 +467,7 @@ pub fn run(cli: Cli) -> Result<()> {
         (None, Some(_)) => None,
     };
     if let Some(config) = &known {
-        config.validate()?;
+        config.validate().map_err(settings_error)?;
     }
 
     let mut setup = Duration::ZERO;
@@ -473,13 +488,23 @@ pub fn run(cli: Cli) -> Result<()> {
         setup = started.elapsed();
         Some(gpu)
     };
+    let memory = |samples, made| MemoryCheck {
+        samples,
+        data_made: made,
+        cli: &cli,
+        architecture: initial.architecture(),
+        gpu: gpu.as_ref(),
+    };
     let config = match (known, cli.samples) {
-        (Some(config), _) => config,
+        (Some(config), _) => {
+            memory(config.data.len() as u64, true).check()?;
+            config
+        }
         (None, None) => unreachable!("without --samples the data is known before the GPU"),
         (None, Some(samples)) => {
-            check_memory(samples, &cli, initial.architecture(), gpu.as_ref())?;
+            memory(samples, false).check()?;
             let config = config_for(Dataset::from_formula(samples, seed));
-            config.validate()?;
+            config.validate().map_err(settings_error)?;
             config
         }
     };
@@ -490,8 +515,14 @@ pub fn run(cli: Cli) -> Result<()> {
         report.device = DeviceReport::Gpu(gpu.info.clone());
     }
     let chatty = !(cli.json || cli.quiet);
+    // An output on stdout (`-`) leaves the report to stderr.
+    let stdout_taken = save.iter().chain(&plot_file).any(OutputFile::is_stdout);
     if chatty {
-        print_stdout(&format!("{}\n", report.start_line()))?;
+        let line = format!("{}\n", report.start_line());
+        match stdout_taken {
+            true => eprint!("{line}"),
+            false => print_stdout(&line)?,
+        }
     }
 
     let work = config.epochs as u64
@@ -519,7 +550,7 @@ pub fn run(cli: Cli) -> Result<()> {
             .map_err(|error| match error {
                 // A divergence reads the same on every path; other
                 // failures name the adapter.
-                diverged @ crate::Error::Diverged(_) => anyhow::Error::from(diverged),
+                crate::Error::Diverged(diverged) => named_divergence(diverged, &report.columns),
                 other => anyhow::Error::from(other)
                     .context(format!("training on {} failed", gpu.info.name)),
             })?;
@@ -542,7 +573,11 @@ pub fn run(cli: Cli) -> Result<()> {
             run.output
         }
         None => {
-            let output = cpu::train_with_progress(&initial, &config, |done| progress.update(done))?;
+            let output = cpu::train_with_progress(&initial, &config, |done| progress.update(done))
+                .map_err(|error| match error {
+                    crate::Error::Diverged(diverged) => named_divergence(diverged, &report.columns),
+                    other => other.into(),
+                })?;
             report.timings_ms.train = millis(output.train_time);
             output
         }
@@ -559,31 +594,108 @@ pub fn run(cli: Cli) -> Result<()> {
         None
     };
 
-    if let Some(file) = &save {
-        file.write(model_file::to_json(&output.model, &report.model_file_keys())?.as_bytes())?;
+    let verdict = match &report.shadow_check {
+        Some(shadow) => shadow::verdict(&shadow.check, report.comparison.as_ref())
+            .map_err(|why| format!("{why} (see the Shadow check lines of the report)")),
+        None => Ok(()),
+    };
+    let mut outputs = Vec::new();
+    if let Some(file) = save {
+        let json = model_file::to_json(&output.model, &report.model_file_keys())?;
+        outputs.push(("Saved:      ", file, json.into_bytes()));
     }
-    if let Some(path) = &cli.plot {
-        draw_plot(path, &report, &output, reference.as_ref(), cli.plot_log)?;
+    if let Some(file) = plot_file {
+        let picture = render_plot(
+            file.path(),
+            &report,
+            &output,
+            reference.as_ref(),
+            cli.plot_log,
+        )?;
+        outputs.push(("Plot:       ", file, picture));
     }
-
-    let mut text = if cli.json {
+    let text = if cli.json {
         report.to_json() + "\n"
     } else {
         report.to_text()
     };
-    if !cli.json {
-        for (what, path) in [("Saved:      ", &cli.save), ("Plot:       ", &cli.plot)] {
-            if let Some(path) = path {
-                text += &format!("{what} {}\n", path.display());
-            }
+    deliver(&text, !cli.json, &outputs, verdict)
+}
+
+/// Writes the outputs, then shows the report (on stderr when an output
+/// took stdout), with a line per output file in text. A run whose check
+/// failed writes none of them: its model and curve are not to be trusted.
+fn deliver(
+    report: &str,
+    text: bool,
+    outputs: &[(&str, OutputFile, Vec<u8>)],
+    verdict: Result<(), String>,
+) -> Result<()> {
+    let mut report = report.to_string();
+    for (what, file, bytes) in outputs {
+        if verdict.is_ok() {
+            file.write(bytes)?;
+        }
+        if text {
+            let path = match file.is_stdout() {
+                true => "standard output".to_string(),
+                false => file.path().display().to_string(),
+            };
+            report += &match verdict {
+                Ok(()) => format!("{what} {path}\n"),
+                Err(_) => format!("Not written: {path} (the shadow check failed)\n"),
+            };
         }
     }
-    print_stdout(&text)?;
-    match &report.shadow_check {
-        Some(shadow) => shadow::verdict(&shadow.check, report.comparison.as_ref())
-            .map_err(|why| anyhow::anyhow!("{why} (see the Shadow check lines of the report)")),
-        None => Ok(()),
+    if outputs.iter().any(|(_, file, _)| file.is_stdout()) {
+        eprint!("{report}");
+    } else {
+        print_stdout(&report)?;
     }
+    verdict.map_err(anyhow::Error::msg)
+}
+
+/// A divergence, its data columns named as the user named them.
+fn named_divergence(diverged: crate::training::Diverged, columns: &ColumnNames) -> anyhow::Error {
+    anyhow::anyhow!(diverged.describe(Some((&columns.x, &columns.y))))
+}
+
+/// A flag's value, or flags together, that no run can take: the binary
+/// exits with 2 for it, as for the errors clap finds while parsing.
+#[derive(Debug)]
+pub struct FlagError(pub anyhow::Error);
+
+impl std::fmt::Display for FlagError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for FlagError {}
+
+/// Marks an error as the flags' fault (exit 2).
+fn flag_error(error: impl Into<anyhow::Error>) -> anyhow::Error {
+    FlagError(error.into()).into()
+}
+
+/// A settings error of the library (a value no run can take) is the
+/// flags' fault; others (data, devices, limits of this machine) are not.
+fn settings_error(error: crate::Error) -> anyhow::Error {
+    match error {
+        crate::Error::InvalidConfig(_) => flag_error(error),
+        other => other.into(),
+    }
+}
+
+/// Whether the command line's error is the flags' fault: exit 2.
+pub fn is_flag_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<FlagError>()
+            || matches!(
+                cause.downcast_ref::<crate::Error>(),
+                Some(crate::Error::InvalidConfig(_))
+            )
+    })
 }
 
 /// The starting weights (`--init`, or glorot_uniform from `seed`), the
@@ -606,71 +718,121 @@ fn initial_model(cli: &Cli, seed: u64) -> Result<(Model, Option<u64>, String)> {
     })
 }
 
-/// Refuses `--samples N` before its data is made when the run would not
-/// fit: in the host's free memory (the dataset, the upload's staging copy,
-/// a software adapter's device buffers, the CPU reference's per-sample
-/// buffers of one batch), or, on a GPU, in one of the device's storage
-/// buffers (where the kernels read the dataset).
-fn check_memory(
+/// What a run will hold in the host's memory, checked on every path
+/// before the work (and before `--samples` data is made).
+struct MemoryCheck<'a> {
     samples: u64,
-    cli: &Cli,
-    architecture: &Architecture,
-    gpu: Option<&Gpu>,
-) -> Result<()> {
-    let per_sample = Dataset::from_formula(0, 0).bytes_per_sample();
-    let dataset = samples.saturating_mul(per_sample);
-    if let Some(gpu) = gpu {
-        let most = largest_buffer(&gpu.device.limits());
-        if dataset > most {
-            bail!(
-                "--samples {samples} needs {} of GPU memory in one buffer for the dataset \
-                 ({per_sample} bytes a sample), more than {} allows in one buffer ({}); use at \
-                 most {} samples, or --cpu-reference",
-                bytes(dataset),
-                gpu.info.name,
-                bytes(most),
-                most / per_sample
-            );
+    /// Whether the dataset is already in memory (a CSV, the seed's pairs).
+    data_made: bool,
+    cli: &'a Cli,
+    architecture: &'a Architecture,
+    gpu: Option<&'a Gpu>,
+}
+
+impl MemoryCheck<'_> {
+    /// Refuses a run that would not fit: in one of the device's storage
+    /// buffers (where the kernels read the dataset), or in the host's free
+    /// memory: the dataset, the upload's staging copy, a software adapter's
+    /// device buffers, the CPU reference's per-sample buffers of one batch,
+    /// and the loss history (the trainer's, the readback's, the report's).
+    fn check(&self) -> Result<()> {
+        let (samples, cli) = (self.samples, self.cli);
+        let per_sample = 4 * (cli.x.0.len() + cli.y.0.len()) as u64;
+        let dataset = samples.saturating_mul(per_sample);
+        if let Some(gpu) = self.gpu {
+            let most = largest_buffer(&gpu.device.limits());
+            if dataset > most {
+                bail!(
+                    "--samples {samples} needs {} of GPU memory in one buffer for the dataset \
+                     ({per_sample} bytes a sample), more than {} allows in one buffer ({}); use \
+                     at most {} samples, or --cpu-reference",
+                    bytes(dataset),
+                    gpu.info.name,
+                    bytes(most),
+                    most / per_sample
+                );
+            }
         }
-    }
-    let mut parts = vec![("the dataset", dataset)];
-    if let Some(gpu) = gpu {
-        parts.push(("its upload's staging copy", dataset));
-        if gpu.device_type == wgpu::DeviceType::Cpu {
-            parts.push(("the software adapter's copy", dataset));
+        let software = self
+            .gpu
+            .is_some_and(|gpu| gpu.device_type == wgpu::DeviceType::Cpu);
+        let mut data_parts = Vec::new();
+        if !self.data_made {
+            data_parts.push(("the dataset", dataset));
         }
-    }
-    if cli.cpu_reference || cli.compare {
-        let batch = cli
-            .batch_size
-            .0
-            .map_or(samples, |b| (b as u64).min(samples));
-        let widths: u64 = architecture.widths().iter().map(|&w| w as u64).sum();
-        let per_batch_sample = 4 * (2 * widths + 1) + per_sample;
-        parts.push((
-            "the CPU reference's buffers for a batch",
-            batch.saturating_mul(per_batch_sample),
-        ));
-    }
-    let needed = parts
-        .iter()
-        .fold(0u64, |sum, (_, b)| sum.saturating_add(*b));
-    if let Some((available, source)) = available_host_memory()
-        && needed > available
-    {
-        let parts: Vec<String> = parts
+        if self.gpu.is_some() {
+            data_parts.push(("its upload's staging copy", dataset));
+        }
+        if software {
+            data_parts.push(("the software adapter's copy", dataset));
+        }
+        if cli.cpu_reference || cli.compare {
+            let batch = cli
+                .batch_size
+                .0
+                .map_or(samples, |b| (b as u64).min(samples));
+            let widths: u64 = self.architecture.widths().iter().map(|&w| w as u64).sum();
+            let per_batch_sample = 4 * (2 * widths + 1) + per_sample;
+            data_parts.push((
+                "the CPU reference's buffers for a batch",
+                batch.saturating_mul(per_batch_sample),
+            ));
+        }
+        // The loss, each metric, and with a validation split each again:
+        // f32 each, held by the trainer and copied into the report; on a
+        // GPU also by the readback (and a software adapter's buffer).
+        let series = (1 + cli.metrics.len() as u64) * (1 + (cli.validation_split > 0.0) as u64);
+        let copies = 2 + self.gpu.is_some() as u64 + software as u64;
+        let per_epoch = 4 * series * copies;
+        let history = (
+            "the loss history and its copies",
+            (cli.epochs as u64).saturating_mul(per_epoch),
+        );
+        let sum = |parts: &[(&str, u64)]| {
+            parts
+                .iter()
+                .fold(0u64, |sum, (_, b)| sum.saturating_add(*b))
+        };
+        let needed = sum(&data_parts).saturating_add(history.1);
+        let Some((available, source)) = available_host_memory() else {
+            return Ok(());
+        };
+        if needed <= available {
+            return Ok(());
+        }
+        let listed: Vec<String> = data_parts
             .iter()
+            .chain([&history])
+            // The parts that matter.
+            .filter(|(_, b)| *b >= needed / 100)
             .map(|(what, b)| format!("{what} {}", bytes(*b)))
             .collect();
+        let (what, remedy) = if sum(&data_parts) < available && history.1 > available / 2 {
+            let fitting = (available - sum(&data_parts)) / per_epoch;
+            (
+                format!("--epochs {}", cli.epochs),
+                format!("use at most {fitting} --epochs"),
+            )
+        } else {
+            (
+                format!("--samples {samples}"),
+                "use fewer samples".to_string(),
+            )
+        };
+        let what = match (self.data_made, cli.samples) {
+            (true, None) if what.starts_with("--samples") => {
+                format!("the data ({samples} samples)")
+            }
+            _ => what,
+        };
         bail!(
-            "--samples {samples} needs about {} of memory ({}), more than the {} available \
-             ({source}); use fewer samples",
+            "{what} needs about {} of memory ({}), more than the {} available ({source}); \
+             {remedy}",
             bytes(needed),
-            parts.join(", "),
+            listed.join(", "),
             bytes(available)
-        );
+        )
     }
-    Ok(())
 }
 
 /// Bytes as people read them, exact count included: `34359738368 bytes (32.0 GiB)`.
@@ -709,14 +871,14 @@ fn available_host_memory() -> Option<(u64, &'static str)> {
     }
 }
 
-/// `--plot`: the run's loss curve, and the CPU reference's with `--compare`.
-fn draw_plot(
+/// `--plot`: the run's loss curve, drawn in memory, and the CPU reference's with `--compare`.
+fn render_plot(
     path: &std::path::Path,
     report: &Report,
     output: &TrainOutput,
     reference: Option<&TrainOutput>,
     log_scale: bool,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     let mut series = vec![plot::Series {
         label: report.device.short_name(),
         losses: &output.loss_history,
@@ -733,7 +895,7 @@ fn draw_plot(
             losses: &reference.loss_history,
         });
     }
-    plot::write_loss_plot(path, &report.plot_title(), &series, log_scale)
+    plot::render(path, &report.plot_title(), &series, log_scale)
 }
 
 /// A progress bar on stderr for long runs on a terminal. It stays hidden
@@ -870,6 +1032,35 @@ mod tests {
         for bad in ["", ";;", "\"", "\n", "é"] {
             assert!(parse_delimiter(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn a_run_that_failed_its_check_writes_no_output() {
+        let folder = std::env::temp_dir().join(format!("gpu-c2f-deliver-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let (model, picture) = (folder.join("model.json"), folder.join("loss.svg"));
+        std::fs::write(&picture, "old picture").unwrap();
+        let outputs = vec![
+            (
+                "Saved:      ",
+                OutputFile::check(&model, "--save").unwrap(),
+                b"{}".to_vec(),
+            ),
+            (
+                "Plot:       ",
+                OutputFile::check(&picture, "--plot").unwrap(),
+                b"<svg/>".to_vec(),
+            ),
+        ];
+        let failed = Err("the shadow check failed".to_string());
+        let error = deliver("report\n", true, &outputs, failed).unwrap_err();
+        assert!(error.to_string().contains("shadow check failed"), "{error}");
+        assert!(!model.exists());
+        assert_eq!(std::fs::read_to_string(&picture).unwrap(), "old picture");
+        deliver("report\n", true, &outputs, Ok(())).unwrap();
+        assert_eq!(std::fs::read_to_string(&model).unwrap(), "{}");
+        assert_eq!(std::fs::read_to_string(&picture).unwrap(), "<svg/>");
+        std::fs::remove_dir_all(&folder).unwrap();
     }
 
     #[test]

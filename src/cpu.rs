@@ -12,7 +12,7 @@ use crate::loss::{Loss, Metric};
 use crate::model::{Architecture, DenseLayout, Model};
 use crate::optimizer::adam_update;
 use crate::step::{Chunking, Extras, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
-use crate::training::{Diverged, EarlyStop, TrainConfig, TrainOutput, Watch};
+use crate::training::{Diverged, EpochResults, TrainConfig, TrainOutput, Watch};
 
 /// The operations of one CPU training step on batches of `batch_size`: the
 /// batch at once (the CPU needs no chunks), gathered first when `gather`.
@@ -710,7 +710,9 @@ pub fn train_with_progress(
                     // The same test as the kernels' flag: stop at the first
                     // step whose loss or updated weights are not finite.
                     if !finite {
-                        return Err(Diverged::at_step(step, batching.steps_per_epoch).into());
+                        return Err(Diverged::at_step(step, batching.steps_per_epoch)
+                            .diagnosed(initial, config)
+                            .into());
                     }
                 }
                 Op::ValidationLosses if batch.ends_epoch(&batching) => {
@@ -774,31 +776,25 @@ pub fn train_with_progress(
         }
     }
 
-    let early_stop = config.early_stopping.map(|stopping| EarlyStop {
-        monitor: config.monitor(),
-        stopped_epoch,
-        best_epoch: watch.best_epoch,
-        best: watch.best,
-        restored: stopping.restore_best_weights && watch.best_epoch > 0,
-    });
-    if early_stop.is_some_and(|stop| stop.restored) {
+    if config
+        .early_stopping
+        .is_some_and(|stopping| stopping.restore_best_weights && watch.best_epoch > 0)
+    {
         params = best_params;
     }
-    let model = Model::from_params(initial.architecture().clone(), params)?;
-    let names = config.metrics.iter().map(|m| m.name.clone());
-    let val_names = names.clone().map(|name| format!("val_{name}"));
-    let mut metric_history: Vec<(String, Vec<f32>)> = names.zip(metric_values).collect();
-    if !validation_rows.is_empty() {
-        metric_history.extend(val_names.zip(val_metric_values));
-    }
-    Ok(TrainOutput {
+    let epochs = EpochResults {
         loss_history,
         val_loss_history,
-        metric_history,
-        early_stop,
-        model,
-        train_time: started.elapsed(),
-    })
+        metrics: metric_values,
+        val_metrics: if validation_rows.is_empty() {
+            Vec::new()
+        } else {
+            val_metric_values
+        },
+        watch,
+        stopped_epoch,
+    };
+    TrainOutput::assemble(config, initial, epochs, params, started.elapsed())
 }
 
 #[cfg(test)]

@@ -3,12 +3,11 @@
 //!
 //! Drawing uses `plotters` with its pure-Rust `ab_glyph` text renderer and an
 //! embedded DejaVu Sans font, so PNGs get readable text on machines without
-//! any system fonts. Files are written through [`crate::output`]: drawn into a
-//! temporary file next to the target and renamed into place only when
-//! everything succeeded, so a failed plot never leaves a half-written picture
-//! behind (or clobbers an older one).
+//! any system fonts. Pictures are drawn in memory and written through
+//! [`crate::output`] only when complete, so a failed plot never leaves a
+//! half-written picture behind (or clobbers an older one).
 
-use std::io::Write;
+use image::ImageEncoder;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -66,7 +65,8 @@ enum Format {
     Png,
 }
 
-/// Draws the loss curves of `series` into `path` (`.svg` or `.png`, any case).
+/// Draws the loss curves of `series` into `path` (`.svg` or `.png`, any case;
+/// `-` for SVG on standard output).
 ///
 /// The x axis is "Epoch" (numbered from 1), the y axis "Loss", linear unless
 /// `log_scale`, where zeros and negative values are clamped to the smallest
@@ -82,44 +82,50 @@ pub fn write_loss_plot(
     series: &[Series<'_>],
     log_scale: bool,
 ) -> Result<()> {
+    let output = check_target(path)?;
+    let bytes = render(path, title, series, log_scale)?;
+    output
+        .write(&bytes)
+        .with_context(|| format!("cannot write the loss plot {}", path.display()))
+}
+
+/// The picture `path`'s format asks for, rendered in memory (nothing is
+/// written).
+pub fn render(path: &Path, title: &str, series: &[Series<'_>], log_scale: bool) -> Result<Vec<u8>> {
     let format = format_of(path)?;
     let layout = Layout::new(series, log_scale)
         .with_context(|| format!("cannot plot the loss history into {}", path.display()))?;
     ensure_font().with_context(|| format!("cannot draw the loss plot {}", path.display()))?;
-
-    let output = OutputFile::check(path, "--plot")?;
-    let suffix = match format {
-        Format::Svg => ".svg",
-        Format::Png => ".png",
-    };
-    output
-        .write_with(suffix, |file, tmp| match format {
-            Format::Svg => {
-                let svg = render_svg(title, series, &layout)?;
-                file.write_all(svg.as_bytes())
-                    .with_context(|| format!("cannot write {}", tmp.display()))
-            }
-            // The bitmap backend writes the file itself, by name (the
-            // encoder picks PNG from the suffix).
-            Format::Png => render_png(tmp, title, series, &layout),
-        })
-        .with_context(|| format!("cannot write the loss plot {}", path.display()))
+    match format {
+        Format::Svg => render_svg(title, series, &layout).map(String::into_bytes),
+        Format::Png => render_png(title, series, &layout),
+    }
 }
 
 /// Checks, before any work, that `path` names a picture format and that a
 /// file can be written there, so a long run does not fail at its very end.
-pub fn check_target(path: &Path) -> Result<()> {
+pub fn check_target(path: &Path) -> Result<OutputFile> {
+    check_format(path)?;
+    OutputFile::check(path, "--plot")
+}
+
+/// Refuses a `--plot` path whose name gives no picture format.
+pub fn check_format(path: &Path) -> Result<()> {
     if format_of(path).is_err() {
         bail!(
-            "--plot {}: unknown picture format, the file name must end in {ACCEPTED}",
+            "--plot {}: unknown picture format, the file name must end in {ACCEPTED} (or be - \
+             for SVG on standard output)",
             path.display()
         );
     }
-    OutputFile::check(path, "--plot").map(drop)
+    Ok(())
 }
 
-/// Picks the format from the extension, case-insensitively.
+/// Picks the format from the extension, case-insensitively; `-` is SVG.
 fn format_of(path: &Path) -> Result<Format> {
+    if path.as_os_str() == "-" {
+        return Ok(Format::Svg);
+    }
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -158,11 +164,20 @@ fn render_svg(title: &str, series: &[Series<'_>], layout: &Layout) -> Result<Str
     Ok(svg)
 }
 
-fn render_png(tmp: &Path, title: &str, series: &[Series<'_>], layout: &Layout) -> Result<()> {
-    let root = BitMapBackend::new(tmp, (WIDTH, HEIGHT)).into_drawing_area();
-    draw(&root, title, series, layout).map_err(|e| anyhow!("drawing the PNG failed: {e}"))?;
-    root.present()
-        .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))
+/// Draws into an RGB buffer and encodes it as PNG.
+fn render_png(title: &str, series: &[Series<'_>], layout: &Layout) -> Result<Vec<u8>> {
+    let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, title, series, layout).map_err(|e| anyhow!("drawing the PNG failed: {e}"))?;
+        root.present()
+            .map_err(|e| anyhow!("finishing the PNG failed: {e}"))?;
+    }
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&pixels, WIDTH, HEIGHT, image::ColorType::Rgb8)
+        .context("encoding the PNG failed")?;
+    Ok(png)
 }
 
 /// Axis ranges and label formats, worked out before anything is drawn so

@@ -567,6 +567,7 @@ impl ShadowReport {
     fn write_text(&self, out: &mut String) {
         let check = &self.check;
         let which = match self.record_every {
+            0 if self.total_steps == 0 => "the run has no training steps".to_string(),
             0 => "none: not one step's record fits the budget".to_string(),
             1 => "every step".to_string(),
             k => format!("one step in {k}"),
@@ -587,7 +588,7 @@ impl ShadowReport {
             let _ = writeln!(out, "  chain:       {chain_break}");
         }
         let verdict = if check.within_tolerance && check.steps_checked > 0 {
-            "every value within its rounding bound (see README: GPU and CPU agreement)"
+            "every value within its rounding bound (see docs/agreement.md)"
         } else if check.within_tolerance {
             "nothing checked"
         } else {

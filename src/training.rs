@@ -338,8 +338,9 @@ impl TrainConfig {
 /// was not a finite number. Both trainers return it (the GPU flags it in
 /// the kernels) and never a model, and say it in the same words: the step
 /// where it happened, not a loss value, since the paths hold different
-/// partial sums of a broken epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// partial sums of a broken epoch; and, when the data itself is too large
+/// for f32 arithmetic, which value.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Diverged {
     /// 1-based epoch of the step.
     pub epoch: usize,
@@ -347,6 +348,26 @@ pub struct Diverged {
     pub batch: usize,
     /// Batches per epoch (at least 1); above 1 the message names the batch.
     pub batches_per_epoch: usize,
+    /// The data's largest value, when it is too large for f32 training:
+    /// then the data, not the learning rate, is the cause.
+    pub overflow: Option<DataOverflow>,
+}
+
+/// A data value too large for training in f32: beyond the square root of
+/// f32's largest number (1.8e19), so squaring it, as the squared error and
+/// Adam's second moment do with the errors and gradients that scale with
+/// it, overflows; or one whose row the initial model already predicts
+/// infinite or NaN.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DataOverflow {
+    /// 0-based sample (row of the data).
+    pub sample: usize,
+    /// Whether the value is a target (else an input).
+    pub target: bool,
+    /// Its 0-based column among the inputs or the targets.
+    pub column: usize,
+    /// The value.
+    pub value: f32,
 }
 
 impl Diverged {
@@ -357,21 +378,87 @@ impl Diverged {
             epoch: (step / per_epoch) as usize + 1,
             batch: (step % per_epoch) as usize + 1,
             batches_per_epoch: per_epoch as usize,
+            overflow: None,
         }
+    }
+
+    /// Looks for the cause in the data (only once training has diverged,
+    /// so a run that trains pays nothing): its largest value, when that is
+    /// beyond what f32 arithmetic squares, or a row the initial model
+    /// predicts as infinite or NaN.
+    pub fn diagnosed(mut self, initial: &Model, config: &TrainConfig) -> Self {
+        let data = &config.data;
+        let largest = |values: &[f32], width: usize, target: bool| {
+            values
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+                .map(|(at, &value)| DataOverflow {
+                    sample: at / width,
+                    target,
+                    column: at % width,
+                    value,
+                })
+        };
+        let candidates = [
+            largest(&data.x, data.x_width, false),
+            largest(&data.y, data.y_width, true),
+        ];
+        let too_large = candidates
+            .into_iter()
+            .flatten()
+            .filter(|c| c.value.abs() > f32::MAX.sqrt())
+            .max_by(|a, b| a.value.abs().total_cmp(&b.value.abs()));
+        self.overflow = too_large.or_else(|| {
+            (0..data.len())
+                .find(|&row| {
+                    let inputs = &data.x[row * data.x_width..][..data.x_width];
+                    initial.predict_row(inputs).iter().any(|p| !p.is_finite())
+                })
+                .and_then(|row| {
+                    let inputs = &data.x[row * data.x_width..][..data.x_width];
+                    largest(inputs, data.x_width, false).map(|c| DataOverflow { sample: row, ..c })
+                })
+        });
+        self
+    }
+
+    /// The message, naming the data's columns by `names` (input names,
+    /// target names) where given, else by number.
+    pub fn describe(&self, names: Option<(&[String], &[String])>) -> String {
+        let mut text = format!("training diverged at epoch {}", self.epoch);
+        if self.batches_per_epoch > 1 {
+            text += &format!(" (batch {} of {})", self.batch, self.batches_per_epoch);
+        }
+        text += ": the loss or a weight became infinite or NaN; no model was produced ";
+        match &self.overflow {
+            None => text += "(try a smaller --learning-rate)",
+            Some(overflow) => {
+                let kind = if overflow.target { "target" } else { "input" };
+                let named = names
+                    .map(|(x, y)| if overflow.target { y } else { x })
+                    .and_then(|columns| columns.get(overflow.column));
+                let column = match named {
+                    Some(name) => format!("{kind} column {name:?}"),
+                    None => format!("{kind} column {}", overflow.column + 1),
+                };
+                text += &format!(
+                    "because the data overflows f32 arithmetic, whatever the learning rate: \
+                     {column} holds {:e} (sample {}); training squares values that grow with \
+                     it (the squared error, Adam's second moment), and f32 squares nothing \
+                     beyond 1.8e19: rescale that column",
+                    overflow.value,
+                    overflow.sample + 1
+                );
+            }
+        }
+        text
     }
 }
 
 impl std::fmt::Display for Diverged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "training diverged at epoch {}", self.epoch)?;
-        if self.batches_per_epoch > 1 {
-            write!(f, " (batch {} of {})", self.batch, self.batches_per_epoch)?;
-        }
-        write!(
-            f,
-            ": the loss or a weight became infinite or NaN; no model was produced \
-             (try a smaller --learning-rate)"
-        )
+        f.write_str(&self.describe(None))
     }
 }
 
@@ -398,7 +485,60 @@ pub struct TrainOutput {
     pub train_time: Duration,
 }
 
+/// What a trainer's epochs left, as both trainers hand it to
+/// [`TrainOutput::assemble`]: the series of the epochs that ran, and early
+/// stopping's state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EpochResults {
+    pub loss_history: Vec<f32>,
+    /// Empty without a validation split.
+    pub val_loss_history: Vec<f32>,
+    /// Each metric's values per epoch, in `config.metrics`'s order, and on
+    /// the validation rows (empty without a split).
+    pub metrics: Vec<Vec<f32>>,
+    pub val_metrics: Vec<Vec<f32>>,
+    /// Early stopping's state after the last epoch that ran.
+    pub watch: Watch,
+    /// The 1-based epoch early stopping stopped after.
+    pub stopped_epoch: Option<usize>,
+}
+
 impl TrainOutput {
+    /// The one place a run's output is put together, for the CPU reference
+    /// and the GPU alike: `params` are the weights the trainer ends with
+    /// (the best epoch's when early stopping restored them, which it does,
+    /// as Keras's `on_train_end`, when asked to and an epoch was watched).
+    pub(crate) fn assemble(
+        config: &TrainConfig,
+        initial: &Model,
+        epochs: EpochResults,
+        params: Vec<f32>,
+        train_time: Duration,
+    ) -> Result<Self> {
+        let early_stop = config.early_stopping.map(|stopping| EarlyStop {
+            monitor: config.monitor(),
+            stopped_epoch: epochs.stopped_epoch,
+            best_epoch: epochs.watch.best_epoch,
+            best: epochs.watch.best,
+            restored: stopping.restore_best_weights && epochs.watch.best_epoch > 0,
+        });
+        // Keras's history order: each metric, then each `val_` one.
+        let names = config.metrics.iter().map(|m| m.name.clone());
+        let val_names = names.clone().map(|name| format!("val_{name}"));
+        let metric_history = names
+            .zip(epochs.metrics)
+            .chain(val_names.zip(epochs.val_metrics))
+            .collect();
+        Ok(Self {
+            loss_history: epochs.loss_history,
+            val_loss_history: epochs.val_loss_history,
+            metric_history,
+            early_stop,
+            model: Model::from_params(initial.architecture().clone(), params)?,
+            train_time,
+        })
+    }
+
     /// The last recorded loss (NaN when no epoch ran).
     pub fn final_loss(&self) -> f32 {
         self.loss_history.last().copied().unwrap_or(f32::NAN)

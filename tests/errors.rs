@@ -100,13 +100,13 @@ fn flags() {
         case(
             "flags",
             &["--hidden", "100000"],
-            1,
+            2,
             &["width 100000", "at most 16384"],
         ),
         case(
             "flags",
             &["--hidden", "16384,16384"],
-            1,
+            2,
             &["parameters", "at most 67108864"],
         ),
         case(
@@ -170,7 +170,7 @@ fn flags() {
         case(
             "flags",
             &["--schedule", "samples", "--hidden", "64,64"],
-            1,
+            2,
             &["4353 parameters", "use the dispatch schedule"],
         ),
         case(
@@ -185,7 +185,7 @@ fn flags() {
                 "--hidden",
                 "64",
             ],
-            1,
+            2,
             &["too large for the fused schedule", "samples or dispatch"],
         ),
     ]);
@@ -510,7 +510,7 @@ fn output_files_fail_fast_and_are_never_left_half_written() {
         case(
             "output",
             &["--plot", "loss.gif"],
-            1,
+            2,
             &["--plot", ".svg or .png"],
         ),
         case("output", &["--save", "/tmp"], 1, &["--save", "is a folder"]),
@@ -635,5 +635,267 @@ fn same_flags_give_bit_identical_results_across_processes() {
             )
         };
         assert_eq!(run(), run(), "{path:?}");
+    }
+}
+
+/// A scratch folder of its own for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = folder().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn two_outputs_into_one_file_are_refused_before_training() {
+    let dir = scratch("same");
+    let same = dir.join("same.svg");
+    let output = gpu_c2f(&[
+        "--epochs",
+        "5",
+        "--save",
+        path(&same),
+        "--plot",
+        path(&same),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("both write to the same file"), "{stderr}");
+    assert!(!same.exists(), "nothing is written");
+    // The same file through a link, and standard output twice.
+    #[cfg(unix)]
+    {
+        std::fs::write(&same, "old").unwrap();
+        std::os::unix::fs::symlink("same.svg", dir.join("link.svg")).unwrap();
+        let output = gpu_c2f(&["--save", path(&dir.join("link.svg")), "--plot", path(&same)]);
+        assert_eq!(output.status.code(), Some(2));
+        assert_untouched(&same, "old");
+    }
+    let output = gpu_c2f(&["--save", "-", "--plot", "-"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("standard output"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_saved_link_is_written_through_and_kept() {
+    let dir = scratch("link");
+    std::fs::create_dir(dir.join("real")).unwrap();
+    let target = dir.join("real").join("model.json");
+    std::fs::write(&target, "stale").unwrap();
+    let link = dir.join("link.json");
+    std::os::unix::fs::symlink("real/model.json", &link).unwrap();
+    let output = gpu_c2f(&["--epochs", "5", "--quiet", "--save", path(&link)]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(model["architecture"], "1-3-3-1");
+    // No temporary file left in either folder.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    assert_eq!(std::fs::read_dir(dir.join("real")).unwrap().count(), 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_written_into_never_renamed_over() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = scratch("fifo");
+    let fifo = dir.join("fifo.json");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let output = gpu_c2f(&["--epochs", "5", "--quiet", "--save", path(&fifo)]);
+    assert!(output.status.success(), "{output:?}");
+    let model: serde_json::Value = serde_json::from_str(&reader.join().unwrap()).unwrap();
+    assert_eq!(model["architecture"], "1-3-3-1");
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    // A device that takes no bytes: an error, and the device stays.
+    let full = Path::new("/dev/full");
+    if full.exists() {
+        let output = gpu_c2f(&["--epochs", "5", "--quiet", "--save", "/dev/full"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("cannot write /dev/full"), "{stderr}");
+        let kind = std::fs::symlink_metadata(full).unwrap().file_type();
+        assert!(kind.is_char_device(), "/dev/full was replaced");
+    }
+}
+
+#[test]
+fn a_dash_writes_the_model_or_the_plot_to_stdout_and_the_report_to_stderr() {
+    let output = gpu_c2f(&["--epochs", "5", "--save", "-"]);
+    assert!(output.status.success(), "{output:?}");
+    let model: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(model["architecture"], "1-3-3-1");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Final loss:") && stderr.contains("Saved:       standard output"),
+        "{stderr}"
+    );
+    let output = gpu_c2f(&["--epochs", "5", "--json", "--plot", "-"]);
+    assert!(output.status.success(), "{output:?}");
+    let svg = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
+    assert_eq!(report["epochs"], 5);
+}
+
+#[test]
+fn bad_flag_values_found_after_parsing_exit_with_2_as_parsing_errors_do() {
+    let csv = file("two.csv", "a,b,c\n1,2,3\n4,5,6\n");
+    check(&[
+        case(
+            "flags",
+            &["--validation-split", "1.0"],
+            2,
+            &["validation split", "below 1"],
+        ),
+        case(
+            "flags",
+            &["--validation-split", "-0.5"],
+            2,
+            &["validation split"],
+        ),
+        case(
+            "flags",
+            &["--patience", "2", "--epochs", "0"],
+            2,
+            &["--patience", "trains none"],
+        ),
+        case(
+            "flags",
+            &["--patience", "2", "--min-delta", "-1"],
+            2,
+            &["min_delta"],
+        ),
+        case(
+            "flags",
+            &["--metrics", "mae,mae"],
+            2,
+            &["\"mae\" is given twice"],
+        ),
+        case(
+            "flags",
+            &["--from-logits"],
+            2,
+            &["--from-logits", "binary_crossentropy only"],
+        ),
+        case(
+            "flags",
+            &["--data", &csv, "--x", "a", "--y", "a"],
+            2,
+            &["named twice"],
+        ),
+        case(
+            "flags",
+            &["--predict", "1,2"],
+            2,
+            &["--predict 1,2", "one value per --x column"],
+        ),
+    ]);
+}
+
+#[test]
+fn a_loss_history_that_does_not_fit_says_so_on_every_path() {
+    // 2^32 - 1 epochs of 18 series (9 values, again on the validation rows):
+    // 309 GB of history, more than any test machine has; the remedy is
+    // fewer epochs, not a batch size. The CPU path used to run until killed.
+    for path in [&["--cpu-reference"][..], &[]] {
+        let mut args = vec![
+            "--epochs",
+            "4294967295",
+            "--validation-split",
+            "0.3",
+            "--metrics",
+            "mse,mae,accuracy,binary_crossentropy,binary_accuracy,mean_squared_error,mean_absolute_error,bce",
+        ];
+        args.extend_from_slice(path);
+        let output = gpu_c2f(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{path:?}: {stderr}");
+        for words in [
+            "--epochs 4294967295 needs about",
+            "the loss history",
+            "use at most",
+        ] {
+            assert!(stderr.contains(words), "{path:?}: {stderr}");
+        }
+        assert!(!stderr.contains("batch-size"), "{path:?}: {stderr}");
+        assert!(!stderr.contains("step records"), "{path:?}: {stderr}");
+    }
+}
+
+#[test]
+fn data_too_large_for_f32_is_named_not_blamed_on_the_learning_rate() {
+    let csv = file(
+        "huge.csv",
+        "celsius,fahrenheit\n0,3e38\n1,3.1e38\n2,-2e38\n",
+    );
+    for path in [
+        &["--cpu-reference"][..],
+        &["--schedule", "fused"],
+        &["--schedule", "dispatch"],
+    ] {
+        let mut args = vec!["--data", &csv, "--epochs", "3"];
+        args.extend_from_slice(path);
+        let output = gpu_c2f(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{path:?}: {stderr}");
+        for words in [
+            "overflows f32",
+            "target column \"fahrenheit\"",
+            "3.1e38",
+            "rescale",
+        ] {
+            assert!(stderr.contains(words), "{path:?}: {stderr}");
+        }
+        assert!(!stderr.contains("--learning-rate"), "{path:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_successful_run_without_a_session_prints_no_error_lines() {
+    // Without XDG_RUNTIME_DIR (SSH, containers, cron), Mesa's device-select
+    // layer probed Wayland and libwayland printed two "error:" lines.
+    for args in [
+        &["--epochs", "5"][..],
+        &["--epochs", "5", "--backend", "vulkan", "--quiet"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_gpu-c2f"))
+            .args(args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() && stderr.contains("no adapter") {
+            continue; // `--backend vulkan` where this run has only GL
+        }
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        assert!(
+            !stderr.lines().any(|line| line.starts_with("error")),
+            "{args:?}: {stderr}"
+        );
     }
 }

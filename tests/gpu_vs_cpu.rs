@@ -294,6 +294,63 @@ fn early_stopping_stops_on_the_gpu_and_keeps_the_best_weights() {
     }
 }
 
+#[test]
+fn after_an_early_stop_nothing_more_is_submitted_streamed_or_counted() {
+    // min_delta 1e9: nothing improves after epoch 1, so patience 2 stops
+    // after epoch 3 of 200; one epoch a submission.
+    let architecture =
+        Architecture::with_layers(&[(8, Activation::Relu)], Activation::Linear).unwrap();
+    let initial = Model::glorot_uniform(architecture, 5);
+    let config = TrainConfig {
+        data: sine(64),
+        epochs: 200,
+        batch_size: Some(16),
+        early_stopping: Some(EarlyStopping {
+            patience: 2,
+            min_delta: 1e9,
+            restore_best_weights: false,
+        }),
+        ..TrainConfig::seed()
+    };
+    for &schedule in ALL {
+        for stream_losses in [false, true] {
+            let options = GpuOptions {
+                schedule,
+                epochs_per_submit: Some(1),
+                stream_losses,
+                ..GpuOptions::default()
+            };
+            let (mut reported, mut streamed) = (Vec::new(), Vec::new());
+            let run = gpu::train_with(common::gpu(), &initial, &config, &options, |done| {
+                reported.push(done.epochs);
+                streamed.extend_from_slice(done.new_losses);
+            })
+            .unwrap();
+            let context = format!("{schedule:?}, streamed: {stream_losses}");
+            let stopped = run.output.early_stop.unwrap().stopped_epoch;
+            assert_eq!(stopped, Some(3), "{context}");
+            assert_eq!(run.output.loss_history.len(), 3, "{context}");
+            // The stop is heard with the submission that made it; the one
+            // queued behind it is the last.
+            assert!(
+                run.timings.submits <= 3 + 1,
+                "{context}: {} submits",
+                run.timings.submits
+            );
+            assert_eq!(reported.last(), Some(&3), "{context}: {reported:?}");
+            assert!(
+                reported.iter().all(|&epochs| epochs <= 3),
+                "{context}: {reported:?}"
+            );
+            if stream_losses {
+                assert_eq!(streamed, run.output.loss_history, "{context}");
+            } else {
+                assert!(streamed.is_empty(), "{context}");
+            }
+        }
+    }
+}
+
 /// Two inputs and two targets a row: (sin a) b and a - b on a grid.
 fn two_by_two(samples: usize) -> Dataset {
     let mut data = Dataset::new(Vec::new(), Vec::new());

@@ -676,24 +676,50 @@ impl GpuPlan {
     /// Fails, before any GPU allocation, when a buffer of this run would
     /// exceed `most` bytes (the device's largest buffer), naming the buffer.
     pub fn check_limits(&self, most: u64) -> Result<()> {
-        for (what, bytes) in [
+        let history = buffer_bytes(HISTORY_HEADER_WORDS + self.epochs as u64 * self.loss_series());
+        if history > most {
+            let per_epoch = F32_BYTES * self.loss_series();
+            let fitting =
+                (most / F32_BYTES).saturating_sub(HISTORY_HEADER_WORDS) / self.loss_series();
+            fail!(
+                LimitExceeded,
+                "the loss history of {} epochs ({per_epoch} bytes an epoch: the loss{}) needs \
+                 {history} bytes, more than this device allows in one buffer ({most} bytes); use \
+                 at most {fitting} --epochs",
+                self.epochs,
+                match self.loss_series() {
+                    1 => String::new(),
+                    series => format!(", the metrics and the validation values, {series} in all"),
+                }
+            );
+        }
+        for (what, bytes, remedy) in [
             (
                 "dataset and per-sample activations and errors",
                 buffer_bytes(self.memory.tensors_len),
+                "use a smaller --batch-size, fewer samples or narrower layers",
             ),
-            ("gradient reduction", buffer_bytes(self.memory.reduce_len)),
+            (
+                "gradient reduction",
+                buffer_bytes(self.memory.reduce_len),
+                "use a smaller --batch-size or narrower layers",
+            ),
             (
                 "loss history and step records",
                 buffer_bytes(self.history_words()),
+                "use fewer --epochs, or run without --compare",
             ),
-            ("weights and Adam moments", buffer_bytes(self.params_len())),
+            (
+                "weights and Adam moments",
+                buffer_bytes(self.params_len()),
+                "use narrower layers",
+            ),
         ] {
             if bytes > most {
                 fail!(
                     LimitExceeded,
                     "the {what} of this run need {bytes} bytes, more than this device allows in \
-                     one buffer ({most} bytes); use a smaller --batch-size, fewer samples or \
-                     narrower layers"
+                     one buffer ({most} bytes); {remedy}"
                 );
             }
         }
@@ -718,6 +744,29 @@ mod tests {
         let model = Model::glorot_uniform(Architecture::new(hidden).unwrap(), 1);
         let config = config(samples, None);
         GpuPlan::new(&model, &config, SampleWork::Layers, Tile::SINGLE, None).unwrap()
+    }
+
+    #[test]
+    fn a_loss_history_beyond_one_buffer_asks_for_fewer_epochs() {
+        let model = Model::glorot_uniform(Architecture::new(&[3, 3]).unwrap(), 1);
+        let config = TrainConfig {
+            epochs: 1 << 20,
+            ..config(7, None)
+        };
+        let plan = GpuPlan::new(&model, &config, SampleWork::Layers, Tile::SINGLE, None).unwrap();
+        // 2^20 epochs of one f32: 4 MiB; a device allowing 1 MiB a buffer.
+        let error = plan.check_limits(1 << 20).unwrap_err().to_string();
+        assert!(
+            error.contains("the loss history of 1048576 epochs")
+                && error.contains("at most 262136 --epochs"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("batch-size") && !error.contains("step records"),
+            "{error}"
+        );
+        plan.check_limits(4 << 20).unwrap_err();
+        plan.check_limits(5 << 20).unwrap();
     }
 
     fn kernels(plan: &GpuPlan) -> Vec<Kernel> {

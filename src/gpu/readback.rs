@@ -31,6 +31,7 @@ pub struct GpuResults {
     /// 1-based epoch, and the 1-based epoch it stopped after (0: none).
     pub best: f32,
     pub best_epoch: u32,
+    pub wait: u32,
     pub stopped_epoch: u32,
 }
 
@@ -127,6 +128,7 @@ pub async fn read_back(
         },
         best: header.best,
         best_epoch: header.best_epoch,
+        wait: header.wait,
         stopped_epoch: header.stopped_epoch,
         first_bad_step: match header.first_bad_step {
             NO_BAD_STEP => None,

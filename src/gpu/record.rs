@@ -3,7 +3,7 @@
 //! submission queued behind the running one.
 
 use super::abi::{
-    CURRENT_STRIDE, Current, F32_BYTES, HISTORY_HEADER_WORDS, Kernel, WORKGROUP_SIZE,
+    CURRENT_STRIDE, Current, F32_BYTES, HISTORY_HEADER_WORDS, HistoryHeader, Kernel, WORKGROUP_SIZE,
 };
 use super::buffers::RunBuffers;
 use super::context::{Gpu, Submission};
@@ -59,7 +59,8 @@ pub struct Recorder<'a> {
 /// What a GPU run reports after each submission.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress<'a> {
-    /// Epochs finished so far.
+    /// Epochs finished so far (those that ran: early stopping ends a run
+    /// early).
     pub epochs: usize,
     /// The losses of the epochs finished since the last report, with
     /// `GpuOptions::stream_losses` (read back with the submission that
@@ -67,11 +68,26 @@ pub struct Progress<'a> {
     pub new_losses: &'a [f32],
 }
 
+/// What a submission copies out for the host to read as it ends.
+#[derive(Debug, Clone)]
+struct Readback {
+    /// The history's header, for early stopping's stop.
+    header: bool,
+    /// These epochs' losses (streamed).
+    losses: std::ops::Range<usize>,
+}
+
 /// A submission on the queue and what it will report.
 struct InFlight {
     submission: Submission,
     epochs: usize,
-    losses: Option<wgpu::Buffer>,
+    readback: Option<(Readback, wgpu::Buffer)>,
+}
+
+/// What the host learnt from a finished submission.
+struct Heard {
+    /// The 1-based epoch early stopping stopped after, once it has.
+    stopped_epoch: Option<usize>,
 }
 
 impl Recorder<'_> {
@@ -80,8 +96,10 @@ impl Recorder<'_> {
     /// and waiting only for the one before; `on_progress` hears the finished
     /// epochs after each, and with `stream_losses` their losses, copied out
     /// of the history at the end of the submission that finished them (one
-    /// readback per submission, counted in `readbacks`). Returns the number
-    /// of submissions.
+    /// readback per submission, counted in `readbacks`). With early
+    /// stopping that readback also carries the history's header, and once
+    /// it says the device stopped no more steps are recorded (the one
+    /// already queued does nothing). Returns the number of submissions.
     pub async fn submit_all(
         &self,
         steps_per_submit: usize,
@@ -92,25 +110,37 @@ impl Recorder<'_> {
     ) -> Result<usize> {
         let total_steps = self.plan.total_steps as usize;
         let steps_per_epoch = self.plan.batching.steps_per_epoch as usize;
+        // A single submission has nothing after it to skip.
+        let watch_stop = self.plan.run.early_stopping != 0 && steps_per_submit < total_steps;
         let mut submits = 0;
         let mut in_flight: Option<InFlight> = None;
         let (mut done, mut copied) = (0usize, 0usize);
-        while done < total_steps {
+        let mut stopped = false;
+        while done < total_steps && !stopped {
             let count = steps_per_submit.min(total_steps - done);
             done += count;
             let epochs = done / steps_per_epoch;
-            let copy = (stream_losses && epochs > copied).then_some(copied..epochs);
+            let losses = if stream_losses {
+                copied..epochs
+            } else {
+                epochs..epochs
+            };
             copied = epochs;
-            let (commands, losses) = self.record(count, timer, submits, copy);
+            let readback = (watch_stop || !losses.is_empty()).then_some(Readback {
+                header: watch_stop,
+                losses,
+            });
+            let (commands, readback) = self.record(count, timer, submits, readback);
             let submission = self.gpu.submit(commands);
             submits += 1;
             let flight = InFlight {
                 submission,
                 epochs,
-                losses,
+                readback,
             };
             if let Some(previous) = in_flight.replace(flight) {
-                self.report(previous, readbacks, &mut on_progress).await?;
+                let heard = self.report(previous, readbacks, &mut on_progress).await?;
+                stopped = heard.stopped_epoch.is_some();
             }
         }
         if let Some(last) = in_flight {
@@ -119,43 +149,58 @@ impl Recorder<'_> {
         Ok(submits)
     }
 
-    /// Waits for `flight` and reports it, with its losses when it copied some.
+    /// Waits for `flight` and reports it: the epochs that ran, and the
+    /// losses of those it copied.
     async fn report(
         &self,
         flight: InFlight,
         readbacks: &mut usize,
         on_progress: &mut impl FnMut(Progress<'_>),
-    ) -> Result<()> {
-        let new_losses: Vec<f32> = match &flight.losses {
-            Some(buffer) => bytemuck::pod_collect_to_vec(
-                &self
-                    .gpu
-                    .read_mapped(buffer, flight.submission, readbacks)
-                    .await?,
-            ),
-            None => {
-                self.gpu.wait(flight.submission).await?;
-                Vec::new()
-            }
+    ) -> Result<Heard> {
+        let Some((readback, buffer)) = &flight.readback else {
+            self.gpu.wait(flight.submission).await?;
+            on_progress(Progress {
+                epochs: flight.epochs,
+                new_losses: &[],
+            });
+            return Ok(Heard {
+                stopped_epoch: None,
+            });
         };
+        let bytes = self
+            .gpu
+            .read_mapped(buffer, flight.submission, readbacks)
+            .await?;
+        let (stopped_epoch, losses) = if readback.header {
+            let size = std::mem::size_of::<HistoryHeader>();
+            let header: HistoryHeader = bytemuck::pod_read_unaligned(&bytes[..size]);
+            let stopped = (header.stopped_epoch > 0).then_some(header.stopped_epoch as usize);
+            (stopped, &bytes[size..])
+        } else {
+            (None, &bytes[..])
+        };
+        let mut new_losses: Vec<f32> = bytemuck::pod_collect_to_vec(losses);
+        let epochs = stopped_epoch.map_or(flight.epochs, |stopped| stopped.min(flight.epochs));
+        // The epochs after the stop never ran.
+        new_losses.truncate(epochs.saturating_sub(readback.losses.start));
         on_progress(Progress {
-            epochs: flight.epochs,
+            epochs,
             new_losses: &new_losses,
         });
-        Ok(())
+        Ok(Heard { stopped_epoch })
     }
 
     /// `count` training steps in one compute pass of one command buffer:
     /// `fused_steps` dispatches, or every dispatch of every step; then, for
-    /// `losses`, the copy of those epochs' losses into a mappable buffer
-    /// (returned with the commands).
+    /// `readback`, the copy of the history's header and of those epochs'
+    /// losses into a mappable buffer (returned with the commands).
     fn record(
         &self,
         count: usize,
         timer: Option<&PassTimer>,
         pass_index: usize,
-        losses: Option<std::ops::Range<usize>>,
-    ) -> (wgpu::CommandBuffer, Option<wgpu::Buffer>) {
+        readback: Option<Readback>,
+    ) -> (wgpu::CommandBuffer, Option<(Readback, wgpu::Buffer)>) {
         let (plan, buffers, pipelines) = (self.plan, self.buffers, self.pipelines);
         let mut encoder = self
             .gpu
@@ -206,19 +251,28 @@ impl Recorder<'_> {
         if let Some(timer) = timer {
             timer.collect(&mut encoder, pass_index);
         }
-        let losses = losses.map(|epochs| {
-            let bytes = epochs.len() as u64 * F32_BYTES;
+        let readback = readback.map(|readback| {
+            let header = match readback.header {
+                true => std::mem::size_of::<HistoryHeader>() as u64,
+                false => 0,
+            };
+            let losses = readback.losses.len() as u64 * F32_BYTES;
             let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("streamed losses"),
-                size: bytes,
+                size: header + losses,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            let first = (HISTORY_HEADER_WORDS + epochs.start as u64) * F32_BYTES;
-            encoder.copy_buffer_to_buffer(&buffers.history, first, &staging, 0, bytes);
-            staging
+            if header > 0 {
+                encoder.copy_buffer_to_buffer(&buffers.history, 0, &staging, 0, header);
+            }
+            if losses > 0 {
+                let first = (HISTORY_HEADER_WORDS + readback.losses.start as u64) * F32_BYTES;
+                encoder.copy_buffer_to_buffer(&buffers.history, first, &staging, header, losses);
+            }
+            (readback, staging)
         });
-        (encoder.finish(), losses)
+        (encoder.finish(), readback)
     }
 }
 

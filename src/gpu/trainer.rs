@@ -17,7 +17,7 @@ use super::timer::PassTimer;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::shadow::StepRecord;
-use crate::training::{Diverged, EarlyStop, TrainConfig, TrainOutput};
+use crate::training::{Diverged, EpochResults, TrainConfig, TrainOutput, Watch};
 use std::time::Duration;
 use web_time::Instant;
 
@@ -188,27 +188,26 @@ pub async fn train_async(
     let results = read_back(gpu, &buffers, &plan, timer.as_ref(), &mut readbacks).await?;
     let readback = started.elapsed();
     let gpu_train = timer.as_ref().map(|t| t.total(&results.ticks));
-    let timed_submits = timer.as_ref().map_or(0, |t| t.timed_passes);
+    let timed_submits = timer.as_ref().map_or(0, |t| t.timed_passes.min(submits));
     if let Some(step) = results.first_bad_step {
-        return Err(Diverged::at_step(step as u64 - 1, plan.batching.steps_per_epoch).into());
+        let diverged = Diverged::at_step(step as u64 - 1, plan.batching.steps_per_epoch);
+        return Err(diverged.diagnosed(initial, config).into());
     }
-    let model = Model::from_params(initial.architecture().clone(), results.params)?;
-    Ok(GpuTrainOutput {
-        output: TrainOutput {
-            val_loss_history: results.val_loss_history,
-            metric_history: metric_history(config, results.metrics, results.val_metrics),
-            early_stop: config.early_stopping.map(|stopping| EarlyStop {
-                monitor: config.monitor(),
-                stopped_epoch: (results.stopped_epoch > 0)
-                    .then_some(results.stopped_epoch as usize),
-                best_epoch: results.best_epoch as usize,
-                best: results.best,
-                restored: stopping.restore_best_weights,
-            }),
-            loss_history: results.loss_history,
-            model,
-            train_time,
+    let epochs = EpochResults {
+        loss_history: results.loss_history,
+        val_loss_history: results.val_loss_history,
+        metrics: results.metrics,
+        val_metrics: results.val_metrics,
+        watch: Watch {
+            best: results.best,
+            best_epoch: results.best_epoch as usize,
+            wait: results.wait as usize,
         },
+        stopped_epoch: (results.stopped_epoch > 0).then_some(results.stopped_epoch as usize),
+    };
+    let output = TrainOutput::assemble(config, initial, epochs, results.params, train_time)?;
+    Ok(GpuTrainOutput {
+        output,
         timings: GpuTimings {
             schedule,
             pipelines: pipelines_time,
@@ -223,19 +222,4 @@ pub async fn train_async(
         records: results.records,
         record_every: plan.run.record_every as u64,
     })
-}
-
-/// The metrics' series under their history names, Keras's order: each
-/// metric, then each `val_` one.
-fn metric_history(
-    config: &TrainConfig,
-    metrics: Vec<Vec<f32>>,
-    val_metrics: Vec<Vec<f32>>,
-) -> Vec<(String, Vec<f32>)> {
-    let names = config.metrics.iter().map(|m| m.name.clone());
-    let val_names = names.clone().map(|name| format!("val_{name}"));
-    names
-        .zip(metrics)
-        .chain(val_names.zip(val_metrics))
-        .collect()
 }
