@@ -321,13 +321,17 @@ impl TrainConfig {
         if self.loss.needs_probabilities()
             && let Some(at) = self.data.y.iter().position(|y| !(0.0..=1.0).contains(y))
         {
-            fail!(
-                InvalidConfig,
-                "{} needs targets in [0, 1] (probabilities), but sample {} has {}",
-                self.loss,
-                at / self.data.y_width + 1,
-                self.data.y[at]
-            );
+            // The data's fault, not a setting's.
+            return Err(crate::Error::data(
+                None,
+                None,
+                format!(
+                    "{} needs targets in [0, 1] (probabilities), but sample {} has {}",
+                    self.loss,
+                    at / self.data.y_width + 1,
+                    self.data.y[at]
+                ),
+            ));
         }
         Ok(())
     }

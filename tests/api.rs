@@ -160,3 +160,58 @@ fn the_async_core_and_the_blocking_call_agree_bit_for_bit() {
     );
     assert_eq!(progress.last(), Some(&config.epochs));
 }
+
+/// The tests' own device, opened as an application would, for the tests
+/// that break it.
+fn breakable_gpu() -> (Gpu, wgpu::Device) {
+    let (device, queue) = own_device(|adapter| {
+        gpu::required_limits(&adapter.limits()).expect("the adapter fits the kernels")
+    });
+    let gpu = Gpu::from_device(device.clone(), queue).expect("the device has the limits");
+    (gpu, device)
+}
+
+#[test]
+fn a_gpu_validation_error_becomes_an_error_naming_the_adapter() {
+    let (gpu, device) = breakable_gpu();
+    // A buffer no device may create (MAP_READ with STORAGE): an error
+    // nobody captured, reported by the device's uncaptured-error handler.
+    let _bad = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("invalid on purpose"),
+        size: 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    match gpu::train(&gpu, &seed_model(), &TrainConfig::seed()) {
+        Err(error @ Error::Gpu { .. }) => {
+            let text = error.to_string();
+            assert!(text.contains(&gpu.info.name), "{text}");
+            assert!(text.contains("invalid on purpose"), "{text}");
+        }
+        other => panic!("expected Error::Gpu, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_lost_device_is_device_lost_naming_the_adapter_not_a_panic() {
+    // wgpu 30 cannot make a driver lose a device; destroying it is the one
+    // loss a program can cause. Once the device has told its callback, the
+    // run fails up front as DeviceLost; before that (no poll yet), the
+    // first allocations fail as GPU errors. Neither panics (wgpu's
+    // create_buffer_init did).
+    for told in [true, false] {
+        let (gpu, device) = breakable_gpu();
+        device.destroy();
+        if told {
+            let _ = device.poll(wgpu::PollType::Poll);
+        }
+        let error = gpu::train(&gpu, &seed_model(), &TrainConfig::seed())
+            .expect_err("a destroyed device trains nothing");
+        let text = error.to_string();
+        assert!(text.contains(&gpu.info.name), "{error:?}");
+        match (told, &error) {
+            (true, Error::DeviceLost { .. }) | (false, Error::Gpu { .. }) => {}
+            _ => panic!("told {told}: unexpected {error:?}"),
+        }
+    }
+}

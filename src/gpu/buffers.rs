@@ -7,7 +7,6 @@ use super::pipelines::Pipelines;
 use super::plan::GpuPlan;
 use crate::model::Model;
 use crate::training::TrainConfig;
-use wgpu::util::DeviceExt;
 
 /// The GPU buffers and bind groups of one run, made once before the loop.
 pub struct RunBuffers {
@@ -46,12 +45,18 @@ impl RunBuffers {
     ) -> Self {
         let (device, queue) = (&gpu.device, &gpu.queue);
         let storage = wgpu::BufferUsages::STORAGE;
+        // Not wgpu's `create_buffer_init`: it panics when the device is
+        // lost (its mapping fails); a queued write fails as an error of
+        // the run. The contents are whole f32s and u32s.
         let init = |label: &str, contents: &[u8], usage: wgpu::BufferUsages| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
-                contents,
-                usage,
-            })
+                size: (contents.len() as u64).max(F32_BYTES),
+                usage: usage | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            queue.write_buffer(&buffer, 0, contents);
+            buffer
         };
         // Weights, m, v, and the best epoch's weights when they are kept.
         let mut optimizer_state = model.params().to_vec();

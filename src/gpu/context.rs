@@ -396,10 +396,11 @@ impl Gpu {
         }));
         let lost = Arc::new(Mutex::new(None));
         let sink = lost.clone();
+        // Destroyed too: an application may destroy its own device while
+        // this `Gpu` still trains on it. (Dropping the `Gpu` fires it as
+        // well, when nobody reads the flag any more.)
         device.set_device_lost_callback(move |reason, message| {
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                *sink.lock().expect("lost flag") = Some(format!("{reason:?}: {message}"));
-            }
+            *sink.lock().expect("lost flag") = Some(format!("{reason:?}: {message}"));
         });
         Ok(Self {
             device,

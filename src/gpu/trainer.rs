@@ -122,6 +122,8 @@ pub async fn train_async(
 ) -> Result<GpuTrainOutput> {
     config.validate()?;
     config.check_model(initial)?;
+    // A device lost (or broken) before the run fails it now.
+    gpu.check_errors()?;
     let fused_workgroup_size = fused_workgroup_size(
         options.fused_workgroup_size,
         gpu.device_type,
