@@ -12,6 +12,26 @@ fn gpu_c2f(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// `gpu_c2f`, killed after `seconds` (a failed test, not a hung one).
+fn gpu_c2f_within(args: &[&str], seconds: u64) -> Output {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-c2f"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() >= seconds {
+            child.kill().unwrap();
+            panic!("{args:?} still ran after {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 fn folder() -> PathBuf {
     let folder = std::env::temp_dir().join(format!("gpu-c2f-errors-{}", std::process::id()));
     std::fs::create_dir_all(&folder).unwrap();
@@ -714,20 +734,22 @@ fn special_files_are_written_into_never_renamed_over() {
             .unwrap()
             .success()
     );
-    let reader = {
+    // The reader hands its text over a channel, so a binary that never
+    // writes into the FIFO fails the test instead of hanging it.
+    let (sender, received) = std::sync::mpsc::channel();
+    {
         let fifo = fifo.clone();
-        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
-    };
+        std::thread::spawn(move || sender.send(std::fs::read_to_string(fifo).unwrap()));
+    }
     let output = gpu_c2f(&["--epochs", "5", "--quiet", "--save", path(&fifo)]);
     assert!(output.status.success(), "{output:?}");
-    let model: serde_json::Value = serde_json::from_str(&reader.join().unwrap()).unwrap();
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "the FIFO was replaced");
+    let text = received
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the model came through the FIFO");
+    let model: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(model["architecture"], "1-3-3-1");
-    assert!(
-        std::fs::symlink_metadata(&fifo)
-            .unwrap()
-            .file_type()
-            .is_fifo()
-    );
     // A device that takes no bytes: an error, and the device stays.
     let full = Path::new("/dev/full");
     if full.exists() {
@@ -832,7 +854,7 @@ fn a_loss_history_that_does_not_fit_says_so_on_every_path() {
             "mse,mae,accuracy,binary_crossentropy,binary_accuracy,mean_squared_error,mean_absolute_error,bce",
         ];
         args.extend_from_slice(path);
-        let output = gpu_c2f(&args);
+        let output = gpu_c2f_within(&args, 60);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{path:?}: {stderr}");
         for words in [
@@ -860,7 +882,7 @@ fn data_too_large_for_f32_is_named_not_blamed_on_the_learning_rate() {
     ] {
         let mut args = vec!["--data", &csv, "--epochs", "3"];
         args.extend_from_slice(path);
-        let output = gpu_c2f(&args);
+        let output = gpu_c2f_within(&args, 60);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{path:?}: {stderr}");
         for words in [
