@@ -55,7 +55,9 @@ def gpu_c2f(csv, schedule, batch, epochs):
            "--schedule", schedule, "--json", "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1]}
+        lines = done.stderr.strip().splitlines()
+        errors = [line for line in lines if line.startswith("error:")]
+        return {"error": (errors or lines or [f"exit {done.returncode}"])[0]}
     report = json.loads(done.stdout)
     t = report["timings_ms"]
     return {

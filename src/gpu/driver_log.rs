@@ -12,8 +12,8 @@
 //! library does not choose the process's logger.
 //!
 //! The Vulkan validation layer reports through wgpu only when wgpu asks for
-//! its debug messenger: `WGPU_VALIDATION=1 WGPU_DEBUG=1` (the README's
-//! "Validation" paragraph has the whole command).
+//! its debug messenger: `WGPU_VALIDATION=1 WGPU_DEBUG=1` (docs/agreement.md,
+//! "Where this is proven", has the whole command).
 
 use std::sync::Mutex;
 
