@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Start-up cost of the seed job: the whole process, and the report's own
-setup (instance, adapter, device) and pipeline-creation times.
+setup (instance, adapter, device), pipeline-creation, upload and training
+times.
 
 Runs each command in turn, round after round (so a slow spell of a noisy
 machine hits every command alike), and prints the median, min and max of
@@ -29,7 +30,7 @@ def run(command):
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     wall = (time.perf_counter() - started) * 1e3
     timings = json.loads(done.stdout)["timings_ms"]
-    return wall, timings["setup"], timings["pipelines"]
+    return wall, timings["setup"], timings["pipelines"], timings["upload"], timings["train"]
 
 
 def main():
@@ -54,13 +55,13 @@ def main():
         for name, command in commands.items():
             samples[name].append(run(command))
     print(f"{args.rounds} rounds, ms: median (min-max)")
-    print("| command | whole process | setup | pipelines |")
-    print("| --- | --- | --- | --- |")
+    print("| command | whole process | setup | pipelines | upload | train |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, rows in samples.items():
         cells = []
         for column in zip(*rows):
             cells.append(
-                f"{statistics.median(column):.1f} ({min(column):.1f}-{max(column):.1f})"
+                f"{statistics.median(column):.2f} ({min(column):.2f}-{max(column):.2f})"
             )
         print(f"| `{name}` | " + " | ".join(cells) + " |")
 
