@@ -208,11 +208,14 @@ pub struct Cli {
     #[arg(long, help_heading = "Output")]
     pub json: bool,
 
-    /// Write the trained model to this JSON file.
+    /// Write the trained model to this JSON file (`-`: standard output, the
+    /// report then on standard error). Links are written through; nothing is
+    /// written when training or the shadow check fails.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub save: Option<PathBuf>,
 
-    /// Draw the loss history to FILE (.svg or .png); with --compare, both curves.
+    /// Draw the loss history to FILE (.svg or .png; `-`: SVG on standard
+    /// output); with --compare, both curves.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub plot: Option<PathBuf>,
 
