@@ -816,17 +816,16 @@ impl MemoryCheck<'_> {
                 format!("--epochs {}", cli.epochs),
                 format!("use at most {fitting} --epochs"),
             )
+        } else if self.data_made {
+            (
+                format!("the data ({samples} samples)"),
+                "use fewer samples".to_string(),
+            )
         } else {
             (
                 format!("--samples {samples}"),
                 "use fewer samples".to_string(),
             )
-        };
-        let what = match (self.data_made, cli.samples) {
-            (true, None) if what.starts_with("--samples") => {
-                format!("the data ({samples} samples)")
-            }
-            _ => what,
         };
         bail!(
             "{what} needs about {} of memory ({}), more than the {} available ({source}); \

@@ -711,7 +711,7 @@ pub fn train_with_progress(
                     // step whose loss or updated weights are not finite.
                     if !finite {
                         return Err(Diverged::at_step(step, batching.steps_per_epoch)
-                            .diagnosed(initial, config)
+                            .diagnosed(config)
                             .into());
                     }
                 }
@@ -778,7 +778,7 @@ pub fn train_with_progress(
 
     if config
         .early_stopping
-        .is_some_and(|stopping| stopping.restore_best_weights && watch.best_epoch > 0)
+        .is_some_and(|stopping| stopping.restores(&watch))
     {
         params = best_params;
     }

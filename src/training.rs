@@ -94,6 +94,12 @@ pub struct EarlyStopping {
 }
 
 impl EarlyStopping {
+    /// Whether training ends with the best epoch's weights, as Keras's
+    /// `on_train_end`: when asked to and an epoch was watched.
+    pub fn restores(&self, watch: &Watch) -> bool {
+        self.restore_best_weights && watch.best_epoch > 0
+    }
+
     /// One epoch's end, as Keras's `on_epoch_end` (0-based `epoch`): the
     /// state after it, and whether training stops. The kernels'
     /// `watch_epoch` does the same in f32.
@@ -360,8 +366,7 @@ pub struct Diverged {
 /// A data value too large for training in f32: beyond the square root of
 /// f32's largest number (1.8e19), so squaring it, as the squared error and
 /// Adam's second moment do with the errors and gradients that scale with
-/// it, overflows; or one whose row the initial model already predicts
-/// infinite or NaN.
+/// it, overflows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DataOverflow {
     /// 0-based sample (row of the data).
@@ -388,9 +393,8 @@ impl Diverged {
 
     /// Looks for the cause in the data (only once training has diverged,
     /// so a run that trains pays nothing): its largest value, when that is
-    /// beyond what f32 arithmetic squares, or a row the initial model
-    /// predicts as infinite or NaN.
-    pub fn diagnosed(mut self, initial: &Model, config: &TrainConfig) -> Self {
+    /// beyond what f32 arithmetic squares.
+    pub fn diagnosed(mut self, config: &TrainConfig) -> Self {
         let data = &config.data;
         let largest = |values: &[f32], width: usize, target: bool| {
             values
@@ -404,26 +408,14 @@ impl Diverged {
                     value,
                 })
         };
-        let candidates = [
+        self.overflow = [
             largest(&data.x, data.x_width, false),
             largest(&data.y, data.y_width, true),
-        ];
-        let too_large = candidates
-            .into_iter()
-            .flatten()
-            .filter(|c| c.value.abs() > f32::MAX.sqrt())
-            .max_by(|a, b| a.value.abs().total_cmp(&b.value.abs()));
-        self.overflow = too_large.or_else(|| {
-            (0..data.len())
-                .find(|&row| {
-                    let inputs = &data.x[row * data.x_width..][..data.x_width];
-                    initial.predict_row(inputs).iter().any(|p| !p.is_finite())
-                })
-                .and_then(|row| {
-                    let inputs = &data.x[row * data.x_width..][..data.x_width];
-                    largest(inputs, data.x_width, false).map(|c| DataOverflow { sample: row, ..c })
-                })
-        });
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|c| c.value.abs() > f32::MAX.sqrt())
+        .max_by(|a, b| a.value.abs().total_cmp(&b.value.abs()));
         self
     }
 
@@ -524,7 +516,7 @@ impl TrainOutput {
             stopped_epoch: epochs.stopped_epoch,
             best_epoch: epochs.watch.best_epoch,
             best: epochs.watch.best,
-            restored: stopping.restore_best_weights && epochs.watch.best_epoch > 0,
+            restored: stopping.restores(&epochs.watch),
         });
         // Keras's history order: each metric, then each `val_` one.
         let names = config.metrics.iter().map(|m| m.name.clone());

@@ -193,7 +193,7 @@ pub async fn train_async(
     let timed_submits = timer.as_ref().map_or(0, |t| t.timed_passes.min(submits));
     if let Some(step) = results.first_bad_step {
         let diverged = Diverged::at_step(step as u64 - 1, plan.batching.steps_per_epoch);
-        return Err(diverged.diagnosed(initial, config).into());
+        return Err(diverged.diagnosed(config).into());
     }
     let epochs = EpochResults {
         loss_history: results.loss_history,
