@@ -1,7 +1,7 @@
-//! What the host and train.wgsl share: the structs of its uniform and
-//! storage buffers (the same names on both sides, their layout tested
-//! against naga's reflection of the shader below), the kernels' entry
-//! points, and the constants both sides must agree on.
+//! What the host and the kernels share (shaders/abi.wgsl): the structs of
+//! the uniform and storage buffers (the same names on both sides, their
+//! layout tested against naga's reflection of the shader below), the
+//! kernels, and the constants both sides must agree on.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -16,7 +16,7 @@ pub fn buffer_bytes(len: u64) -> u64 {
 }
 
 /// Threads per workgroup of the dispatch and samples schedules
-/// (`workgroup_size` in train.wgsl). 64 fills the SIMD width of common GPUs
+/// (`WORKGROUP_SIZE` in their modules). 64 fills the SIMD width of common GPUs
 /// (32 or 64 lanes) and eight 8-wide rows on llvmpipe.
 pub const WORKGROUP_SIZE: u32 = 64;
 
@@ -29,61 +29,34 @@ pub const WORKGROUP_SIZE: u32 = 64;
 /// every kernel's addressing would follow: not done.
 pub const STORAGE_BUFFERS_PER_STAGE: u32 = 6;
 
-/// `RunArgs` in train.wgsl: sizes and offsets fixed for a whole run.
+/// `RunArgs` in shaders/abi.wgsl: the values of a run that do not change
+/// its shape (a run that differs only in these reuses the compiled module).
+/// The shape itself is [`super::plan::Shape`], written into the module as
+/// constants.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Pod, Zeroable)]
 pub struct RunArgs {
-    pub samples: u32,
-    pub batch_size: u32,
-    pub chunk_size: u32,
-    pub steps_per_epoch: u32,
-    pub shuffle: u32,
     pub seed_low: u32,
     pub seed_high: u32,
-    pub half_bits: u32,
-    pub param_count: u32,
-    pub data_offset: u32,
-    pub input_offset: u32,
-    pub target_offset: u32,
-    pub output_offset: u32,
-    pub output_delta_offset: u32,
-    pub sample_loss_offset: u32,
-    pub totals_offset: u32,
     pub one_minus_beta_1: f32,
     pub one_minus_beta_2: f32,
     pub epsilon: f32,
+    /// Every how many steps one is recorded (0: none), from where in
+    /// `history.losses`, and how many.
     pub record_every: u32,
     pub record_offset: u32,
     pub record_count: u32,
-    /// `Loss::code` of the run's loss.
-    pub loss: u32,
-    pub data_rows: u32,
-    pub input_width: u32,
-    pub output_width: u32,
-    pub validation_samples: u32,
-    pub validation_offset: u32,
-    pub validation_losses: u32,
-    pub validation_scratch: u32,
-    pub widest: u32,
-    pub layer_table: u32,
-    pub layer_count: u32,
-    pub val_loss_offset: u32,
-    /// 0: no early stopping; 1: watching; 2: watching and keeping the best
-    /// weights.
-    pub early_stopping: u32,
     pub patience: u32,
     pub min_delta: f32,
     pub epochs: u32,
-    pub metric_count: u32,
-    /// 4 bits a metric, `Metric::code`.
-    pub metric_codes: u32,
-    pub sample_metrics: u32,
-    pub metric_totals: u32,
+    /// Where each series of the history starts in `history.losses`.
+    pub val_loss_offset: u32,
     pub metric_offset: u32,
     pub val_metric_offset: u32,
+    pub _pad: [u32; 2],
 }
 
-/// `DispatchArgs` in train.wgsl: what one dispatch of a step's list works
+/// `DispatchArgs` in shaders/abi.wgsl: what one dispatch of a step's list works
 /// on. Which fields mean something depends on the kernel (see
 /// `GpuPlan::lower`); the rest are 0.
 #[repr(C)]
@@ -101,9 +74,6 @@ pub struct DispatchArgs {
     pub src_offset: u32,
     pub dst_offset: u32,
     pub chunk_first: u32,
-    /// `Activation::code` of the layer the dispatch applies or
-    /// differentiates (dense layers and the output error).
-    pub activation: u32,
     pub pre_offset: u32,
 }
 
@@ -118,7 +88,7 @@ impl DispatchArgs {
     }
 }
 
-/// `Current` in train.wgsl, one per [`CURRENT_STRIDE`] bytes, bound with a
+/// `Current` in shaders/abi.wgsl, one per [`CURRENT_STRIDE`] bytes, bound with a
 /// dynamic offset per dispatch.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Pod, Zeroable)]
@@ -133,7 +103,7 @@ pub struct Current {
 /// accepts for dynamic uniform offsets.
 pub const CURRENT_STRIDE: u64 = 256;
 
-/// The fixed fields of `History` in train.wgsl, before its losses.
+/// The fixed fields of `History` in shaders/abi.wgsl, before its losses.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct HistoryHeader {
@@ -210,9 +180,10 @@ impl Kernel {
         Kernel::KeepBest,
     ];
 
-    /// The kernel's WGSL entry point (`sample_partials` is generated per
-    /// architecture; the others are in train.wgsl).
-    pub fn entry_point(self) -> &'static str {
+    /// The kernel's name: its function is `<name>_at` (the dense kernels'
+    /// `<name>_<activation>_at`), and the dispatch schedule's entry point
+    /// that calls it is named like the function, without `_at`.
+    pub fn name(self) -> &'static str {
         match self {
             Kernel::GatherBatch => "gather_batch",
             Kernel::DenseForward => "dense_forward",
@@ -235,7 +206,7 @@ pub const FUSED_ENTRY_POINT: &str = "fused_steps";
 
 #[cfg(test)]
 mod tests {
-    //! The Rust mirrors against naga's reflection of train.wgsl: every field
+    //! The Rust mirrors against naga's reflection of abi.wgsl: every field
     //! the WGSL declares at the same byte offset under the same name, and a
     //! Rust struct at least as large as the WGSL one. A field added on one
     //! side only, or moved, fails here before it can feed a kernel the wrong
@@ -247,13 +218,12 @@ mod tests {
 
     /// (name, offset) of every member of the WGSL struct `name`, and its size.
     fn wgsl_struct(name: &str) -> (Vec<(String, u32)>, u32) {
-        let module =
-            naga::front::wgsl::parse_str(super::super::wgsl::TRAIN_SHADER).expect("parses");
+        let module = naga::front::wgsl::parse_str(super::super::wgsl::ABI_SHADER).expect("parses");
         let ty = module
             .types
             .iter()
             .find(|(_, ty)| ty.name.as_deref() == Some(name))
-            .unwrap_or_else(|| panic!("train.wgsl has no struct {name}"))
+            .unwrap_or_else(|| panic!("abi.wgsl has no struct {name}"))
             .1;
         match &ty.inner {
             naga::TypeInner::Struct { members, span } => (
@@ -300,22 +270,16 @@ mod tests {
 
     #[test]
     fn run_args_match_the_wgsl_struct() {
-        let rust = fields!(RunArgs: samples, batch_size, chunk_size, steps_per_epoch, shuffle,
-            seed_low, seed_high, half_bits, param_count, data_offset, input_offset,
-            target_offset, output_offset, output_delta_offset, sample_loss_offset, totals_offset,
-            one_minus_beta_1, one_minus_beta_2, epsilon, record_every, record_offset,
-            record_count, loss, data_rows, input_width, output_width, validation_samples, validation_offset,
-            validation_losses, validation_scratch, widest, layer_table, layer_count, val_loss_offset,
-            early_stopping, patience, min_delta, epochs, metric_count, metric_codes,
-            sample_metrics, metric_totals, metric_offset, val_metric_offset);
+        let rust = fields!(RunArgs: seed_low, seed_high, one_minus_beta_1, one_minus_beta_2,
+            epsilon, record_every, record_offset, record_count, patience, min_delta, epochs,
+            val_loss_offset, metric_offset, val_metric_offset);
         assert_same_layout("RunArgs", &rust, size_of::<RunArgs>());
     }
 
     #[test]
     fn dispatch_args_match_the_wgsl_struct_and_its_literal() {
         let rust = fields!(DispatchArgs: inputs, units, kernel_offset, bias_offset, in_offset,
-            out_offset, rows, in_len, out_len, src_offset, dst_offset, chunk_first, activation,
-            pre_offset);
+            out_offset, rows, in_len, out_len, src_offset, dst_offset, chunk_first, pre_offset);
         assert_same_layout("DispatchArgs", &rust, size_of::<DispatchArgs>());
         let (_, span) = wgsl_struct("DispatchArgs");
         assert_eq!(size_of::<DispatchArgs>(), span as usize, "the array stride");
@@ -326,7 +290,7 @@ mod tests {
         };
         assert_eq!(
             args.wgsl_literal(),
-            "DispatchArgs(3u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 256u, 0u, 0u)"
+            "DispatchArgs(3u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 256u, 0u)"
         );
     }
 

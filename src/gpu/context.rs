@@ -2,6 +2,7 @@
 //! can fail into an error that says what was found and what to do.
 
 use super::abi::STORAGE_BUFFERS_PER_STAGE;
+use super::pipelines::PipelineCache;
 use crate::error::{Error, Result, fail};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
@@ -149,6 +150,9 @@ pub struct Gpu {
     errors: Arc<Mutex<Vec<String>>>,
     /// Why the device was lost, once it was.
     lost: Arc<Mutex<Option<String>>>,
+    /// The pipelines of the modules compiled on this device last, so a
+    /// run of a shape trained before compiles nothing.
+    pub(crate) pipeline_cache: PipelineCache,
 }
 
 /// How long one wait on the GPU may take before the run is abandoned.
@@ -409,6 +413,7 @@ impl Gpu {
             device_type: adapter_info.device_type,
             errors,
             lost,
+            pipeline_cache: PipelineCache::default(),
         })
     }
 

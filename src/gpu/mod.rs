@@ -1,16 +1,20 @@
 //! The GPU path. A run is planned (`plan.rs`: the step's operations from
 //! [`crate::step`] lowered to dispatches over a memory layout), scheduled
-//! (`schedule.rs`), compiled (`wgsl.rs`, `fused.rs`, `samples.rs`,
-//! `pipelines.rs`), given its buffers (`buffers.rs`), recorded and submitted
-//! (`record.rs`, `timer.rs`) and read back once (`readback.rs`), by the
-//! driver in `trainer.rs` ([`train_async`]). `abi.rs` holds what the host
-//! and train.wgsl share; [`context`] finds an adapter and opens a device.
+//! (`schedule.rs`), written as one WGSL module for the job (`module.rs`
+//! from the concept files in shaders/, `wgsl.rs`, with `fused.rs` and
+//! `samples.rs` for their schedules), compiled once per module
+//! (`pipelines.rs`), given its buffers (`buffers.rs`), recorded and
+//! submitted (`record.rs`, `timer.rs`) and read back once (`readback.rs`),
+//! by the driver in `trainer.rs` ([`train_async`]). `abi.rs` holds what the
+//! host and the kernels share; [`context`] finds an adapter and opens a
+//! device.
 
 pub(crate) mod abi;
 pub(crate) mod buffers;
 pub mod context;
 pub mod driver_log;
 pub(crate) mod fused;
+pub(crate) mod module;
 pub(crate) mod pipelines;
 pub(crate) mod plan;
 pub(crate) mod readback;

@@ -1,47 +1,20 @@
-//! The compute pipelines of the training kernels, all built from the one
-//! WGSL module and sharing one pipeline layout, so a single bind group of
-//! training buffers stays bound across every dispatch of a pass.
+//! The compute pipelines of a job's module, sharing one pipeline layout, so
+//! a single bind group of training buffers stays bound across every
+//! dispatch of a pass; and the cache that builds them once per module.
 
-use super::abi::{FUSED_ENTRY_POINT, Kernel, WORKGROUP_SIZE};
-use super::fused::fused_module;
-use super::plan::GpuPlan;
-use super::samples::samples_module;
-use super::schedule::Schedule;
-use super::wgsl::{ModuleSource, train_shader};
+use super::abi::FUSED_ENTRY_POINT;
+use super::wgsl::ModuleSource;
 use crate::error::{Error, Result};
-use crate::step::REDUCE_BLOCK;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
-/// The WGSL module `schedule` compiles for `plan`: train.wgsl alone for
-/// the dispatch schedule, with the generated kernel of the samples or fused
-/// schedule appended.
-pub fn module_source(
-    schedule: Schedule,
-    plan: &GpuPlan,
-    fused_workgroup_size: u32,
-) -> ModuleSource {
-    match schedule {
-        Schedule::Dispatch => ModuleSource {
-            label: format!(
-                "dispatch-{}-tile{}x{}",
-                plan.architecture.describe(),
-                plan.tile.samples,
-                plan.tile.units
-            ),
-            text: train_shader(plan.tile).into_owned(),
-        },
-        Schedule::Samples => samples_module(&plan.architecture),
-        Schedule::Fused => fused_module(plan, fused_workgroup_size),
-    }
-}
-
-/// Layouts and the pipelines one schedule needs, built once per run.
+/// Layouts and the pipelines of one module: one per entry point.
 pub struct Pipelines {
-    /// Group 0: the run's buffers (bindings 0..=6 of train.wgsl).
+    /// Group 0: the run's buffers (bindings 0..=6 of abi.wgsl).
     pub train_layout: wgpu::BindGroupLayout,
     /// Group 1: the `Current` record, bound with a dynamic offset.
     pub current_layout: wgpu::BindGroupLayout,
-    pub schedule: Schedule,
-    pipelines: Vec<(Option<Kernel>, wgpu::ComputePipeline)>,
+    pipelines: Vec<(String, wgpu::ComputePipeline)>,
 }
 
 fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -71,18 +44,11 @@ fn uniform_entry(binding: u32, has_dynamic_offset: bool) -> wgpu::BindGroupLayou
 }
 
 impl Pipelines {
-    /// Compiles the module and builds the pipelines `schedule` uses: the
-    /// fused schedule's one, written out for `plan`, or one per kernel of
-    /// the plan's dispatches. Validation errors come back as an error
-    /// instead of reaching the uncaptured handler.
-    pub async fn new(
-        device: &wgpu::Device,
-        schedule: Schedule,
-        fused_workgroup_size: u32,
-        plan: &GpuPlan,
-    ) -> Result<Self> {
+    /// Compiles `source` and builds a pipeline for each of its entry
+    /// points. Validation errors come back as an error instead of reaching
+    /// the uncaptured handler.
+    pub async fn new(device: &wgpu::Device, source: &ModuleSource) -> Result<Self> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let source = module_source(schedule, plan, fused_workgroup_size);
         source.dump_if_asked()?;
         let descriptor = wgpu::ShaderModuleDescriptor {
             label: Some(&source.label),
@@ -93,11 +59,11 @@ impl Pipelines {
         // more than doubled lavapipe's pipeline creation (52 ms against 20 ms
         // for the seed job's fused module).
         // SAFETY: every loop in these shaders ends. Each `for` runs to a
-        // bound taken from a uniform, a `DispatchArgs` or a constant (the
-        // samples kernel's to the end of its block), and
-        // `fused_steps` to `current.fused_steps`; `sample_index` walks the cycle of
-        // a permutation of [0, 4^half_bits) that contains its start, which is
-        // below `samples`, so it returns to [0, samples) (src/batching.rs).
+        // constant, a bound taken from a `DispatchArgs` or the batch (the
+        // samples kernel's to the end of its block), and `fused_steps` to
+        // `current.fused_steps`; `sample_index` walks the cycle of a
+        // permutation of [0, 4^HALF_BITS) that contains its start, which is
+        // below SAMPLES, so it returns to [0, SAMPLES) (src/batching.rs).
         let checks = wgpu::ShaderRuntimeChecks {
             force_loop_bounding: false,
             ..wgpu::ShaderRuntimeChecks::checked()
@@ -124,66 +90,90 @@ impl Pipelines {
             bind_group_layouts: &[Some(&train_layout), Some(&current_layout)],
             immediate_size: 0,
         });
-        let constants = [
-            ("workgroup_size", WORKGROUP_SIZE as f64),
-            ("fused_workgroup_size", fused_workgroup_size as f64),
-            ("reduce_block", REDUCE_BLOCK as f64),
-            ("sample_tile", plan.tile.samples as f64),
-            ("unit_tile", plan.tile.units as f64),
-        ];
-        let entry_points: Vec<(Option<Kernel>, &str)> = match schedule {
-            Schedule::Fused => vec![(None, FUSED_ENTRY_POINT)],
-            Schedule::Dispatch | Schedule::Samples => {
-                let mut kernels: Vec<Kernel> = Vec::new();
-                for dispatch in &plan.dispatches {
-                    if !kernels.contains(&dispatch.kernel) {
-                        kernels.push(dispatch.kernel);
-                    }
-                }
-                kernels
-                    .into_iter()
-                    .map(|k| (Some(k), k.entry_point()))
-                    .collect()
-            }
-        };
-        let pipelines = entry_points
-            .into_iter()
-            .map(|(kernel, entry_point)| {
+        let pipelines = source
+            .entry_points
+            .iter()
+            .map(|entry_point| {
                 let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(entry_point),
                     layout: Some(&layout),
                     module: &module,
                     entry_point: Some(entry_point),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &constants,
-                        ..Default::default()
-                    },
+                    compilation_options: wgpu::PipelineCompilationOptions::default(),
                     cache: None,
                 });
-                (kernel, pipeline)
+                (entry_point.clone(), pipeline)
             })
             .collect();
         if let Some(error) = scope.pop().await {
             return Err(Error::ShaderBuild {
-                label: source.label,
+                label: source.label.clone(),
                 message: error.to_string(),
             });
         }
         Ok(Self {
             train_layout,
             current_layout,
-            schedule,
             pipelines,
         })
     }
 
-    /// The pipeline of a kernel (`None`: the fused kernel).
-    pub fn get(&self, kernel: Option<Kernel>) -> &wgpu::ComputePipeline {
-        let (_, pipeline) = self
-            .pipelines
+    /// Where the pipeline of entry point `name` is in [`Pipelines::pipeline`].
+    pub fn index_of(&self, name: &str) -> usize {
+        self.pipelines
             .iter()
-            .find(|(k, _)| *k == kernel)
-            .expect("the schedule's pipelines were built");
-        pipeline
+            .position(|(entry_point, _)| entry_point == name)
+            .unwrap_or_else(|| panic!("the module has the entry point {name}"))
+    }
+
+    /// The pipeline at `index`.
+    pub fn pipeline(&self, index: usize) -> &wgpu::ComputePipeline {
+        &self.pipelines[index].1
+    }
+
+    /// The fused schedule's pipeline.
+    pub fn fused(&self) -> &wgpu::ComputePipeline {
+        self.pipeline(self.index_of(FUSED_ENTRY_POINT))
+    }
+}
+
+/// The pipelines of the modules a device compiled last, by module text: a
+/// run whose module was built before (the same shape, any seed, learning
+/// rate or epoch count) compiles nothing.
+#[derive(Default)]
+pub struct PipelineCache {
+    recent: Mutex<VecDeque<(String, Arc<Pipelines>)>>,
+}
+
+/// Modules a [`PipelineCache`] keeps, the oldest used dropped first.
+pub const PIPELINE_CACHE_MODULES: usize = 16;
+
+impl PipelineCache {
+    /// The pipelines of `source`, built now unless they were built before;
+    /// also says whether they were.
+    pub async fn get(
+        &self,
+        device: &wgpu::Device,
+        source: &ModuleSource,
+    ) -> Result<(Arc<Pipelines>, bool)> {
+        if let Some(found) = self.take(&source.text) {
+            self.keep(source, found.clone());
+            return Ok((found, true));
+        }
+        let built = Arc::new(Pipelines::new(device, source).await?);
+        self.keep(source, built.clone());
+        Ok((built, false))
+    }
+
+    fn take(&self, text: &str) -> Option<Arc<Pipelines>> {
+        let mut recent = self.recent.lock().expect("pipeline cache");
+        let position = recent.iter().position(|(kept, _)| kept == text)?;
+        recent.remove(position).map(|(_, pipelines)| pipelines)
+    }
+
+    fn keep(&self, source: &ModuleSource, pipelines: Arc<Pipelines>) {
+        let mut recent = self.recent.lock().expect("pipeline cache");
+        recent.push_front((source.text.clone(), pipelines));
+        recent.truncate(PIPELINE_CACHE_MODULES);
     }
 }

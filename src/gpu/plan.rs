@@ -7,12 +7,13 @@ use super::abi::{DispatchArgs, F32_BYTES, HISTORY_HEADER_WORDS, Kernel, RunArgs,
 use crate::activation::Activation;
 use crate::batching::{Batching, half_bits};
 use crate::error::{Error, Result, fail};
+use crate::loss::{Loss, Metric};
 use crate::model::{Architecture, Model};
 use crate::step::{Chunking, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
 use crate::training::TrainConfig;
 
 /// The register tile one dense-layer item computes (`sample_tile` x
-/// `unit_tile` in train.wgsl, each side 1 to 8).
+/// `UNIT_TILE` in shaders/dense.wgsl, each side 1 to 8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tile {
     pub samples: u32,
@@ -39,7 +40,7 @@ impl Tile {
         units: 1,
     };
 
-    /// Whether the tile needs train.wgsl's code for sides wider than 4.
+    /// Whether the tile needs dense.wgsl's `wide_tiles` code (a side over 4).
     pub fn is_wide(&self) -> bool {
         self.samples > 4 || self.units > 4
     }
@@ -202,8 +203,85 @@ struct Rows {
 pub struct Dispatch {
     pub op: Op,
     pub kernel: Kernel,
+    /// The dense kernels' activation: the layer's own (forward) or the
+    /// layer below's (backward); `Linear` for the other kernels.
+    pub activation: Activation,
     pub args: DispatchArgs,
     pub threads: u32,
+}
+
+impl Dispatch {
+    /// The WGSL function that runs it, without its `_at`
+    /// (`dense_forward_relu`), which is also the dispatch schedule's entry
+    /// point that calls it.
+    pub fn function(&self) -> String {
+        match self.kernel {
+            Kernel::DenseForward | Kernel::DenseBackward => {
+                format!("{}_{}", self.kernel.name(), self.activation.name())
+            }
+            kernel => kernel.name().to_string(),
+        }
+    }
+}
+
+/// Keras's EarlyStopping, as the kernels run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopping {
+    Off,
+    /// Watching the monitored value, stopping after `patience` epochs.
+    Watch,
+    /// Watching, and keeping the best epoch's weights in params [3P, 4P)
+    /// (`restore_best_weights`).
+    KeepBest,
+}
+
+/// Everything a run's module is compiled for besides its architecture and
+/// its step's operations: the batch geometry, where each tensor lives,
+/// the loss, the metrics and the features. The generator writes each
+/// number into the module as a constant (src/gpu/module.rs), so two runs
+/// of one shape share one compiled module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    /// Training samples, the batches cut from them, and the rows of the
+    /// per-sample tensors (the batch, or a chunk of it).
+    pub samples: u32,
+    pub batch_size: u32,
+    pub chunk_size: u32,
+    pub steps_per_epoch: u32,
+    /// Whether each epoch draws its batches in a shuffled order, and the
+    /// shuffle's Feistel half width (src/batching.rs).
+    pub shuffle: bool,
+    pub half_bits: u32,
+    pub param_count: u32,
+    /// Rows of the dataset (training, then validation) and each row's
+    /// inputs and targets.
+    pub data_rows: u32,
+    pub input_width: u32,
+    pub output_width: u32,
+    /// In `tensors`: the dataset, the batch's inputs and targets, the
+    /// network's output and its error, each sample's loss and metrics.
+    pub data_offset: u32,
+    pub input_offset: u32,
+    pub target_offset: u32,
+    pub output_offset: u32,
+    pub output_delta_offset: u32,
+    pub sample_loss_offset: u32,
+    pub sample_metrics_offset: u32,
+    /// In `reduce`: the fully reduced value of each row (gradients, the
+    /// loss, each metric), and each metric's running total over the epoch.
+    pub totals_offset: u32,
+    pub metric_totals_offset: u32,
+    /// Held-out rows (Keras's validation_split); in `tensors` each one's
+    /// loss and metric values, then its scratch (three rows of `widest`
+    /// values); in `reduce` each block's sums.
+    pub validation_samples: u32,
+    pub validation_values_offset: u32,
+    pub validation_scratch_offset: u32,
+    pub validation_partials_offset: u32,
+    pub widest: u32,
+    pub loss: Loss,
+    pub metrics: Vec<Metric>,
+    pub early_stopping: Stopping,
 }
 
 /// Everything about a GPU run that is known before it starts.
@@ -217,6 +295,7 @@ pub struct GpuPlan {
     /// Rows of the per-sample tensors: the batch, or a chunk of it.
     pub chunk_size: u64,
     pub memory: Memory,
+    pub shape: Shape,
     /// The operations of one training step (src/step.rs), in order,
     /// lowered; dispatch i works on `DispatchArgs` i.
     pub dispatches: Vec<Dispatch>,
@@ -224,6 +303,7 @@ pub struct GpuPlan {
     pub epochs: u32,
     /// Training steps in the run: epochs x steps per epoch.
     pub total_steps: u64,
+    /// The values the kernels read from their uniform.
     pub run: RunArgs,
     /// Values after the losses in the history buffer: the step records
     /// ([`GpuPlan::record_steps`]).
@@ -253,7 +333,7 @@ fn to_u32(value: u64, what: &str) -> Result<u32> {
 }
 
 /// Loop iterations of one validation row's pass through `architecture`
-/// (train.wgsl's `row_values`: the layers, each unit, each input), all inside
+/// (epoch.wgsl's `row_values`: the layers, each unit, each input), all inside
 /// one outermost loop, so llvmpipe's limiter counts them together.
 pub fn validation_row_iterations(architecture: &Architecture) -> u64 {
     let layers = architecture.layers();
@@ -287,7 +367,7 @@ impl GpuPlan {
         tile: Tile,
         max_chunk: Option<u64>,
     ) -> Result<Self> {
-        // train.wgsl holds a tile in two vec4 halves a side.
+        // dense.wgsl holds a tile in two vec4 halves a side.
         if !(1..=8).contains(&tile.samples) || !(1..=8).contains(&tile.units) {
             fail!(
                 InvalidConfig,
@@ -344,16 +424,17 @@ impl GpuPlan {
         let param_count = architecture.param_count() as u32;
         let constants = config.adam().constants();
         let layers = architecture.layers().len();
-        let run = RunArgs {
+        let shape = Shape {
             samples: samples as u32,
             batch_size: batching.batch_size,
             chunk_size: chunk_size as u32,
             steps_per_epoch: batching.steps_per_epoch,
-            shuffle: batching.shuffle as u32,
-            seed_low: batching.seed as u32,
-            seed_high: (batching.seed >> 32) as u32,
+            shuffle: batching.shuffle,
             half_bits: half_bits(batching.samples),
             param_count,
+            data_rows: rows.data as u32,
+            input_width: config.data.x_width as u32,
+            output_width: config.data.y_width as u32,
             data_offset: memory.data as u32,
             input_offset: memory.activations[0] as u32,
             target_offset: memory.targets as u32,
@@ -361,45 +442,40 @@ impl GpuPlan {
             output_offset: memory.activations.get(layers).map_or(0, |&o| o as u32),
             output_delta_offset: memory.errors.get(layers).map_or(0, |&o| o as u32),
             sample_loss_offset: memory.sample_losses as u32,
+            sample_metrics_offset: memory.sample_metrics as u32,
             totals_offset: memory.totals() as u32,
+            metric_totals_offset: memory.metric_totals as u32,
+            validation_samples: rows.validation as u32,
+            validation_values_offset: memory.validation_losses as u32,
+            validation_scratch_offset: memory.validation_scratch as u32,
+            validation_partials_offset: memory.validation_partials as u32,
+            widest: *architecture.widths().iter().max().expect("widths") as u32,
+            loss: config.loss,
+            metrics: config.metrics.iter().map(|named| named.metric).collect(),
+            early_stopping: match config.early_stopping {
+                None => Stopping::Off,
+                Some(e) if e.restore_best_weights => Stopping::KeepBest,
+                Some(_) => Stopping::Watch,
+            },
+        };
+        let run = RunArgs {
+            seed_low: batching.seed as u32,
+            seed_high: (batching.seed >> 32) as u32,
             one_minus_beta_1: constants.one_minus_beta_1,
             one_minus_beta_2: constants.one_minus_beta_2,
             epsilon: constants.epsilon,
             record_every: 0,
             record_offset: history_len,
             record_count: 0,
-            loss: config.loss.code(),
-            data_rows: rows.data as u32,
-            input_width: config.data.x_width as u32,
-            output_width: config.data.y_width as u32,
-            validation_samples: rows.validation as u32,
-            validation_offset: memory.validation_partials as u32,
-            validation_losses: memory.validation_losses as u32,
-            validation_scratch: memory.validation_scratch as u32,
-            widest: *architecture.widths().iter().max().expect("widths") as u32,
-            layer_table: ops.len() as u32,
-            layer_count: layers as u32,
-            val_loss_offset: epochs,
-            early_stopping: match config.early_stopping {
-                None => 0,
-                Some(e) => 1 + e.restore_best_weights as u32,
-            },
             patience: config
                 .early_stopping
                 .map_or(0, |e| e.patience.min(u32::MAX as usize) as u32),
             min_delta: config.early_stopping.map_or(0.0, |e| e.min_delta),
             epochs,
-            metric_count: metrics as u32,
-            metric_codes: config
-                .metrics
-                .iter()
-                .enumerate()
-                .map(|(m, named)| named.metric.code() << (4 * m))
-                .sum(),
-            sample_metrics: memory.sample_metrics as u32,
-            metric_totals: memory.metric_totals as u32,
+            val_loss_offset: epochs,
             metric_offset: epochs * (1 + validate as u32),
             val_metric_offset: epochs * (1 + validate as u32 + metrics as u32),
+            _pad: [0; 2],
         };
         let mut plan = Self {
             architecture,
@@ -408,6 +484,7 @@ impl GpuPlan {
             tile,
             chunk_size,
             memory,
+            shape,
             dispatches: Vec::new(),
             param_count,
             epochs,
@@ -428,25 +505,20 @@ impl GpuPlan {
         let layers = self.architecture.layers();
         let (tile, chunk) = (self.tile, self.chunk_size);
         let blocks = chunk.div_ceil(REDUCE_BLOCK as u64);
-        let rows = self.param_count as u64 + 1 + self.run.metric_count as u64;
+        let rows = self.param_count as u64 + 1 + self.shape.metrics.len() as u64;
         let chunk_first = |c: usize| (c as u64 * chunk) as u32;
         // Offsets and lengths fit in u32: `Memory::new` checked both buffers.
-        // A dense layer's pass; `activation` is the layer's own (forward)
-        // or the layer below's (backward).
-        let dense =
-            |l: usize, in_offset: u64, out_offset: u64, c: usize, activation: Activation| {
-                DispatchArgs {
-                    inputs: layers[l].inputs as u32,
-                    units: layers[l].units as u32,
-                    kernel_offset: layers[l].kernel_offset as u32,
-                    bias_offset: layers[l].bias_offset as u32,
-                    in_offset: in_offset as u32,
-                    out_offset: out_offset as u32,
-                    chunk_first: chunk_first(c),
-                    activation: activation.code(),
-                    ..Default::default()
-                }
-            };
+        // A dense layer's pass.
+        let dense = |l: usize, in_offset: u64, out_offset: u64, c: usize| DispatchArgs {
+            inputs: layers[l].inputs as u32,
+            units: layers[l].units as u32,
+            kernel_offset: layers[l].kernel_offset as u32,
+            bias_offset: layers[l].bias_offset as u32,
+            in_offset: in_offset as u32,
+            out_offset: out_offset as u32,
+            chunk_first: chunk_first(c),
+            ..Default::default()
+        };
         // Level 0 of a layer's sums (kernel rows, then the bias row, whose a
         // is 1) or of the loss (a layer of no inputs whose err is each
         // sample's loss: its bias row), into the columns of this chunk's
@@ -471,6 +543,13 @@ impl GpuPlan {
             chunk_first: chunk_first(c),
             ..Default::default()
         };
+        // The dense kernels' activation: the layer's own (forward) or the
+        // layer below's (backward).
+        let activation = match op {
+            Op::DenseForward { layer, .. } => layers[layer].activation,
+            Op::DenseBackward { layer, .. } => layers[layer - 1].activation,
+            _ => Activation::Linear,
+        };
         let (kernel, args, threads) = match op {
             Op::Gather { chunk: c } => (Kernel::GatherBatch, per_chunk(c), chunk),
             Op::DenseForward { layer, chunk: c } => {
@@ -479,7 +558,6 @@ impl GpuPlan {
                     memory.activations[layer],
                     memory.activations[layer + 1],
                     c,
-                    layers[layer].activation,
                 );
                 let args = DispatchArgs {
                     pre_offset: memory.errors[layer + 1] as u32,
@@ -488,23 +566,10 @@ impl GpuPlan {
                 let threads = tile.items(chunk, layers[layer].units);
                 (Kernel::DenseForward, args, threads)
             }
-            Op::OutputError { chunk: c } => {
-                let output = layers.last().expect("one layer").activation;
-                let args = DispatchArgs {
-                    activation: output.code(),
-                    ..per_chunk(c)
-                };
-                (Kernel::OutputError, args, chunk)
-            }
+            Op::OutputError { chunk: c } => (Kernel::OutputError, per_chunk(c), chunk),
             Op::DenseBackward { layer, chunk: c } => (
                 Kernel::DenseBackward,
-                dense(
-                    layer,
-                    memory.errors[layer + 1],
-                    memory.errors[layer],
-                    c,
-                    layers[layer - 1].activation,
-                ),
+                dense(layer, memory.errors[layer + 1], memory.errors[layer], c),
                 tile.items(chunk, layers[layer].inputs),
             ),
             Op::GradientPartials { layer, chunk: c } => {
@@ -567,11 +632,11 @@ impl GpuPlan {
             Op::ValidationLosses => (
                 Kernel::ValidationLosses,
                 DispatchArgs::default(),
-                self.run.validation_samples as u64,
+                self.shape.validation_samples as u64,
             ),
             Op::ValidationPartials => {
-                let blocks = (self.run.validation_samples as u64).div_ceil(REDUCE_BLOCK as u64);
-                let series = 1 + self.run.metric_count as u64;
+                let blocks = (self.shape.validation_samples as u64).div_ceil(REDUCE_BLOCK as u64);
+                let series = 1 + self.shape.metrics.len() as u64;
                 (
                     Kernel::ValidationPartials,
                     DispatchArgs::default(),
@@ -588,46 +653,34 @@ impl GpuPlan {
         Ok(Dispatch {
             op,
             kernel,
+            activation,
             args,
-            threads: to_u32(threads, kernel.entry_point())?,
+            threads: to_u32(threads, kernel.name())?,
         })
     }
 
-    /// The bytes of the `dispatch_args` buffer: the step's dispatches, then
-    /// the layer table (`RunArgs::layer_table`).
+    /// The bytes of the `dispatch_args` buffer: the step's dispatches'
+    /// arguments, in order.
     pub fn dispatch_args_bytes(&self) -> Vec<u8> {
-        let layers = self
-            .architecture
-            .layers()
-            .into_iter()
-            .map(|l| DispatchArgs {
-                inputs: l.inputs as u32,
-                units: l.units as u32,
-                kernel_offset: l.kernel_offset as u32,
-                bias_offset: l.bias_offset as u32,
-                activation: l.activation.code(),
-                ..Default::default()
-            });
-        let args: Vec<DispatchArgs> = self
-            .dispatches
-            .iter()
-            .map(|d| d.args)
-            .chain(layers)
-            .collect();
+        let args: Vec<DispatchArgs> = self.dispatches.iter().map(|d| d.args).collect();
         bytemuck::cast_slice(&args).to_vec()
     }
 
     /// Values of the params buffer: weights, m, v, and with
     /// `restore_best_weights` the best epoch's weights.
     pub fn params_len(&self) -> u64 {
-        let copies = if self.run.early_stopping == 2 { 4 } else { 3 };
+        let copies = if self.shape.early_stopping == Stopping::KeepBest {
+            4
+        } else {
+            3
+        };
         copies * self.param_count as u64
     }
 
     /// Where the trained model's weights are read back from: the best
     /// epoch's with `restore_best_weights`.
     pub fn model_offset(&self) -> u64 {
-        if self.run.early_stopping == 2 {
+        if self.shape.early_stopping == Stopping::KeepBest {
             3 * self.param_count as u64
         } else {
             0
@@ -637,7 +690,7 @@ impl GpuPlan {
     /// Series in the history: the loss and each metric, and each again on
     /// the validation rows with a split.
     pub fn loss_series(&self) -> u64 {
-        (1 + self.run.metric_count as u64) * (1 + (self.run.validation_samples > 0) as u64)
+        (1 + self.shape.metrics.len() as u64) * (1 + (self.shape.validation_samples > 0) as u64)
     }
 
     /// Values in one step record: weights, m and v before, gradients, loss,
@@ -799,13 +852,13 @@ mod tests {
         assert_eq!(loss.op, Op::LossSum { chunk: 0 });
         assert_eq!(
             (loss.args.kernel_offset, loss.args.in_offset),
-            (22, plan.run.sample_loss_offset)
+            (22, plan.shape.sample_loss_offset)
         );
         // The dataset 2*7; one unshuffled batch reads its inputs and
         // targets there; activations 7*(3+3+1), errors 7*(3+3+1), residuals.
         assert_eq!(plan.memory.tensors_len, 2 * 7 + 7 * 7 + 7 * 7 + 7);
-        assert_eq!(plan.run.input_offset, plan.run.data_offset);
-        assert_eq!(plan.run.target_offset, plan.run.data_offset + 7);
+        assert_eq!(plan.shape.input_offset, plan.shape.data_offset);
+        assert_eq!(plan.shape.target_offset, plan.shape.data_offset + 7);
         // Backward runs last layer first: layer 2's errors into layer 2's input.
         let backward = plan.dispatches[4].args;
         assert_eq!((backward.inputs, backward.units), (3, 1));
@@ -830,7 +883,10 @@ mod tests {
         // The last level leaves one total per row where Adam reads it.
         let plan = plan(70_000, &[3]);
         let last = plan.dispatches[plan.dispatches.len() - 3].args;
-        assert_eq!((last.out_len, last.dst_offset), (1, plan.run.totals_offset));
+        assert_eq!(
+            (last.out_len, last.dst_offset),
+            (1, plan.shape.totals_offset)
+        );
     }
 
     #[test]
@@ -880,8 +936,8 @@ mod tests {
         assert_eq!(second.threads, 2);
         // The dataset, then a chunk's gathered inputs and targets only.
         assert_eq!(plan.memory.tensors_len, 2 * 1000 + 2 * 512);
-        assert_eq!(plan.run.input_offset, 2000);
-        assert_eq!(plan.run.target_offset, 2000 + 512);
+        assert_eq!(plan.shape.input_offset, 2000);
+        assert_eq!(plan.shape.target_offset, 2000 + 512);
     }
 
     #[test]

@@ -106,11 +106,11 @@ pub async fn read_back(
     let val_loss_history = &history[epochs..series];
     let run = epochs_run as usize;
     let metric_series = |offset: u32| {
-        (0..plan.run.metric_count as usize)
+        (0..plan.shape.metrics.len())
             .map(|m| history[offset as usize + m * epochs..][..run].to_vec())
             .collect::<Vec<_>>()
     };
-    let validated = plan.run.validation_samples > 0;
+    let validated = plan.shape.validation_samples > 0;
     let results = GpuResults {
         metrics: metric_series(plan.run.metric_offset),
         val_metrics: if validated {

@@ -3,12 +3,12 @@
 //! submission queued behind the running one.
 
 use super::abi::{
-    CURRENT_STRIDE, Current, F32_BYTES, HISTORY_HEADER_WORDS, HistoryHeader, Kernel, WORKGROUP_SIZE,
+    CURRENT_STRIDE, Current, F32_BYTES, HISTORY_HEADER_WORDS, HistoryHeader, WORKGROUP_SIZE,
 };
 use super::buffers::RunBuffers;
 use super::context::{Gpu, Submission};
 use super::pipelines::Pipelines;
-use super::plan::{Dispatch, GpuPlan};
+use super::plan::{Dispatch, GpuPlan, Stopping};
 use super::schedule::{FusedSplit, Schedule};
 use super::timer::PassTimer;
 use crate::error::Result;
@@ -50,6 +50,7 @@ fn fused_offset(plan: &GpuPlan, fused: &FusedSplit, steps: usize) -> u32 {
 /// What recording a run's training steps needs.
 pub struct Recorder<'a> {
     pub gpu: &'a Gpu,
+    pub schedule: Schedule,
     pub pipelines: &'a Pipelines,
     pub buffers: &'a RunBuffers,
     pub plan: &'a GpuPlan,
@@ -111,7 +112,8 @@ impl Recorder<'_> {
         let total_steps = self.plan.total_steps as usize;
         let steps_per_epoch = self.plan.batching.steps_per_epoch as usize;
         // A single submission has nothing after it to skip.
-        let watch_stop = self.plan.run.early_stopping != 0 && steps_per_submit < total_steps;
+        let watch_stop =
+            self.plan.shape.early_stopping != Stopping::Off && steps_per_submit < total_steps;
         let mut submits = 0;
         let mut in_flight: Option<InFlight> = None;
         let (mut done, mut copied) = (0usize, 0usize);
@@ -214,9 +216,9 @@ impl Recorder<'_> {
                 timestamp_writes: timer.and_then(|t| t.writes(pass_index)),
             });
             pass.set_bind_group(0, &buffers.train_bind_group, &[]);
-            match pipelines.schedule {
+            match self.schedule {
                 Schedule::Fused => {
-                    pass.set_pipeline(pipelines.get(None));
+                    pass.set_pipeline(pipelines.fused());
                     let mut left = count;
                     while left > 0 {
                         let steps = left.min(self.fused.steps_per_dispatch);
@@ -232,12 +234,16 @@ impl Recorder<'_> {
                         .device
                         .limits()
                         .max_compute_workgroups_per_dimension;
-                    let mut current: Option<Kernel> = None;
+                    let of_dispatch: Vec<usize> = (plan.dispatches.iter())
+                        .map(|dispatch| pipelines.index_of(&dispatch.function()))
+                        .collect();
+                    let mut current = None;
                     for _ in 0..count {
                         for (index, dispatch) in plan.dispatches.iter().enumerate() {
-                            if current != Some(dispatch.kernel) {
-                                pass.set_pipeline(pipelines.get(Some(dispatch.kernel)));
-                                current = Some(dispatch.kernel);
+                            let pipeline = of_dispatch[index];
+                            if current != Some(pipeline) {
+                                pass.set_pipeline(pipelines.pipeline(pipeline));
+                                current = Some(pipeline);
                             }
                             let offset = dispatch_offset(index);
                             pass.set_bind_group(1, &buffers.current_bind_group, &[offset]);

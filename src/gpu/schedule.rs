@@ -290,13 +290,16 @@ pub fn fused_iterations_per_step(plan: &GpuPlan, workgroup_size: u32) -> u64 {
             Kernel::ValidationPartials => block,
             // Each metric twice; each validation series' blocks.
             Kernel::FinishStep => {
-                let metrics = plan.run.metric_count as u64;
-                let blocks = (plan.run.validation_samples as u64).div_ceil(block);
+                let metrics = plan.shape.metrics.len() as u64;
+                let blocks = (plan.shape.validation_samples as u64).div_ceil(block);
                 2 * metrics + (1 + metrics) * blocks
             }
             // Per output unit, its loss and each metric; then each metric.
             Kernel::OutputError => {
-                let (units, metrics) = (plan.run.output_width as u64, plan.run.metric_count as u64);
+                let (units, metrics) = (
+                    plan.shape.output_width as u64,
+                    plan.shape.metrics.len() as u64,
+                );
                 units * (1 + metrics) + metrics
             }
             Kernel::AdamStep | Kernel::KeepBest => 0,

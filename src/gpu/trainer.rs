@@ -5,7 +5,7 @@
 
 use super::buffers::RunBuffers;
 use super::context::Gpu;
-use super::pipelines::Pipelines;
+use super::module::module_source;
 use super::plan::{RECORD_BUDGET, largest_buffer};
 use super::readback::read_back;
 pub use super::record::Progress;
@@ -149,7 +149,8 @@ pub async fn train_async(
     plan.check_limits(largest)?;
 
     let started = Instant::now();
-    let pipelines = Pipelines::new(&gpu.device, schedule, fused_workgroup_size, &plan).await?;
+    let source = module_source(schedule, &plan, fused_workgroup_size);
+    let (pipelines, _) = gpu.pipeline_cache.get(&gpu.device, &source).await?;
     let pipelines_time = started.elapsed();
 
     let started = Instant::now();
@@ -170,6 +171,7 @@ pub async fn train_async(
     let timer = PassTimer::new(gpu, (plan.total_steps as usize).div_ceil(steps_per_submit));
     let recorder = Recorder {
         gpu,
+        schedule,
         pipelines: &pipelines,
         buffers: &buffers,
         plan: &plan,

@@ -20,6 +20,7 @@ use gpu_c2f::cpu;
 use gpu_c2f::cpu::{dense_forward, padded_samples};
 use gpu_c2f::gpu::abi::{DispatchArgs, Kernel, WORKGROUP_SIZE};
 use gpu_c2f::gpu::buffers::RunBuffers;
+use gpu_c2f::gpu::module::module_source;
 use gpu_c2f::gpu::pipelines::Pipelines;
 use gpu_c2f::gpu::plan::{GpuPlan, Tile};
 use gpu_c2f::gpu::record::{current_records, dispatch_offset};
@@ -44,8 +45,11 @@ impl KernelRun {
         let gpu = common::gpu();
         let (sample_work, _) = schedule.work(model);
         let plan = GpuPlan::new(model, config, sample_work, tile, None).expect("a plan");
-        let pipelines =
-            pollster::block_on(Pipelines::new(&gpu.device, schedule, 8, &plan)).expect("pipelines");
+        let pipelines = pollster::block_on(Pipelines::new(
+            &gpu.device,
+            &module_source(schedule, &plan, 8),
+        ))
+        .expect("pipelines");
         let records = current_records(&plan, &FusedSplit::new(&plan, 8));
         let buffers = RunBuffers::new(gpu, &pipelines, &plan, model, config, &records);
         Self {
@@ -87,7 +91,8 @@ impl KernelRun {
             });
             pass.set_bind_group(0, &self.buffers.train_bind_group, &[]);
             for (index, dispatch) in self.plan.dispatches[..=last].iter().enumerate() {
-                pass.set_pipeline(self.pipelines.get(Some(dispatch.kernel)));
+                let pipeline = self.pipelines.index_of(&dispatch.function());
+                pass.set_pipeline(self.pipelines.pipeline(pipeline));
                 let offset = dispatch_offset(index);
                 pass.set_bind_group(1, &self.buffers.current_bind_group, &[offset]);
                 pass.dispatch_workgroups(dispatch.threads.div_ceil(WORKGROUP_SIZE).max(1), 1, 1);
@@ -468,7 +473,7 @@ fn reduce_partials_is_the_cpu_reduction_level_by_level() {
     }
     // The last level leaves one total per row where Adam reads it.
     let last = run.args(*reduces.last().unwrap());
-    assert_eq!(last.dst_offset, run.plan.run.totals_offset);
+    assert_eq!(last.dst_offset, run.plan.shape.totals_offset);
 }
 
 #[test]
@@ -491,7 +496,7 @@ fn check_adam_step(model: &Model, config: &TrainConfig) {
     let state = run.read(&run.buffers.params);
     let reduce = run.read(&run.buffers.reduce);
     let count = model.params().len();
-    let totals = run.plan.run.totals_offset as usize;
+    let totals = run.plan.shape.totals_offset as usize;
     let alpha = config.adam().step_size(1);
     let constants = config.adam().constants();
     let (mut gpu, mut cpu, mut bounds) = (vec![], vec![], vec![]);
@@ -528,8 +533,8 @@ fn gather_batch_draws_the_shuffle_of_src_batching() {
             let current = batching.batch(step as u64);
             for k in 0..current.size {
                 let sample = batching.sample_index(current.epoch, current.first + k) as usize;
-                let inputs = tensors[(run.plan.run.input_offset + k) as usize];
-                let targets = tensors[(run.plan.run.target_offset + k) as usize];
+                let inputs = tensors[(run.plan.shape.input_offset + k) as usize];
+                let targets = tensors[(run.plan.shape.target_offset + k) as usize];
                 assert_eq!(
                     (inputs, targets),
                     (config.data.x[sample], config.data.y[sample]),

@@ -1,21 +1,18 @@
 //! Every WGSL module the program compiles parses and validates with naga,
-//! the compiler wgpu itself uses, without needing a GPU: train.wgsl alone
-//! (the dispatch schedule), and for several plans and networks train.wgsl
-//! with the fused schedule's template filled in, or the samples schedule's.
-//! The seed job's generated code (what follows train.wgsl in its modules) is
-//! kept in tests/golden/, so a change to what the host writes shows in
-//! review as a diff of WGSL
+//! the compiler wgpu itself uses, without needing a GPU: the module of each
+//! schedule for a matrix of jobs that, together, turn on every section of
+//! every source file. The seed job's modules are kept in tests/golden/, so
+//! a change to what a job compiles shows in review as a diff of WGSL
 //! (`GPU_C2F_UPDATE_GOLDEN=1 cargo test --lib shaders` rewrites them).
 
-use gpu_c2f::gpu::abi::{FUSED_ENTRY_POINT, Kernel};
-use gpu_c2f::gpu::fused::fused_module;
-use gpu_c2f::gpu::pipelines::module_source;
-use gpu_c2f::gpu::plan::{GpuPlan, Tile};
-use gpu_c2f::gpu::samples::samples_module;
-use gpu_c2f::gpu::schedule::Schedule;
-use gpu_c2f::gpu::wgsl::{TRAIN_SHADER, WIDE_TILES_BEGIN, WIDE_TILES_END, train_shader};
-use gpu_c2f::step::SampleWork;
-use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
+use gpu_c2f::gpu::abi::FUSED_ENTRY_POINT;
+use gpu_c2f::gpu::module::{module_source, selection};
+use gpu_c2f::gpu::plan::GpuPlan;
+use gpu_c2f::gpu::schedule::{Schedule, plan_for};
+use gpu_c2f::gpu::wgsl::{ModuleSource, SOURCES};
+use gpu_c2f::training::{EarlyStopping, NamedMetric};
+use gpu_c2f::{Activation, Architecture, Dataset, Loss, Model, TrainConfig};
+use std::collections::BTreeSet;
 use std::path::Path;
 use wgpu::naga;
 
@@ -32,173 +29,322 @@ fn validate(name: &str, source: &str) -> naga::Module {
 }
 
 #[test]
-fn every_wgsl_file_is_covered_and_valid() {
-    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+fn the_binary_embeds_every_wgsl_file() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut names: Vec<String> = std::fs::read_dir(&folder)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.ends_with(".wgsl"))
         .collect();
     names.sort();
-    // A new shader file must be added to the checks below.
-    assert_eq!(
-        names,
-        ["fused_steps.wgsl", "sample_partials.wgsl", "train.wgsl"]
-    );
-    let train = std::fs::read_to_string(folder.join("train.wgsl")).unwrap();
-    assert_eq!(train, TRAIN_SHADER, "the binary embeds shaders/train.wgsl");
-    validate("train.wgsl", &train);
-    // The two templates are checked filled in, below.
-}
-
-#[test]
-fn the_dispatch_schedule_has_every_kernel_the_host_uses() {
-    let module = validate("train.wgsl", TRAIN_SHADER);
-    for kernel in Kernel::ALL {
-        if kernel == Kernel::SamplePartials {
-            continue; // generated per network: checked below
-        }
-        assert!(
-            module
-                .entry_points
-                .iter()
-                .any(|e| e.name == kernel.entry_point()),
-            "train.wgsl has no entry point {}",
-            kernel.entry_point()
-        );
+    let embedded: Vec<&str> = SOURCES.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, embedded, "a new shader file must join wgsl::SOURCES");
+    for (name, text) in SOURCES {
+        let file = std::fs::read_to_string(folder.join(name)).unwrap();
+        assert_eq!(file, text, "{name}");
     }
 }
 
-#[test]
-fn the_fused_module_validates_for_several_plans() {
-    for (samples, hidden) in [
-        (7, vec![3, 3]),
-        (1, vec![]),
-        (300, vec![17, 5, 2]),
-        (70_000, vec![3]),
-    ] {
-        let model = Model::glorot_uniform(Architecture::new(&hidden).unwrap(), 1);
-        let config = TrainConfig {
-            data: Dataset::new(vec![1.0; samples], vec![2.0; samples]),
+/// A job: `hidden` layers (and the output) with their activations.
+struct Job {
+    layers: Vec<(usize, Activation)>,
+    output: Activation,
+    samples: usize,
+    config: fn(TrainConfig) -> TrainConfig,
+    records: bool,
+    max_chunk: Option<usize>,
+}
+
+impl Job {
+    fn seed() -> Self {
+        Job {
+            layers: vec![(3, Activation::Linear), (3, Activation::Linear)],
+            output: Activation::Linear,
+            samples: 7,
+            config: |config| config,
+            records: false,
+            max_chunk: None,
+        }
+    }
+
+    fn plan(&self, schedule: Schedule) -> GpuPlan {
+        let hidden: Vec<usize> = self.layers.iter().map(|(units, _)| *units).collect();
+        let mut activations: Vec<Activation> = self.layers.iter().map(|(_, a)| *a).collect();
+        activations.push(self.output);
+        let architecture = Architecture::new(&hidden)
+            .unwrap()
+            .with_activations(activations)
+            .unwrap();
+        let model = Model::glorot_uniform(architecture, 1);
+        let x: Vec<f32> = (0..self.samples).map(|i| i as f32 / 7.0).collect();
+        let y: Vec<f32> = x.iter().map(|x| (x > &0.5) as u8 as f32).collect();
+        let config = (self.config)(TrainConfig {
+            data: Dataset::new(x, y),
             ..TrainConfig::seed()
-        };
-        let plan = GpuPlan::new(&model, &config, SampleWork::Layers, Tile::SINGLE, None).unwrap();
-        for workgroup_size in [8, 64] {
-            let name = format!("fused module, {samples} samples, hidden {hidden:?}");
-            let module = validate(&name, &fused_module(&plan, workgroup_size).text);
-            assert!(
-                module
-                    .entry_points
+        });
+        let mut plan = plan_for(schedule, &model, &config, 1 << 30, self.max_chunk).unwrap();
+        if self.records {
+            plan.record_steps(1 << 20, 1 << 30);
+        }
+        plan
+    }
+}
+
+/// Jobs that between them use every activation, loss, metric and feature.
+fn jobs() -> Vec<Job> {
+    use Activation::*;
+    vec![
+        Job::seed(),
+        Job {
+            layers: vec![(17, Relu), (5, Tanh), (2, Elu)],
+            output: Sigmoid,
+            samples: 300,
+            config: |c| TrainConfig {
+                loss: Loss::BinaryCrossentropy,
+                batch_size: Some(32),
+                metrics: ["accuracy", "bce", "mae", "mse"]
                     .iter()
-                    .any(|e| e.name == FUSED_ENTRY_POINT)
-            );
-        }
-    }
+                    .map(|name| NamedMetric::from_name(name).unwrap())
+                    .collect(),
+                ..c
+            },
+            records: true,
+            max_chunk: None,
+        },
+        Job {
+            layers: vec![(4, Softplus), (3, LeakyRelu)],
+            output: Gelu,
+            samples: 70_000,
+            config: |c| TrainConfig {
+                loss: Loss::Huber,
+                validation_split: 0.2,
+                shuffle: false,
+                batch_size: Some(60_000),
+                early_stopping: Some(EarlyStopping {
+                    patience: 3,
+                    min_delta: 0.0,
+                    restore_best_weights: true,
+                }),
+                ..c
+            },
+            records: false,
+            max_chunk: Some(1024),
+        },
+        Job {
+            layers: vec![(9, Silu)],
+            output: Linear,
+            samples: 50,
+            config: |c| TrainConfig {
+                loss: Loss::MeanAbsoluteError,
+                validation_split: 0.2,
+                early_stopping: Some(EarlyStopping {
+                    patience: 3,
+                    min_delta: 0.1,
+                    restore_best_weights: false,
+                }),
+                ..c
+            },
+            records: true,
+            max_chunk: None,
+        },
+        Job {
+            layers: vec![],
+            output: Tanh,
+            samples: 1,
+            config: |c| TrainConfig {
+                loss: Loss::BinaryCrossentropyFromLogits,
+                validation_split: 0.0,
+                ..c
+            },
+            records: false,
+            max_chunk: None,
+        },
+        Job {
+            layers: vec![(2, Sigmoid)],
+            output: Sigmoid,
+            samples: 40,
+            config: |c| TrainConfig {
+                loss: Loss::BinaryCrossentropyFromLogits,
+                validation_split: 0.5,
+                ..c
+            },
+            records: false,
+            max_chunk: None,
+        },
+        Job {
+            layers: vec![(3, Relu)],
+            output: Linear,
+            samples: 20,
+            config: |c| TrainConfig {
+                metrics: vec![
+                    NamedMetric::from_name("mae").unwrap(),
+                    NamedMetric::from_name("bce").unwrap(),
+                ],
+                validation_split: 0.25,
+                ..c
+            },
+            records: false,
+            max_chunk: None,
+        },
+    ]
 }
 
-#[test]
-fn the_samples_module_validates_for_several_networks() {
-    for hidden in [vec![], vec![1], vec![3, 3], vec![17, 5, 2], vec![16, 16]] {
-        let architecture = Architecture::new(&hidden).unwrap();
-        let name = format!("samples module, hidden {hidden:?}");
-        let module = validate(&name, &samples_module(&architecture).text);
-        let entry_point = Kernel::SamplePartials.entry_point();
-        assert!(module.entry_points.iter().any(|e| e.name == entry_point));
-    }
-}
+const SCHEDULES: [Schedule; 3] = [Schedule::Fused, Schedule::Dispatch, Schedule::Samples];
 
 #[test]
-fn narrow_tile_modules_drop_only_the_marked_wide_tile_code_and_validate() {
-    let full = TRAIN_SHADER;
-    let begins = full.matches(WIDE_TILES_BEGIN).count();
-    assert_eq!(
-        begins,
-        full.matches(WIDE_TILES_END).count(),
-        "unpaired markers"
-    );
-    assert!(
-        begins >= 7,
-        "the wide-tile code is marked ({begins} regions)"
-    );
-    let wide = train_shader(Tile {
-        samples: 8,
-        units: 8,
-    });
-    assert_eq!(wide, full, "8 x 8 tiles keep everything");
-    let odd = train_shader(Tile {
-        samples: 4,
-        units: 5,
-    });
-    assert_eq!(odd, full, "one side over 4 keeps everything");
-    for tile in [Tile::SINGLE, Tile::blocked(4)] {
-        let narrow = train_shader(tile);
-        assert!(narrow.len() < full.len());
-        assert!(!narrow.contains(WIDE_TILES_BEGIN) && !narrow.contains(WIDE_TILES_END));
-        // Only the marked code goes: no line touching a second tile half
-        // (`[1]` of a Row, or a column or row from 4 on) is left.
-        for needle in ["values[1]", "k - 4u", "q - 4u", "c - 4u", "2u * q + 1u"] {
-            assert!(!narrow.contains(needle), "{needle} left in {tile:?}");
-            assert!(full.contains(needle), "{needle} not in train.wgsl");
-        }
-        let module = validate(&format!("train.wgsl for {tile:?}"), &narrow);
-        for kernel in Kernel::ALL {
-            if kernel != Kernel::SamplePartials {
-                assert!(
-                    module
-                        .entry_points
-                        .iter()
-                        .any(|e| e.name == kernel.entry_point())
-                );
+fn every_jobs_module_validates_with_its_entry_points() {
+    for job in jobs() {
+        for schedule in SCHEDULES {
+            let plan = job.plan(schedule);
+            for workgroup_size in [8, 64] {
+                let source = module_source(schedule, &plan, workgroup_size);
+                let module = validate(&source.label, &source.text);
+                for entry_point in &source.entry_points {
+                    assert!(
+                        module.entry_points.iter().any(|e| &e.name == entry_point),
+                        "{}: no entry point {entry_point}",
+                        source.label
+                    );
+                }
+                if schedule == Schedule::Fused {
+                    assert_eq!(source.entry_points, [FUSED_ENTRY_POINT]);
+                }
+                // Every kernel binds the storage buffers the device is asked
+                // for (gpu::context::required_limits) and no more.
+                let storage = module
+                    .global_variables
+                    .iter()
+                    .filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. }))
+                    .count();
+                assert_eq!(storage as u32, gpu_c2f::gpu::abi::STORAGE_BUFFERS_PER_STAGE);
             }
         }
     }
 }
 
+/// Every `// if NAME {` condition and `// for each NAME {` list of the sources.
+fn sections() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (_, text) in SOURCES {
+        for line in text.lines() {
+            let line = line.trim();
+            for prefix in ["// if ", "// for each "] {
+                if let Some(name) = line.strip_prefix(prefix).and_then(|r| r.strip_suffix(" {")) {
+                    names.insert(name.trim_start_matches('!').to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
 #[test]
-fn the_kernels_bind_as_many_storage_buffers_as_the_device_is_asked_for() {
-    // The device is asked for exactly this many (gpu::context::required_limits).
-    let module = validate("train.wgsl", TRAIN_SHADER);
-    let storage = module
-        .global_variables
-        .iter()
-        .filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. }))
-        .count();
-    assert_eq!(storage as u32, gpu_c2f::gpu::abi::STORAGE_BUFFERS_PER_STAGE);
+fn the_jobs_turn_every_section_on_and_the_seed_job_turns_them_off() {
+    // So every line of every source is in a module validated above, and a
+    // misspelt condition (which no job would ever turn on) fails here.
+    let mut used = BTreeSet::new();
+    for job in jobs() {
+        for schedule in SCHEDULES {
+            let selection = selection(&job.plan(schedule));
+            used.extend(selection.features.iter().cloned());
+            for (name, values) in &selection.lists {
+                if !values.is_empty() {
+                    used.insert(name.clone());
+                }
+            }
+        }
+    }
+    let every = sections();
+    let never: Vec<&String> = every.difference(&used).collect();
+    assert!(never.is_empty(), "sections no job turns on: {never:?}");
+    let seed = selection(&Job::seed().plan(Schedule::Fused));
+    assert_eq!(
+        seed.features,
+        ["layered", "mean_squared_error"]
+            .map(String::from)
+            .into_iter()
+            .collect(),
+        "the seed job's fused module takes only the layered kernels and its loss"
+    );
 }
 
 /// The seed job's module for `schedule`, as the trainer builds it (the
 /// fused schedule with a software adapter's 8 threads).
-fn seed_module(schedule: Schedule) -> gpu_c2f::gpu::wgsl::ModuleSource {
-    let model = Model::glorot_uniform(Architecture::seed(), 1);
-    let config = TrainConfig::seed();
-    let plan = gpu_c2f::gpu::schedule::plan_for(schedule, &model, &config, 1 << 30, None).unwrap();
-    module_source(schedule, &plan, 8)
+fn seed_module(schedule: Schedule) -> ModuleSource {
+    module_source(schedule, &Job::seed().plan(schedule), 8)
+}
+
+/// A module's functions and statements: its text without comments and
+/// without the declarations of the buffers' structs (which the host's
+/// mirrors fix for every module).
+fn code(text: &str) -> String {
+    let mut code = String::new();
+    let mut in_struct = false;
+    for line in text.lines() {
+        let line = line.split("//").next().unwrap_or("").trim_end();
+        if line.starts_with("struct ") {
+            in_struct = true;
+        }
+        if !in_struct && !line.trim().is_empty() {
+            code.push_str(line);
+            code.push('\n');
+        }
+        if line == "}" {
+            in_struct = false;
+        }
+    }
+    code
 }
 
 #[test]
-fn the_seed_jobs_generated_modules_match_their_golden_files() {
+fn the_seed_jobs_fused_module_has_nothing_it_does_not_use() {
+    let module = seed_module(Schedule::Fused);
+    let text = code(&module.text).to_lowercase();
+    for absent in [
+        "switch",
+        "metric",
+        "validation",
+        "early",
+        "stopped",
+        "best",
+        "record",
+        "activate_",
+        "_derivative",
+        "sample_index",
+        "gather",
+        "wide",
+    ] {
+        assert!(
+            !text.contains(absent),
+            "the seed job's fused module contains {absent:?}"
+        );
+    }
+    // Its kernels' sizes are constants: the seed data's 7 samples.
+    assert!(module.text.contains("const SAMPLES: u32 = 7u;"));
+    // The check itself: a job with metrics and early stopping has them.
+    let plan = jobs().remove(2).plan(Schedule::Fused);
+    let other = code(&module_source(Schedule::Fused, &plan, 8).text);
+    assert!(other.contains("watch_epoch") && other.contains("validation_mean"));
+    assert!(other.contains("activate_gelu") && other.contains("huber("));
+}
+
+#[test]
+fn the_seed_jobs_modules_match_their_golden_files() {
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let update = std::env::var_os("GPU_C2F_UPDATE_GOLDEN").is_some();
-    for schedule in [Schedule::Fused, Schedule::Samples] {
+    for schedule in SCHEDULES {
         let module = seed_module(schedule);
-        validate(&module.label, &module.text);
-        // Both modules are train.wgsl's narrow-tile form with generated code
-        // after it: the golden file keeps what is generated.
-        let generated = module
-            .text
-            .strip_prefix(train_shader(Tile::SINGLE).as_ref())
-            .expect("the module starts with train.wgsl");
         let path = folder.join(format!("{}.wgsl", module.label));
         if update {
             std::fs::create_dir_all(&folder).unwrap();
-            std::fs::write(&path, generated).unwrap();
+            std::fs::write(&path, &module.text).unwrap();
             continue;
         }
         let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!("{}: {e}; GPU_C2F_UPDATE_GOLDEN=1 writes it", path.display())
         });
         assert!(
-            golden == generated,
+            golden == module.text,
             "the {} module differs from {}; review the change and rerun with \
              GPU_C2F_UPDATE_GOLDEN=1 to accept it",
             schedule.name(),
@@ -208,14 +354,22 @@ fn the_seed_jobs_generated_modules_match_their_golden_files() {
 }
 
 #[test]
-fn modules_are_labelled_by_schedule_and_architecture() {
+fn modules_are_labelled_by_schedule_architecture_and_features() {
     assert_eq!(
         seed_module(Schedule::Fused).label,
         "fused-1-3-3-1-n7-b7-wg8"
     );
-    assert_eq!(seed_module(Schedule::Samples).label, "samples-1-3-3-1");
+    assert_eq!(
+        seed_module(Schedule::Samples).label,
+        "samples-1-3-3-1-n7-b7"
+    );
     assert_eq!(
         seed_module(Schedule::Dispatch).label,
-        "dispatch-1-3-3-1-tile4x4"
+        "dispatch-1-3-3-1-n7-b7-tile4x4"
+    );
+    let plan = jobs().remove(1).plan(Schedule::Dispatch);
+    assert_eq!(
+        module_source(Schedule::Dispatch, &plan, 8).label,
+        "dispatch-1-17relu-5tanh-2elu-1sigmoid-n300-b32-tile8x8-binary_crossentropy-m4-shuffled-records"
     );
 }

@@ -1,0 +1,61 @@
+// Keras's Adam (keras/src/optimizers/adam.py; src/optimizer.rs), per
+// parameter p, step t:
+//   alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)      (host: step_sizes)
+//   m <- m + (g - m) * (1 - beta_1)
+//   v <- v + (g * g - v) * (1 - beta_2)
+//   w <- w - (m * alpha) / (sqrt(v) + epsilon)
+// epsilon goes on sqrt of the raw v ("epsilon hat"), not PyTorch's sqrt(v_hat).
+// The table of alpha ends once alpha has settled at the learning rate.
+fn adam_step_at(p: u32, args: DispatchArgs, batch: Batch) {
+    if p >= PARAM_COUNT {
+        return;
+    }
+    let t = batch.t;
+    let g = reduce[TOTALS_OFFSET + p];
+    // if records {
+    let record = step_record(t);
+    if record != NO_RECORD {
+        history.losses[record + p] = params[p];
+        history.losses[record + PARAM_COUNT + p] = params[PARAM_COUNT + p];
+        history.losses[record + 2u * PARAM_COUNT + p] = params[2u * PARAM_COUNT + p];
+        history.losses[record + 3u * PARAM_COUNT + p] = g;
+    }
+    // } records
+    let alpha = step_sizes[min(t, arrayLength(&step_sizes)) - 1u];
+    let m = params[PARAM_COUNT + p] + (g - params[PARAM_COUNT + p]) * run.one_minus_beta_1;
+    let v = params[2u * PARAM_COUNT + p] + (g * g - params[2u * PARAM_COUNT + p]) * run.one_minus_beta_2;
+    params[PARAM_COUNT + p] = m;
+    params[2u * PARAM_COUNT + p] = v;
+    let w = params[p] - (m * alpha) / (sqrt(v) + run.epsilon);
+    params[p] = w;
+    flag_if_not_finite(w, t);
+    // if records {
+    if record != NO_RECORD {
+        let after = record + 4u * PARAM_COUNT + 1u;
+        history.losses[after + p] = w;
+        history.losses[after + PARAM_COUNT + p] = m;
+        history.losses[after + 2u * PARAM_COUNT + p] = v;
+    }
+    // } records
+}
+
+// if records {
+// Step records for the shadow check (src/shadow.rs): each 7P + 1 values,
+// weights, m and v before the step, its gradients, its loss, and weights,
+// m and v after it (`StepRecord`, src/gpu/abi.rs).
+const NO_RECORD: u32 = 0xffffffffu;
+
+// Where step t's record starts in `history.losses`, or NO_RECORD when the
+// step is not recorded.
+fn step_record(t: u32) -> u32 {
+    let done = t - 1u;
+    if done % run.record_every != 0u {
+        return NO_RECORD;
+    }
+    let slot = done / run.record_every;
+    if slot >= run.record_count {
+        return NO_RECORD;
+    }
+    return run.record_offset + slot * (7u * PARAM_COUNT + 1u);
+}
+// } records
