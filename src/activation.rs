@@ -3,8 +3,8 @@
 //!
 //! Each activation and its derivative is written once here, generically over
 //! [`Scalar`]: the CPU reference runs it in f32 with the operations
-//! train.wgsl uses, in the same order (its `activate` and
-//! `activation_derivative`); the tests run it in f64; and the shadow check
+//! shaders/activation.wgsl uses, in the same order (its `activate_<name>`
+//! and `<name>_derivative`); the tests run it in f64; and the shadow check
 //! runs it on [`crate::rounding::Bounded`] values, which carry how far a
 //! device's result may be from the CPU's through every operation, WGSL's
 //! `exp`, `log` and `tanh` included. Keras's formulas and the backends'
@@ -49,7 +49,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// Every activation, in the order of their WGSL codes.
+    /// Every activation.
     pub const ALL: [Activation; 9] = [
         Activation::Linear,
         Activation::Relu,
@@ -92,22 +92,13 @@ impl Activation {
         }
     }
 
-    /// The code train.wgsl's `activate` switches on (its `ACTIVATION_*`
-    /// constants; a test holds the two to each other).
-    pub fn code(self) -> u32 {
-        Self::ALL
-            .iter()
-            .position(|&a| a == self)
-            .expect("every activation is in ALL") as u32
-    }
-
     /// Whether the layer's output is its sum: nothing to apply, no
     /// pre-activation to keep for the backward pass.
     pub fn is_linear(self) -> bool {
         self == Activation::Linear
     }
 
-    /// The activation of `z`, with train.wgsl's operations in its order.
+    /// The activation of `z`, with activation.wgsl's operations in its order.
     pub fn apply<S: Scalar>(self, z: S) -> S {
         match self {
             Activation::Linear => z,
@@ -123,7 +114,7 @@ impl Activation {
     }
 
     /// The derivative at `z`, as the backends take it (relu's at 0 is 0,
-    /// leaky_relu's is the slope, elu's is 1), with train.wgsl's operations.
+    /// leaky_relu's is the slope, elu's is 1), with activation.wgsl's operations.
     pub fn derivative<S: Scalar>(self, z: S) -> S {
         let one = S::of(1.0);
         match self {
@@ -223,7 +214,7 @@ fn erf<S: Scalar>(x: S) -> S {
 }
 
 /// The arithmetic an activation is written in: f32 (the CPU reference, as
-/// train.wgsl computes), f64 (tests), or values with a bound on how far a
+/// the kernels compute), f64 (tests), or values with a bound on how far a
 /// device's result may be from the CPU's (the shadow check).
 pub trait Scalar:
     Copy

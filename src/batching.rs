@@ -4,7 +4,7 @@
 //!
 //! The shuffle is a keyed Feistel permutation of the sample positions,
 //! computed on the fly from the seed and the epoch, with integer operations
-//! only: the WGSL kernels (`sample_index` in train.wgsl) compute the same
+//! only: the WGSL kernels (`sample_index` in shaders/batch.wgsl) compute the same
 //! permutation bit for bit, so no index array is uploaded per epoch and the
 //! GPU never waits on the host. Keras's own shuffle (tf.random.shuffle)
 //! cannot be reproduced; any uniform shuffle is the same algorithm.

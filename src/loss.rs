@@ -1,7 +1,7 @@
 //! Keras's losses: what each output's error costs and the error fed back.
 //!
 //! Written once, generically over [`Scalar`] like the activations: the CPU
-//! reference runs it in f32 with train.wgsl's operations in their order
+//! reference runs it in f32 with shaders/loss.wgsl's operations in their order
 //! (`output_error`), the shadow check on bounded values. A batch's loss is
 //! the mean of its samples' losses (Keras's `sum_over_batch_size`), so the
 //! error fed back is each sample's derivative divided by the batch's size.
@@ -40,7 +40,7 @@ pub enum Loss {
 pub const EPSILON: f64 = 1e-7;
 
 impl Loss {
-    /// Every loss, in the order of their WGSL codes.
+    /// Every loss.
     pub const ALL: [Loss; 5] = [
         Loss::MeanSquaredError,
         Loss::MeanAbsoluteError,
@@ -87,14 +87,6 @@ impl Loss {
         }
     }
 
-    /// The code train.wgsl's `output_error_of` switches on (its `LOSS_*`).
-    pub fn code(self) -> u32 {
-        Self::ALL
-            .iter()
-            .position(|&l| l == self)
-            .expect("every loss is in ALL") as u32
-    }
-
     /// Whether the targets must be probabilities, in [0, 1].
     pub fn needs_probabilities(self) -> bool {
         matches!(
@@ -106,7 +98,9 @@ impl Loss {
     /// One output's loss and the error fed back, dL/dz, for a batch of
     /// `total` samples: `output` is the network's output, `z` the output
     /// layer's sum (the same value for a linear layer), `activation` that
-    /// layer's. train.wgsl's `output_error_of`, operation for operation.
+    /// layer's. loss.wgsl's functions and the `output_error_of` the module
+    /// generator writes for the loss (src/gpu/module.rs), operation for
+    /// operation.
     pub fn output_error<S: Scalar>(
         self,
         output: S,
@@ -208,7 +202,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// Every metric, in the order of their WGSL codes.
+    /// Every metric.
     pub const ALL: [Metric; 4] = [
         Metric::MeanSquaredError,
         Metric::MeanAbsoluteError,
@@ -232,15 +226,7 @@ impl Metric {
         })
     }
 
-    /// The code train.wgsl's `metric_value` switches on (its `METRIC_*`).
-    pub fn code(self) -> u32 {
-        Self::ALL
-            .iter()
-            .position(|&m| m == self)
-            .expect("every metric is in ALL") as u32
-    }
-
-    /// One output unit's value (train.wgsl's `metric_value`): a sample's is
+    /// One output unit's value (`metric_values` in a job's module): a sample's is
     /// the mean over its units, an epoch's the mean over its samples
     /// (Keras's `MeanMetricWrapper`).
     pub fn value<S: Scalar>(self, output: S, z: S, target: S, activation: Activation) -> S {

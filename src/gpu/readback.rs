@@ -139,8 +139,8 @@ pub async fn read_back(
     Ok(results)
 }
 
-/// The step records the kernels wrote (see `RunArgs.record_every` in
-/// train.wgsl), from the values after the losses in the history buffer.
+/// The step records the kernels wrote (`step_record` in shaders/adam.wgsl),
+/// from the values after the losses in the history buffer.
 fn step_records(plan: &GpuPlan, values: &[f32]) -> Vec<StepRecord> {
     let every = plan.run.record_every as u64;
     let count = plan.param_count as usize;

@@ -1,5 +1,5 @@
 //! The samples schedule's kernel, written out for one architecture
-//! (shaders/sample_partials.wgsl has the fixed part and says what it does).
+//! (shaders/samples.wgsl has the fixed part and says what it does).
 //!
 //! Why written out: with the widths known, every activation, error, weight
 //! and sum is a named scalar, so a driver keeps them in registers. On
