@@ -3,8 +3,9 @@
 losses, metrics, validation and early stopping came in (issue 19's table),
 and against the fused floor.
 
-Builds 708d9ec's release binary from git in a worktree under
-target/baseline/ (once), then runs each workload with both binaries in
+Builds 708d9ec's release binary from git in a worktree in the system's
+temporary folder (outside this workspace; once, its build under
+target/baseline/), then runs each workload with both binaries in
 turn, round after round, so a slow spell of this noisy machine hits both
 alike. Prints the median (min-max) of each figure and the ratio of the
 medians, today over 708d9ec. Usage:
@@ -23,6 +24,7 @@ import json
 import os
 import statistics
 import subprocess
+import tempfile
 import time
 
 BASELINE = "708d9ec"
@@ -67,8 +69,8 @@ WORKLOADS = [
 
 
 def build_baseline():
-    source = os.path.join(ROOT, "target/baseline/src")
-    target = os.path.join(ROOT, "target/baseline/target")
+    source = os.path.join(tempfile.gettempdir(), f"gpu-c2f-{BASELINE}")
+    target = os.path.join(ROOT, "target/baseline")
     binary = os.path.join(target, "release/gpu-c2f")
     if not os.path.exists(source):
         subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", source, BASELINE],

@@ -19,7 +19,7 @@ struct RunArgs {
     epsilon: f32,
     // Step records for the shadow check (src/shadow.rs): every
     // `record_every`-th step, `record_count` of them, from
-    // `history.losses[record_offset]`, each `7 PARAM_COUNT + 1` values.
+    // `history.losses[record_offset]`, each STEP_RECORD_LEN values.
     record_every: u32,
     record_offset: u32,
     record_count: u32,

@@ -40,9 +40,10 @@ fn adam_step_at(p: u32, args: DispatchArgs, batch: Batch) {
 }
 
 // if records {
-// Step records for the shadow check (src/shadow.rs): each 7P + 1 values,
-// weights, m and v before the step, its gradients, its loss, and weights,
-// m and v after it (`StepRecord`, src/gpu/abi.rs).
+// Step records for the shadow check (src/shadow.rs): each STEP_RECORD_LEN
+// = 7 PARAM_COUNT + 1 values, weights, m and v before the step, its
+// gradients, its loss, and weights, m and v after it (`StepRecord`,
+// src/training.rs).
 const NO_RECORD: u32 = 0xffffffffu;
 
 // Where step t's record starts in `history.losses`, or NO_RECORD when the
@@ -56,6 +57,6 @@ fn step_record(t: u32) -> u32 {
     if slot >= run.record_count {
         return NO_RECORD;
     }
-    return run.record_offset + slot * (7u * PARAM_COUNT + 1u);
+    return run.record_offset + slot * STEP_RECORD_LEN;
 }
 // } records

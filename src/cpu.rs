@@ -9,7 +9,7 @@ use crate::batching::{Batch, Batching};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::loss::{Loss, Metric};
-use crate::model::{Architecture, DenseLayout, Model};
+use crate::model::{Architecture, DenseLayout, Model, forward_one};
 use crate::optimizer::adam_update;
 use crate::step::{Chunking, Extras, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
 use crate::training::{Diverged, EpochResults, TrainConfig, TrainOutput, Watch};
@@ -603,33 +603,6 @@ pub fn validation_partials(values: &[f32], rows: usize) -> Vec<Vec<f32>> {
 /// block order, divided by the rows.
 pub fn validation_loss(partials: &[f32], rows: usize) -> f32 {
     partials.iter().fold(0.0f32, |sum, &p| sum + p) / rows as f32
-}
-
-/// One sample through the network, one value at a time in the kernels'
-/// order (each sum from 0 in index order, the bias last, then the
-/// activation): its `outputs`, and the output layer's `sums` z.
-pub fn forward_one(
-    params: &[f32],
-    layers: &[DenseLayout],
-    x: &[f32],
-    outputs: &mut Vec<f32>,
-    sums: &mut Vec<f32>,
-) {
-    outputs.clear();
-    outputs.extend_from_slice(x);
-    for layer in layers {
-        let inputs = std::mem::take(outputs);
-        sums.clear();
-        for j in 0..layer.units {
-            let mut sum = 0.0f32;
-            for (i, &value) in inputs.iter().enumerate() {
-                sum += value * params[layer.kernel_offset + i * layer.units + j];
-            }
-            let z = sum + params[layer.bias_offset + j];
-            sums.push(z);
-            outputs.push(layer.activation.apply(z));
-        }
-    }
 }
 
 /// Trains `initial` on `config.data` with Adam and mean squared error in

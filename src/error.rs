@@ -3,7 +3,6 @@
 //! wrong and where. The command line turns them into its messages
 //! (src/main.rs prints the whole chain of causes).
 
-use crate::training::Diverged;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -163,6 +162,42 @@ macro_rules! fail {
     };
 }
 pub(crate) use fail;
+
+/// Training stopped being meaningful: after training step `batch` of
+/// `epoch` (both 1-based) the loss, or a weight after that step's update,
+/// was not a finite number. Both trainers return it (the GPU flags it in
+/// the kernels) and never a model, and say it in the same words: the step
+/// where it happened, not a loss value, since the paths hold different
+/// partial sums of a broken epoch; and, when the data itself is too large
+/// for f32 arithmetic, which value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Diverged {
+    /// 1-based epoch of the step.
+    pub epoch: usize,
+    /// 1-based batch (step) within that epoch.
+    pub batch: usize,
+    /// Batches per epoch (at least 1); above 1 the message names the batch.
+    pub batches_per_epoch: usize,
+    /// The data's largest value, when it is too large for f32 training:
+    /// then the data, not the learning rate, is the cause.
+    pub overflow: Option<DataOverflow>,
+}
+
+/// A data value too large for training in f32: beyond the square root of
+/// f32's largest number (1.8e19), so squaring it, as the squared error and
+/// Adam's second moment do with the errors and gradients that scale with
+/// it, overflows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DataOverflow {
+    /// 0-based sample (row of the data).
+    pub sample: usize,
+    /// Whether the value is a target (else an input).
+    pub target: bool,
+    /// Its 0-based column among the inputs or the targets.
+    pub column: usize,
+    /// The value.
+    pub value: f32,
+}
 
 #[cfg(test)]
 mod tests {

@@ -386,7 +386,7 @@ impl Model {
         );
         let (mut outputs, mut sums) = (Vec::new(), Vec::new());
         let layers = self.architecture.layers();
-        crate::cpu::forward_one(&self.params, &layers, inputs, &mut outputs, &mut sums);
+        forward_one(&self.params, &layers, inputs, &mut outputs, &mut sums);
         outputs
     }
 }
@@ -396,6 +396,33 @@ impl Model {
 fn uniform(rng: &mut ChaCha8Rng, low: f32, high: f32) -> f32 {
     let unit = (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
     low + (high - low) * unit
+}
+
+/// One sample through the network, one value at a time in the kernels'
+/// order (each sum from 0 in index order, the bias last, then the
+/// activation): its `outputs`, and the output layer's `sums` z.
+pub fn forward_one(
+    params: &[f32],
+    layers: &[DenseLayout],
+    x: &[f32],
+    outputs: &mut Vec<f32>,
+    sums: &mut Vec<f32>,
+) {
+    outputs.clear();
+    outputs.extend_from_slice(x);
+    for layer in layers {
+        let inputs = std::mem::take(outputs);
+        sums.clear();
+        for j in 0..layer.units {
+            let mut sum = 0.0f32;
+            for (i, &value) in inputs.iter().enumerate() {
+                sum += value * params[layer.kernel_offset + i * layer.units + j];
+            }
+            let z = sum + params[layer.bias_offset + j];
+            sums.push(z);
+            outputs.push(layer.activation.apply(z));
+        }
+    }
 }
 
 #[cfg(test)]

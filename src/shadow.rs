@@ -47,45 +47,8 @@ pub use crate::rounding::apart;
 use crate::rounding::{Bounded, DIVISION_APART, FLUSH, ONE_OP, SQRT_APART};
 use crate::step::REDUCE_BLOCK;
 use crate::training::{EarlyStopping, TrainConfig, Watch};
+pub use crate::training::{StepRecord, TrainState};
 use serde::Serialize;
-
-/// Weights, and Adam's first and second moments, one value per parameter.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainState {
-    /// The parameters, in the model's flat order.
-    pub weights: Vec<f32>,
-    /// Adam's first moment of each parameter.
-    pub m: Vec<f32>,
-    /// Adam's second moment of each parameter.
-    pub v: Vec<f32>,
-}
-
-impl TrainState {
-    /// A model's weights before any step: m = v = 0.
-    pub fn initial(model: &Model) -> Self {
-        let count = model.params().len();
-        Self {
-            weights: model.params().to_vec(),
-            m: vec![0.0; count],
-            v: vec![0.0; count],
-        }
-    }
-}
-
-/// What a device recorded of one training step.
-#[derive(Debug, Clone)]
-pub struct StepRecord {
-    /// 0-based training step (Adam's t is `step + 1`).
-    pub step: u64,
-    /// Weights and moments before the step's update.
-    pub before: TrainState,
-    /// The gradient of the batch's loss, one per parameter.
-    pub gradients: Vec<f32>,
-    /// The batch's mean squared error, from the forward pass before the update.
-    pub loss: f32,
-    /// Weights and moments after the step's update.
-    pub after: TrainState,
-}
 
 /// The largest difference of one kind, as a fraction of its bound (above 1:
 /// outside the tolerance), and where.

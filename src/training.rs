@@ -3,6 +3,7 @@
 
 use crate::batching::{Batching, DEFAULT_BATCH_SIZE};
 use crate::data::Dataset;
+pub use crate::error::{DataOverflow, Diverged};
 use crate::error::{Result, fail};
 use crate::loss::{Loss, Metric};
 use crate::model::Model;
@@ -343,42 +344,6 @@ impl TrainConfig {
     }
 }
 
-/// Training stopped being meaningful: after training step `batch` of
-/// `epoch` (both 1-based) the loss, or a weight after that step's update,
-/// was not a finite number. Both trainers return it (the GPU flags it in
-/// the kernels) and never a model, and say it in the same words: the step
-/// where it happened, not a loss value, since the paths hold different
-/// partial sums of a broken epoch; and, when the data itself is too large
-/// for f32 arithmetic, which value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Diverged {
-    /// 1-based epoch of the step.
-    pub epoch: usize,
-    /// 1-based batch (step) within that epoch.
-    pub batch: usize,
-    /// Batches per epoch (at least 1); above 1 the message names the batch.
-    pub batches_per_epoch: usize,
-    /// The data's largest value, when it is too large for f32 training:
-    /// then the data, not the learning rate, is the cause.
-    pub overflow: Option<DataOverflow>,
-}
-
-/// A data value too large for training in f32: beyond the square root of
-/// f32's largest number (1.8e19), so squaring it, as the squared error and
-/// Adam's second moment do with the errors and gradients that scale with
-/// it, overflows.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DataOverflow {
-    /// 0-based sample (row of the data).
-    pub sample: usize,
-    /// Whether the value is a target (else an input).
-    pub target: bool,
-    /// Its 0-based column among the inputs or the targets.
-    pub column: usize,
-    /// The value.
-    pub value: f32,
-}
-
 impl Diverged {
     /// The divergence at 0-based training step `step`.
     pub fn at_step(step: u64, batches_per_epoch: u32) -> Self {
@@ -538,6 +503,55 @@ impl TrainOutput {
     /// The last recorded loss (NaN when no epoch ran).
     pub fn final_loss(&self) -> f32 {
         self.loss_history.last().copied().unwrap_or(f32::NAN)
+    }
+}
+
+/// Weights, and Adam's first and second moments, one value per parameter:
+/// what a training step starts from and leaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainState {
+    /// The parameters, in the model's flat order.
+    pub weights: Vec<f32>,
+    /// Adam's first moment of each parameter.
+    pub m: Vec<f32>,
+    /// Adam's second moment of each parameter.
+    pub v: Vec<f32>,
+}
+
+impl TrainState {
+    /// A model's weights before any step: m = v = 0.
+    pub fn initial(model: &Model) -> Self {
+        let count = model.params().len();
+        Self {
+            weights: model.params().to_vec(),
+            m: vec![0.0; count],
+            v: vec![0.0; count],
+        }
+    }
+}
+
+/// What a device recorded of one training step, for the shadow check
+/// (src/shadow.rs): `StepRecord::len` values a step in the GPU's history
+/// buffer (shaders/adam.wgsl, `step_record`).
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    /// 0-based training step (Adam's t is `step + 1`).
+    pub step: u64,
+    /// Weights and moments before the step's update.
+    pub before: TrainState,
+    /// The gradient of the batch's loss, one per parameter.
+    pub gradients: Vec<f32>,
+    /// The batch's mean squared error, from the forward pass before the update.
+    pub loss: f32,
+    /// Weights and moments after the step's update.
+    pub after: TrainState,
+}
+
+impl StepRecord {
+    /// Values of one record of a network of `params` parameters: weights,
+    /// m and v before, the gradients, the loss, weights, m and v after.
+    pub fn len(params: usize) -> usize {
+        7 * params + 1
     }
 }
 

@@ -356,6 +356,12 @@ fn constants(schedule: Schedule, plan: &GpuPlan, fused_workgroup_size: u32) -> S
         "Parameters, and in `reduce` the totals of each row (parameters, loss, metrics)",
         sums,
     ));
+    if plan.run.record_every != 0 {
+        groups.push((
+            "Values of one step record (`StepRecord`, src/training.rs)",
+            vec![("STEP_RECORD_LEN", plan.record_len() as u32)],
+        ));
+    }
     if shape.validation_samples > 0 {
         groups.push((
             "Validation rows: their values and scratch in `tensors`, their sums in `reduce`",

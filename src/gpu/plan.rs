@@ -10,7 +10,7 @@ use crate::error::{Error, Result, fail};
 use crate::loss::{Loss, Metric};
 use crate::model::{Architecture, Model};
 use crate::step::{Chunking, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
-use crate::training::TrainConfig;
+use crate::training::{StepRecord, TrainConfig};
 
 /// The register tile one dense-layer item computes (`sample_tile` x
 /// `UNIT_TILE` in shaders/dense.wgsl, each side 1 to 8).
@@ -696,7 +696,7 @@ impl GpuPlan {
     /// Values in one step record: weights, m and v before, gradients, loss,
     /// weights, m and v after.
     pub fn record_len(&self) -> u64 {
-        7 * self.param_count as u64 + 1
+        StepRecord::len(self.param_count as usize) as u64
     }
 
     /// Words of the history buffer: its header, the losses, the records.

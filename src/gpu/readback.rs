@@ -8,7 +8,7 @@ use super::context::Gpu;
 use super::plan::GpuPlan;
 use super::timer::PassTimer;
 use crate::error::{Error, Result};
-use crate::shadow::{StepRecord, TrainState};
+use crate::training::{StepRecord, TrainState};
 
 /// What the readback brings home.
 pub struct GpuResults {

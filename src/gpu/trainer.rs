@@ -16,7 +16,7 @@ use super::schedule::{
 use super::timer::PassTimer;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::shadow::StepRecord;
+use crate::training::StepRecord;
 use crate::training::{Diverged, EpochResults, TrainConfig, TrainOutput, Watch};
 use std::time::Duration;
 use web_time::Instant;

@@ -40,7 +40,8 @@ pub const FUSED_TEMPLATE: &str = include_str!("../../shaders/fused.wgsl");
 /// (src/gpu/samples.rs).
 pub const SAMPLES_TEMPLATE: &str = include_str!("../../shaders/samples.wgsl");
 
-/// Every source, by file name.
+/// Every source, by file name (the tests check each).
+#[cfg(test)]
 pub const SOURCES: [(&str, &str); 10] = [
     ("abi.wgsl", ABI_SHADER),
     ("activation.wgsl", ACTIVATION_SHADER),
