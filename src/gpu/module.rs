@@ -60,6 +60,13 @@ pub fn module_source(
     }
     text.push_str("\n// Written for this job by src/gpu/module.rs.\n");
     text.push_str(&job_functions(plan));
+    if plan.work == SampleWork::Samples {
+        text.push('\n');
+        text.push_str(&sample_partials_source(
+            &plan.architecture,
+            !plan.shape.metrics.is_empty(),
+        ));
+    }
     let early_stopping = plan.shape.early_stopping != Stopping::Off;
     let entry_points = match schedule {
         Schedule::Fused => {
@@ -70,13 +77,6 @@ pub fn module_source(
             vec![FUSED_ENTRY_POINT.to_string()]
         }
         Schedule::Dispatch | Schedule::Samples => {
-            if schedule == Schedule::Samples {
-                text.push('\n');
-                text.push_str(&sample_partials_source(
-                    &plan.architecture,
-                    !plan.shape.metrics.is_empty(),
-                ));
-            }
             let names = kernel_functions(plan);
             text.push_str("\n// The entry points, one per kernel of the step.\n");
             for name in &names {

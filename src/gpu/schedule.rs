@@ -38,8 +38,14 @@ impl Schedule {
     }
 
     /// How the schedule runs a step's per-sample work, and in what tile.
+    /// The fused schedule runs a small network's samples one block a thread
+    /// through the written-out kernel (`sample_partials`): three barriers a
+    /// step instead of a dozen, the way the fused floor runs the seed job.
     pub fn work(self, model: &Model) -> (SampleWork, Tile) {
         match self {
+            Schedule::Fused if model.params().len() <= SAMPLES_AUTO_MAX_PARAMS => {
+                (SampleWork::Samples, Tile::SINGLE)
+            }
             Schedule::Fused => (SampleWork::Layers, Tile::SINGLE),
             Schedule::Samples => (SampleWork::Samples, Tile::SINGLE),
             Schedule::Dispatch => {
@@ -318,9 +324,14 @@ pub struct FusedSplit {
 }
 
 impl FusedSplit {
-    pub fn new(plan: &GpuPlan, workgroup_size: u32) -> Self {
+    /// As many steps a dispatch as the loop budget allows, and no more than
+    /// `epochs_per_submit` epochs when the caller wants to hear of each
+    /// submission (progress, streamed losses).
+    pub fn new(plan: &GpuPlan, workgroup_size: u32, epochs_per_submit: Option<usize>) -> Self {
         let per_step = fused_iterations_per_step(plan, workgroup_size);
-        let steps_per_dispatch = (FUSED_LOOP_BUDGET / per_step).max(1) as usize;
+        let budget = (FUSED_LOOP_BUDGET / per_step).max(1) as usize;
+        let asked = epochs_per_submit.map(|e| e.max(1) * plan.batching.steps_per_epoch as usize);
+        let steps_per_dispatch = asked.map_or(budget, |asked| asked.min(budget));
         Self {
             steps_per_dispatch,
             remainder: plan.total_steps as usize % steps_per_dispatch,

@@ -154,7 +154,7 @@ pub async fn train_async(
     let pipelines_time = started.elapsed();
 
     let started = Instant::now();
-    let fused = FusedSplit::new(&plan, fused_workgroup_size);
+    let fused = FusedSplit::new(&plan, fused_workgroup_size, options.epochs_per_submit);
     // An allocation the device cannot make becomes an error of this run.
     let out_of_memory = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let records = current_records(&plan, &fused);

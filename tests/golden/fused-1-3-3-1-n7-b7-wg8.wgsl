@@ -4,9 +4,6 @@
 // Threads of a workgroup, and values each thread of a sum adds in order.
 const FUSED_WORKGROUP_SIZE: u32 = 8u;
 const REDUCE_BLOCK: u32 = 256u;
-// The dense layers' register tile (samples x units).
-const SAMPLE_TILE: u32 = 1u;
-const UNIT_TILE: u32 = 1u;
 // Training samples and their batches.
 const SAMPLES: u32 = 7u;
 const BATCH_SIZE: u32 = 7u;
@@ -20,9 +17,6 @@ const OUTPUT_WIDTH: u32 = 1u;
 const DATA_OFFSET: u32 = 0u;
 const INPUT_OFFSET: u32 = 0u;
 const TARGET_OFFSET: u32 = 7u;
-const OUTPUT_OFFSET: u32 = 56u;
-const OUTPUT_DELTA_OFFSET: u32 = 105u;
-const SAMPLE_LOSS_OFFSET: u32 = 112u;
 // Parameters, and in `reduce` the totals of each row (parameters, loss, metrics).
 const PARAM_COUNT: u32 = 22u;
 const TOTALS_OFFSET: u32 = 0u;
@@ -190,157 +184,6 @@ fn targets_of_row(row: u32) -> u32 {
     return DATA_OFFSET + DATA_ROWS * INPUT_WIDTH + row * OUTPUT_WIDTH;
 }
 
-// Dense layers (the CPU reference's `dense_forward` and `dense_backward`,
-// src/cpu.rs): a layer's outputs from its inputs, and its output error
-// passed back to its inputs.
-//
-// Dense layers work in register tiles: an item computes SAMPLE_TILE
-// samples x UNIT_TILE units (forward) or inputs (backward), so every value
-// it loads is used several times. Each output is still one sum in index
-// order, as the CPU reference adds it; vec4 arithmetic rounds each component
-// on its own. The host sets the tile (src/gpu/plan.rs, `Tile`), one for
-// the whole network: for the dispatch schedule 8 x 8 when any layer is
-// wider than 4, else 4 x 4; 1 x 1 for the fused schedule, whose few threads
-// want many small items. Both sides are at most 8: a row of a tile is two
-// vec4 halves (`Row`), and a tile's sums are `Sums`, row q in `[2q]`
-// (columns 0..3) and `[2q + 1]` (4..7). The code that touches a second half
-// is in `wide_tiles` sections, which modules whose tiles are at most 4 x 4
-// leave out: on lavapipe that halves the fused schedule's pipeline creation.
-//
-// The activation is the layer's own (forward) or the layer below's
-// (backward): the functions in the `each forward_activation` and `each
-// backward_activation` sections are written once per activation the job
-// uses, and end in that activation's `store_forward_*` or `store_backward_*`
-// (written by src/gpu/module.rs from shaders/activation.wgsl).
-
-alias Row = array<vec4<f32>, 2>;
-alias Sums = array<vec4<f32>, 16>;
-
-// Items of a layer's tiles: ceil(samples / SAMPLE_TILE) x ceil(width / UNIT_TILE).
-fn tile_of(index: u32, width: u32) -> vec2<u32> {
-    let tiles = (width + UNIT_TILE - 1u) / UNIT_TILE;
-    return vec2<u32>((index / tiles) * SAMPLE_TILE, (index % tiles) * UNIT_TILE);
-}
-
-// The loops over a tile run to the tile's constants and at most 4 long,
-// so a driver unrolls them and every index into a tile becomes a constant:
-// a loop left rolled with a computed index would send the whole tile from
-// registers to scratch memory (on lavapipe, 8 x 8 tiles ran 1.6-2.5x
-// slower so). The store loops, which a driver may not unroll, take row 0
-// and move the rows up (`next_rows`) instead of indexing row q.
-
-// tensors[base + k * stride] for k < n where first + k < limit, else 0.
-fn tensor_row(base: u32, stride: u32, first: u32, limit: u32, n: u32) -> Row {
-    var values = Row();
-    for (var k = 0u; k < min(n, 4u); k++) {
-        if first + k < limit {
-            values[0][k] = tensors[base + k * stride];
-        }
-    }
-    return values;
-}
-
-// params[base + k * stride] for k < n where first + k < limit, else 0.
-fn param_row(base: u32, stride: u32, first: u32, limit: u32, n: u32) -> Row {
-    var values = Row();
-    for (var k = 0u; k < min(n, 4u); k++) {
-        if first + k < limit {
-            values[0][k] = params[base + k * stride];
-        }
-    }
-    return values;
-}
-
-// sums[row q] += x[q] * w for the tile's first `rows` rows: for each
-// output a multiply, then an add, as the CPU reference's `sum += x * w`.
-fn add_outer_product(sums: ptr<function, Sums>, x: Row, w: Row, rows: u32) {
-    for (var q = 0u; q < min(rows, 4u); q++) {
-        add_row(sums, q, x[0][q], w);
-    }
-}
-
-fn add_row(sums: ptr<function, Sums>, q: u32, value: f32, w: Row) {
-    (*sums)[2u * q] += value * w[0];
-}
-
-// The tile's rows moved up by one: the store loops take row 0 each time, so
-// every index into a tile stays a constant even where a loop is not unrolled.
-fn next_rows(sums: Sums) -> Sums {
-    return Sums(
-        sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8], sums[9],
-        sums[10], sums[11], sums[12], sums[13], sums[14], sums[15], vec4<f32>(), vec4<f32>(),
-    );
-}
-
-// out[s][j] = f((sum_i in[s][i] * kernel[i][j]) + bias[j]), f the layer's
-// activation (linear).
-fn dense_forward_linear_at(index: u32, args: DispatchArgs, batch: Batch) {
-    let tile = tile_of(index, args.units);
-    if tile.x >= batch.size {
-        return;
-    }
-    var sums = Sums();
-    for (var i = 0u; i < args.inputs; i++) {
-        let x = tensor_row(args.in_offset + tile.x * args.inputs + i, args.inputs, tile.x, batch.size, SAMPLE_TILE);
-        let w = param_row(args.kernel_offset + i * args.units + tile.y, 1u, tile.y, args.units, UNIT_TILE);
-        add_outer_product(&sums, x, w, SAMPLE_TILE);
-    }
-    let bias = param_row(args.bias_offset + tile.y, 1u, tile.y, args.units, UNIT_TILE);
-    var rows = sums;
-    for (var q = 0u; q < SAMPLE_TILE; q++) {
-        forward_row_linear(rows[0], rows[1], q, bias, args, tile, batch.size);
-        rows = next_rows(rows);
-    }
-}
-
-// Row q of a forward tile, plus the bias, stored inside the batch and the
-// layer's width.
-fn forward_row_linear(low: vec4<f32>, high: vec4<f32>, q: u32, bias: Row, args: DispatchArgs, tile: vec2<u32>, size: u32) {
-    if tile.x + q >= size {
-        return;
-    }
-    let first = (tile.x + q) * args.units + tile.y;
-    for (var c = 0u; c < min(UNIT_TILE, 4u); c++) {
-        if tile.y + c < args.units {
-            store_forward_linear(first + c, low[c] + bias[0][c], args);
-        }
-    }
-}
-
-// Error passed back through a Dense layer, to the sums of the layer below
-// (activation f, here linear):
-// err_in[s][i] = (sum_j err_out[s][j] * kernel[i][j]) * f'(z[s][i]).
-fn dense_backward_linear_at(index: u32, args: DispatchArgs, batch: Batch) {
-    let tile = tile_of(index, args.inputs);
-    if tile.x >= batch.size {
-        return;
-    }
-    var sums = Sums();
-    for (var j = 0u; j < args.units; j++) {
-        let e = tensor_row(args.in_offset + tile.x * args.units + j, args.units, tile.x, batch.size, SAMPLE_TILE);
-        let w = param_row(args.kernel_offset + tile.y * args.units + j, args.units, tile.y, args.inputs, UNIT_TILE);
-        add_outer_product(&sums, e, w, SAMPLE_TILE);
-    }
-    var rows = sums;
-    for (var q = 0u; q < SAMPLE_TILE; q++) {
-        backward_row_linear(rows[0], rows[1], q, args, tile, batch.size);
-        rows = next_rows(rows);
-    }
-}
-
-// Row q of a backward tile, stored inside the batch and the layer's inputs.
-fn backward_row_linear(low: vec4<f32>, high: vec4<f32>, q: u32, args: DispatchArgs, tile: vec2<u32>, size: u32) {
-    if tile.x + q >= size {
-        return;
-    }
-    let first = (tile.x + q) * args.inputs + tile.y;
-    for (var c = 0u; c < min(UNIT_TILE, 4u); c++) {
-        if tile.y + c < args.inputs {
-            store_backward_linear(first + c, low[c], args);
-        }
-    }
-}
-
 // Keras's losses and metrics (src/loss.rs has each formula and the CPU
 // reference's twin of this code; docs/losses.md the sources). A module holds
 // the run's loss and metrics and no others, called by name from
@@ -360,28 +203,6 @@ struct LossTerms {
     derivative: f32,
 }
 
-// Each sample's loss (summed over the batch by the reduction) and the
-// error fed back, dL/dz (`output_error_of`). The error's rows hold the output
-// layer's sums z when it is nonlinear.
-// A sample's loss is the mean of its output units' (Keras's mean over the
-// last axis); the error fed back is each unit's over N x units.
-fn output_error_at(sample: u32, args: DispatchArgs, batch: Batch) {
-    if sample >= batch.size {
-        return;
-    }
-    var sum = 0.0;
-    for (var j = 0u; j < OUTPUT_WIDTH; j++) {
-        let output = tensors[OUTPUT_OFFSET + sample * OUTPUT_WIDTH + j];
-        let index = OUTPUT_DELTA_OFFSET + sample * OUTPUT_WIDTH + j;
-        let z = output;
-        let y = tensors[TARGET_OFFSET + sample * OUTPUT_WIDTH + j];
-        let error = output_error_of(output, z, y, batch.total * OUTPUT_WIDTH);
-        sum += error.loss;
-        tensors[index] = error.delta;
-    }
-    tensors[SAMPLE_LOSS_OFFSET + sample] = sum / f32(OUTPUT_WIDTH);
-}
-
 fn mean_squared_error(output: f32, y: f32) -> LossTerms {
     let r = output - y;
     return LossTerms(r * r, 2.0 * r);
@@ -391,63 +212,6 @@ fn mean_squared_error(output: f32, y: f32) -> LossTerms {
 // `reduce_partials`, src/cpu.rs): every sum adds REDUCE_BLOCK values in
 // order, one thread a block, then the next level adds the block sums the
 // same way, down to one total per row. The CPU adds in exactly this order.
-
-// First level of every sum over samples, one layer at a time. Row p of
-// `reduce` belongs to parameter p (kernel entry [i][j] at kernel_offset +
-// i * units + j, the biases right after: "input" row i == inputs, whose a is
-// 1); row PARAM_COUNT is the loss, a layer of no inputs and one unit whose
-// err is each sample's loss (its bias row's a is 1), and each metric's
-// values follow in the rows after it. An item adds, for one block of
-// REDUCE_BLOCK consecutive samples in sample order, a UNIT_TILE x
-// UNIT_TILE tile of a[s][i] * err[s][j]. `args.in_len` is the number of a
-// rows: inputs + 1 (the bias row).
-fn gradient_partials_at(index: u32, args: DispatchArgs, batch: Batch) {
-    let column_tiles = (args.units + UNIT_TILE - 1u) / UNIT_TILE;
-    let tiles = ((args.in_len + UNIT_TILE - 1u) / UNIT_TILE) * column_tiles;
-    // The chunk's blocks, clipped to the batch's.
-    let block = index / tiles;
-    if !block_in_chunk(block, args, batch) {
-        return;
-    }
-    let first_row = ((index % tiles) / column_tiles) * UNIT_TILE;
-    let first_column = ((index % tiles) % column_tiles) * UNIT_TILE;
-    let first = block * REDUCE_BLOCK;
-    let end = min(first + REDUCE_BLOCK, batch.size);
-    var sums = Sums();
-    for (var s = first; s < end; s++) {
-        let err = tensor_row(args.out_offset + s * args.units + first_column, 1u, first_column, args.units, UNIT_TILE);
-        // a[s][i] for the tile's rows; the bias row's a is 1.
-        var a = Row(vec4<f32>(1.0), vec4<f32>(1.0));
-        for (var q = 0u; q < min(UNIT_TILE, 4u); q++) {
-            if first_row + q < args.inputs {
-                a[0][q] = tensors[args.in_offset + s * args.inputs + first_row + q];
-            }
-        }
-        add_outer_product(&sums, a, err, UNIT_TILE);
-    }
-    let column = args.dst_offset + batch.block0 + block;
-    let tile = vec2<u32>(first_row, first_column);
-    var rows = sums;
-    for (var q = 0u; q < UNIT_TILE; q++) {
-        store_partials(rows[0], rows[1], q, args, tile, column);
-        rows = next_rows(rows);
-    }
-}
-
-// Row q of a gradient tile (a-row first_row + q, columns from
-// first_column) into its parameters' rows of `reduce`, at `column`.
-fn store_partials(low: vec4<f32>, high: vec4<f32>, q: u32, args: DispatchArgs, tile: vec2<u32>, column: u32) {
-    let i = tile.x + q;
-    if i >= args.in_len {
-        return;
-    }
-    let first = args.kernel_offset + i * args.units + tile.y;
-    for (var c = 0u; c < min(UNIT_TILE, 4u); c++) {
-        if tile.y + c < args.units {
-            reduce[column + (first + c) * args.out_len] = low[c];
-        }
-    }
-}
 
 // Whether block `block` of the chunk is one of its blocks and has a column
 // in the first reduction level (`args.out_len` columns): a block past the
@@ -508,21 +272,156 @@ fn finish_step_at(item: u32, args: DispatchArgs, batch: Batch) {
 
 // Written for this job by src/gpu/module.rs.
 
-// A linear layer's sum: its output.
-fn store_forward_linear(element: u32, sum: f32, args: DispatchArgs) {
-    tensors[args.out_offset + element] = sum;
-}
-
-// An error passed back into a linear layer's sums.
-fn store_backward_linear(element: u32, sum: f32, args: DispatchArgs) {
-    let index = args.out_offset + element;
-    tensors[index] = sum;
-}
-
 // One output unit's loss (mean_squared_error) and dL/dz after its linear activation.
 fn output_error_of(output: f32, z: f32, y: f32, total: u32) -> OutputError {
     let terms = mean_squared_error(output, y);
     return OutputError(terms.loss, terms.derivative / f32(total));
+}
+
+// The samples schedule's per-sample work: one thread per block of
+// REDUCE_BLOCK samples runs the whole network forward and back for each
+// sample of its block, in order, and adds the sample's gradient terms to one
+// running sum per parameter. The sums go where `gradient_partials` would put
+// them (level 0 of the reduction), so the rest of a step (`reduce_partials`,
+// `adam_step`, `finish_step`) is the dispatch schedule's. The holes are
+// filled by the host for one architecture (src/gpu/samples.rs): every
+// activation, error, weight and sum a named scalar, computed with the
+// arithmetic of the function named in the comment above it, in the same
+// order.
+fn sample_partials_at(block: u32, args: DispatchArgs, batch: Batch) {
+    // One block of the chunk per thread, clipped as gradient_partials_at
+    // clips them.
+    if !block_in_chunk(block, args, batch) {
+        return;
+    }
+    let first = block * REDUCE_BLOCK;
+    let end = min(first + REDUCE_BLOCK, batch.size);
+    // The weights, read once for the block.
+    let w0 = params[0u];
+    let w1 = params[1u];
+    let w2 = params[2u];
+    let w3 = params[3u];
+    let w4 = params[4u];
+    let w5 = params[5u];
+    let w6 = params[6u];
+    let w7 = params[7u];
+    let w8 = params[8u];
+    let w9 = params[9u];
+    let w10 = params[10u];
+    let w11 = params[11u];
+    let w12 = params[12u];
+    let w13 = params[13u];
+    let w14 = params[14u];
+    let w15 = params[15u];
+    let w16 = params[16u];
+    let w17 = params[17u];
+    let w18 = params[18u];
+    let w19 = params[19u];
+    let w20 = params[20u];
+    let w21 = params[21u];
+    // One running sum per parameter, then the loss's.
+    var g0 = 0.0;
+    var g1 = 0.0;
+    var g2 = 0.0;
+    var g3 = 0.0;
+    var g4 = 0.0;
+    var g5 = 0.0;
+    var g6 = 0.0;
+    var g7 = 0.0;
+    var g8 = 0.0;
+    var g9 = 0.0;
+    var g10 = 0.0;
+    var g11 = 0.0;
+    var g12 = 0.0;
+    var g13 = 0.0;
+    var g14 = 0.0;
+    var g15 = 0.0;
+    var g16 = 0.0;
+    var g17 = 0.0;
+    var g18 = 0.0;
+    var g19 = 0.0;
+    var g20 = 0.0;
+    var g21 = 0.0;
+    var loss_sum = 0.0;
+    for (var s = first; s < end; s++) {
+        // gather_batch_at's rows: the sample's inputs
+        let a0_0 = tensors[INPUT_OFFSET + s * 1u + 0u];
+        // dense_forward_at, layer 0 (1 -> 3)
+        let a1_0 = (0.0 + a0_0 * w0) + w3;
+        let a1_1 = (0.0 + a0_0 * w1) + w4;
+        let a1_2 = (0.0 + a0_0 * w2) + w5;
+        // dense_forward_at, layer 1 (3 -> 3)
+        let a2_0 = (0.0 + a1_0 * w6 + a1_1 * w9 + a1_2 * w12) + w15;
+        let a2_1 = (0.0 + a1_0 * w7 + a1_1 * w10 + a1_2 * w13) + w16;
+        let a2_2 = (0.0 + a1_0 * w8 + a1_1 * w11 + a1_2 * w14) + w17;
+        // dense_forward_at, layer 2 (3 -> 1)
+        let a3_0 = (0.0 + a2_0 * w18 + a2_1 * w19 + a2_2 * w20) + w21;
+        // output_error_at
+        let y_0 = tensors[TARGET_OFFSET + s * 1u + 0u];
+        let error_0 = output_error_of(a3_0, a3_0, y_0, batch.total * 1u);
+        let e3_0 = error_0.delta;
+        let sample_loss = (0.0 + error_0.loss) / 1.0;
+        // dense_backward_at, layer 2's errors into its 3 inputs
+        let e2_0 = 0.0 + e3_0 * w18;
+        let e2_1 = 0.0 + e3_0 * w19;
+        let e2_2 = 0.0 + e3_0 * w20;
+        // dense_backward_at, layer 1's errors into its 3 inputs
+        let e1_0 = 0.0 + e2_0 * w6 + e2_1 * w7 + e2_2 * w8;
+        let e1_1 = 0.0 + e2_0 * w9 + e2_1 * w10 + e2_2 * w11;
+        let e1_2 = 0.0 + e2_0 * w12 + e2_1 * w13 + e2_2 * w14;
+        // gradient_partials_at, layer 0: kernel[i][j] += a[i] * err[j], bias[j] += err[j]
+        g0 += a0_0 * e1_0;
+        g1 += a0_0 * e1_1;
+        g2 += a0_0 * e1_2;
+        g3 += e1_0;
+        g4 += e1_1;
+        g5 += e1_2;
+        // gradient_partials_at, layer 1: kernel[i][j] += a[i] * err[j], bias[j] += err[j]
+        g6 += a1_0 * e2_0;
+        g7 += a1_0 * e2_1;
+        g8 += a1_0 * e2_2;
+        g9 += a1_1 * e2_0;
+        g10 += a1_1 * e2_1;
+        g11 += a1_1 * e2_2;
+        g12 += a1_2 * e2_0;
+        g13 += a1_2 * e2_1;
+        g14 += a1_2 * e2_2;
+        g15 += e2_0;
+        g16 += e2_1;
+        g17 += e2_2;
+        // gradient_partials_at, layer 2: kernel[i][j] += a[i] * err[j], bias[j] += err[j]
+        g18 += a2_0 * e3_0;
+        g19 += a2_1 * e3_0;
+        g20 += a2_2 * e3_0;
+        g21 += e3_0;
+        loss_sum += sample_loss;
+    }
+    // Level 0 of the reduction: row p (parameter p; the loss in row
+    // PARAM_COUNT), column block0 + block, as gradient_partials_at.
+    let column = args.dst_offset + batch.block0 + block;
+    reduce[column + 0u * args.out_len] = g0;
+    reduce[column + 1u * args.out_len] = g1;
+    reduce[column + 2u * args.out_len] = g2;
+    reduce[column + 3u * args.out_len] = g3;
+    reduce[column + 4u * args.out_len] = g4;
+    reduce[column + 5u * args.out_len] = g5;
+    reduce[column + 6u * args.out_len] = g6;
+    reduce[column + 7u * args.out_len] = g7;
+    reduce[column + 8u * args.out_len] = g8;
+    reduce[column + 9u * args.out_len] = g9;
+    reduce[column + 10u * args.out_len] = g10;
+    reduce[column + 11u * args.out_len] = g11;
+    reduce[column + 12u * args.out_len] = g12;
+    reduce[column + 13u * args.out_len] = g13;
+    reduce[column + 14u * args.out_len] = g14;
+    reduce[column + 15u * args.out_len] = g15;
+    reduce[column + 16u * args.out_len] = g16;
+    reduce[column + 17u * args.out_len] = g17;
+    reduce[column + 18u * args.out_len] = g18;
+    reduce[column + 19u * args.out_len] = g19;
+    reduce[column + 20u * args.out_len] = g20;
+    reduce[column + 21u * args.out_len] = g21;
+    reduce[column + 22u * args.out_len] = loss_sum;
 }
 
 // The fused schedule's entry point: one workgroup runs `current.fused_steps`
@@ -542,51 +441,9 @@ fn fused_steps(@builtin(local_invocation_index) local: u32) {
 // One training step for one invocation of the workgroup.
 fn fused_step(local: u32) {
     let batch = current_batch(0u);
-    // DenseForward { layer: 0, chunk: 0 }
-    for (var index = local; index < 21u; index += 8u) {
-        dense_forward_linear_at(index, DispatchArgs(1u, 3u, 0u, 3u, 0u, 14u, 0u, 0u, 0u, 0u, 0u, 0u, 63u), batch);
-    }
-    storageBarrier();
-    // DenseForward { layer: 1, chunk: 0 }
-    for (var index = local; index < 21u; index += 8u) {
-        dense_forward_linear_at(index, DispatchArgs(3u, 3u, 6u, 15u, 14u, 35u, 0u, 0u, 0u, 0u, 0u, 0u, 84u), batch);
-    }
-    storageBarrier();
-    // DenseForward { layer: 2, chunk: 0 }
-    for (var index = local; index < 7u; index += 8u) {
-        dense_forward_linear_at(index, DispatchArgs(3u, 1u, 18u, 21u, 35u, 56u, 0u, 0u, 0u, 0u, 0u, 0u, 105u), batch);
-    }
-    storageBarrier();
-    // OutputError { chunk: 0 }
-    for (var index = local; index < 7u; index += 8u) {
-        output_error_at(index, DispatchArgs(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u), batch);
-    }
-    storageBarrier();
-    // DenseBackward { layer: 2, chunk: 0 }
-    for (var index = local; index < 21u; index += 8u) {
-        dense_backward_linear_at(index, DispatchArgs(3u, 1u, 18u, 21u, 105u, 84u, 0u, 0u, 0u, 0u, 0u, 0u, 0u), batch);
-    }
-    storageBarrier();
-    // DenseBackward { layer: 1, chunk: 0 }
-    for (var index = local; index < 21u; index += 8u) {
-        dense_backward_linear_at(index, DispatchArgs(3u, 3u, 6u, 15u, 84u, 63u, 0u, 0u, 0u, 0u, 0u, 0u, 0u), batch);
-    }
-    storageBarrier();
-    // GradientPartials { layer: 0, chunk: 0 }
-    for (var index = local; index < 6u; index += 8u) {
-        gradient_partials_at(index, DispatchArgs(1u, 3u, 0u, 0u, 0u, 63u, 0u, 2u, 1u, 0u, 0u, 0u, 0u), batch);
-    }
-    // GradientPartials { layer: 1, chunk: 0 }
-    for (var index = local; index < 12u; index += 8u) {
-        gradient_partials_at(index, DispatchArgs(3u, 3u, 6u, 0u, 14u, 84u, 0u, 4u, 1u, 0u, 0u, 0u, 0u), batch);
-    }
-    // GradientPartials { layer: 2, chunk: 0 }
-    for (var index = local; index < 4u; index += 8u) {
-        gradient_partials_at(index, DispatchArgs(3u, 1u, 18u, 0u, 35u, 105u, 0u, 4u, 1u, 0u, 0u, 0u, 0u), batch);
-    }
-    // LossSum { chunk: 0 }
+    // SamplePartials { chunk: 0 }
     for (var index = local; index < 1u; index += 8u) {
-        gradient_partials_at(index, DispatchArgs(0u, 1u, 22u, 0u, 112u, 112u, 0u, 1u, 1u, 0u, 0u, 0u, 0u), batch);
+        sample_partials_at(index, DispatchArgs(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 1u, 0u, 0u, 0u, 0u), batch);
     }
     storageBarrier();
     // Adam

@@ -50,7 +50,7 @@ impl KernelRun {
             &module_source(schedule, &plan, 8),
         ))
         .expect("pipelines");
-        let records = current_records(&plan, &FusedSplit::new(&plan, 8));
+        let records = current_records(&plan, &FusedSplit::new(&plan, 8, None));
         let buffers = RunBuffers::new(gpu, &pipelines, &plan, model, config, &records);
         Self {
             plan,

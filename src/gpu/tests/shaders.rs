@@ -260,11 +260,8 @@ fn the_jobs_turn_every_section_on_and_the_seed_job_turns_them_off() {
     let seed = selection(&Job::seed().plan(Schedule::Fused));
     assert_eq!(
         seed.features,
-        ["layered", "mean_squared_error"]
-            .map(String::from)
-            .into_iter()
-            .collect(),
-        "the seed job's fused module takes only the layered kernels and its loss"
+        ["mean_squared_error".to_string()].into_iter().collect(),
+        "the seed job's fused module takes only its loss"
     );
 }
 
