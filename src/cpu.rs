@@ -251,8 +251,15 @@ impl Backprop {
             Op::GradientPartials { layer, .. } => {
                 let layout = &self.layers[layer];
                 let size = layout.inputs * layout.units + layout.units;
-                self.block_sums.resize(size, 0.0);
                 let (input, error) = (&self.activations[layer], &self.errors[layer + 1]);
+                if blocks == 1 {
+                    // One column: the layer's partial sums are its rows'
+                    // entries, in place.
+                    let out = &mut self.levels[0][layout.kernel_offset..][..size];
+                    gradient_partials(input, error, layout, stride, batch.block(0), out);
+                    return;
+                }
+                self.block_sums.resize(size, 0.0);
                 for block in 0..blocks {
                     let range = batch.block(block);
                     gradient_partials(input, error, layout, stride, range, &mut self.block_sums);
