@@ -21,11 +21,11 @@ import functools
 import http.server
 import json
 import pathlib
+import statistics
 import struct
 import sys
 import tempfile
 import threading
-import time
 
 from playwright.sync_api import sync_playwright
 
@@ -169,24 +169,40 @@ def train_the_seed_job(page, screenshot):
     return result
 
 
+# Click to answer on screen, timed in the page: from the button's click to
+# the first frame after the run's state turns done (the prediction shown).
+CLICK_TO_ANSWER = """() => new Promise(resolve => {
+    const started = performance.now();
+    const observer = new MutationObserver(() => {
+        if (['done', 'error'].includes(document.body.dataset.state)) {
+            observer.disconnect();
+            requestAnimationFrame(() => resolve(performance.now() - started));
+        }
+    });
+    observer.observe(document.body, {attributes: true, attributeFilter: ['data-state']});
+    document.querySelector('#train').click();
+})"""
+
+
 def a_second_click_compiles_nothing(page, first):
     # The same job again: its module is the first run's, so the Gpu's
     # pipeline cache has it (src/gpu/pipelines.rs, PipelineCache).
-    started = time.perf_counter()
-    page.click("#train")
-    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=120_000)
-    click_to_answer = (time.perf_counter() - started) * 1e3
-    result = page.evaluate("window.gpuC2fPage.result")
-    pipelines = result["timings_ms"]["pipelines"]
-    check(
-        pipelines < 1.0,
-        f"a second click on Train compiles nothing: pipelines {pipelines:.2f} ms "
-        f"(the first click's {first['timings_ms']['pipelines']:.1f} ms)",
-    )
-    check(result["loss_history"] == first["loss_history"], "and trains the same run to the same losses")
+    times = []
+    for _ in range(5):
+        times.append(page.evaluate(CLICK_TO_ANSWER))
+        result = page.evaluate("window.gpuC2fPage.result")
+        pipelines = result["timings_ms"]["pipelines"]
+        check(
+            pipelines < 1.0,
+            f"a click on Train after the first compiles nothing: pipelines {pipelines:.2f} ms "
+            f"(the first click's {first['timings_ms']['pipelines']:.1f} ms)",
+        )
+        check(result["loss_history"] == first["loss_history"], "and trains the same run to the same losses")
+    # Printed, not asserted: a timing is a benchmark (BENCHMARKS.md), and
+    # this machine's load is not the test's to control.
     print(
-        f"timing: second click to the answer on screen {click_to_answer:.0f} ms "
-        f"(in the page {result['page_ms']:.0f} ms; the first click's {first['page_ms']:.0f} ms)"
+        f"timing: click to answer on screen, clicks 2-6: {', '.join(f'{t:.0f}' for t in times)} ms, "
+        f"median {statistics.median(times):.0f} ms (the first click's run: {first['page_ms']:.0f} ms)"
     )
 
 
