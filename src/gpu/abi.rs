@@ -180,6 +180,16 @@ impl Kernel {
         Kernel::KeepBest,
     ];
 
+    /// Whether the kernel works only after an epoch's last step (its
+    /// functions return at once after any other): the dispatch and samples
+    /// schedules dispatch it only then.
+    pub fn at_epoch_ends_only(self) -> bool {
+        matches!(
+            self,
+            Kernel::ValidationLosses | Kernel::ValidationPartials | Kernel::KeepBest
+        )
+    }
+
     /// The kernel's name: its function is `<name>_at` (the dense kernels'
     /// `<name>_<activation>_at`), and the dispatch schedule's entry point
     /// that calls it is named like the function, without `_at`.

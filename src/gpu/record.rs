@@ -120,6 +120,7 @@ impl Recorder<'_> {
         let mut stopped = false;
         while done < total_steps && !stopped {
             let count = steps_per_submit.min(total_steps - done);
+            let first = done;
             done += count;
             let epochs = done / steps_per_epoch;
             let losses = if stream_losses {
@@ -132,7 +133,7 @@ impl Recorder<'_> {
                 header: watch_stop,
                 losses,
             });
-            let (commands, readback) = self.record(count, timer, submits, readback);
+            let (commands, readback) = self.record(first..done, timer, submits, readback);
             let submission = self.gpu.submit(commands);
             submits += 1;
             let flight = InFlight {
@@ -192,13 +193,15 @@ impl Recorder<'_> {
         Ok(Heard { stopped_epoch })
     }
 
-    /// `count` training steps in one compute pass of one command buffer:
-    /// `fused_steps` dispatches, or every dispatch of every step; then, for
+    /// Training steps `steps` (0-based) in one compute pass of one command
+    /// buffer: `fused_steps` dispatches, or every dispatch of every step
+    /// (those that work only at an epoch's end only at the steps that end
+    /// one); then, for
     /// `readback`, the copy of the history's header and of those epochs'
     /// losses into a mappable buffer (returned with the commands).
     fn record(
         &self,
-        count: usize,
+        steps: std::ops::Range<usize>,
         timer: Option<&PassTimer>,
         pass_index: usize,
         readback: Option<Readback>,
@@ -219,7 +222,7 @@ impl Recorder<'_> {
             match self.schedule {
                 Schedule::Fused => {
                     pass.set_pipeline(pipelines.fused());
-                    let mut left = count;
+                    let mut left = steps.len();
                     while left > 0 {
                         let steps = left.min(self.fused.steps_per_dispatch);
                         let offset = fused_offset(plan, self.fused, steps);
@@ -237,9 +240,14 @@ impl Recorder<'_> {
                     let of_dispatch: Vec<usize> = (plan.dispatches.iter())
                         .map(|dispatch| pipelines.index_of(&dispatch.function()))
                         .collect();
+                    let steps_per_epoch = plan.batching.steps_per_epoch as usize;
                     let mut current = None;
-                    for _ in 0..count {
+                    for step in steps {
+                        let ends_epoch = (step + 1) % steps_per_epoch == 0;
                         for (index, dispatch) in plan.dispatches.iter().enumerate() {
+                            if dispatch.kernel.at_epoch_ends_only() && !ends_epoch {
+                                continue;
+                            }
                             let pipeline = of_dispatch[index];
                             if current != Some(pipeline) {
                                 pass.set_pipeline(pipelines.pipeline(pipeline));
