@@ -12,7 +12,7 @@ fn finish_step_at(item: u32, args: DispatchArgs, batch: Batch) {
         return;
     }
     let t = batch.t;
-    let loss = reduce[TOTALS_OFFSET + PARAM_COUNT] / f32(batch.total);
+    let loss = reduce[TOTALS_OFFSET + LOSS_ROW] / f32(batch.total);
     flag_if_not_finite(loss, t);
     // if records {
     let record = step_record(t);
@@ -25,7 +25,7 @@ fn finish_step_at(item: u32, args: DispatchArgs, batch: Batch) {
     // Each metric's sum over the batch into the epoch's (Keras's Mean:
     // total and count, the count being the epoch's samples).
     for (var m = 0u; m < METRIC_COUNT; m++) {
-        reduce[METRIC_TOTALS_OFFSET + m] += reduce[TOTALS_OFFSET + PARAM_COUNT + 1u + m];
+        reduce[METRIC_TOTALS_OFFSET + m] += reduce[TOTALS_OFFSET + METRIC_ROW + m];
     }
     // } metrics
     if ends_epoch(batch) {

@@ -7,9 +7,9 @@
 // First level of every sum over samples, one layer at a time. Row p of
 // `reduce` belongs to parameter p (kernel entry [i][j] at kernel_offset +
 // i * units + j, the biases right after: "input" row i == inputs, whose a is
-// 1); row PARAM_COUNT is the loss, a layer of no inputs and one unit whose
+// 1); row LOSS_ROW is the loss, a layer of no inputs and one unit whose
 // err is each sample's loss (its bias row's a is 1), and each metric's
-// values follow in the rows after it. An item adds, for one block of
+// values follow in the rows from METRIC_ROW (`SumRows`, src/step.rs). An item adds, for one block of
 // REDUCE_BLOCK consecutive samples in sample order, a UNIT_TILE x
 // UNIT_TILE tile of a[s][i] * err[s][j]. `args.in_len` is the number of a
 // rows: inputs + 1 (the bias row).

@@ -26,7 +26,8 @@ fn sample_partials_at(block: u32, args: DispatchArgs, batch: Batch) {
         loss_sum += sample_loss;
     }
     // Level 0 of the reduction: row p (parameter p; the loss in row
-    // PARAM_COUNT), column block0 + block, as gradient_partials_at.
+    // LOSS_ROW, the metrics from METRIC_ROW), column block0 + block, as
+    // gradient_partials_at.
     let column = args.dst_offset + batch.block0 + block;
 {{store_sums}}
 }

@@ -11,7 +11,9 @@ use crate::error::Result;
 use crate::loss::{Loss, Metric};
 use crate::model::{Architecture, DenseLayout, Model, forward_one};
 use crate::optimizer::adam_update;
-use crate::step::{Chunking, Extras, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
+use crate::step::{
+    Chunking, Extras, Op, REDUCE_BLOCK, SampleWork, SumRows, reduction_levels, step_ops,
+};
 use crate::training::{Diverged, EpochResults, TrainConfig, TrainOutput, Watch};
 
 /// The operations of one CPU training step on batches of `batch_size`: the
@@ -45,7 +47,8 @@ pub fn cpu_step_ops(
 /// still added in the kernels' order.
 pub struct Backprop {
     layers: Vec<DenseLayout>,
-    param_count: usize,
+    /// The rows of every level: the gradients, the loss, the metrics.
+    rows: SumRows,
     loss: Loss,
     /// The operations from the forward pass to the last reduction level.
     ops: Vec<Op>,
@@ -122,10 +125,13 @@ impl Backprop {
             .iter()
             .map(|w| vec![0.0f32; padded_samples(capacity) * w])
             .collect();
-        let rows = architecture.param_count() + 1 + metrics.len();
+        let rows = SumRows {
+            params: architecture.param_count(),
+            metrics: metrics.len(),
+        };
         let levels = reduction_levels(capacity as u64, REDUCE_BLOCK as u64)
             .iter()
-            .map(|&len| vec![0.0f32; rows * len as usize])
+            .map(|&len| vec![0.0f32; rows.count() * len as usize])
             .collect();
         // Without the gather, the update and the bookkeeping, which the
         // trainer walking the whole list does itself.
@@ -139,7 +145,7 @@ impl Backprop {
             .collect();
         Self {
             layers: architecture.layers(),
-            param_count: architecture.param_count(),
+            rows,
             loss,
             ops,
             errors: activations.clone(),
@@ -180,18 +186,18 @@ impl Backprop {
     /// Each metric's sum over the last batch (its values added in the
     /// kernels' order).
     pub fn metric_sums(&self) -> &[f32] {
-        &self.levels.last().expect("one level")[self.param_count + 1..]
+        &self.levels.last().expect("one level")[self.rows.metric(0)..]
     }
 
     /// Each parameter's gradient: the last reduction level's totals.
     fn totals(&self) -> &[f32] {
-        &self.levels.last().expect("one level")[..self.param_count]
+        &self.levels.last().expect("one level")[..self.rows.params]
     }
 
     /// The batch's mean squared error, from the squared-error total (the
     /// `finish_step` kernel's division).
     fn loss(&self, samples: usize) -> f32 {
-        self.levels.last().expect("one level")[self.param_count] / samples as f32
+        self.levels.last().expect("one level")[self.rows.loss()] / samples as f32
     }
 
     /// One per-sample or reduction operation, through the function named
@@ -269,14 +275,14 @@ impl Backprop {
                 }
             }
             Op::LossSum { .. } => {
-                let row = self.param_count * blocks;
+                let row = self.rows.loss() * blocks;
                 for block in 0..blocks {
                     let losses = &self.sample_losses[batch.block(block)];
                     self.levels[0][row + block] = loss_partial(losses);
                 }
             }
             Op::MetricSum { metric, .. } => {
-                let row = (self.param_count + 1 + metric) * blocks;
+                let row = self.rows.metric(metric) * blocks;
                 let values = &self.sample_metrics[metric * self.capacity..];
                 for block in 0..blocks {
                     self.levels[0][row + block] = loss_partial(&values[batch.block(block)]);
@@ -289,7 +295,7 @@ impl Backprop {
                     batch.level_len(level - 1),
                     &mut after[0],
                     batch.level_len(level),
-                    self.param_count + 1 + self.metrics.len(),
+                    self.rows.count(),
                 );
             }
             Op::Gather { .. }

@@ -95,6 +95,34 @@ pub enum Op {
     KeepBest,
 }
 
+/// The rows of every sum over samples, in the order the reduction keeps
+/// them (`reduce` on the GPU, `Backprop`'s levels on the CPU): one per
+/// parameter (the gradients), then the loss, then each metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SumRows {
+    /// Parameters of the network: the first rows.
+    pub params: usize,
+    /// Metrics tracked: the last rows.
+    pub metrics: usize,
+}
+
+impl SumRows {
+    /// The loss's row.
+    pub fn loss(self) -> usize {
+        self.params
+    }
+
+    /// Metric `metric`'s row.
+    pub fn metric(self, metric: usize) -> usize {
+        self.params + 1 + metric
+    }
+
+    /// Rows in all.
+    pub fn count(self) -> usize {
+        self.params + 1 + self.metrics
+    }
+}
+
 /// How a step's per-sample work runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SampleWork {

@@ -342,18 +342,22 @@ fn constants(schedule: Schedule, plan: &GpuPlan, fused_workgroup_size: u32) -> S
         tensors.push(("SAMPLE_METRICS_OFFSET", shape.sample_metrics_offset));
     }
     groups.push(("In `tensors`: where each tensor starts", tensors));
+    let rows = shape.sum_rows();
     let mut sums = vec![
         ("PARAM_COUNT", shape.param_count),
+        ("LOSS_ROW", rows.loss() as u32),
         ("TOTALS_OFFSET", shape.totals_offset),
     ];
     if metrics > 0 {
         sums.extend([
             ("METRIC_COUNT", metrics),
+            ("METRIC_ROW", rows.metric(0) as u32),
             ("METRIC_TOTALS_OFFSET", shape.metric_totals_offset),
         ]);
     }
     groups.push((
-        "Parameters, and in `reduce` the totals of each row (parameters, loss, metrics)",
+        "Parameters, the rows of every sum over samples (`SumRows`: the gradients, \
+         the loss, the metrics) and in `reduce` their totals",
         sums,
     ));
     if plan.run.record_every != 0 {

@@ -9,7 +9,7 @@ use crate::batching::{Batching, half_bits};
 use crate::error::{Error, Result, fail};
 use crate::loss::{Loss, Metric};
 use crate::model::{Architecture, Model};
-use crate::step::{Chunking, Op, REDUCE_BLOCK, SampleWork, reduction_levels, step_ops};
+use crate::step::{Chunking, Op, REDUCE_BLOCK, SampleWork, SumRows, reduction_levels, step_ops};
 use crate::training::{StepRecord, TrainConfig};
 
 /// The register tile one dense-layer item computes (`sample_tile` x
@@ -147,7 +147,11 @@ impl Memory {
             "the dataset and per-sample activations and errors",
         )?;
 
-        let sums = architecture.param_count() as u64 + 1 + rows.metrics;
+        let sums = SumRows {
+            params: architecture.param_count(),
+            metrics: rows.metrics as usize,
+        }
+        .count() as u64;
         let level_lens = reduction_levels(batch, REDUCE_BLOCK as u64);
         let mut level_offsets = Vec::new();
         let mut reduce_len = 0u64;
@@ -282,6 +286,16 @@ pub struct Shape {
     pub loss: Loss,
     pub metrics: Vec<Metric>,
     pub early_stopping: Stopping,
+}
+
+impl Shape {
+    /// The rows of the run's sums over samples.
+    pub fn sum_rows(&self) -> SumRows {
+        SumRows {
+            params: self.param_count as usize,
+            metrics: self.metrics.len(),
+        }
+    }
 }
 
 /// Everything about a GPU run that is known before it starts.
@@ -505,7 +519,8 @@ impl GpuPlan {
         let layers = self.architecture.layers();
         let (tile, chunk) = (self.tile, self.chunk_size);
         let blocks = chunk.div_ceil(REDUCE_BLOCK as u64);
-        let rows = self.param_count as u64 + 1 + self.shape.metrics.len() as u64;
+        let sum_rows = self.shape.sum_rows();
+        let rows = sum_rows.count() as u64;
         let chunk_first = |c: usize| (c as u64 * chunk) as u32;
         // Offsets and lengths fit in u32: `Memory::new` checked both buffers.
         // A dense layer's pass.
@@ -585,7 +600,7 @@ impl GpuPlan {
             }
             Op::LossSum { chunk: c } => {
                 let losses = memory.sample_losses;
-                let loss_row = self.param_count as u64;
+                let loss_row = sum_rows.loss() as u64;
                 let (args, threads) = partials(0, 1, loss_row, losses, losses, true);
                 let args = DispatchArgs {
                     chunk_first: chunk_first(c),
@@ -595,7 +610,7 @@ impl GpuPlan {
             }
             Op::MetricSum { metric, chunk: c } => {
                 let values = memory.sample_metrics + metric as u64 * chunk;
-                let row = self.param_count as u64 + 1 + metric as u64;
+                let row = sum_rows.metric(metric) as u64;
                 let (args, threads) = partials(0, 1, row, values, values, true);
                 let args = DispatchArgs {
                     chunk_first: chunk_first(c),

@@ -34,14 +34,14 @@ pub fn sample_partials_source(architecture: &Architecture, metrics: bool) -> Str
     let mut store_sums = lines(&|p| format!("    reduce[column + {p}u * args.out_len] = g{p};"));
     let _ = write!(
         store_sums,
-        "\n    reduce[column + {param_count}u * args.out_len] = loss_sum;"
+        "\n    reduce[column + LOSS_ROW * args.out_len] = loss_sum;"
     );
     if metrics {
         zero_sums.push_str("\n    var metric_sums = array<f32, METRIC_COUNT>();");
         let _ = write!(
             store_sums,
             "\n    for (var m = 0u; m < METRIC_COUNT; m++) {{\n        \
-             reduce[column + ({param_count}u + 1u + m) * args.out_len] = metric_sums[m];\n    }}"
+             reduce[column + (METRIC_ROW + m) * args.out_len] = metric_sums[m];\n    }}"
         );
     }
     let mut out = String::new();
@@ -207,7 +207,7 @@ mod tests {
             );
             assert!(source.contains(&format!("= g{p};")), "{source}");
         }
-        assert!(source.contains("reduce[column + 7u * args.out_len] = loss_sum;"));
+        assert!(source.contains("reduce[column + LOSS_ROW * args.out_len] = loss_sum;"));
         // The forward sum of unit 1 of layer 0, then its bias.
         assert!(
             source.contains("let a1_1 = (0.0 + a0_0 * w1) + w3;"),

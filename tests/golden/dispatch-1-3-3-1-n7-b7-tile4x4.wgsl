@@ -23,8 +23,9 @@ const TARGET_OFFSET: u32 = 7u;
 const OUTPUT_OFFSET: u32 = 56u;
 const OUTPUT_DELTA_OFFSET: u32 = 105u;
 const SAMPLE_LOSS_OFFSET: u32 = 112u;
-// Parameters, and in `reduce` the totals of each row (parameters, loss, metrics).
+// Parameters, the rows of every sum over samples (`SumRows`: the gradients, the loss, the metrics) and in `reduce` their totals.
 const PARAM_COUNT: u32 = 22u;
+const LOSS_ROW: u32 = 22u;
 const TOTALS_OFFSET: u32 = 0u;
 
 // What every kernel shares with the host (src/gpu/abi.rs, whose structs
@@ -395,9 +396,9 @@ fn mean_squared_error(output: f32, y: f32) -> LossTerms {
 // First level of every sum over samples, one layer at a time. Row p of
 // `reduce` belongs to parameter p (kernel entry [i][j] at kernel_offset +
 // i * units + j, the biases right after: "input" row i == inputs, whose a is
-// 1); row PARAM_COUNT is the loss, a layer of no inputs and one unit whose
+// 1); row LOSS_ROW is the loss, a layer of no inputs and one unit whose
 // err is each sample's loss (its bias row's a is 1), and each metric's
-// values follow in the rows after it. An item adds, for one block of
+// values follow in the rows from METRIC_ROW (`SumRows`, src/step.rs). An item adds, for one block of
 // REDUCE_BLOCK consecutive samples in sample order, a UNIT_TILE x
 // UNIT_TILE tile of a[s][i] * err[s][j]. `args.in_len` is the number of a
 // rows: inputs + 1 (the bias row).
@@ -496,7 +497,7 @@ fn finish_step_at(item: u32, args: DispatchArgs, batch: Batch) {
         return;
     }
     let t = batch.t;
-    let loss = reduce[TOTALS_OFFSET + PARAM_COUNT] / f32(batch.total);
+    let loss = reduce[TOTALS_OFFSET + LOSS_ROW] / f32(batch.total);
     flag_if_not_finite(loss, t);
     history.epoch_total += loss * f32(batch.total);
     if ends_epoch(batch) {

@@ -17,8 +17,9 @@ const OUTPUT_WIDTH: u32 = 1u;
 const DATA_OFFSET: u32 = 0u;
 const INPUT_OFFSET: u32 = 0u;
 const TARGET_OFFSET: u32 = 7u;
-// Parameters, and in `reduce` the totals of each row (parameters, loss, metrics).
+// Parameters, the rows of every sum over samples (`SumRows`: the gradients, the loss, the metrics) and in `reduce` their totals.
 const PARAM_COUNT: u32 = 22u;
+const LOSS_ROW: u32 = 22u;
 const TOTALS_OFFSET: u32 = 0u;
 
 // What every kernel shares with the host (src/gpu/abi.rs, whose structs
@@ -260,7 +261,7 @@ fn finish_step_at(item: u32, args: DispatchArgs, batch: Batch) {
         return;
     }
     let t = batch.t;
-    let loss = reduce[TOTALS_OFFSET + PARAM_COUNT] / f32(batch.total);
+    let loss = reduce[TOTALS_OFFSET + LOSS_ROW] / f32(batch.total);
     flag_if_not_finite(loss, t);
     history.epoch_total += loss * f32(batch.total);
     if ends_epoch(batch) {
@@ -397,7 +398,8 @@ fn sample_partials_at(block: u32, args: DispatchArgs, batch: Batch) {
         loss_sum += sample_loss;
     }
     // Level 0 of the reduction: row p (parameter p; the loss in row
-    // PARAM_COUNT), column block0 + block, as gradient_partials_at.
+    // LOSS_ROW, the metrics from METRIC_ROW), column block0 + block, as
+    // gradient_partials_at.
     let column = args.dst_offset + batch.block0 + block;
     reduce[column + 0u * args.out_len] = g0;
     reduce[column + 1u * args.out_len] = g1;
@@ -421,7 +423,7 @@ fn sample_partials_at(block: u32, args: DispatchArgs, batch: Batch) {
     reduce[column + 19u * args.out_len] = g19;
     reduce[column + 20u * args.out_len] = g20;
     reduce[column + 21u * args.out_len] = g21;
-    reduce[column + 22u * args.out_len] = loss_sum;
+    reduce[column + LOSS_ROW * args.out_len] = loss_sum;
 }
 
 // The entry points, one per kernel of the step.
