@@ -59,7 +59,7 @@ pub fn module_source(
         }
     }
     text.push_str("\n// Written for this job by src/gpu/module.rs.\n");
-    text.push_str(&job_functions(plan));
+    text.push_str(&job_functions(plan, &selection));
     if plan.work == SampleWork::Samples {
         text.push('\n');
         text.push_str(&sample_partials_source(
@@ -450,11 +450,10 @@ pub fn times_derivative(value: &str, activation: Activation, z: &str) -> String 
 /// The functions written for the job: the dense kernels' stores, the
 /// output error of its loss, its metrics' values, and its validation
 /// forward pass.
-fn job_functions(plan: &GpuPlan) -> String {
+fn job_functions(plan: &GpuPlan, selection: &Selection) -> String {
     let mut out = String::new();
     let layers = plan.architecture.layers();
     let output = layers.last().expect("one layer").activation;
-    let selection = selection(plan);
     for (list, values) in &selection.lists {
         for name in values {
             let activation = Activation::ALL
