@@ -299,7 +299,7 @@ fn main() {
         row(
             &format!("GPU {name}: pipelines, repeated"),
             Stat::of(&pipelines),
-            "same device: Mesa's in-memory cache",
+            "same `Gpu`: its pipeline cache, nothing compiled",
         );
         row(
             &format!("GPU {name}: upload"),

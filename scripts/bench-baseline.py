@@ -11,7 +11,7 @@ alike. Prints the median (min-max) of each figure and the ratio of the
 medians, today over 708d9ec. Usage:
 
     cargo build --release
-    scripts/bench-baseline.py [--rounds 11] [--long-rounds 3] [--floor]
+    scripts/bench-baseline.py [--rounds 11] [--long-rounds 3] [--floor] [--only TEXT]
 
 Figures: each run's own `timings_ms` from `--json` (train: the epochs on
 the device; pipelines: shader compilation), and the whole process's wall
@@ -116,11 +116,14 @@ def main():
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--long-rounds", type=int, default=3)
     parser.add_argument("--floor", action="store_true")
+    parser.add_argument("--only", help="run only the workloads whose name contains this")
     args = parser.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     baseline = build_baseline()
     rows = []
     for name, today_flags, old_flags, long in WORKLOADS:
+        if args.only and args.only not in name:
+            continue
         old_flags = today_flags if old_flags is None else old_flags
         binaries = {"today": (TODAY, today_flags), BASELINE: (baseline, old_flags)}
         for binary, flags in binaries.values():  # warm Mesa's shader cache

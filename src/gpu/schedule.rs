@@ -285,9 +285,15 @@ pub fn fused_iterations_per_step(plan: &GpuPlan, workgroup_size: u32) -> u64 {
                 batch.min(block) * (1 + 2 * counted(tile_units) + 1) + tile_stores
             }
             Kernel::ReducePartials => (args.in_len as u64).min(block) + 1,
-            // Never in a fused plan (its work is layered); counted as its
-            // loop over a block's samples all the same.
-            Kernel::SamplePartials => batch.min(block) + 1,
+            // A block's samples in one thread (small networks' fused
+            // work): per sample, each metric's loops over the output units.
+            Kernel::SamplePartials => {
+                let (units, metrics) = (
+                    plan.shape.output_width as u64,
+                    plan.shape.metrics.len() as u64,
+                );
+                batch.min(block) * (1 + (units + 1) * metrics) + 1
+            }
             // Cycle-walking the shuffle: under 4 rounds on average, and
             // rarely more than a dozen.
             Kernel::GatherBatch => 16,
