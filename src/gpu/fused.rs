@@ -18,12 +18,20 @@ pub fn fused_step_body(plan: &GpuPlan, workgroup_size: u32) -> String {
             dispatch.function(),
             dispatch.args.wgsl_literal()
         );
-        let _ = writeln!(
-            out,
-            "    // {:?}\n    for (var index = local; index < {threads}u; index += {workgroup_size}u) {{\n        {call};\n    }}",
-            dispatch.op,
+        let items = format!(
+            "for (var index = local; index < {threads}u; index += {workgroup_size}u) {{\n        {call};\n    }}",
             threads = dispatch.threads,
         );
+        // The epoch-end kernels' items run only at an epoch's end (the
+        // barrier after them stays outside the test, reached by all).
+        let items = match dispatch.kernel.at_epoch_ends_only() {
+            true => format!(
+                "if ends_epoch(batch) {{\n        {}\n    }}",
+                items.replace('\n', "\n    ")
+            ),
+            false => items,
+        };
+        let _ = writeln!(out, "    // {:?}\n    {items}", dispatch.op);
         // No barrier between phases that touch different memory: the
         // layers' gradient sums (same inputs, different rows), and Adam's
         // update and the step's bookkeeping (which reads only the totals;

@@ -323,6 +323,12 @@ fn the_seed_jobs_fused_module_has_nothing_it_does_not_use() {
     let other = code(&module_source(Schedule::Fused, &plan, 8).text);
     assert!(other.contains("watch_epoch") && other.contains("validation_mean"));
     assert!(other.contains("activate_gelu") && other.contains("huber("));
+    // Its epoch-end kernels' items run only at an epoch's end.
+    let validation = other.find("validation_losses_at(index").unwrap();
+    assert!(other[..validation].ends_with(&format!(
+        "if ends_epoch(batch) {{\n        for (var index = local; index < {}u; index += 8u) {{\n            ",
+        plan.shape.validation_samples
+    )));
 }
 
 #[test]
