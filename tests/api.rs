@@ -215,3 +215,37 @@ fn a_lost_device_is_device_lost_naming_the_adapter_not_a_panic() {
         }
     }
 }
+
+#[test]
+fn a_gpu_compiles_a_shape_once_and_a_new_shape_again() {
+    // 13 samples: a shape no other test of this binary trains, so the
+    // first run compiles.
+    let config = TrainConfig {
+        data: Dataset::from_formula(13, 5),
+        epochs: 3,
+        ..TrainConfig::seed()
+    };
+    let run = |config: &TrainConfig| {
+        gpu::train(common::gpu(), &seed_model(), config)
+            .unwrap()
+            .timings
+            .compiled
+    };
+    assert!(run(&config), "the first run of a shape compiles");
+    assert!(!run(&config), "the same job again compiles nothing");
+    // What the module does not depend on: the seed, the learning rate, the
+    // epochs.
+    let values = TrainConfig {
+        shuffle_seed: 7,
+        learning_rate: 0.05,
+        epochs: 5,
+        ..config.clone()
+    };
+    assert!(!run(&values), "the run's values are not its shape");
+    // What it does: the loss.
+    let huber = TrainConfig {
+        loss: gpu_c2f::Loss::Huber,
+        ..config
+    };
+    assert!(run(&huber), "another loss is another module");
+}

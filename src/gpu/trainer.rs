@@ -57,6 +57,9 @@ pub struct GpuTimings {
     pub schedule: Schedule,
     /// Shader module and pipeline creation.
     pub pipelines: Duration,
+    /// Whether this run compiled its module: `false` when the `Gpu` had
+    /// compiled it for an earlier run of the same shape (its pipeline cache).
+    pub compiled: bool,
     /// Buffer creation and upload.
     pub upload: Duration,
     /// Recording, submitting and waiting for every epoch.
@@ -150,7 +153,7 @@ pub async fn train_async(
 
     let started = Instant::now();
     let source = module_source(schedule, &plan, fused_workgroup_size);
-    let (pipelines, _) = gpu.pipeline_cache.get(&gpu.device, &source).await?;
+    let (pipelines, cached) = gpu.pipeline_cache.get(&gpu.device, &source).await?;
     let pipelines_time = started.elapsed();
 
     let started = Instant::now();
@@ -215,6 +218,7 @@ pub async fn train_async(
         timings: GpuTimings {
             schedule,
             pipelines: pipelines_time,
+            compiled: !cached,
             upload,
             train: train_time,
             readback,

@@ -72,6 +72,9 @@ pub struct TrainResult {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Timings {
     pub pipelines: f64,
+    /// Whether the run compiled its module (`false`: the page's `Gpu` had
+    /// it from an earlier run of the same shape).
+    pub compiled: bool,
     pub upload: f64,
     pub train: f64,
     /// The GPU's own time for the training passes (timestamp queries),
@@ -181,6 +184,7 @@ pub async fn train_request(
         schedule: timings.schedule.name().to_string(),
         timings_ms: Timings {
             pipelines: ms(timings.pipelines),
+            compiled: timings.compiled,
             upload: ms(timings.upload),
             train: ms(timings.train),
             gpu_train: timings.gpu_train.map(ms),
