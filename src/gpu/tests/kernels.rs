@@ -76,6 +76,12 @@ impl KernelRun {
     /// `last` of the list (the step counter is set first, so the kernels
     /// work on that step's batch).
     fn run_through(&self, step: u32, last: usize) {
+        self.run_dispatches(step, 0..=last);
+    }
+
+    /// Runs the dispatches at `positions` of training step `step`, on the
+    /// buffers as they are.
+    fn run_dispatches(&self, step: u32, positions: std::ops::RangeInclusive<usize>) {
         let gpu = common::gpu();
         gpu.queue
             .write_buffer(&self.buffers.history, 0, bytemuck::bytes_of(&step));
@@ -90,7 +96,8 @@ impl KernelRun {
                 timestamp_writes: None,
             });
             pass.set_bind_group(0, &self.buffers.train_bind_group, &[]);
-            for (index, dispatch) in self.plan.dispatches[..=last].iter().enumerate() {
+            for index in positions {
+                let dispatch = &self.plan.dispatches[index];
                 let pipeline = self.pipelines.index_of(&dispatch.function());
                 pass.set_pipeline(self.pipelines.pipeline(pipeline));
                 let offset = dispatch_offset(index);
@@ -301,6 +308,100 @@ fn activations_agree_with_the_cpu_forward_and_backward() {
             .map(|(g, c)| (g - c).abs())
             .fold(0.0f32, f32::max);
         eprintln!("{activation}: forward and backward agree (largest difference {worst:e})");
+    }
+}
+
+/// `output_error` alone, from outputs, sums and targets the test writes
+/// (not from the GPU's forward pass, so a wrong output error cannot hide
+/// behind a wrong forward one): each sample's loss, the error fed back and
+/// each metric's value, against `cpu::output_error` on the same values,
+/// for every loss with a linear and a nonlinear output layer and the
+/// sigmoid shortcut, within the rounding model of each formula
+/// (`Loss::output_error` and `Metric::value` on `Bounded` values).
+#[test]
+fn output_error_is_the_cpus_from_inputs_the_test_writes() {
+    use gpu_c2f::training::NamedMetric;
+    use gpu_c2f::{Loss, Metric};
+    let samples = 40;
+    // Sums from -6 to 6, past every kink and clip; targets in [0, 1], as
+    // the cross-entropies need, a few exactly 0 or 1.
+    let z: Vec<f32> = (0..samples).map(|s| s as f32 * 0.3 - 6.0 + 0.01).collect();
+    let y: Vec<f32> = (0..samples).map(|s| ((s * 7) % 11) as f32 / 10.0).collect();
+    let metrics = ["mse", "mae", "bce", "accuracy"].map(|m| NamedMetric::from_name(m).unwrap());
+    for loss in Loss::ALL {
+        for output in [Activation::Linear, Activation::Sigmoid, Activation::Tanh] {
+            let architecture = Architecture::new(&[])
+                .unwrap()
+                .with_activations(vec![output])
+                .unwrap();
+            let model = Model::from_params(architecture, vec![1.0, 0.0]).unwrap();
+            let config = TrainConfig {
+                data: Dataset::new(z.clone(), y.clone()),
+                loss,
+                metrics: metrics.to_vec(),
+                ..job(samples, None, 1)
+            };
+            let run = KernelRun::new(&model, &config, Schedule::Dispatch, Tile::SINGLE);
+            let position = run.positions(Kernel::OutputError)[0];
+            let shape = &run.plan.shape;
+            // The outputs, and where the layer is nonlinear its sums in the
+            // error rows, as the forward pass leaves them.
+            let outputs: Vec<f32> = z.iter().map(|&z| output.apply(z)).collect();
+            let gpu = common::gpu();
+            let write = |offset: u32, values: &[f32]| {
+                let bytes = offset as u64 * 4;
+                gpu.queue
+                    .write_buffer(&run.buffers.tensors, bytes, bytemuck::cast_slice(values));
+            };
+            write(shape.output_offset, &outputs);
+            write(shape.output_delta_offset, &z);
+            run.run_dispatches(0, position..=position);
+            let tensors = run.read(&run.buffers.tensors);
+
+            let stride = padded_samples(samples);
+            let mut cpu_outputs = vec![0.0; stride];
+            cpu_outputs[..samples].copy_from_slice(&outputs);
+            let mut errors = vec![0.0; stride];
+            errors[..samples].copy_from_slice(&z);
+            let mut losses = vec![0.0; samples];
+            let mut values = vec![0.0; metrics.len() * samples];
+            let kinds: Vec<Metric> = metrics.iter().map(|m| m.metric).collect();
+            cpu::output_error(
+                loss,
+                &kinds,
+                output,
+                cpu::OutputTensors {
+                    stride,
+                    outputs: &cpu_outputs,
+                    targets: &y,
+                    sample_losses: &mut losses,
+                    errors: &mut errors,
+                    sample_metrics: &mut values,
+                    metric_stride: samples,
+                },
+            );
+            let (mut gpu_values, mut cpu_values, mut bounds) = (vec![], vec![], vec![]);
+            let total = Bounded::exact(samples as f64);
+            for s in 0..samples {
+                let exact = |v: f32| Bounded::exact(v as f64);
+                let (o, zs, t) = (exact(outputs[s]), exact(z[s]), exact(y[s]));
+                let bounded = loss.output_error(o, zs, t, output, total);
+                gpu_values.push(tensors[(shape.sample_loss_offset as usize) + s]);
+                cpu_values.push(losses[s]);
+                bounds.push(bounded.loss.apart as f32);
+                gpu_values.push(tensors[(shape.output_delta_offset as usize) + s]);
+                cpu_values.push(errors[s]);
+                bounds.push(bounded.delta.apart as f32);
+                for (m, metric) in kinds.iter().enumerate() {
+                    let row = shape.sample_metrics_offset as usize + m * shape.chunk_size as usize;
+                    gpu_values.push(tensors[row + s]);
+                    cpu_values.push(values[m * samples + s]);
+                    bounds.push(metric.value(o, zs, t, output).apart as f32);
+                }
+            }
+            let what = format!("output_error, {loss} after {output}");
+            assert_within(&what, &gpu_values, &cpu_values, &bounds);
+        }
     }
 }
 
