@@ -59,7 +59,7 @@ pub fn module_source(
         }
     }
     text.push_str("\n// Written for this job by src/gpu/module.rs.\n");
-    text.push_str(&job_functions(plan, &selection));
+    text.push_str(&job_functions(plan));
     if plan.work == SampleWork::Samples {
         text.push('\n');
         text.push_str(&sample_partials_source(
@@ -254,14 +254,8 @@ pub fn selection(plan: &GpuPlan) -> Selection {
     }
     // The dense kernels' functions, one per activation their layers use.
     let activations_of = |kernel: Kernel| {
-        let mut names: Vec<String> = Vec::new();
-        for dispatch in plan.dispatches.iter().filter(|d| d.kernel == kernel) {
-            let name = dispatch.activation.name().to_string();
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-        names
+        let activations = dense_activations(plan, kernel).into_iter();
+        activations.map(|a| a.name().to_string()).collect()
     };
     Selection {
         features,
@@ -447,24 +441,30 @@ pub fn times_derivative(value: &str, activation: Activation, z: &str) -> String 
     }
 }
 
+/// The activations the dispatches of a dense `kernel` apply or
+/// differentiate, each once, in the order the step first meets them.
+fn dense_activations(plan: &GpuPlan, kernel: Kernel) -> Vec<Activation> {
+    let mut activations = Vec::new();
+    for dispatch in plan.dispatches.iter().filter(|d| d.kernel == kernel) {
+        if !activations.contains(&dispatch.activation) {
+            activations.push(dispatch.activation);
+        }
+    }
+    activations
+}
+
 /// The functions written for the job: the dense kernels' stores, the
 /// output error of its loss, its metrics' values, and its validation
 /// forward pass.
-fn job_functions(plan: &GpuPlan, selection: &Selection) -> String {
+fn job_functions(plan: &GpuPlan) -> String {
     let mut out = String::new();
     let layers = plan.architecture.layers();
     let output = layers.last().expect("one layer").activation;
-    for (list, values) in &selection.lists {
-        for name in values {
-            let activation = Activation::ALL
-                .into_iter()
-                .find(|a| a.name() == name)
-                .expect("the lists hold activation names");
-            out.push_str(&match list.as_str() {
-                "forward_activation" => store_forward(activation),
-                _ => store_backward(activation),
-            });
-        }
+    for activation in dense_activations(plan, Kernel::DenseForward) {
+        out.push_str(&store_forward(activation));
+    }
+    for activation in dense_activations(plan, Kernel::DenseBackward) {
+        out.push_str(&store_backward(activation));
     }
     let (function, logits) = loss_function(plan.shape.loss, output);
     let (input, delta) = match logits {
