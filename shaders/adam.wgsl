@@ -14,12 +14,10 @@ fn adam_step_at(p: u32, args: DispatchArgs, batch: Batch) {
     let g = reduce[TOTALS_OFFSET + p];
     // if records {
     let record = step_record(t);
-    if record != NO_RECORD {
-        history.losses[record + p] = params[p];
-        history.losses[record + PARAM_COUNT + p] = params[PARAM_COUNT + p];
-        history.losses[record + 2u * PARAM_COUNT + p] = params[2u * PARAM_COUNT + p];
-        history.losses[record + 3u * PARAM_COUNT + p] = g;
-    }
+    history.losses[record + p] = params[p];
+    history.losses[record + PARAM_COUNT + p] = params[PARAM_COUNT + p];
+    history.losses[record + 2u * PARAM_COUNT + p] = params[2u * PARAM_COUNT + p];
+    history.losses[record + 3u * PARAM_COUNT + p] = g;
     // } records
     let alpha = step_sizes[min(t, arrayLength(&step_sizes)) - 1u];
     let m = params[PARAM_COUNT + p] + (g - params[PARAM_COUNT + p]) * run.one_minus_beta_1;
@@ -30,33 +28,22 @@ fn adam_step_at(p: u32, args: DispatchArgs, batch: Batch) {
     params[p] = w;
     flag_if_not_finite(w, t);
     // if records {
-    if record != NO_RECORD {
-        let after = record + 4u * PARAM_COUNT + 1u;
-        history.losses[after + p] = w;
-        history.losses[after + PARAM_COUNT + p] = m;
-        history.losses[after + 2u * PARAM_COUNT + p] = v;
-    }
+    let after = record + 4u * PARAM_COUNT + 1u;
+    history.losses[after + p] = w;
+    history.losses[after + PARAM_COUNT + p] = m;
+    history.losses[after + 2u * PARAM_COUNT + p] = v;
     // } records
 }
 
 // if records {
-// Step records for the shadow check (src/shadow.rs): each STEP_RECORD_LEN
+// Step records for the shadow check (src/shadow/): each STEP_RECORD_LEN
 // = 7 PARAM_COUNT + 1 values, weights, m and v before the step, its
 // gradients, its loss, and weights, m and v after it (`StepRecord`,
-// src/training.rs).
-const NO_RECORD: u32 = 0xffffffffu;
+// src/training.rs). Every step is recorded, into a ring the host reads
+// after each submission (a submission runs at most `record_slots` steps).
 
-// Where step t's record starts in `history.losses`, or NO_RECORD when the
-// step is not recorded.
+// Where step t's record starts in `history.losses`.
 fn step_record(t: u32) -> u32 {
-    let done = t - 1u;
-    if done % run.record_every != 0u {
-        return NO_RECORD;
-    }
-    let slot = done / run.record_every;
-    if slot >= run.record_count {
-        return NO_RECORD;
-    }
-    return run.record_offset + slot * STEP_RECORD_LEN;
+    return run.record_offset + ((t - 1u) % run.record_slots) * STEP_RECORD_LEN;
 }
 // } records

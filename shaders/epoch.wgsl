@@ -15,10 +15,7 @@ fn finish_step_at(item: u32, args: DispatchArgs, batch: Batch) {
     let loss = reduce[TOTALS_OFFSET + LOSS_ROW] / f32(batch.total);
     flag_if_not_finite(loss, t);
     // if records {
-    let record = step_record(t);
-    if record != NO_RECORD {
-        history.losses[record + 4u * PARAM_COUNT] = loss;
-    }
+    history.losses[step_record(t) + 4u * PARAM_COUNT] = loss;
     // } records
     history.epoch_total += loss * f32(batch.total);
     // if metrics {

@@ -12,8 +12,8 @@ use crate::model::{Architecture, Model};
 use crate::model_file;
 use crate::output::OutputFile;
 use crate::plot;
-use crate::report::{DeviceReport, Report, ShadowReport, millis};
-use crate::shadow::{self, DeviceRun};
+use crate::report::{DeviceReport, Report, millis};
+use crate::shadow;
 use crate::training::{
     DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, EarlyStopping, NamedMetric, TrainConfig, TrainOutput,
 };
@@ -544,13 +544,17 @@ pub fn run(cli: Cli) -> Result<()> {
                     .then(|| (config.epochs / PROGRESS_CHUNKS).max(1)),
                 max_chunk_samples: None,
                 fused_workgroup_size: None,
-                record_steps: cli.compare,
+                record_steps: false,
                 stream_losses: false,
             };
-            let run = gpu::train_with(gpu, &initial, &config, &options, |done| {
-                progress.update(done.epochs)
-            })
-            .map_err(|error| match error {
+            let on_progress = |done: gpu::Progress<'_>| progress.update(done.epochs);
+            let run = match cli.compare {
+                true => gpu::train_checked(gpu, &initial, &config, &options, on_progress)
+                    .map(|checked| (checked.run, Some(checked.check))),
+                false => gpu::train_with(gpu, &initial, &config, &options, on_progress)
+                    .map(|run| (run, None)),
+            };
+            let (run, check) = run.map_err(|error| match error {
                 // A divergence reads the same on every path; other
                 // failures name the adapter.
                 crate::Error::Diverged(diverged) => named_divergence(diverged, &report.columns),
@@ -558,21 +562,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     .context(format!("training on {} failed", gpu.info.name)),
             })?;
             report.record_gpu_timings(&run.timings);
-            if cli.compare {
-                let device = DeviceRun {
-                    records: &run.records,
-                    loss_history: &run.output.loss_history,
-                    val_loss_history: &run.output.val_loss_history,
-                    trained: &run.output.model,
-                };
-                report.shadow_check = Some(ShadowReport {
-                    record_every: run.record_every,
-                    // The steps run: early stopping may end a run early.
-                    total_steps: run.output.loss_history.len() as u64
-                        * config.batching().steps_per_epoch as u64,
-                    check: shadow::check_steps(&initial, &config, device),
-                });
-            }
+            report.shadow_check = check;
             run.output
         }
         None => {
@@ -598,7 +588,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
 
     let verdict = match &report.shadow_check {
-        Some(shadow) => shadow::verdict(&shadow.check, report.comparison.as_ref())
+        Some(check) => shadow::verdict(check)
             .map_err(|why| format!("{why} (see the Shadow check lines of the report)")),
         None => Ok(()),
     };

@@ -6,6 +6,7 @@ use crate::data::ColumnNames;
 use crate::gpu::GpuInfo;
 use crate::gpu::trainer::GpuTimings;
 use crate::model::{DenseWeights, Model};
+use crate::shadow::power::EpochPower;
 use crate::shadow::{ShadowCheck, Worst};
 use crate::training::{TrainConfig, TrainOutput};
 use serde::Serialize;
@@ -156,16 +157,6 @@ impl EarlyStopReport {
     }
 }
 
-/// The shadow check of a GPU run and how its steps were recorded.
-#[derive(Debug, Clone, Serialize)]
-pub struct ShadowReport {
-    /// Every how many training steps one was recorded (1: all; 0: none fit).
-    pub record_every: u64,
-    pub total_steps: u64,
-    #[serde(flatten)]
-    pub check: ShadowCheck,
-}
-
 /// Milliseconds spent in each part of the run. The GPU-only parts are
 /// absent for the CPU reference.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -276,7 +267,7 @@ pub struct Report {
     /// The GPU's recorded training steps replayed on the CPU reference from
     /// the GPU's own state (`--compare`): the verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shadow_check: Option<ShadowReport>,
+    pub shadow_check: Option<ShadowCheck>,
 }
 
 impl Report {
@@ -521,8 +512,8 @@ impl Report {
             }
             None => {}
         }
-        if let Some(shadow) = &self.shadow_check {
-            shadow.write_text(&mut out);
+        if let Some(check) = &self.shadow_check {
+            write_shadow_check(check, &mut out);
         }
         if let Some(c) = &self.comparison {
             let _ = writeln!(
@@ -563,39 +554,71 @@ impl Report {
     }
 }
 
-impl ShadowReport {
-    fn write_text(&self, out: &mut String) {
-        let check = &self.check;
-        let which = match self.record_every {
-            0 if self.total_steps == 0 => "the run has no training steps".to_string(),
-            0 => "none: not one step's record fits the budget".to_string(),
-            1 => "every step".to_string(),
-            k => format!("one step in {k}"),
-        };
-        let _ = writeln!(
-            out,
-            "Shadow check: {} of {} training steps replayed on the CPU reference from the GPU's own state ({which})",
-            check.steps_checked, self.total_steps
-        );
-        for (what, worst, index) in [
-            ("gradients:", &check.gradients, "parameter"),
-            ("losses:", &check.losses, "index"),
-            ("states:", &check.states, "value"),
-        ] {
+/// The shadow check's lines of the text report.
+fn write_shadow_check(check: &ShadowCheck, out: &mut String) {
+    let which = match (check.steps_checked, check.steps_expected) {
+        (_, 0) => "the run has no training steps",
+        (checked, expected) if checked == expected => "every step",
+        _ => "NOT every step",
+    };
+    let _ = writeln!(
+        out,
+        "Shadow check: {} of {} training steps replayed on the CPU reference from the GPU's own state ({which})",
+        check.steps_checked, check.steps_expected
+    );
+    let kinds = [
+        ("gradients:", Some(&check.gradients), "parameter"),
+        ("losses:", Some(&check.losses), "index"),
+        ("metrics:", check.metrics.as_ref(), "metric"),
+        ("states:", Some(&check.states), "value"),
+    ];
+    for (what, worst, index) in kinds {
+        if let Some(worst) = worst {
             let _ = writeln!(out, "  {what:<12} {}", describe(worst, index));
         }
-        for chain_break in &check.chain_breaks {
-            let _ = writeln!(out, "  chain:       {chain_break}");
-        }
-        let verdict = if check.within_tolerance && check.steps_checked > 0 {
-            "every value within its rounding bound (see docs/agreement.md)"
-        } else if check.within_tolerance {
-            "nothing checked"
-        } else {
-            "FAILED: a value beyond its rounding bound"
-        };
-        let _ = writeln!(out, "  result:      {verdict}");
     }
+    if let Some(power) = describe_power(&check.power) {
+        let _ = writeln!(out, "  power:       {power}");
+    }
+    for chain_break in &check.chain_breaks {
+        let _ = writeln!(out, "  chain:       {chain_break}");
+    }
+    for gap in &check.not_covered {
+        let _ = writeln!(out, "  unchecked:   {gap}");
+    }
+    let verdict = if !check.not_covered.is_empty() {
+        "NOT PASSED: part of the run was not checked"
+    } else if check.within_tolerance && check.steps_checked > 0 {
+        "every value within its rounding bound (see docs/agreement.md)"
+    } else if check.within_tolerance {
+        "nothing checked"
+    } else {
+        "FAILED: a value beyond its rounding bound"
+    };
+    let _ = writeln!(out, "  result:      {verdict}");
+}
+
+/// "a gradient off by more than 1.2e-7 of itself (median; worst 3.1e-5) in
+/// epoch 1, 0.84 (worst inf) in epoch 1000": the first and last epochs.
+fn describe_power(power: &[EpochPower]) -> Option<String> {
+    let ratio = |value: Option<f64>| value.map_or("inf".to_string(), |v| format!("{v:.2e}"));
+    let first = power.first()?;
+    let mut text = format!(
+        "caught a gradient off by {} of itself (median; worst {}) in epoch {}",
+        ratio(first.median),
+        ratio(first.worst),
+        first.epoch
+    );
+    if let Some(last) = power.last().filter(|last| last.epoch != first.epoch) {
+        let _ = write!(
+            text,
+            ", {} (worst {}) in epoch {}",
+            ratio(last.median),
+            ratio(last.worst),
+            last.epoch
+        );
+    }
+    Some(text)
 }
 
 /// "worst 0.06 of its bound (step 12, parameter 3: GPU x, CPU y)".

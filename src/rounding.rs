@@ -1,4 +1,4 @@
-//! The rounding model of the shadow check (src/shadow.rs): how far a
+//! The rounding model of the shadow check (src/shadow/): how far a
 //! device's f32 result may be from the CPU reference's, for the arithmetic
 //! WGSL allows a device (<https://www.w3.org/TR/WGSL/#floating-point-accuracy>)
 //! and the correctly rounded arithmetic of the CPU, and [`Bounded`] values

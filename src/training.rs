@@ -531,7 +531,7 @@ impl TrainState {
 }
 
 /// What a device recorded of one training step, for the shadow check
-/// (src/shadow.rs): `StepRecord::len` values a step in the GPU's history
+/// (src/shadow/): `StepRecord::len` values a step in the GPU's history
 /// buffer (shaders/adam.wgsl, `step_record`).
 #[derive(Debug, Clone)]
 pub struct StepRecord {
@@ -553,6 +553,63 @@ impl StepRecord {
     pub fn len(params: usize) -> usize {
         7 * params + 1
     }
+}
+
+/// Consecutive epochs' values of a run's history, as a device streams them
+/// to the shadow check: each series holds `len()` values from epoch
+/// `first` (0-based).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EpochRows {
+    /// The 0-based epoch of each series' first value.
+    pub first: usize,
+    /// The loss of each epoch.
+    pub loss: Vec<f32>,
+    /// Empty without a validation split.
+    pub val_loss: Vec<f32>,
+    /// Each metric's values, in `config.metrics`'s order.
+    pub metrics: Vec<Vec<f32>>,
+    /// The same on the validation rows (empty without a split).
+    pub val_metrics: Vec<Vec<f32>>,
+}
+
+impl EpochRows {
+    /// A whole run's history, every epoch from 0, of a run of `config`.
+    pub fn whole(output: &TrainOutput, config: &TrainConfig) -> Self {
+        let metrics = config.metrics.len();
+        let series = |range: std::ops::Range<usize>| {
+            output.metric_history[range]
+                .iter()
+                .map(|(_, values)| values.clone())
+                .collect()
+        };
+        Self {
+            first: 0,
+            loss: output.loss_history.clone(),
+            val_loss: output.val_loss_history.clone(),
+            metrics: series(0..metrics),
+            val_metrics: series(metrics..output.metric_history.len()),
+        }
+    }
+
+    /// Epochs held.
+    pub fn len(&self) -> usize {
+        self.loss.len()
+    }
+
+    /// Whether no epoch is held.
+    pub fn is_empty(&self) -> bool {
+        self.loss.is_empty()
+    }
+}
+
+/// What one submission of a recorded GPU run streams back for the shadow
+/// check: the steps it ran and the epochs it finished.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceSteps {
+    /// Its steps' records, in step order.
+    pub records: Vec<StepRecord>,
+    /// The history's rows of the epochs it finished.
+    pub epochs: EpochRows,
 }
 
 #[cfg(test)]

@@ -1,53 +1,40 @@
 //! The GPU kernels held to the CPU reference through the shadow check
-//! (src/shadow.rs): every training step the GPU ran, replayed on the CPU
+//! (src/shadow/): every training step the GPU ran, replayed on the CPU
 //! from the GPU's own state, within its rounding bounds, on the seed job and
 //! on other data sizes, widths, batchings and schedules.
 mod common;
 
-use gpu_c2f::gpu::GpuTrainOutput;
-use gpu_c2f::gpu::{GpuOptions, Schedule, ScheduleChoice};
-use gpu_c2f::shadow::{DeviceRun, check_steps};
+use gpu_c2f::gpu::{CheckedRun, GpuOptions, Schedule, ScheduleChoice};
 use gpu_c2f::training::NamedMetric;
 use gpu_c2f::{Activation, Architecture, Dataset, EarlyStopping, Loss, Model, TrainConfig, gpu};
 
-/// A GPU run of `config` on `schedule` that records every step it can.
-fn train_recorded(
-    initial: &Model,
-    config: &TrainConfig,
-    schedule: ScheduleChoice,
-) -> GpuTrainOutput {
+/// A GPU run of `config` on `schedule`, every step checked as it runs.
+fn train_recorded(initial: &Model, config: &TrainConfig, schedule: ScheduleChoice) -> CheckedRun {
     let options = GpuOptions {
         schedule,
-        record_steps: true,
         ..GpuOptions::default()
     };
-    gpu::train_with(common::gpu(), initial, config, &options, |_| {})
+    gpu::train_checked(common::gpu(), initial, config, &options, |_| {})
         .unwrap_or_else(|e| panic!("GPU ({schedule:?}) trains: {e:#}"))
 }
 
 fn assert_gpu_matches_cpu(initial: &Model, config: &TrainConfig, schedules: &[ScheduleChoice]) {
     for &schedule in schedules {
         let on_gpu = train_recorded(initial, config, schedule);
-        assert_eq!(on_gpu.output.loss_history.len(), config.epochs);
+        assert_eq!(on_gpu.run.output.loss_history.len(), config.epochs);
         assert_shadow_check_passes(initial, config, &on_gpu);
     }
 }
 
 /// Every training step the GPU ran, replayed on the CPU reference from the
-/// GPU's own state, within its rounding bounds (src/shadow.rs); these runs
-/// are small enough for every step to be recorded, so the check covers the
-/// whole run, from the initial weights to the trained model.
-fn assert_shadow_check_passes(initial: &Model, config: &TrainConfig, on_gpu: &GpuTrainOutput) {
-    let steps = config.epochs * config.batching().steps_per_epoch as usize;
-    assert_eq!(on_gpu.record_every, 1, "every step recorded");
-    assert_eq!(on_gpu.records.len(), steps);
-    let device = DeviceRun {
-        records: &on_gpu.records,
-        loss_history: &on_gpu.output.loss_history,
-        val_loss_history: &on_gpu.output.val_loss_history,
-        trained: &on_gpu.output.model,
-    };
-    let check = check_steps(initial, config, device);
+/// GPU's own state as the run went on, within its rounding bounds
+/// (src/shadow), from the initial weights to the trained model.
+fn assert_shadow_check_passes(initial: &Model, config: &TrainConfig, checked: &CheckedRun) {
+    let (on_gpu, check) = (&checked.run, &checked.check);
+    let epochs = on_gpu.output.loss_history.len() as u64;
+    let steps = epochs * config.batching().steps_per_epoch as u64;
+    assert_eq!(check.steps_checked, steps, "every step checked");
+    assert_eq!(check.steps_expected, steps);
     assert!(
         check.within_tolerance,
         "{} on {} samples, {:?} schedule: the shadow check failed: {check:#?}",
@@ -77,9 +64,11 @@ fn assert_shadow_check_passes(initial: &Model, config: &TrainConfig, on_gpu: &Gp
         on_gpu.timings.schedule != Schedule::Dispatch || config.validation_split > 0.0;
     let exact = exact_activations && !(several_inputs && constant_sums);
     if exact && std::env::var_os("GPU_C2F_EXPECT_BIT_EXACT").is_some() {
+        let metrics = check.metrics.unwrap_or_default();
         for (what, worst) in [
             ("gradients", check.gradients),
             ("losses", check.losses),
+            ("metrics", metrics),
             ("states", check.states),
         ] {
             assert_eq!(
@@ -215,7 +204,7 @@ fn validation_losses_agree_on_every_schedule() {
         };
         for &schedule in ALL {
             let run = train_recorded(&initial, &config, schedule);
-            assert_eq!(run.output.val_loss_history.len(), 3, "{schedule:?}");
+            assert_eq!(run.run.output.val_loss_history.len(), 3, "{schedule:?}");
             assert_shadow_check_passes(&initial, &config, &run);
         }
         // And the CPU reference's history has one per epoch too.
@@ -261,7 +250,8 @@ fn early_stopping_stops_on_the_gpu_and_keeps_the_best_weights() {
         };
         let cpu_run = gpu_c2f::cpu::train(&initial, &config).unwrap();
         for &schedule in ALL {
-            let run = train_recorded(&initial, &config, schedule);
+            let checked = train_recorded(&initial, &config, schedule);
+            let run = &checked.run;
             let stop = run.output.early_stop.expect("early stopping reports");
             let epochs = run.output.loss_history.len();
             if min_delta > 0.0 {
@@ -275,20 +265,7 @@ fn early_stopping_stops_on_the_gpu_and_keeps_the_best_weights() {
             assert_eq!(stop.stopped_epoch.unwrap_or(60), epochs, "{schedule:?}");
             assert_eq!(stop.monitor, if split > 0.0 { "val_loss" } else { "loss" });
             assert_eq!(stop.restored, restore);
-            let steps = epochs * config.batching().steps_per_epoch as usize;
-            assert_eq!(
-                run.records.len(),
-                steps,
-                "{schedule:?}: one record a step run"
-            );
-            let device = DeviceRun {
-                records: &run.records,
-                loss_history: &run.output.loss_history,
-                val_loss_history: &run.output.val_loss_history,
-                trained: &run.output.model,
-            };
-            let check = check_steps(&initial, &config, device);
-            assert!(check.within_tolerance, "{schedule:?}: {check:#?}");
+            assert_shadow_check_passes(&initial, &config, &checked);
             // relu and linear layers agree bit for bit here: so does the stop.
             if std::env::var_os("GPU_C2F_EXPECT_BIT_EXACT").is_some() {
                 assert_eq!(run.output.early_stop, cpu_run.early_stop, "{schedule:?}");
@@ -470,7 +447,9 @@ fn metrics_agree_on_every_schedule_and_with_the_cpu_reference() {
             .collect();
         assert_eq!(keys, expected);
         for &schedule in ALL {
-            let run = train_recorded(&initial, &config, schedule);
+            let checked = train_recorded(&initial, &config, schedule);
+            assert_shadow_check_passes(&initial, &config, &checked);
+            let run = &checked.run;
             assert_eq!(
                 run.output.metric_history.len(),
                 cpu_run.metric_history.len()
@@ -518,7 +497,7 @@ fn the_mse_metric_is_the_mse_loss() {
         metrics: vec![NamedMetric::from_name("mse").unwrap()],
         ..TrainConfig::seed()
     };
-    let run = train_recorded(&initial, &config, ScheduleChoice::Auto);
+    let run = train_recorded(&initial, &config, ScheduleChoice::Auto).run;
     let (name, mse) = &run.output.metric_history[0];
     assert_eq!(name, "mse");
     for (loss, metric) in run.output.loss_history.iter().zip(mse) {
@@ -651,10 +630,10 @@ fn unshuffled_mini_batches_agree_and_take_the_samples_in_order() {
             let options = GpuOptions {
                 schedule,
                 max_chunk_samples: max_chunk,
-                record_steps: true,
                 ..GpuOptions::default()
             };
-            let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {}).unwrap();
+            let run = gpu::train_checked(common::gpu(), &initial, &config, &options, |_| {});
+            let run = run.unwrap();
             assert_shadow_check_passes(&initial, &config, &run);
         }
     }
@@ -689,8 +668,10 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
             record_steps: true,
             stream_losses: false,
         };
-        let chunked = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {}).unwrap();
+        let chunked = gpu::train_checked(common::gpu(), &initial, &config, &options, |_| {});
+        let chunked = chunked.unwrap();
         assert_shadow_check_passes(&initial, &config, &chunked);
+        let chunked = chunked.run;
         let whole = gpu::train_with(
             common::gpu(),
             &initial,
@@ -832,10 +813,12 @@ fn runs_of_more_passes_than_one_query_set_holds_train_and_time_every_pass() {
         record_steps: true,
         stream_losses: false,
     };
-    let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {})
+    let checked = gpu::train_checked(common::gpu(), &initial, &config, &options, |_| {})
         .unwrap_or_else(|e| panic!("a 2100-pass run trains: {e:#}"));
+    let run = &checked.run;
     assert_eq!(run.timings.submits, 2100);
-    assert_eq!(run.timings.readbacks, 1);
+    // Each submission's records, then the results.
+    assert_eq!(run.timings.readbacks, 2101);
     let timestamps = common::gpu()
         .device
         .features()
@@ -846,7 +829,7 @@ fn runs_of_more_passes_than_one_query_set_holds_train_and_time_every_pass() {
     } else {
         assert_eq!(run.timings.timed_submits, 0);
     }
-    assert_shadow_check_passes(&initial, &config, &run);
+    assert_shadow_check_passes(&initial, &config, &checked);
 }
 
 #[test]
@@ -914,12 +897,11 @@ fn the_fused_workgroup_a_real_gpu_gets_runs_here_too() {
         let options = GpuOptions {
             schedule: ScheduleChoice::Fused,
             fused_workgroup_size: Some(64),
-            record_steps: true,
             ..GpuOptions::default()
         };
-        let run = gpu::train_with(common::gpu(), &initial, &config, &options, |_| {})
+        let run = gpu::train_checked(common::gpu(), &initial, &config, &options, |_| {})
             .unwrap_or_else(|e| panic!("64 threads: {e:#}"));
-        assert_eq!(run.timings.schedule, Schedule::Fused);
+        assert_eq!(run.run.timings.schedule, Schedule::Fused);
         assert_shadow_check_passes(&initial, &config, &run);
     }
 }

@@ -1,4 +1,4 @@
-//! The shadow check (src/shadow.rs) against simulated devices: a CPU trainer
+//! The shadow check (src/shadow/) against simulated devices: a CPU trainer
 //! written apart from the reference, with the arithmetic WGSL allows a real
 //! GPU, pushed to its limits: every `a * b + c` a compiler may fuse
 //! contracted into `f32::mul_add`; the results of sums and of Adam's update
@@ -9,7 +9,7 @@
 //! one mistake planted must fail. The product code is never perturbed: only
 //! this test's device.
 
-use gpu_c2f::shadow::{DeviceRun, ShadowCheck, StepRecord, TrainState, check_steps};
+use gpu_c2f::shadow::{DeviceRun, EpochRows, ShadowCheck, StepRecord, TrainState, check_steps};
 use gpu_c2f::step::REDUCE_BLOCK;
 use gpu_c2f::{Architecture, Dataset, Model, TrainConfig};
 
@@ -240,8 +240,10 @@ fn check(initial: &Model, config: &TrainConfig, mistake: Mistake) -> ShadowCheck
     let (records, trained, loss_history) = simulated_device(initial, config, mistake);
     let run = DeviceRun {
         records: &records,
-        loss_history: &loss_history,
-        val_loss_history: &[],
+        history: &EpochRows {
+            loss: loss_history.clone(),
+            ..EpochRows::default()
+        },
         trained: &trained,
     };
     check_steps(initial, config, run)
@@ -388,8 +390,10 @@ fn a_broken_hand_over_between_steps_is_caught() {
     records[500].before.v[3] *= 1.0 + f32::EPSILON;
     let run = DeviceRun {
         records: &records,
-        loss_history: &loss_history,
-        val_loss_history: &[],
+        history: &EpochRows {
+            loss: loss_history.clone(),
+            ..EpochRows::default()
+        },
         trained: &trained,
     };
     let result = check_steps(&initial, &config, run);
@@ -415,8 +419,10 @@ fn a_loss_history_that_does_not_follow_the_steps_is_caught() {
     loss_history[1] += last.loss * 10.0 / 100.0;
     let run = DeviceRun {
         records: &records,
-        loss_history: &loss_history,
-        val_loss_history: &[],
+        history: &EpochRows {
+            loss: loss_history.clone(),
+            ..EpochRows::default()
+        },
         trained: &trained,
     };
     let result = check_steps(&initial, &config, run);

@@ -41,11 +41,10 @@ pub struct RunArgs {
     pub one_minus_beta_1: f32,
     pub one_minus_beta_2: f32,
     pub epsilon: f32,
-    /// Every how many steps one is recorded (0: none), from where in
-    /// `history.losses`, and how many.
-    pub record_every: u32,
+    /// Where in `history.losses` the ring of step records starts, and its
+    /// slots (0: no records): step t is recorded in slot (t - 1) mod slots.
     pub record_offset: u32,
-    pub record_count: u32,
+    pub record_slots: u32,
     pub patience: u32,
     pub min_delta: f32,
     pub epochs: u32,
@@ -53,7 +52,7 @@ pub struct RunArgs {
     pub val_loss_offset: u32,
     pub metric_offset: u32,
     pub val_metric_offset: u32,
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
 /// `DispatchArgs` in shaders/abi.wgsl: what one dispatch of a step's list works
@@ -281,7 +280,7 @@ mod tests {
     #[test]
     fn run_args_match_the_wgsl_struct() {
         let rust = fields!(RunArgs: seed_low, seed_high, one_minus_beta_1, one_minus_beta_2,
-            epsilon, record_every, record_offset, record_count, patience, min_delta, epochs,
+            epsilon, record_offset, record_slots, patience, min_delta, epochs,
             val_loss_offset, metric_offset, val_metric_offset);
         assert_same_layout("RunArgs", &rust, size_of::<RunArgs>());
     }

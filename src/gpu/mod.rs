@@ -5,12 +5,14 @@
 //! `samples.rs` for their schedules), compiled once per module
 //! (`pipelines.rs`), given its buffers (`buffers.rs`), recorded and
 //! submitted (`record.rs`, `timer.rs`) and read back once (`readback.rs`),
-//! by the driver in `trainer.rs` ([`train_async`]). `abi.rs` holds what the
+//! by the driver in `trainer.rs` ([`train_async`]); `checked.rs` runs the
+//! shadow check beside it as the step records stream back. `abi.rs` holds what the
 //! host and the kernels share; [`context`] finds an adapter and opens a
 //! device.
 
 pub(crate) mod abi;
 pub(crate) mod buffers;
+pub mod checked;
 pub mod context;
 pub mod driver_log;
 pub(crate) mod fused;
@@ -27,6 +29,9 @@ pub(crate) mod timer;
 pub(crate) mod trainer;
 pub(crate) mod wgsl;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub use checked::train_checked;
+pub use checked::{CheckedRun, train_checked_async};
 pub use context::{AdapterSelector, BackendChoice, Gpu, GpuInfo, required_limits};
 pub use plan::largest_buffer;
 pub use schedule::{Schedule, ScheduleChoice};

@@ -158,7 +158,7 @@ fn features_suffix(plan: &GpuPlan) -> String {
     if shape.shuffle && shape.steps_per_epoch > 1 {
         suffix.push_str("-shuffled");
     }
-    if plan.run.record_every != 0 {
+    if plan.records() {
         suffix.push_str("-records");
     }
     suffix
@@ -218,7 +218,7 @@ pub fn selection(plan: &GpuPlan) -> Selection {
     if has(Kernel::ReducePartials) {
         on("further_levels");
     }
-    if plan.run.record_every != 0 {
+    if plan.records() {
         on("records");
     }
     if !shape.metrics.is_empty() {
@@ -354,7 +354,7 @@ fn constants(schedule: Schedule, plan: &GpuPlan, fused_workgroup_size: u32) -> S
          the loss, the metrics) and in `reduce` their totals",
         sums,
     ));
-    if plan.run.record_every != 0 {
+    if plan.records() {
         groups.push((
             "Values of one step record (`StepRecord`, src/training.rs)",
             vec![("STEP_RECORD_LEN", plan.record_len() as u32)],

@@ -324,11 +324,12 @@ pub struct GpuPlan {
     pub record_floats: u64,
 }
 
-/// Most bytes of step records a run keeps for the shadow check: every step
-/// while they fit, else every K-th. 64 MiB holds every step of the seed job
-/// 100 times over (620 bytes a step) and ~550 steps of a 1-64-64-1 network
+/// Most bytes of the ring of step records a run keeps on the device for the
+/// shadow check (one submission's steps, read back as it ends; a record too
+/// large for it gets a ring of one). 16 MiB holds the seed job's 1000 steps
+/// 27 times over (620 bytes a step) and 137 steps of a 1-64-64-1 network
 /// (122 kB a step).
-pub const RECORD_BUDGET: u64 = 64 << 20;
+pub const RECORD_BUDGET: u64 = 16 << 20;
 
 /// The most bytes one buffer a kernel binds may hold on a device with
 /// `limits`: the smaller of its storage-binding and buffer-size limits.
@@ -478,9 +479,8 @@ impl GpuPlan {
             one_minus_beta_1: constants.one_minus_beta_1,
             one_minus_beta_2: constants.one_minus_beta_2,
             epsilon: constants.epsilon,
-            record_every: 0,
             record_offset: history_len,
-            record_count: 0,
+            record_slots: 0,
             patience: config
                 .early_stopping
                 .map_or(0, |e| e.patience.min(u32::MAX as usize) as u32),
@@ -489,7 +489,7 @@ impl GpuPlan {
             val_loss_offset: epochs,
             metric_offset: epochs * (1 + validate as u32),
             val_metric_offset: epochs * (1 + validate as u32 + metrics as u32),
-            _pad: [0; 2],
+            _pad: [0; 3],
         };
         let mut plan = Self {
             architecture,
@@ -719,26 +719,27 @@ impl GpuPlan {
         HISTORY_HEADER_WORDS + self.epochs as u64 * self.loss_series() + self.record_floats
     }
 
-    /// Records every step for the shadow check, or every K-th when all of
-    /// them would not fit in `budget` bytes (and beside the losses in one
-    /// buffer of at most `most` bytes); returns K, or 0 when not even one
-    /// record fits.
-    pub fn record_steps(&mut self, budget: u64, most: u64) -> u64 {
+    /// Whether the kernels record every step for the shadow check.
+    pub fn records(&self) -> bool {
+        self.run.record_slots != 0
+    }
+
+    /// How many step records a ring of at most `budget` bytes holds (at
+    /// least one record's worth, if one fits), beside the losses in one
+    /// buffer of at most `most` bytes: the most steps one submission may
+    /// run while it records (0: not one record fits).
+    pub fn records_that_fit(&self, budget: u64, most: u64) -> usize {
         let losses = F32_BYTES * (HISTORY_HEADER_WORDS + self.epochs as u64 * self.loss_series());
-        let room = budget.min(most.saturating_sub(losses));
         let record_bytes = F32_BYTES * self.record_len();
-        let fitting = room / record_bytes;
-        if fitting == 0 || self.total_steps == 0 {
-            return 0;
-        }
-        let every = self.total_steps.div_ceil(fitting);
-        let count = self.total_steps.div_ceil(every);
-        // Both fit in u32: every <= total_steps (checked against u32 by
-        // GpuPlan::new) and count <= fitting < 2^30 at the budget above.
-        self.run.record_every = every as u32;
-        self.run.record_count = count as u32;
-        self.record_floats = count * self.record_len();
-        every
+        let room = budget.max(record_bytes).min(most.saturating_sub(losses));
+        (room / record_bytes).min(u32::MAX as u64) as usize
+    }
+
+    /// Records every step into a ring of `slots` records, which the host
+    /// reads after each submission of at most `slots` steps.
+    pub fn record_ring(&mut self, slots: usize) {
+        self.run.record_slots = slots as u32;
+        self.record_floats = slots as u64 * self.record_len();
     }
 
     /// Fails, before any GPU allocation, when a buffer of this run would

@@ -8,7 +8,6 @@ use super::context::Gpu;
 use super::plan::GpuPlan;
 use super::timer::PassTimer;
 use crate::error::{Error, Result};
-use crate::training::{StepRecord, TrainState};
 
 /// What the readback brings home.
 pub struct GpuResults {
@@ -25,8 +24,6 @@ pub struct GpuResults {
     pub first_bad_step: Option<usize>,
     /// Pass timestamps (empty without timestamp queries).
     pub ticks: Vec<u64>,
-    /// The step records, in step order (empty unless recorded).
-    pub records: Vec<StepRecord>,
     /// Early stopping's state at the end: the best monitored value, its
     /// 1-based epoch, and the 1-based epoch it stopped after (0: none).
     pub best: f32,
@@ -45,7 +42,8 @@ pub async fn read_back(
     readbacks: &mut usize,
 ) -> Result<GpuResults> {
     let params_bytes = plan.param_count as u64 * F32_BYTES;
-    let history_bytes = buffers.history.size();
+    // The history's header and series, without the ring of step records.
+    let history_bytes = (plan.history_words() - plan.record_floats) * F32_BYTES;
     // Timestamps are u64s: their copy starts on an 8-byte boundary.
     let timestamps_offset = (params_bytes + history_bytes).next_multiple_of(8);
     let timestamp_bytes = timer.map_or(0, |t| t.ticks.size());
@@ -101,8 +99,6 @@ pub async fn read_back(
     }
     let epochs = plan.epochs as usize;
     let series = epochs * plan.loss_series() as usize;
-    let mut records = step_records(plan, &history[series..]);
-    records.retain(|record| record.step < steps_run);
     let val_loss_history = &history[epochs..series];
     let run = epochs_run as usize;
     let metric_series = |offset: u32| {
@@ -118,7 +114,6 @@ pub async fn read_back(
         } else {
             Vec::new()
         },
-        records,
         params,
         loss_history: history[..epochs_run as usize].to_vec(),
         val_loss_history: if validated {
@@ -137,28 +132,4 @@ pub async fn read_back(
         ticks,
     };
     Ok(results)
-}
-
-/// The step records the kernels wrote (`step_record` in shaders/adam.wgsl),
-/// from the values after the losses in the history buffer.
-fn step_records(plan: &GpuPlan, values: &[f32]) -> Vec<StepRecord> {
-    let every = plan.run.record_every as u64;
-    let count = plan.param_count as usize;
-    let state = |values: &[f32]| TrainState {
-        weights: values[..count].to_vec(),
-        m: values[count..2 * count].to_vec(),
-        v: values[2 * count..3 * count].to_vec(),
-    };
-    values
-        .chunks_exact(plan.record_len() as usize)
-        .take(plan.run.record_count as usize)
-        .enumerate()
-        .map(|(slot, record)| StepRecord {
-            step: slot as u64 * every,
-            before: state(record),
-            gradients: record[3 * count..4 * count].to_vec(),
-            loss: record[4 * count],
-            after: state(&record[4 * count + 1..]),
-        })
-        .collect()
 }

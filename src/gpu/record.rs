@@ -12,6 +12,8 @@ use super::plan::{Dispatch, GpuPlan, Stopping};
 use super::schedule::{FusedSplit, Schedule};
 use super::timer::PassTimer;
 use crate::error::Result;
+use crate::training::{DeviceSteps, EpochRows, StepRecord, TrainState};
+use std::ops::Range;
 
 /// The `Current` records of a run: record i names dispatch i of the plan;
 /// after them, the fused schedule's step counts of a full dispatch and of
@@ -58,15 +60,19 @@ pub struct Recorder<'a> {
 }
 
 /// What a GPU run reports after each submission.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Progress<'a> {
     /// Epochs finished so far (those that ran: early stopping ends a run
     /// early).
     pub epochs: usize,
     /// The losses of the epochs finished since the last report, with
-    /// `GpuOptions::stream_losses` (read back with the submission that
-    /// finished them); else empty.
+    /// `GpuOptions::stream_losses` or `record_steps` (read back with the
+    /// submission that finished them); else empty.
     pub new_losses: &'a [f32],
+    /// With `GpuOptions::record_steps`: the records of the steps the
+    /// submission ran and the history's rows of the epochs it finished,
+    /// for the shadow check to take as the run goes on.
+    pub steps: Option<DeviceSteps>,
 }
 
 /// What a submission copies out for the host to read as it ends.
@@ -74,8 +80,25 @@ pub struct Progress<'a> {
 struct Readback {
     /// The history's header, for early stopping's stop.
     header: bool,
-    /// These epochs' losses (streamed).
-    losses: std::ops::Range<usize>,
+    /// These epochs' rows of the first `series` series of the history (the
+    /// loss alone when streamed for a curve; every series with records).
+    epochs: Range<usize>,
+    series: usize,
+    /// These steps' records, from the ring's first slot.
+    steps: Range<usize>,
+}
+
+impl Readback {
+    fn header_bytes(&self) -> u64 {
+        match self.header {
+            true => std::mem::size_of::<HistoryHeader>() as u64,
+            false => 0,
+        }
+    }
+
+    fn rows_bytes(&self) -> u64 {
+        (self.series * self.epochs.len()) as u64 * F32_BYTES
+    }
 }
 
 /// A submission on the queue and what it will report.
@@ -111,9 +134,15 @@ impl Recorder<'_> {
     ) -> Result<usize> {
         let total_steps = self.plan.total_steps as usize;
         let steps_per_epoch = self.plan.batching.steps_per_epoch as usize;
-        // A single submission has nothing after it to skip.
-        let watch_stop =
-            self.plan.shape.early_stopping != Stopping::Off && steps_per_submit < total_steps;
+        let records = self.plan.records();
+        // A single submission has nothing after it to skip; records after
+        // the stop were never written.
+        let watch_stop = self.plan.shape.early_stopping != Stopping::Off
+            && (steps_per_submit < total_steps || records);
+        let series = match records {
+            true => self.plan.loss_series() as usize,
+            false => stream_losses as usize,
+        };
         let mut submits = 0;
         let mut in_flight: Option<InFlight> = None;
         let (mut done, mut copied) = (0usize, 0usize);
@@ -123,15 +152,17 @@ impl Recorder<'_> {
             let first = done;
             done += count;
             let epochs = done / steps_per_epoch;
-            let losses = if stream_losses {
+            let rows = if series > 0 {
                 copied..epochs
             } else {
                 epochs..epochs
             };
             copied = epochs;
-            let readback = (watch_stop || !losses.is_empty()).then_some(Readback {
+            let readback = (watch_stop || !rows.is_empty() || records).then_some(Readback {
                 header: watch_stop,
-                losses,
+                epochs: rows,
+                series,
+                steps: if records { first..done } else { done..done },
             });
             let (commands, readback) = self.record(first..done, timer, submits, readback);
             let submission = self.gpu.submit(commands);
@@ -165,6 +196,7 @@ impl Recorder<'_> {
             on_progress(Progress {
                 epochs: flight.epochs,
                 new_losses: &[],
+                steps: None,
             });
             return Ok(Heard {
                 stopped_epoch: None,
@@ -174,23 +206,91 @@ impl Recorder<'_> {
             .gpu
             .read_mapped(buffer, flight.submission, readbacks)
             .await?;
-        let (stopped_epoch, losses) = if readback.header {
-            let size = std::mem::size_of::<HistoryHeader>();
-            let header: HistoryHeader = bytemuck::pod_read_unaligned(&bytes[..size]);
-            let stopped = (header.stopped_epoch > 0).then_some(header.stopped_epoch as usize);
-            (stopped, &bytes[size..])
-        } else {
-            (None, &bytes[..])
-        };
-        let mut new_losses: Vec<f32> = bytemuck::pod_collect_to_vec(losses);
+        let (header, bytes) = bytes.split_at(readback.header_bytes() as usize);
+        let (rows, records) = bytes.split_at(readback.rows_bytes() as usize);
+        let stopped_epoch = (readback.header).then(|| {
+            let header: HistoryHeader = bytemuck::pod_read_unaligned(header);
+            (header.stopped_epoch > 0).then_some(header.stopped_epoch as usize)
+        });
+        let stopped_epoch = stopped_epoch.flatten();
         let epochs = stopped_epoch.map_or(flight.epochs, |stopped| stopped.min(flight.epochs));
-        // The epochs after the stop never ran.
-        new_losses.truncate(epochs.saturating_sub(readback.losses.start));
+        // The epochs and steps after the stop never ran.
+        let ran = epochs.saturating_sub(readback.epochs.start);
+        let series_rows = |series: usize| {
+            let values = &rows[series * readback.epochs.len() * F32_BYTES as usize..]
+                [..ran.min(readback.epochs.len()) * F32_BYTES as usize];
+            bytemuck::pod_collect_to_vec::<u8, f32>(values)
+        };
+        let new_losses = if readback.series > 0 {
+            series_rows(0)
+        } else {
+            Vec::new()
+        };
+        let steps = self.plan.records().then(|| {
+            let steps_run = stopped_epoch.map_or(usize::MAX, |e| {
+                e * self.plan.batching.steps_per_epoch as usize
+            });
+            DeviceSteps {
+                records: self.step_records(records, readback.steps.start, steps_run),
+                epochs: self.epoch_rows(readback.epochs.start, series_rows),
+            }
+        });
         on_progress(Progress {
             epochs,
             new_losses: &new_losses,
+            steps,
         });
         Ok(Heard { stopped_epoch })
+    }
+
+    /// The history's series as [`EpochRows`] from epoch `first`, each
+    /// series' values from `series_rows`.
+    fn epoch_rows(&self, first: usize, series_rows: impl Fn(usize) -> Vec<f32>) -> EpochRows {
+        let metrics = self.plan.shape.metrics.len();
+        let validated = self.plan.shape.validation_samples > 0;
+        // The history's order: loss, val_loss, metrics, val_metrics.
+        let val_loss = validated as usize;
+        let metric = |m: usize| series_rows(1 + val_loss + m);
+        EpochRows {
+            first,
+            loss: series_rows(0),
+            val_loss: if validated {
+                series_rows(1)
+            } else {
+                Vec::new()
+            },
+            metrics: (0..metrics).map(metric).collect(),
+            val_metrics: match validated {
+                true => (0..metrics).map(|m| metric(metrics + m)).collect(),
+                false => Vec::new(),
+            },
+        }
+    }
+
+    /// The step records the kernels wrote (`step_record` in
+    /// shaders/adam.wgsl) from the ring's first slot, of steps from
+    /// `first`, up to `steps_run`.
+    fn step_records(&self, values: &[u8], first: usize, steps_run: usize) -> Vec<StepRecord> {
+        let values: Vec<f32> = bytemuck::pod_collect_to_vec(values);
+        let count = self.plan.param_count as usize;
+        let state = |values: &[f32]| TrainState {
+            weights: values[..count].to_vec(),
+            m: values[count..2 * count].to_vec(),
+            v: values[2 * count..3 * count].to_vec(),
+        };
+        values
+            .chunks_exact(self.plan.record_len() as usize)
+            .enumerate()
+            .map(|(k, record)| (first + k, record))
+            .take_while(|&(step, _)| step < steps_run)
+            .map(|(step, record)| StepRecord {
+                step: step as u64,
+                before: state(record),
+                gradients: record[3 * count..4 * count].to_vec(),
+                loss: record[4 * count],
+                after: state(&record[4 * count + 1..]),
+            })
+            .collect()
     }
 
     /// Training steps `steps` (0-based) in one compute pass of one command
@@ -266,27 +366,45 @@ impl Recorder<'_> {
             timer.collect(&mut encoder, pass_index);
         }
         let readback = readback.map(|readback| {
-            let header = match readback.header {
-                true => std::mem::size_of::<HistoryHeader>() as u64,
-                false => 0,
-            };
-            let losses = readback.losses.len() as u64 * F32_BYTES;
-            let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("streamed losses"),
-                size: header + losses,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            if header > 0 {
-                encoder.copy_buffer_to_buffer(&buffers.history, 0, &staging, 0, header);
-            }
-            if losses > 0 {
-                let first = (HISTORY_HEADER_WORDS + readback.losses.start as u64) * F32_BYTES;
-                encoder.copy_buffer_to_buffer(&buffers.history, first, &staging, header, losses);
-            }
+            let staging = self.copy_out(&mut encoder, &readback);
             (readback, staging)
         });
         (encoder.finish(), readback)
+    }
+}
+
+impl Recorder<'_> {
+    /// Copies what `readback` names into a new mappable buffer, in its
+    /// order: the history's header, each series' rows, the step records.
+    fn copy_out(&self, encoder: &mut wgpu::CommandEncoder, readback: &Readback) -> wgpu::Buffer {
+        let history = &self.buffers.history;
+        let (header, rows) = (readback.header_bytes(), readback.rows_bytes());
+        let record_bytes = self.plan.record_len() * F32_BYTES;
+        let records = readback.steps.len() as u64 * record_bytes;
+        let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("streamed history and step records"),
+            size: (header + rows + records).max(F32_BYTES),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if header > 0 {
+            encoder.copy_buffer_to_buffer(history, 0, &staging, 0, header);
+        }
+        let epochs = readback.epochs.len() as u64;
+        if epochs > 0 {
+            for series in 0..readback.series as u64 {
+                let first = series * self.plan.epochs as u64 + readback.epochs.start as u64;
+                let from = (HISTORY_HEADER_WORDS + first) * F32_BYTES;
+                let to = header + series * epochs * F32_BYTES;
+                encoder.copy_buffer_to_buffer(history, from, &staging, to, epochs * F32_BYTES);
+            }
+        }
+        if records > 0 {
+            // A submission's steps fill the ring from its first slot.
+            let ring = (HISTORY_HEADER_WORDS + self.plan.run.record_offset as u64) * F32_BYTES;
+            encoder.copy_buffer_to_buffer(history, ring, &staging, header + rows, records);
+        }
+        staging
     }
 }
 

@@ -330,14 +330,24 @@ pub struct FusedSplit {
 }
 
 impl FusedSplit {
-    /// As many steps a dispatch as the loop budget allows, and no more than
+    /// As many steps a dispatch as the loop budget allows, no more than
     /// `epochs_per_submit` epochs when the caller wants to hear of each
-    /// submission (progress, streamed losses).
-    pub fn new(plan: &GpuPlan, workgroup_size: u32, epochs_per_submit: Option<usize>) -> Self {
+    /// submission (progress, streamed losses), and no more than
+    /// `most_steps` (a submission's step records) when given.
+    pub fn new(
+        plan: &GpuPlan,
+        workgroup_size: u32,
+        epochs_per_submit: Option<usize>,
+        most_steps: Option<usize>,
+    ) -> Self {
         let per_step = fused_iterations_per_step(plan, workgroup_size);
         let budget = (FUSED_LOOP_BUDGET / per_step).max(1) as usize;
         let asked = epochs_per_submit.map(|e| e.max(1) * plan.batching.steps_per_epoch as usize);
-        let steps_per_dispatch = asked.map_or(budget, |asked| asked.min(budget));
+        let steps_per_dispatch = asked
+            .into_iter()
+            .chain(most_steps)
+            .fold(budget, usize::min)
+            .max(1);
         Self {
             steps_per_dispatch,
             remainder: plan.total_steps as usize % steps_per_dispatch,
@@ -346,24 +356,32 @@ impl FusedSplit {
 }
 
 /// Training steps per submission: `epochs_per_submit` epochs if asked, at
-/// most as many as keep a command buffer small; fused ones in whole
-/// dispatches, so only the run's last dispatch is a remainder.
+/// most as many as keep a command buffer small and no more than
+/// `most_steps` when given (a submission's step records); fused ones in
+/// whole dispatches, so only the run's last dispatch is a remainder.
 pub fn steps_per_submit(
     plan: &GpuPlan,
     schedule: Schedule,
     fused: &FusedSplit,
     epochs_per_submit: Option<usize>,
+    most_steps: Option<usize>,
 ) -> usize {
     let steps_per_epoch = plan.batching.steps_per_epoch as usize;
     let most = match schedule {
         Schedule::Dispatch | Schedule::Samples => MAX_DISPATCHES_PER_SUBMIT / plan.dispatches.len(),
         Schedule::Fused => MAX_FUSED_STEPS_PER_SUBMIT,
-    };
+    }
+    .min(most_steps.unwrap_or(usize::MAX));
     let steps = epochs_per_submit
         .map_or(most, |e| (e.max(1) * steps_per_epoch).min(most))
         .max(1);
     match schedule {
         Schedule::Dispatch | Schedule::Samples => steps,
+        // `steps_per_dispatch` is at most `most_steps`: rounding down keeps
+        // a whole dispatch within it.
+        Schedule::Fused if most_steps.is_some() => {
+            (steps / fused.steps_per_dispatch).max(1) * fused.steps_per_dispatch
+        }
         Schedule::Fused => steps.next_multiple_of(fused.steps_per_dispatch),
     }
 }

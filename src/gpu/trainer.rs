@@ -16,7 +16,6 @@ use super::schedule::{
 use super::timer::PassTimer;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::training::StepRecord;
 use crate::training::{Diverged, EpochResults, TrainConfig, TrainOutput, Watch};
 use std::time::Duration;
 use web_time::Instant;
@@ -40,9 +39,11 @@ pub struct GpuOptions {
     /// 64, a common GPU's wave); tests run a GPU's 64 on lavapipe. At most the
     /// device's `max_compute_invocations_per_workgroup`.
     pub fused_workgroup_size: Option<u32>,
-    /// Record training steps for the shadow check ([`crate::shadow`]): every
-    /// step while `plan::RECORD_BUDGET` (64 MiB) holds them, else every K-th. They come
-    /// back with the results, in the same readback.
+    /// Record every training step for the shadow check ([`crate::shadow`]):
+    /// each submission's records (at most `plan::RECORD_BUDGET`, 16 MiB, or
+    /// one record) and the history rows of the epochs it finished come back
+    /// as it ends, in [`Progress::steps`]. [`super::train_checked`] checks
+    /// them as the run goes on.
     pub record_steps: bool,
     /// Read each submission's newly finished epoch losses back as it ends,
     /// for a live loss curve ([`Progress::new_losses`]): one readback per
@@ -86,11 +87,6 @@ pub struct GpuTrainOutput {
     pub output: TrainOutput,
     /// Where the run's time went.
     pub timings: GpuTimings,
-    /// The recorded training steps (with `record_steps`), in step order.
-    pub records: Vec<StepRecord>,
-    /// Every how many steps one was recorded (0: none; with `record_steps`,
-    /// only when not even one step's record fits the budget).
-    pub record_every: u64,
 }
 
 /// Trains `initial` on the GPU with the default options, blocking.
@@ -146,8 +142,27 @@ pub async fn train_async(
         options
             .schedule
             .resolve(initial, config, fused_workgroup_size, plan)?;
-    if options.record_steps {
-        plan.record_steps(RECORD_BUDGET, largest);
+    // With records, a submission runs no more steps than its records'
+    // ring holds.
+    let most_steps = options
+        .record_steps
+        .then(|| plan.records_that_fit(RECORD_BUDGET, largest))
+        .filter(|&fit| fit > 0);
+    let fused = FusedSplit::new(
+        &plan,
+        fused_workgroup_size,
+        options.epochs_per_submit,
+        most_steps,
+    );
+    let steps_per_submit = steps_per_submit(
+        &plan,
+        schedule,
+        &fused,
+        options.epochs_per_submit,
+        most_steps,
+    );
+    if most_steps.is_some() {
+        plan.record_ring(steps_per_submit.min(plan.total_steps as usize));
     }
     plan.check_limits(largest)?;
 
@@ -157,7 +172,6 @@ pub async fn train_async(
     let pipelines_time = started.elapsed();
 
     let started = Instant::now();
-    let fused = FusedSplit::new(&plan, fused_workgroup_size, options.epochs_per_submit);
     // An allocation the device cannot make becomes an error of this run.
     let out_of_memory = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let records = current_records(&plan, &fused);
@@ -170,7 +184,6 @@ pub async fn train_async(
 
     let started = Instant::now();
     let mut readbacks = 0;
-    let steps_per_submit = steps_per_submit(&plan, schedule, &fused, options.epochs_per_submit);
     let timer = PassTimer::new(gpu, (plan.total_steps as usize).div_ceil(steps_per_submit));
     let recorder = Recorder {
         gpu,
@@ -227,7 +240,5 @@ pub async fn train_async(
             timed_submits,
             readbacks,
         },
-        records: results.records,
-        record_every: plan.run.record_every as u64,
     })
 }

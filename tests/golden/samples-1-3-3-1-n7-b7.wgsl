@@ -41,12 +41,11 @@ struct RunArgs {
     one_minus_beta_1: f32,
     one_minus_beta_2: f32,
     epsilon: f32,
-    // Step records for the shadow check (src/shadow.rs): every
-    // `record_every`-th step, `record_count` of them, from
-    // `history.losses[record_offset]`, each STEP_RECORD_LEN values.
-    record_every: u32,
+    // Step records for the shadow check (src/shadow/): a ring of
+    // `record_slots` records of STEP_RECORD_LEN values from
+    // `history.losses[record_offset]`, read back after each submission.
     record_offset: u32,
-    record_count: u32,
+    record_slots: u32,
     // Keras's EarlyStopping: its patience and min_delta.
     patience: u32,
     min_delta: f32,
@@ -60,6 +59,7 @@ struct RunArgs {
     val_metric_offset: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 // What one dispatch works on (DispatchArgs in src/gpu/abi.rs).

@@ -9,7 +9,7 @@
 
 use gpu_c2f::compare::{GPU_CPU_TOLERANCE, compare};
 use gpu_c2f::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, Progress};
-use gpu_c2f::shadow::{self, DeviceRun};
+use gpu_c2f::shadow::{self, ShadowCheck};
 use gpu_c2f::{Architecture, Dataset, DenseWeights, Error, Model, TrainConfig, cpu, model_file};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -90,6 +90,8 @@ struct LastRun {
     initial: Model,
     config: TrainConfig,
     run: gpu::GpuTrainOutput,
+    /// Its shadow check, taken as it ran.
+    check: ShadowCheck,
     /// The initialisation seed (none with a model file), as the CLI reports it.
     init_seed: Option<u64>,
     /// Where the weights came from: "glorot_uniform" or the model file's name.
@@ -151,13 +153,14 @@ fn ms(duration: std::time::Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
-/// Trains `request` on `gpu`, recording every step for the CPU check and
-/// streaming the losses in [`PROGRESS_CHUNKS`] chunks to `on_progress`.
+/// Trains `request` on `gpu`, checking every step on the CPU as it runs
+/// (the shadow check, between submissions) and streaming the losses in
+/// [`PROGRESS_CHUNKS`] chunks to `on_progress`.
 pub async fn train_request(
     gpu: &Gpu,
     request: &TrainRequest,
     mut on_progress: impl FnMut(Progress<'_>),
-) -> Result<(TrainResult, Model, TrainConfig, gpu::GpuTrainOutput), Error> {
+) -> Result<(TrainResult, Model, TrainConfig, gpu::CheckedRun), Error> {
     let (initial, config) = plan_request(request)?;
     let options = GpuOptions {
         schedule: schedule_choice(&request.schedule)?,
@@ -167,11 +170,12 @@ pub async fn train_request(
         ..GpuOptions::default()
     };
     let mut updates = 0;
-    let run = gpu::train_async(gpu, &initial, &config, &options, |progress| {
+    let checked = gpu::train_checked_async(gpu, &initial, &config, &options, |progress| {
         updates += 1;
         on_progress(progress)
     })
     .await?;
+    let run = &checked.run;
     let output = &run.output;
     let timings = &run.timings;
     let result = TrainResult {
@@ -194,25 +198,23 @@ pub async fn train_request(
         },
         progress_updates: updates,
     };
-    Ok((result, initial, config, run))
+    Ok((result, initial, config, checked))
 }
 
-/// The CPU check of a run, as `--compare` makes it: the shadow check and,
-/// when no step could be recorded, the whole-run comparison decide
-/// ([`shadow::verdict`]); a CPU reference that fails fails the check.
-pub fn check_run(initial: &Model, config: &TrainConfig, run: &gpu::GpuTrainOutput) -> String {
-    let device = DeviceRun {
-        records: &run.records,
-        loss_history: &run.output.loss_history,
-        val_loss_history: &run.output.val_loss_history,
-        trained: &run.output.model,
-    };
-    let check = shadow::check_steps(initial, config, device);
+/// The CPU check of a run, as `--compare` makes it: the shadow check,
+/// taken as the run went on, decides ([`shadow::verdict`]); the whole-run
+/// comparison is information; a CPU reference that fails fails the check.
+pub fn check_run(
+    initial: &Model,
+    config: &TrainConfig,
+    run: &gpu::GpuTrainOutput,
+    check: &ShadowCheck,
+) -> String {
     let reference = cpu::train(initial, config);
     let (comparison, cpu_prediction_100, verdict) = match &reference {
         Ok(reference) => {
             let comparison = compare(reference, &run.output, &[vec![100.0]], GPU_CPU_TOLERANCE);
-            let verdict = shadow::verdict(&check, Some(&comparison));
+            let verdict = shadow::verdict(check);
             (
                 Some(comparison),
                 Some(reference.model.predict(100.0)),
@@ -229,7 +231,6 @@ pub fn check_run(initial: &Model, config: &TrainConfig, run: &gpu::GpuTrainOutpu
         "passed": verdict.is_ok(),
         "why": verdict.err(),
         "shadow_check": check,
-        "record_every": run.record_every,
         "comparison": comparison,
         "cpu_prediction_100": cpu_prediction_100,
     })
@@ -279,7 +280,7 @@ pub async fn train(request: String, on_progress: js_sys::Function) -> Result<Str
         // A failing callback is the page's bug; training goes on.
         let _ = on_progress.call2(&JsValue::NULL, &progress.epochs.into(), &losses);
     };
-    let (result, initial, config, run) = match train_request(&gpu, &request, report).await {
+    let (result, initial, config, checked) = match train_request(&gpu, &request, report).await {
         Ok(done) => done,
         Err(error @ Error::DeviceLost { .. }) => {
             // The next run opens the GPU anew.
@@ -294,7 +295,8 @@ pub async fn train(request: String, on_progress: js_sys::Function) -> Result<Str
         *slot.borrow_mut() = Some(LastRun {
             initial,
             config,
-            run,
+            run: checked.run,
+            check: checked.check,
             init_seed: request.init_model.is_none().then_some(request.seed),
             init: match &request.init_model {
                 Some(_) => request
@@ -325,7 +327,10 @@ pub fn predict(celsius: f32) -> Result<f32, JsError> {
 /// The CPU check of the last run ([`check_run`]), as JSON.
 #[wasm_bindgen]
 pub fn check_against_cpu() -> Result<String, JsError> {
-    with_last(|last| Ok(check_run(&last.initial, &last.config, &last.run)))
+    with_last(|last| {
+        let check = check_run(&last.initial, &last.config, &last.run, &last.check);
+        Ok(check)
+    })
 }
 
 /// The last trained model as the CLI's `--save` writes it.
@@ -437,7 +442,7 @@ mod tests {
         let gpu = pollster::block_on(Gpu::request(&AdapterSelector::Auto, BackendChoice::All))
             .expect("an adapter");
         let mut streamed = Vec::new();
-        let (result, initial, config, run) =
+        let (result, initial, config, checked) =
             pollster::block_on(train_request(&gpu, &seed_request(), |progress| {
                 streamed.extend_from_slice(progress.new_losses)
             }))
@@ -448,7 +453,8 @@ mod tests {
         let (slope, intercept) = Dataset::seed().least_squares_line();
         assert!((result.prediction_100 as f64 - (slope * 100.0 + intercept)).abs() < 0.01);
         let check: serde_json::Value =
-            serde_json::from_str(&check_run(&initial, &config, &run)).unwrap();
+            serde_json::from_str(&check_run(&initial, &config, &checked.run, &checked.check))
+                .unwrap();
         assert_eq!(check["passed"], true, "{check}");
         assert_eq!(check["shadow_check"]["steps_checked"], 1000);
     }

@@ -5,7 +5,7 @@
 //! carried in from an earlier one).
 //!
 //! Every comparison allows what WGSL lets a real GPU's arithmetic differ by
-//! (src/shadow.rs has the reasoning): for a sum of n terms added in order,
+//! (src/shadow/ has the reasoning): for a sum of n terms added in order,
 //! the device is within gamma(2n) * sum(|term|) of the exact sum (each
 //! rounding to either neighbour, any `a * b + c` fused) and the CPU within
 //! gamma(n), gamma(n) = n u / (1 - n u), u = 2^-24; Adam's update is held to
@@ -50,7 +50,7 @@ impl KernelRun {
             &module_source(schedule, &plan, 8),
         ))
         .expect("pipelines");
-        let records = current_records(&plan, &FusedSplit::new(&plan, 8, None));
+        let records = current_records(&plan, &FusedSplit::new(&plan, 8, None, None));
         let buffers = RunBuffers::new(gpu, &pipelines, &plan, model, config, &records);
         Self {
             plan,

@@ -84,7 +84,7 @@ impl Job {
         });
         let mut plan = plan_for(schedule, &model, &config, 1 << 30, self.max_chunk).unwrap();
         if self.records {
-            plan.record_steps(1 << 20, 1 << 30);
+            plan.record_ring(4);
         }
         plan
     }
