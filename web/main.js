@@ -332,15 +332,21 @@ function runCheck() {
     const box = $('check-result');
     box.className = check.passed ? 'passed' : 'failed';
     box.textContent = check.passed
-      ? `Agrees: every recorded step within its rounding bounds (${shadow.steps_checked} steps).`
+      ? `Agrees: every step within its rounding bounds (${shadow.steps_checked} of ${shadow.steps_expected} steps).`
       : `Disagrees: ${check.why}.`;
     const worst = (w) => `${ratio(w.ratio)} of its bound at step ${w.step + 1}`;
     const lines = [
-      `Shadow check (the verdict, as --compare): ${shadow.steps_checked} steps replayed on the CPU from the GPU's state` +
-        (check.record_every > 1 ? ` (every ${check.record_every}th)` : ''),
+      `Shadow check (the verdict, as --compare): ${shadow.steps_checked} of ${shadow.steps_expected} steps replayed on the CPU from the GPU's state, as it trained`,
       `  worst gradient ${worst(shadow.gradients)}, loss ${worst(shadow.losses)}, weights/m/v ${worst(shadow.states)}`,
     ];
+    const power = shadow.power;
+    if (power.length) {
+      const [first, last] = [power[0], power[power.length - 1]];
+      const caught = (p) => `${p.median == null ? 'none' : p.median.toExponential(2)} in epoch ${p.epoch}`;
+      lines.push(`  power: catches a gradient off by this fraction of itself (median): ${caught(first)}, ${caught(last)}`);
+    }
     if (shadow.chain_breaks.length) lines.push(`  broken hand-overs: ${shadow.chain_breaks.join('; ')}`);
+    if (shadow.not_covered.length) lines.push(`  not checked: ${shadow.not_covered.join('; ')}`);
     if (check.comparison) {
       const c = check.comparison;
       const relative = (v) => (v == null ? 'NaN' : v.toExponential(2));
