@@ -302,10 +302,9 @@ impl Simulated {
         let (mut loss, mut errors_out) = (Device(0.0), Vec::new());
         let metrics: Vec<_> = config.metrics.iter().map(|m| m.metric).collect();
         let mut metric_sums = vec![Device(0.0); metrics.len()];
-        for j in 0..units {
-            let output = Device(activations.last().unwrap()[j]);
-            let z = Device(sums.last().unwrap()[j]);
-            let target = Device(y[j]);
+        let outputs = activations.last().unwrap().iter().zip(sums.last().unwrap());
+        for ((&output, &z), &target) in outputs.zip(y) {
+            let (output, z, target) = (Device(output), Device(z), Device(target));
             let error = config
                 .loss
                 .output_error(output, z, target, last.activation, total);
