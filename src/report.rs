@@ -559,6 +559,7 @@ fn write_shadow_check(check: &ShadowCheck, out: &mut String) {
     let which = match (check.steps_checked, check.steps_expected) {
         (_, 0) => "the run has no training steps",
         (checked, expected) if checked == expected => "every step",
+        (checked, expected) if checked > expected => "more steps than the run should have run",
         _ => "NOT every step",
     };
     let _ = writeln!(
@@ -592,6 +593,8 @@ fn write_shadow_check(check: &ShadowCheck, out: &mut String) {
         "every value within its rounding bound (see docs/agreement.md)"
     } else if check.within_tolerance {
         "nothing checked"
+    } else if !check.chain_breaks.is_empty() {
+        "FAILED: the run does not hang together (see the chain lines)"
     } else {
         "FAILED: a value beyond its rounding bound"
     };

@@ -905,3 +905,24 @@ fn the_fused_workgroup_a_real_gpu_gets_runs_here_too() {
         assert_shadow_check_passes(&initial, &config, &run);
     }
 }
+
+#[test]
+fn a_wide_run_streams_its_records_over_several_submissions_and_every_step_is_checked() {
+    // 1-64-64-1: 4353 parameters, 122 kB a step record; a submission runs
+    // no more steps than its 16 MiB ring of records holds (137), so the 300
+    // steps take three submissions, each read back and checked as the next
+    // runs. Every step is checked, none twice.
+    let initial = Model::glorot_uniform(Architecture::new(&[64, 64]).unwrap(), 5);
+    let config = TrainConfig {
+        epochs: 300,
+        learning_rate: 0.01,
+        ..TrainConfig::seed()
+    };
+    for schedule in [ScheduleChoice::Fused, ScheduleChoice::Dispatch] {
+        let run = train_recorded(&initial, &config, schedule);
+        let timings = &run.run.timings;
+        assert!(timings.submits >= 3, "{schedule:?}: {timings:?}");
+        assert_eq!(timings.readbacks, timings.submits + 1, "{schedule:?}");
+        assert_shadow_check_passes(&initial, &config, &run);
+    }
+}
