@@ -82,7 +82,9 @@ impl RunBuffers {
         let reduce = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("reduce"),
             size: buffer_bytes(plan.memory.reduce_len),
-            usage: storage | wgpu::BufferUsages::COPY_SRC,
+            // Copied from for the kernel tests, which also write into it the
+            // sums a kernel starts from.
+            usage: storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         // The header (no step done, none flagged), one loss per epoch, the

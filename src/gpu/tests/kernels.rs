@@ -681,3 +681,250 @@ fn sample_partials_matches_the_layered_kernels() {
         assert_within(&what, &written_sums, &layered_sums, &bounds);
     }
 }
+
+/// A job with a validation split, metrics and early stopping that
+/// restores the best weights: 700 rows, about 140 for training in batches
+/// of 16 (the last one shorter) and 560 held out (validation blocks of
+/// 256, 256 and the rest), through tanh layers.
+fn epoch_end_job() -> (Model, TrainConfig) {
+    use gpu_c2f::training::NamedMetric;
+    let architecture = Architecture::with_layers(
+        &[(5, Activation::Tanh), (3, Activation::Tanh)],
+        Activation::Linear,
+    )
+    .unwrap();
+    let config = TrainConfig {
+        validation_split: 0.8,
+        loss: gpu_c2f::Loss::Huber,
+        metrics: ["mse", "mae", "accuracy"]
+            .map(|m| NamedMetric::from_name(m).unwrap())
+            .to_vec(),
+        early_stopping: Some(gpu_c2f::EarlyStopping {
+            patience: 2,
+            min_delta: 0.5,
+            restore_best_weights: true,
+        }),
+        ..job(700, Some(16), 3)
+    };
+    assert_eq!(config.validation_rows().len().div_ceil(REDUCE_BLOCK), 3);
+    (Model::glorot_uniform(architecture, 9), config)
+}
+
+/// `values` written into `buffer` from word `offset`.
+fn write(buffer: &wgpu::Buffer, offset: u32, values: &[f32]) {
+    let bytes = offset as u64 * 4;
+    common::gpu()
+        .queue
+        .write_buffer(buffer, bytes, bytemuck::cast_slice(values));
+}
+
+#[test]
+fn validation_kernels_are_the_cpus_from_weights_and_values_the_test_writes() {
+    let (model, config) = epoch_end_job();
+    let run = KernelRun::new(&model, &config, Schedule::Dispatch, Tile::SINGLE);
+    let shape = &run.plan.shape;
+    let rows = config.validation_rows();
+    let n = rows.len();
+    let series = 1 + config.metrics.len();
+    // Weights the test writes: the model's, with biases of either sign.
+    let weights: Vec<f32> = (model.params().iter().enumerate())
+        .map(|(p, &w)| w + 0.3 * ((p % 5) as f32 - 2.0))
+        .collect();
+    write(&run.buffers.params, 0, &weights);
+    let losses = run.positions(Kernel::ValidationLosses)[0];
+    // The epoch's last step: only then do the validation kernels work.
+    let last_step = run.plan.batching.steps_per_epoch - 1;
+    run.run_dispatches(last_step, losses..=losses);
+    let tensors = run.read(&run.buffers.tensors);
+    let offset = shape.validation_values_offset as usize;
+    let gpu_values = &tensors[offset..offset + series * n];
+    let layers = model.architecture().layers();
+    let metrics: Vec<gpu_c2f::Metric> = config.metrics.iter().map(|m| m.metric).collect();
+    let scored = (config.loss, &metrics[..]);
+    let mut cpu_values = Vec::new();
+    cpu::validation_losses(
+        &weights,
+        &layers,
+        scored,
+        &config.data,
+        rows.clone(),
+        &mut cpu_values,
+    );
+    let mut bounds = vec![0.0f32; series * n];
+    for (s, row) in rows.enumerate() {
+        let (x, y) = (config.data.x_row(row), config.data.y_row(row));
+        let bound = gpu_c2f::shadow::step_bounds(&layers, scored, &weights, x, y);
+        bounds[s] = bound.loss as f32;
+        for (m, &metric) in bound.metric_sums.iter().enumerate() {
+            bounds[(1 + m) * n + s] = metric as f32;
+        }
+    }
+    assert_within("validation_losses", gpu_values, &cpu_values, &bounds);
+
+    // The partial sums, from values the test writes: each series' rows.
+    let values: Vec<f32> = (0..series * n)
+        .map(|k| ((k * 37) % 101) as f32 * 0.7 - 30.0)
+        .collect();
+    write(&run.buffers.tensors, offset as u32, &values);
+    let partials = run.positions(Kernel::ValidationPartials)[0];
+    run.run_dispatches(last_step, partials..=partials);
+    let reduce = run.read(&run.buffers.reduce);
+    let blocks = n.div_ceil(REDUCE_BLOCK);
+    let from = shape.validation_partials_offset as usize;
+    let gpu_partials = &reduce[from..from + series * blocks];
+    let cpu_partials: Vec<f32> = cpu::validation_partials(&values, n).concat();
+    let bounds: Vec<f32> = (values.chunks(n))
+        .flat_map(|series| series.chunks(REDUCE_BLOCK))
+        .map(|block| sum_bound(block.iter().copied()))
+        .collect();
+    assert_eq!(cpu_partials.len(), series * 3, "three blocks a series");
+    assert_within("validation_partials", gpu_partials, &cpu_partials, &bounds);
+}
+
+#[test]
+fn finish_step_ends_an_epoch_as_the_cpu_from_sums_the_test_writes() {
+    use gpu_c2f::gpu::abi::HistoryHeader;
+    use gpu_c2f::training::Watch;
+    let (model, config) = epoch_end_job();
+    let stopping = config.early_stopping.unwrap();
+    let run = KernelRun::new(&model, &config, Schedule::Dispatch, Tile::SINGLE);
+    let shape = run.plan.shape.clone();
+    let (n, metrics) = (config.validation_rows().len(), config.metrics.len());
+    let blocks = n.div_ceil(REDUCE_BLOCK);
+    let rows = shape.sum_rows();
+    let finish = run.positions(Kernel::FinishStep)[0];
+    // Epoch 2's last step (its batch the epoch's short one): once improving
+    // on the best by far more than min_delta, once not (the wait reaches
+    // the patience: training stops).
+    let step = 2 * run.plan.batching.steps_per_epoch - 1;
+    let epoch = 1;
+    for (best, wait, stops) in [(40.0f32, 0u32, false), (1.0, 1, true)] {
+        let header = HistoryHeader {
+            step,
+            epoch_total: 123.25,
+            best,
+            wait,
+            best_epoch: 1,
+            ..HistoryHeader::START
+        };
+        write(&run.buffers.history, 0, bytemuck::cast_slice(&[header]));
+        let totals = shape.totals_offset;
+        let batch_loss_sum = 20.5f32;
+        write(
+            &run.buffers.reduce,
+            totals + rows.loss() as u32,
+            &[batch_loss_sum],
+        );
+        let metric_sums: Vec<f32> = (0..metrics).map(|m| 3.0 + m as f32 * 1.7).collect();
+        write(
+            &run.buffers.reduce,
+            totals + rows.metric(0) as u32,
+            &metric_sums,
+        );
+        let metric_totals: Vec<f32> = (0..metrics).map(|m| 50.0 - m as f32 * 9.3).collect();
+        write(
+            &run.buffers.reduce,
+            shape.metric_totals_offset,
+            &metric_totals,
+        );
+        let partials: Vec<f32> = (0..(1 + metrics) * blocks)
+            .map(|k| 100.0 + k as f32 * 13.1)
+            .collect();
+        write(
+            &run.buffers.reduce,
+            shape.validation_partials_offset,
+            &partials,
+        );
+        run.run_dispatches(step, finish..=finish);
+
+        let history = run.read(&run.buffers.history);
+        let words = std::mem::size_of::<HistoryHeader>() / 4;
+        let after: HistoryHeader =
+            bytemuck::pod_read_unaligned(bytemuck::cast_slice(&history[..words]));
+        let losses = &history[words..];
+        let at =
+            |offset: u32, m: usize| losses[offset as usize + m * run.plan.epochs as usize + epoch];
+        // The CPU's twin, from the same values.
+        let samples = shape.samples as f32;
+        let size = run.plan.batching.batch(step as u64).size as f32;
+        assert!(size < 16.0, "the epoch's short last batch");
+        let batch_loss = batch_loss_sum / size;
+        let cpu_loss = (header.epoch_total + batch_loss * size) / samples;
+        let cpu_metrics: Vec<f32> = (0..metrics)
+            .map(|m| (metric_totals[m] + metric_sums[m]) / samples)
+            .collect();
+        let series: Vec<f32> = partials
+            .chunks(blocks)
+            .map(|blocks| cpu::validation_loss(blocks, n))
+            .collect();
+        let (mut gpu, mut cpu) = (vec![losses[epoch]], vec![cpu_loss]);
+        for m in 0..metrics {
+            gpu.push(at(run.plan.run.metric_offset, m));
+            cpu.push(cpu_metrics[m]);
+            gpu.push(at(run.plan.run.val_metric_offset, m));
+            cpu.push(series[1 + m]);
+        }
+        gpu.push(at(run.plan.run.val_loss_offset, 0));
+        cpu.push(series[0]);
+        // A few roundings of values of these sizes: a sum of two, a
+        // product, a division (bit for bit on CI's drivers).
+        let bounds: Vec<f32> = cpu
+            .iter()
+            .map(|v| apart(4) as f32 * 4.0 * v.abs())
+            .collect();
+        assert_within("finish_step", &gpu, &cpu, &bounds);
+        // Early stopping's verdict on the device's val_loss, as Keras's.
+        let mut watch = Watch {
+            best: header.best,
+            best_epoch: header.best_epoch as usize,
+            wait: header.wait as usize,
+        };
+        let stopped = stopping.watch(&mut watch, epoch, gpu[gpu.len() - 1]);
+        assert_eq!(stopped, stops);
+        assert_eq!(after.step, step + 1, "the step counter moves on");
+        assert_eq!(after.best.to_bits(), watch.best.to_bits());
+        assert_eq!(after.best_epoch as usize, watch.best_epoch);
+        assert_eq!(after.wait as usize, watch.wait);
+        assert_eq!(
+            after.stopped_epoch,
+            if stops { epoch as u32 + 1 } else { 0 }
+        );
+        assert_eq!(after.epoch_total, 0.0, "the next epoch starts from 0");
+    }
+}
+
+#[test]
+fn keep_best_copies_the_weights_only_after_the_best_epochs_last_step() {
+    use gpu_c2f::gpu::abi::HistoryHeader;
+    let (model, config) = epoch_end_job();
+    let run = KernelRun::new(&model, &config, Schedule::Dispatch, Tile::SINGLE);
+    let count = model.params().len() as u32;
+    let per_epoch = run.plan.batching.steps_per_epoch;
+    let keep = run.positions(Kernel::KeepBest)[0];
+    let weights: Vec<f32> = (0..count).map(|p| p as f32 * 0.25 - 3.0).collect();
+    let kept_before = vec![-7.5f32; count as usize];
+    // After epoch 2's last step (the counter already moved on: 2 epochs
+    // done), with epoch 2 the best, then with epoch 1 the best; and one
+    // step into epoch 3.
+    for (done, best_epoch, copies) in [
+        (2 * per_epoch, 2, true),
+        (2 * per_epoch, 1, false),
+        (2 * per_epoch + 1, 2, false),
+    ] {
+        write(&run.buffers.params, 0, &weights);
+        write(&run.buffers.params, 3 * count, &kept_before);
+        let header = HistoryHeader {
+            step: done,
+            best: 1.0,
+            wait: 0,
+            best_epoch,
+            ..HistoryHeader::START
+        };
+        write(&run.buffers.history, 0, bytemuck::cast_slice(&[header]));
+        run.run_dispatches(done, keep..=keep);
+        let params = run.read(&run.buffers.params);
+        let kept = &params[3 * count as usize..4 * count as usize];
+        let expected = if copies { &weights } else { &kept_before };
+        assert_eq!(kept, &expected[..], "done {done}, best epoch {best_epoch}");
+    }
+}
