@@ -158,6 +158,8 @@ def train_the_seed_job(page, screenshot):
     verdict = page.evaluate("window.gpuC2fPage.check")
     check(verdict["passed"], f"the CPU check passes: {page.locator('#check-result').inner_text()}")
     check(verdict["shadow_check"]["steps_checked"] == 1000, "every step was checked")
+    check(verdict["shadow_check"]["steps_expected"] == 1000, "the run's length is the job's")
+    check(len(verdict["shadow_check"]["power"]) == 1000, "the check's power, per epoch")
     page.screenshot(path=str(screenshot), full_page=True)
     print(f"screenshot: {screenshot}")
     timings = result["timings_ms"]

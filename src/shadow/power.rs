@@ -36,6 +36,8 @@ pub struct EpochPower {
 #[derive(Debug, Clone)]
 pub struct PowerTally {
     bins: Vec<u64>,
+    /// The bins used so far: `used.start..used.end` (empty: none).
+    used: std::ops::Range<usize>,
     /// Ratios that are infinite (a zero gradient with a nonzero bound).
     infinite: u64,
     worst: f64,
@@ -45,6 +47,7 @@ impl Default for PowerTally {
     fn default() -> Self {
         Self {
             bins: vec![0; BINS],
+            used: BINS..0,
             infinite: 0,
             worst: 0.0,
         }
@@ -67,15 +70,24 @@ impl PowerTally {
         }
         let bin =
             (ratio.log2() * BINS_PER_OCTAVE).floor() as i64 + OCTAVES * BINS_PER_OCTAVE as i64;
-        self.bins[bin.clamp(0, BINS as i64 - 1) as usize] += 1;
+        let bin = bin.clamp(0, BINS as i64 - 1) as usize;
+        self.bins[bin] += 1;
+        self.used = self.used.start.min(bin)..self.used.end.max(bin + 1);
     }
 
     /// The epoch's power, and the tally emptied for the next epoch.
     pub fn take(&mut self, epoch: usize) -> EpochPower {
-        let count: u64 = self.bins.iter().sum::<u64>() + self.infinite;
+        let used = self.used.start.min(self.used.end)..self.used.end;
+        let count: u64 = self.bins[used.clone()].iter().sum::<u64>() + self.infinite;
         let mut seen = 0;
         let mut median = None;
-        for (bin, &n) in self.bins.iter().enumerate() {
+        for (bin, &n) in self
+            .bins
+            .iter()
+            .enumerate()
+            .skip(used.start)
+            .take(used.len())
+        {
             seen += n;
             if n > 0 && 2 * seen >= count {
                 let octaves = (bin as f64 + 0.5) / BINS_PER_OCTAVE - OCTAVES as f64;
@@ -89,7 +101,10 @@ impl PowerTally {
             median: if count == 0 { Some(0.0) } else { median },
             worst: finite(self.worst),
         };
-        *self = Self::default();
+        self.bins[used].fill(0);
+        self.used = BINS..0;
+        self.infinite = 0;
+        self.worst = 0.0;
         power
     }
 }
