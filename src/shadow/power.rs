@@ -36,8 +36,10 @@ pub struct EpochPower {
 #[derive(Debug, Clone)]
 pub struct PowerTally {
     bins: Vec<u64>,
-    /// The bins used so far: `used.start..used.end` (empty: none).
-    used: std::ops::Range<usize>,
+    /// The bins used so far: from `lowest` to before `end` (none while
+    /// `end` is 0).
+    lowest: usize,
+    end: usize,
     /// Ratios that are infinite (a zero gradient with a nonzero bound).
     infinite: u64,
     worst: f64,
@@ -47,7 +49,8 @@ impl Default for PowerTally {
     fn default() -> Self {
         Self {
             bins: vec![0; BINS],
-            used: BINS..0,
+            lowest: BINS,
+            end: 0,
             infinite: 0,
             worst: 0.0,
         }
@@ -72,12 +75,13 @@ impl PowerTally {
             (ratio.log2() * BINS_PER_OCTAVE).floor() as i64 + OCTAVES * BINS_PER_OCTAVE as i64;
         let bin = bin.clamp(0, BINS as i64 - 1) as usize;
         self.bins[bin] += 1;
-        self.used = self.used.start.min(bin)..self.used.end.max(bin + 1);
+        self.lowest = self.lowest.min(bin);
+        self.end = self.end.max(bin + 1);
     }
 
     /// The epoch's power, and the tally emptied for the next epoch.
     pub fn take(&mut self, epoch: usize) -> EpochPower {
-        let used = self.used.start.min(self.used.end)..self.used.end;
+        let used = self.lowest.min(self.end)..self.end;
         let count: u64 = self.bins[used.clone()].iter().sum::<u64>() + self.infinite;
         let mut seen = 0;
         let mut median = None;
@@ -102,7 +106,7 @@ impl PowerTally {
             worst: finite(self.worst),
         };
         self.bins[used].fill(0);
-        self.used = BINS..0;
+        (self.lowest, self.end) = (BINS, 0);
         self.infinite = 0;
         self.worst = 0.0;
         power
