@@ -65,7 +65,9 @@ def main():
             rows["compare"].append(run(compared))
         check = rows["compare"][-1][3]["shadow_check"]
         assert check["within_tolerance"], check
-        steps = f'{check["steps_checked"]} of {check["steps_expected"]}'
+        # Before the check streamed (101729e), the report said total_steps.
+        expected = check.get("steps_expected", check.get("total_steps"))
+        steps = f'{check["steps_checked"]} of {expected}'
         cells = [name, steps]
         for column in range(3):
             for kind in ("plain", "compare"):
