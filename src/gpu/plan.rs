@@ -735,6 +735,20 @@ impl GpuPlan {
         (room / record_bytes).min(u32::MAX as u64) as usize
     }
 
+    /// The error of a run whose one step record does not fit beside the
+    /// losses in a buffer of at most `most` bytes: its steps cannot be
+    /// checked, so it is refused before it trains.
+    pub fn record_too_large(&self, most: u64) -> crate::Error {
+        crate::Error::LimitExceeded(format!(
+            "one training step's record for the shadow check ({} bytes: the weights, Adam's m \
+             and v before and after the step, its gradients and its loss) does not fit in one \
+             buffer of this device beside the loss history ({most} bytes): this network is \
+             too large to check step by step; train it without --compare, or with narrower \
+             layers",
+            F32_BYTES * self.record_len()
+        ))
+    }
+
     /// Records every step into a ring of `slots` records, which the host
     /// reads after each submission of at most `slots` steps.
     pub fn record_ring(&mut self, slots: usize) {
@@ -813,6 +827,31 @@ mod tests {
         let model = Model::glorot_uniform(Architecture::new(hidden).unwrap(), 1);
         let config = config(samples, None);
         GpuPlan::new(&model, &config, SampleWork::Layers, Tile::SINGLE, None).unwrap()
+    }
+
+    #[test]
+    fn the_ring_of_step_records_is_the_budget_or_one_record_or_refused() {
+        // The seed job: 22 parameters, 7 x 22 + 1 = 155 values, 620 bytes a
+        // step; 1000 epochs of losses, 4 kB.
+        let mut plan = plan(7, &[3, 3]);
+        let record = 620u64;
+        assert_eq!(
+            plan.records_that_fit(16 << 20, 1 << 30) as u64,
+            (16 << 20) / record
+        );
+        // A budget smaller than a record: one record.
+        assert_eq!(plan.records_that_fit(100, 1 << 30), 1);
+        // A buffer that holds the losses and not one record: refused.
+        let losses = 4 * (HISTORY_HEADER_WORDS + 1000);
+        assert_eq!(plan.records_that_fit(16 << 20, losses + record - 4), 0);
+        let error = plan.record_too_large(losses + record - 4).to_string();
+        assert!(
+            error.contains("(620 bytes") && error.contains("without --compare"),
+            "{error}"
+        );
+        plan.record_ring(5);
+        assert!(plan.records());
+        assert_eq!(plan.record_floats, 5 * 155);
     }
 
     #[test]

@@ -146,8 +146,10 @@ pub async fn train_async(
     // ring holds.
     let most_steps = options
         .record_steps
-        .then(|| plan.records_that_fit(RECORD_BUDGET, largest))
-        .filter(|&fit| fit > 0);
+        .then(|| plan.records_that_fit(RECORD_BUDGET, largest));
+    if most_steps == Some(0) {
+        return Err(plan.record_too_large(largest));
+    }
     let fused = FusedSplit::new(
         &plan,
         fused_workgroup_size,
