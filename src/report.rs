@@ -601,13 +601,14 @@ fn write_shadow_check(check: &ShadowCheck, out: &mut String) {
     let _ = writeln!(out, "  result:      {verdict}");
 }
 
-/// "a gradient off by more than 1.2e-7 of itself (median; worst 3.1e-5) in
-/// epoch 1, 0.84 (worst inf) in epoch 1000": the first and last epochs.
+/// "catches a gradient off by 1.2e-7 of itself (median over the epoch;
+/// worst 3.1e-5) in epoch 1, by 0.84 (worst inf) in epoch 1000": the first
+/// and last epochs.
 fn describe_power(power: &[EpochPower]) -> Option<String> {
     let ratio = |value: Option<f64>| value.map_or("inf".to_string(), |v| format!("{v:.2e}"));
     let first = power.first()?;
     let mut text = format!(
-        "caught a gradient off by {} of itself (median; worst {}) in epoch {}",
+        "catches a gradient off by {} of itself (median over the epoch; worst {}) in epoch {}",
         ratio(first.median),
         ratio(first.worst),
         first.epoch
@@ -615,7 +616,7 @@ fn describe_power(power: &[EpochPower]) -> Option<String> {
     if let Some(last) = power.last().filter(|last| last.epoch != first.epoch) {
         let _ = write!(
             text,
-            ", {} (worst {}) in epoch {}",
+            ", by {} (worst {}) in epoch {}",
             ratio(last.median),
             ratio(last.worst),
             last.epoch
