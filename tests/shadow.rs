@@ -1024,3 +1024,37 @@ fn a_trained_model_that_is_not_the_last_step_is_caught() {
         "{result:#?}"
     );
 }
+
+#[test]
+fn replaying_on_several_threads_gives_the_verdict_of_one() {
+    // All of a run's records at once, on 1 and on 3 threads (runs of
+    // consecutive steps each): the same worst values at the same steps.
+    // A gradient of the last step is off, so the worst is in the last
+    // thread's run.
+    let (initial, config) = nonlinear_job(
+        (Activation::Tanh, Activation::Linear),
+        Loss::MeanSquaredError,
+        (1, 1),
+        70,
+    );
+    let mut run = Simulated::correct(Order::Reversed).train(&initial, &config);
+    assert!(run.records.len() >= 16, "enough steps for two threads");
+    run.records.last_mut().unwrap().gradients[0] *= 1.5;
+    let verdicts: Vec<String> = [1, 3]
+        .iter()
+        .map(|&threads| {
+            let mut check = StepCheck::with_threads(&initial, &config, threads);
+            check.take(DeviceSteps {
+                records: run.records.clone(),
+                epochs: run.history.clone(),
+            });
+            format!("{:?}", check.finish(&run.history, &run.trained))
+        })
+        .collect();
+    assert!(
+        verdicts[0].contains("within_tolerance: false"),
+        "{}",
+        verdicts[0]
+    );
+    assert_eq!(verdicts[0], verdicts[1]);
+}

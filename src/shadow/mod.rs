@@ -55,12 +55,8 @@
 //! error the bounds would have caught.
 
 use crate::batching::Batching;
-use crate::cpu::{self, Backprop, GatheredBatch};
-use crate::loss::Metric;
-use crate::model::{DenseLayout, Model};
-use crate::optimizer::{AdamConstants, adam_update};
+use crate::model::Model;
 pub use crate::rounding::apart;
-use crate::step::REDUCE_BLOCK;
 pub use crate::training::{DeviceSteps, EpochRows, StepRecord, TrainState};
 use crate::training::{TrainConfig, Watch};
 use serde::Serialize;
@@ -68,10 +64,11 @@ use std::collections::VecDeque;
 
 mod bounds;
 pub mod power;
+mod replay;
 
-use bounds::bounds_with;
 pub use bounds::{AdamBounds, StepBounds, adam_bounds, mean_bound, step_bounds};
 use power::{EpochPower, PowerTally};
+use replay::{Job, Replayed, Replayer, replay_all};
 
 /// The largest difference of one kind, as a fraction of its bound (above 1:
 /// outside the tolerance), and where.
@@ -114,6 +111,14 @@ impl Worst {
 
     fn holds(&self) -> bool {
         self.ratio <= 1.0
+    }
+
+    /// The worst of `later`'s steps after this one's: the first of the
+    /// largest ratios, or the last NaN, as one pass over both finds.
+    fn then(&mut self, later: &Worst) {
+        if later.ratio > self.ratio || later.ratio.is_nan() {
+            *self = *later;
+        }
     }
 }
 
@@ -262,14 +267,9 @@ pub struct StepCheck<'a> {
     initial: &'a Model,
     config: &'a TrainConfig,
     batching: Batching,
-    layers: Vec<DenseLayout>,
-    metrics: Vec<Metric>,
-    constants: AdamConstants,
-    step_sizes: Vec<f32>,
-    backprop: Backprop,
-    cpu_gradients: Vec<f32>,
-    gathered: GatheredBatch,
-    validation: Vec<f32>,
+    job: Job<'a>,
+    /// One a thread the steps are replayed on.
+    replayers: Vec<Replayer>,
     /// The step the next record should be, and the state it should start
     /// from.
     next_step: u64,
@@ -292,25 +292,22 @@ pub struct StepCheck<'a> {
 impl<'a> StepCheck<'a> {
     /// A check of a run of `config` from `initial`.
     pub fn new(initial: &'a Model, config: &'a TrainConfig) -> Self {
+        Self::with_threads(initial, config, replay::threads())
+    }
+
+    /// [`StepCheck::new`], replaying steps on at most `threads` threads
+    /// (the verdict does not depend on it).
+    pub fn with_threads(initial: &'a Model, config: &'a TrainConfig, threads: usize) -> Self {
         let batching = config.batching();
-        let adam = config.adam();
         let total_steps = config.epochs as u64 * batching.steps_per_epoch as u64;
-        let architecture = initial.architecture();
-        let metrics: Vec<Metric> = config.metrics.iter().map(|m| m.metric).collect();
-        let capacity = batching.batch_size as usize;
-        let count = initial.params().len();
+        let job = Job::new(config, initial);
+        let replayers = Replayer::for_threads(&job, initial, threads);
         Self {
             initial,
             config,
             batching,
-            layers: architecture.layers(),
-            constants: adam.constants(),
-            step_sizes: adam.step_size_table(total_steps),
-            backprop: Backprop::with_metrics(architecture, config.loss, &metrics, capacity),
-            metrics,
-            cpu_gradients: vec![0.0; count],
-            gathered: GatheredBatch::default(),
-            validation: Vec::new(),
+            job,
+            replayers,
             next_step: 0,
             state: TrainState::initial(initial),
             steps_checked: 0,
@@ -346,14 +343,19 @@ impl<'a> StepCheck<'a> {
         self.check_epochs(&steps.epochs);
     }
 
-    /// The device's next records, in step order.
+    /// The device's next records, in step order: replayed (on several
+    /// threads where there are), then folded in step order.
     pub fn check_records(&mut self, records: &[StepRecord]) {
-        for record in records {
-            self.check_record(record);
+        let (replayed, worsts) = replay_all(&self.job, &mut self.replayers, records);
+        worsts.add_to(&mut self.result);
+        for (record, replayed) in records.iter().zip(replayed) {
+            self.fold(record, replayed);
         }
     }
 
-    fn check_record(&mut self, record: &StepRecord) {
+    /// One replayed step into the run's account: the hand-over from the
+    /// step before, its epoch's tally, the check's power.
+    fn fold(&mut self, record: &StepRecord, replayed: Replayed) {
         let step = record.step;
         let per_epoch = self.per_epoch();
         if step < self.next_step {
@@ -373,12 +375,14 @@ impl<'a> StepCheck<'a> {
         self.went_on(step);
         let epoch = (step / per_epoch) as usize;
         if self.tallies.back().is_none_or(|t| t.epoch != epoch) {
-            let mut tally = EpochTally::new(epoch, self.metrics.len());
+            let mut tally = EpochTally::new(epoch, self.job.metrics.len());
             tally.whole = step.is_multiple_of(per_epoch);
             self.tallies.push_back(tally);
         }
-        self.check_step(record);
-        self.check_adam(record);
+        for &ratio in &replayed.ratios {
+            self.power.add(ratio as f64);
+        }
+        self.tally(record, replayed);
         self.state.clone_from(&record.after);
         self.next_step = step + 1;
         self.steps_checked += 1;
@@ -386,6 +390,30 @@ impl<'a> StepCheck<'a> {
             let power = self.power.take(epoch);
             let tally = self.tallies.back_mut().expect("this epoch's tally");
             tally.power = Some(power);
+        }
+    }
+
+    /// The step's loss and metrics into its epoch's tally; at the epoch's
+    /// end, its validation values and the weights early stopping may keep.
+    fn tally(&mut self, record: &StepRecord, replayed: Replayed) {
+        let batch = self.batching.batch(record.step);
+        let tally = self.tallies.back_mut().expect("this epoch's tally");
+        let size = batch.size as f32;
+        tally.loss_total += record.loss * size;
+        tally.loss_magnitude += (record.loss as f64 * size as f64).abs();
+        let each = (replayed.metric_sums.iter())
+            .zip(&replayed.metric_bounds)
+            .zip(&replayed.metric_magnitudes);
+        for (m, ((&sum, &bound), &magnitude)) in each.enumerate() {
+            tally.metric_totals[m] += sum;
+            tally.metric_bounds[m] += bound;
+            tally.metric_magnitudes[m] += magnitude;
+        }
+        if batch.ends_epoch(&self.batching) {
+            tally.last_step = Some(record.step);
+            tally.validation = replayed.validation;
+            let restores = (self.config.early_stopping).is_some_and(|e| e.restore_best_weights);
+            tally.weights = restores.then(|| record.after.weights.clone());
         }
     }
 
@@ -421,104 +449,6 @@ impl<'a> StepCheck<'a> {
                 "the device ran on after epoch {stopped}, where early stopping on its own \
                  history stops the run"
             ));
-        }
-    }
-
-    /// The step's loss, gradients and metrics from its before-state; at an
-    /// epoch's end, the validation values from its after-state.
-    fn check_step(&mut self, record: &StepRecord) {
-        let step = record.step;
-        let config = self.config;
-        let batch = self.batching.batch(step);
-        self.gathered.gather(&config.data, &self.batching, batch);
-        let (x, y) = self.gathered.view(&config.data, &self.batching, batch);
-        let weights = &record.before.weights;
-        let gradients = &mut self.cpu_gradients;
-        let loss = self.backprop.loss_and_gradients(weights, x, y, gradients);
-        let scored = (config.loss, &self.metrics[..]);
-        let bounds = step_bounds(&self.layers, scored, weights, x, y);
-        let result = &mut self.result;
-        result
-            .losses
-            .consider(step, 0, record.loss, loss, bounds.loss);
-        let compared = record.gradients.iter().zip(self.cpu_gradients.iter());
-        for (p, ((&device, &cpu), &bound)) in compared.zip(&bounds.gradients).enumerate() {
-            result.gradients.consider(step, p, device, cpu, bound);
-            self.power.add(bound, cpu);
-        }
-        let validation = match batch.ends_epoch(&self.batching) {
-            true => self.validation_values(&record.after.weights),
-            false => Vec::new(),
-        };
-        let tally = self.tallies.back_mut().expect("this epoch's tally");
-        let size = batch.size as f32;
-        tally.loss_total += record.loss * size;
-        tally.loss_magnitude += (record.loss as f64 * size as f64).abs();
-        let sums = self.backprop.metric_sums().iter();
-        let each = sums.zip(&bounds.metric_sums).zip(&bounds.metric_magnitudes);
-        for (m, ((&sum, &bound), &magnitude)) in each.enumerate() {
-            tally.metric_totals[m] += sum;
-            tally.metric_bounds[m] += bound;
-            tally.metric_magnitudes[m] += magnitude;
-        }
-        if batch.ends_epoch(&self.batching) {
-            tally.last_step = Some(step);
-            tally.validation = validation;
-            let restores = config
-                .early_stopping
-                .is_some_and(|e| e.restore_best_weights);
-            tally.weights = restores.then(|| record.after.weights.clone());
-        }
-    }
-
-    /// The CPU's validation loss and metrics of `weights`, each with its
-    /// bound (none without a split).
-    fn validation_values(&mut self, weights: &[f32]) -> Vec<(f32, f64)> {
-        let config = self.config;
-        let rows = config.validation_rows();
-        let n = rows.len();
-        if n == 0 {
-            return Vec::new();
-        }
-        let scored = (config.loss, &self.metrics[..]);
-        let (layers, data) = (&self.layers, &config.data);
-        cpu::validation_losses(
-            weights,
-            layers,
-            scored,
-            data,
-            rows.clone(),
-            &mut self.validation,
-        );
-        let partials = cpu::validation_partials(&self.validation, n);
-        let values = partials
-            .iter()
-            .map(|series| cpu::validation_loss(series, n));
-        let (x, y) = config.data.rows(rows);
-        let roundings = n.min(REDUCE_BLOCK) + n.div_ceil(REDUCE_BLOCK);
-        let bounds = bounds_with(layers, scored, weights, x, y, roundings);
-        let metric_bounds = (bounds.metric_sums.iter().zip(&bounds.metric_magnitudes))
-            .map(|(&sum, &magnitude)| mean_bound(sum, magnitude, n as f64));
-        values
-            .zip(std::iter::once(bounds.loss).chain(metric_bounds))
-            .collect()
-    }
-
-    /// Adam's update of every parameter from the record's before-state
-    /// and gradients.
-    fn check_adam(&mut self, record: &StepRecord) {
-        let step = record.step;
-        let count = record.gradients.len();
-        let alpha = self.step_sizes[(step as usize).min(self.step_sizes.len() - 1)];
-        let states = &mut self.result.states;
-        for p in 0..count {
-            let (w, g) = (record.before.weights[p], record.gradients[p]);
-            let (mut m, mut v) = (record.before.m[p], record.before.v[p]);
-            let bound = adam_bounds(w, g, m, v, alpha, &self.constants);
-            let updated = adam_update(w, g, &mut m, &mut v, alpha, &self.constants);
-            states.consider(step, p, record.after.weights[p], updated, bound.weight);
-            states.consider(step, count + p, record.after.m[p], m, bound.m);
-            states.consider(step, 2 * count + p, record.after.v[p], v, bound.v);
         }
     }
 
@@ -608,7 +538,7 @@ impl<'a> StepCheck<'a> {
                 0 => result
                     .losses
                     .consider(step, tally.epoch, device, cpu, bound),
-                k => metrics.consider(step, self.metrics.len() + k - 1, device, cpu, bound),
+                k => metrics.consider(step, self.job.metrics.len() + k - 1, device, cpu, bound),
             }
         }
         if let Some(worst) = &mut result.metrics {

@@ -58,9 +58,8 @@ impl Default for PowerTally {
 }
 
 impl PowerTally {
-    /// One gradient `g` (the CPU's) and its bound.
-    pub fn add(&mut self, bound: f64, g: f32) {
-        let ratio = bound / (g as f64).abs();
+    /// One gradient's `bound / |g|` (g the CPU's).
+    pub fn add(&mut self, ratio: f64) {
         if ratio.is_nan() {
             // 0 / 0: nothing to catch, nothing missed; a NaN gradient fails
             // the check itself.
@@ -122,8 +121,8 @@ mod tests {
         let mut tally = PowerTally::default();
         // Ratios 1e-6, 1e-3, 2e-3 and 10: of the middle two, the
         // histogram reports the lower's bin.
-        for (bound, g) in [(1e-6, 1.0), (1e-3, 1.0), (4e-3, 2.0), (10.0, 1.0)] {
-            tally.add(bound, g);
+        for ratio in [1e-6, 1e-3, 2e-3, 10.0] {
+            tally.add(ratio);
         }
         let power = tally.take(0);
         assert_eq!(power.epoch, 1);
@@ -131,9 +130,9 @@ mod tests {
         assert!((median / 1e-3 - 1.0).abs() < 0.05, "{median}");
         assert_eq!(power.worst, Some(10.0));
         // Taken: the next epoch starts empty; a zero gradient is infinite.
-        tally.add(1e-7, 0.0);
-        tally.add(1e-7, 0.0);
-        tally.add(1e-7, 1.0);
+        tally.add(f64::INFINITY);
+        tally.add(f64::INFINITY);
+        tally.add(1e-7);
         let power = tally.take(1);
         assert_eq!((power.median, power.worst), (None, None));
     }
