@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""What `--compare` costs: each workload run with and without it, in turn,
-round after round (so a slow spell of a noisy machine hits both alike).
+"""What `--compare` costs: each workload run with and without it, by each
+binary given, in turn, round after round (so a slow spell of a noisy
+machine hits every row alike).
 Prints the median (min-max) of the whole process's wall time, the report's
 `train` time (with `--compare`, the GPU run while the shadow check takes its
 streamed records on another thread) and the process's peak resident memory.
@@ -8,7 +9,7 @@ streamed records on another thread) and the process's peak resident memory.
 comparison, which the wall time includes. Usage:
 
     cargo build --release
-    scripts/bench-compare.py [--rounds 5] [--binary target/release/gpu-c2f]
+    scripts/bench-compare.py [--rounds 5] [--binary target/release/gpu-c2f ...]
 """
 
 import argparse
@@ -48,31 +49,35 @@ def spread(values):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--binary", default="target/release/gpu-c2f")
+    parser.add_argument("--binary", action="append", help="default: target/release/gpu-c2f")
     args = parser.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    binaries = args.binary or ["target/release/gpu-c2f"]
     print(f"{args.rounds} rounds: median (min-max)")
-    print("| workload | steps checked | wall ms | with --compare | train ms | with --compare "
-          "| peak MiB | with --compare |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| workload | binary | steps checked | wall ms | with --compare | train ms "
+          "| with --compare | peak MiB | with --compare |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, flags in WORKLOADS.items():
-        plain = [args.binary, "--json", "--quiet", *flags]
-        compared = [*plain, "--compare"]
-        run(plain)  # warm Mesa's shader cache
-        rows = {"plain": [], "compare": []}
+        commands = {}
+        for binary in binaries:
+            plain = [binary, "--json", "--quiet", *flags]
+            commands[binary] = {"plain": plain, "compare": [*plain, "--compare"]}
+            run(plain)  # warm Mesa's shader cache
+        rows = {binary: {"plain": [], "compare": []} for binary in binaries}
         for _ in range(args.rounds):
-            rows["plain"].append(run(plain))
-            rows["compare"].append(run(compared))
-        check = rows["compare"][-1][3]["shadow_check"]
-        assert check["within_tolerance"], check
-        # Before the check streamed (101729e), the report said total_steps.
-        expected = check.get("steps_expected", check.get("total_steps"))
-        steps = f'{check["steps_checked"]} of {expected}'
-        cells = [name, steps]
-        for column in range(3):
-            for kind in ("plain", "compare"):
-                cells.append(spread([row[column] for row in rows[kind]]))
-        print("| " + " | ".join(cells) + " |")
+            for binary, kinds in commands.items():
+                for kind, command in kinds.items():
+                    rows[binary][kind].append(run(command))
+        for binary in binaries:
+            check = rows[binary]["compare"][-1][3]["shadow_check"]
+            assert check["within_tolerance"], check
+            # Before the check streamed (101729e), the report said total_steps.
+            expected = check.get("steps_expected", check.get("total_steps"))
+            cells = [name, f"`{binary}`", f'{check["steps_checked"]} of {expected}']
+            for column in range(3):
+                for kind in ("plain", "compare"):
+                    cells.append(spread([row[column] for row in rows[binary][kind]]))
+            print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
