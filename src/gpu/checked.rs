@@ -1,7 +1,7 @@
 //! A GPU run checked as it runs: every step's record and every finished
 //! epoch's history row stream back after each submission into the shadow
 //! check ([`crate::shadow::StepCheck`]), which drops each record once
-//! checked. Natively the check runs on its own thread while the GPU runs
+//! checked. Natively the check runs on its own threads while the GPU runs
 //! the next submission, at most [`CHECK_QUEUE`] submissions behind (the
 //! GPU waits for it beyond that, which bounds the memory); in the browser,
 //! which has no threads here, it runs between submissions.
