@@ -141,7 +141,8 @@ pub struct Cli {
     #[arg(long, help_heading = "Training")]
     pub seed: Option<u64>,
 
-    /// Start from a model file's weights (its architecture too) instead of random ones.
+    /// Start from a model file's weights (its architecture too) instead of
+    /// random ones: .json or .safetensors, by the extension.
     #[arg(long, value_name = "FILE", help_heading = "Training")]
     pub init: Option<PathBuf>,
 
@@ -208,9 +209,10 @@ pub struct Cli {
     #[arg(long, help_heading = "Output")]
     pub json: bool,
 
-    /// Write the trained model to this JSON file (`-`: standard output, the
-    /// report then on standard error). Links are written through; nothing is
-    /// written when training or the shadow check fails.
+    /// Write the trained model to FILE, its format by its extension: .json
+    /// or .safetensors (`-`: JSON on standard output, the report then on
+    /// standard error). Links are written through; nothing is written when
+    /// training or the shadow check fails.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub save: Option<PathBuf>,
 
@@ -381,7 +383,11 @@ pub fn run(cli: Cli) -> Result<()> {
     let save = cli
         .save
         .as_deref()
-        .map(|p| OutputFile::check(p, "--save"))
+        .map(|path| {
+            let format = model_file::Format::of(path)
+                .map_err(|error| flag_error(anyhow::anyhow!("--save: {error}")))?;
+            Ok::<_, anyhow::Error>((OutputFile::check(path, "--save")?, format))
+        })
         .transpose()?;
     let plot_file = match &cli.plot {
         Some(path) => {
@@ -390,7 +396,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         None => None,
     };
-    if let (Some(save), Some(plot_file)) = (&save, &plot_file) {
+    if let (Some((save, _)), Some(plot_file)) = (&save, &plot_file) {
         save.check_distinct(plot_file).map_err(flag_error)?;
     }
     // Everything that can be wrong with the flags and their files, before
@@ -519,7 +525,9 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     let chatty = !(cli.json || cli.quiet);
     // An output on stdout (`-`) leaves the report to stderr.
-    let stdout_taken = save.iter().chain(&plot_file).any(OutputFile::is_stdout);
+    let stdout_taken = (save.iter().map(|(file, _)| file))
+        .chain(&plot_file)
+        .any(OutputFile::is_stdout);
     if chatty {
         let line = format!("{}\n", report.start_line());
         match stdout_taken {
@@ -593,9 +601,9 @@ pub fn run(cli: Cli) -> Result<()> {
         None => Ok(()),
     };
     let mut outputs = Vec::new();
-    if let Some(file) = save {
-        let json = model_file::to_json(&output.model, &report.model_file_keys())?;
-        outputs.push(("Saved:      ", file, json.into_bytes()));
+    if let Some((file, format)) = save {
+        let bytes = format.to_bytes(&output.model, &report.model_file_keys())?;
+        outputs.push(("Saved:      ", file, bytes));
     }
     if let Some(file) = plot_file {
         let picture = render_plot(

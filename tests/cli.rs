@@ -200,6 +200,22 @@ fn save_then_init_round_trips_the_weights() {
     assert_eq!(loaded["final_loss"], Value::Null);
     assert_eq!(loaded["predictions"][0], trained["predictions"][0]);
 
+    // The same model as .safetensors loads to the same weights.
+    let tensors = scratch("trained.safetensors");
+    let tensors_text = tensors.to_str().unwrap();
+    json_of(&[
+        "--json",
+        "--init",
+        path_text,
+        "--epochs",
+        "0",
+        "--save",
+        tensors_text,
+    ]);
+    let from_tensors = json_of(&["--json", "--init", tensors_text, "--epochs", "0"]);
+    assert_eq!(from_tensors["layers"], trained["layers"]);
+    assert_eq!(from_tensors["predictions"], loaded["predictions"]);
+
     // Training on from the file continues where the first run stopped: its
     // first loss is the saved model's loss, already near the minimum.
     let resumed = json_of(&["--json", "--init", path_text, "--epochs", "5"]);

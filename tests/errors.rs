@@ -444,7 +444,33 @@ fn model_files() {
         "huge.json",
         r#"{"layers": [{"kernel": [[1e39]], "bias": [0]}]}"#,
     );
+    let unknown = file("model.pt", r#"{"layers": []}"#);
+    let not_safetensors = file("not.safetensors", "hello");
+    let unwritten = folder().join("model.h5");
     check(&[
+        case(
+            "model",
+            &["--init", &unknown],
+            1,
+            &[
+                "model.pt",
+                "unknown model file format",
+                ".json, .safetensors",
+            ],
+        ),
+        case(
+            "model",
+            &["--init", &not_safetensors],
+            1,
+            &["not.safetensors", "not a safetensors file"],
+        ),
+        // Refused before training: a flag error.
+        case(
+            "model",
+            &["--save", unwritten.to_str().unwrap()],
+            2,
+            &["--save", "model.h5", "unknown model file format"],
+        ),
         case(
             "model",
             &["--init", missing],
@@ -496,6 +522,7 @@ fn model_files() {
             &["huge.json", "layer 0", "non-finite"],
         ),
     ]);
+    assert!(!unwritten.exists(), "nothing written for an unknown format");
 }
 
 fn assert_untouched(path: &Path, contents: &str) {
@@ -676,26 +703,39 @@ fn path(p: &Path) -> &str {
 
 #[test]
 fn two_outputs_into_one_file_are_refused_before_training() {
+    // A model file and a plot take different extensions, so the same file
+    // is two names: the plot's, and a link to it (not yet there).
     let dir = scratch("same");
     let same = dir.join("same.svg");
-    let output = gpu_c2f(&[
-        "--epochs",
-        "5",
-        "--save",
-        path(&same),
-        "--plot",
-        path(&same),
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("both write to the same file"), "{stderr}");
-    assert!(!same.exists(), "nothing is written");
-    // The same file through a link, and standard output twice.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("same.svg", dir.join("model.json")).unwrap();
+        let model = dir.join("model.json");
+        let args = [
+            "--epochs",
+            "5",
+            "--save",
+            path(&model),
+            "--plot",
+            path(&same),
+        ];
+        let output = gpu_c2f(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("both write to the same file"), "{stderr}");
+        assert!(!same.exists(), "nothing is written");
+    }
+    // The same file, already there, through a link, and standard output twice.
     #[cfg(unix)]
     {
         std::fs::write(&same, "old").unwrap();
-        std::os::unix::fs::symlink("same.svg", dir.join("link.svg")).unwrap();
-        let output = gpu_c2f(&["--save", path(&dir.join("link.svg")), "--plot", path(&same)]);
+        std::os::unix::fs::symlink("same.svg", dir.join("link.json")).unwrap();
+        let output = gpu_c2f(&[
+            "--save",
+            path(&dir.join("link.json")),
+            "--plot",
+            path(&same),
+        ]);
         assert_eq!(output.status.code(), Some(2));
         assert_untouched(&same, "old");
     }

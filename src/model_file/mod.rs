@@ -1,14 +1,78 @@
-//! Model files: JSON whose `layers` holds one `{"kernel", "bias",
+//! Model files, their format picked by the file name's extension
+//! ([`Format`]): JSON (here) whose `layers` holds one `{"kernel", "bias",
 //! "activation"}` per Dense layer, the weights in Keras's `get_weights()`
 //! layout (`kernel[input][unit]`), so weights exported from Keras load
-//! directly; `activation` is a Keras name, linear when absent or null. Other keys are ignored on
-//! load; gpu-c2f writes a few for people reading the file.
-//! [`crate::output`] writes them.
+//! directly; `activation` is a Keras name, linear when absent or null.
+//! Other keys are ignored on load; gpu-c2f writes a few for people reading
+//! the file. And safetensors (`safetensors.rs`). [`crate::output`] writes
+//! them.
 
 use crate::error::{Error, Result};
 use crate::model::{DenseWeights, Model};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+mod safetensors;
+
+/// A model file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.json` (and standard output, `-`).
+    Json,
+    /// `.safetensors`.
+    Safetensors,
+}
+
+impl Format {
+    /// Every format, with its extension.
+    pub const ALL: [(Format, &'static str); 2] = [
+        (Format::Json, ".json"),
+        (Format::Safetensors, ".safetensors"),
+    ];
+
+    /// The format of `path` by its extension; a name without one (`-`,
+    /// standard output, a device file such as /dev/stdout) is JSON, and an
+    /// unknown extension is an error that lists the known.
+    pub fn of(path: &Path) -> Result<Format> {
+        let Some(extension) = path.extension() else {
+            return Ok(Format::Json);
+        };
+        let extension = format!(".{}", extension.to_string_lossy().to_lowercase());
+        Self::ALL
+            .iter()
+            .find(|&&(_, known)| known == extension)
+            .map(|&(format, _)| format)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::ALL.iter().map(|(_, e)| *e).collect();
+                Error::ModelFile {
+                    file: Some(path.into()),
+                    message: format!(
+                        "unknown model file format; the name must end in one of {}",
+                        known.join(", ")
+                    ),
+                }
+            })
+    }
+
+    /// The bytes of `model` in this format, with `extra`'s descriptive keys.
+    pub fn to_bytes(self, model: &Model, extra: &serde_json::Value) -> Result<Vec<u8>> {
+        match self {
+            Format::Json => to_json(model, extra).map(String::into_bytes),
+            Format::Safetensors => {
+                check_finite(model)?;
+                self::safetensors::to_bytes(model, extra)
+            }
+        }
+    }
+}
+
+/// A model-file error of no file yet (the caller names it).
+fn model_file_error(message: String) -> Error {
+    Error::ModelFile {
+        file: None,
+        message,
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ModelFile {
@@ -24,13 +88,24 @@ struct SavedModel<'a> {
     layers: Vec<DenseWeights>,
 }
 
-/// Reads a model file; errors name the file and, for shape problems, the layer.
+/// Reads a model file in the format its name says; errors name the file
+/// and, for shape problems, the layer.
 pub fn load(path: &Path) -> Result<Model> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let format = Format::of(path)?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
         what: format!("cannot read model file {}", path.display()),
         source,
     })?;
-    parse(&text).map_err(|error| match error {
+    let model = match format {
+        Format::Json => match String::from_utf8(bytes) {
+            Ok(text) => parse(&text),
+            Err(_) => Err(model_file_error(
+                "not a model file: not JSON text (not UTF-8)".into(),
+            )),
+        },
+        Format::Safetensors => self::safetensors::parse(&bytes),
+    };
+    model.map_err(|error| match error {
         Error::ModelFile { message, .. } => Error::ModelFile {
             file: Some(path.into()),
             message,
@@ -57,11 +132,7 @@ pub fn parse(text: &str) -> Result<Model> {
 /// The JSON text `save` writes: the layers plus `extra` (an object of
 /// descriptive keys such as the seed and final loss).
 pub fn to_json(model: &Model, extra: &serde_json::Value) -> Result<String> {
-    if model.params().iter().any(|p| !p.is_finite()) {
-        return Err(Error::InvalidModel(
-            "refusing to save a model with non-finite weights".into(),
-        ));
-    }
+    check_finite(model)?;
     let saved = SavedModel {
         format: "gpu-c2f model v1",
         architecture: model.architecture().describe(),
@@ -71,6 +142,16 @@ pub fn to_json(model: &Model, extra: &serde_json::Value) -> Result<String> {
     let json = serde_json::to_string_pretty(&saved)
         .map_err(|error| Error::InvalidModel(format!("cannot write the model as JSON: {error}")))?;
     Ok(json + "\n")
+}
+
+/// Refuses a model with a weight that is not finite.
+fn check_finite(model: &Model) -> Result<()> {
+    if model.params().iter().any(|p| !p.is_finite()) {
+        return Err(Error::InvalidModel(
+            "refusing to save a model with non-finite weights".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
