@@ -786,6 +786,16 @@ fn nonlinear_job(
     (Model::glorot_uniform(architecture, 21), config)
 }
 
+/// 1-6tanh-4tanh-1 on the sine, mean squared error, three metrics.
+fn tanh_job() -> (Model, TrainConfig) {
+    nonlinear_job(
+        (Activation::Tanh, Activation::Linear),
+        Loss::MeanSquaredError,
+        (1, 1),
+        70,
+    )
+}
+
 /// The correct simulated device in both orders passes; the worst ratios
 /// are printed.
 fn assert_both_orders_pass(what: &str, initial: &Model, config: &TrainConfig) {
@@ -884,12 +894,7 @@ fn fma_device_passes_validation_and_early_stopping() {
 
 #[test]
 fn subtle_mistakes_are_caught_on_nonlinear_jobs() {
-    let (initial, config) = nonlinear_job(
-        (Activation::Tanh, Activation::Linear),
-        Loss::MeanSquaredError,
-        (1, 1),
-        70,
-    );
+    let (initial, config) = tanh_job();
     for mistake in [
         Mistake::GradientScale(1.01),
         Mistake::OneUnitDerivative,
@@ -1031,12 +1036,7 @@ fn replaying_on_several_threads_gives_the_verdict_of_one() {
     // consecutive steps each): the same worst values at the same steps.
     // A gradient of the last step is off, so the worst is in the last
     // thread's run.
-    let (initial, config) = nonlinear_job(
-        (Activation::Tanh, Activation::Linear),
-        Loss::MeanSquaredError,
-        (1, 1),
-        70,
-    );
+    let (initial, config) = tanh_job();
     let mut run = Simulated::correct(Order::Reversed).train(&initial, &config);
     assert!(run.records.len() >= 16, "enough steps for two threads");
     run.records.last_mut().unwrap().gradients[0] *= 1.5;

@@ -38,10 +38,7 @@ pub fn train_checked(
     options: &GpuOptions,
     mut on_progress: impl FnMut(Progress<'_>),
 ) -> Result<CheckedRun> {
-    let options = GpuOptions {
-        record_steps: true,
-        ..*options
-    };
+    let options = recording(options);
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel(CHECK_QUEUE);
         let checker = scope.spawn(move || {
@@ -83,10 +80,7 @@ pub async fn train_checked_async(
     options: &GpuOptions,
     mut on_progress: impl FnMut(Progress<'_>),
 ) -> Result<CheckedRun> {
-    let options = GpuOptions {
-        record_steps: true,
-        ..*options
-    };
+    let options = recording(options);
     let mut check = StepCheck::new(initial, config);
     let run = train_async(gpu, initial, config, &options, |mut progress| {
         if let Some(steps) = progress.steps.take() {
@@ -96,6 +90,14 @@ pub async fn train_checked_async(
     })
     .await?;
     Ok(finish(check, config, run))
+}
+
+/// `options`, recording every step.
+fn recording(options: &GpuOptions) -> GpuOptions {
+    GpuOptions {
+        record_steps: true,
+        ..*options
+    }
 }
 
 fn finish(check: StepCheck<'_>, config: &TrainConfig, run: GpuTrainOutput) -> CheckedRun {

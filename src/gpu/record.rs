@@ -371,9 +371,7 @@ impl Recorder<'_> {
         });
         (encoder.finish(), readback)
     }
-}
 
-impl Recorder<'_> {
     /// Copies what `readback` names into a new mappable buffer, in its
     /// order: the history's header, each series' rows, the step records.
     fn copy_out(&self, encoder: &mut wgpu::CommandEncoder, readback: &Readback) -> wgpu::Buffer {

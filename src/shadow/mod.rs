@@ -54,7 +54,6 @@
 //! **Power.** [`power`] reports per epoch the smallest relative gradient
 //! error the bounds would have caught.
 
-use crate::batching::Batching;
 use crate::model::Model;
 pub use crate::rounding::apart;
 pub use crate::training::{DeviceSteps, EpochRows, StepRecord, TrainState};
@@ -265,8 +264,7 @@ impl EpochTally {
 /// rows as they come (see the module's notes).
 pub struct StepCheck<'a> {
     initial: &'a Model,
-    config: &'a TrainConfig,
-    batching: Batching,
+    /// The run's config, batching and what replaying its steps needs.
     job: Job<'a>,
     /// One a thread the steps are replayed on.
     replayers: Vec<Replayer>,
@@ -298,14 +296,11 @@ impl<'a> StepCheck<'a> {
     /// [`StepCheck::new`], replaying steps on at most `threads` threads
     /// (the verdict does not depend on it).
     pub fn with_threads(initial: &'a Model, config: &'a TrainConfig, threads: usize) -> Self {
-        let batching = config.batching();
-        let total_steps = config.epochs as u64 * batching.steps_per_epoch as u64;
         let job = Job::new(config, initial);
+        let total_steps = config.epochs as u64 * job.batching.steps_per_epoch as u64;
         let replayers = Replayer::for_threads(&job, initial, threads);
         Self {
             initial,
-            config,
-            batching,
             job,
             replayers,
             next_step: 0,
@@ -334,7 +329,7 @@ impl<'a> StepCheck<'a> {
     }
 
     fn per_epoch(&self) -> u64 {
-        self.batching.steps_per_epoch as u64
+        self.job.batching.steps_per_epoch as u64
     }
 
     /// One submission's stream: its records, then its finished epochs.
@@ -396,7 +391,7 @@ impl<'a> StepCheck<'a> {
     /// The step's loss and metrics into its epoch's tally; at the epoch's
     /// end, its validation values and the weights early stopping may keep.
     fn tally(&mut self, record: &StepRecord, replayed: Replayed) {
-        let batch = self.batching.batch(record.step);
+        let batch = self.job.batching.batch(record.step);
         let tally = self.tallies.back_mut().expect("this epoch's tally");
         let size = batch.size as f32;
         tally.loss_total += record.loss * size;
@@ -409,10 +404,10 @@ impl<'a> StepCheck<'a> {
             tally.metric_bounds[m] += bound;
             tally.metric_magnitudes[m] += magnitude;
         }
-        if batch.ends_epoch(&self.batching) {
+        if batch.ends_epoch(&self.job.batching) {
             tally.last_step = Some(record.step);
             tally.validation = replayed.validation;
-            let restores = (self.config.early_stopping).is_some_and(|e| e.restore_best_weights);
+            let restores = (self.job.config.early_stopping).is_some_and(|e| e.restore_best_weights);
             tally.weights = restores.then(|| record.after.weights.clone());
         }
     }
@@ -493,7 +488,7 @@ impl<'a> StepCheck<'a> {
             self.ran_on_after(stopped);
             return;
         }
-        let Some(stopping) = &self.config.early_stopping else {
+        let Some(stopping) = &self.job.config.early_stopping else {
             return;
         };
         let watched = row.val_loss.unwrap_or(row.loss);
@@ -512,7 +507,7 @@ impl<'a> StepCheck<'a> {
     /// The epoch's loss, metrics and validation values in the device's row
     /// against the CPU's, each within its bound.
     fn check_epoch_values(&mut self, tally: &EpochTally, row: &Row) {
-        let samples = self.batching.samples as f64;
+        let samples = self.job.batching.samples as f64;
         let steps = self.per_epoch() as usize;
         let step = tally.last_step.expect("a whole epoch");
         // The device's epoch loss: the same recorded step losses, added in
@@ -552,7 +547,7 @@ impl<'a> StepCheck<'a> {
     /// the one it streamed.
     pub fn finish(mut self, history: &EpochRows, trained: &Model) -> ShadowCheck {
         let per_epoch = self.per_epoch();
-        let epochs = self.stopped_after.unwrap_or(self.config.epochs);
+        let epochs = self.stopped_after.unwrap_or(self.job.config.epochs);
         let expected = epochs as u64 * per_epoch;
         let ran = history.len();
         let result = &mut self.result;
@@ -564,7 +559,7 @@ impl<'a> StepCheck<'a> {
                     "the device ran {ran} epochs, but early stopping on its own history stops \
                      after {stopped}"
                 ),
-                None if self.config.early_stopping.is_some() => format!(
+                None if self.job.config.early_stopping.is_some() => format!(
                     "the device stopped after epoch {ran}, but early stopping on its own history \
                      lets all {epochs} run"
                 ),
@@ -586,10 +581,8 @@ impl<'a> StepCheck<'a> {
                 "the history the device read back at the end is not the one it streamed".into(),
             );
         }
-        let restored = self
-            .config
-            .early_stopping
-            .is_some_and(|stopping| stopping.restores(&self.watch));
+        let restored =
+            (self.job.config.early_stopping).is_some_and(|stopping| stopping.restores(&self.watch));
         let (kept, step) = match restored {
             true => (
                 self.best_weights.as_ref(),
