@@ -9,7 +9,7 @@ use crate::gpu::largest_buffer;
 use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
 use crate::loss::Loss;
 use crate::model::{Architecture, Model};
-use crate::model_file;
+use crate::model_file::{self, SavedAdam, SavedModel};
 use crate::output::OutputFile;
 use crate::plot;
 use crate::report::{DeviceReport, Report, millis};
@@ -17,11 +17,11 @@ use crate::shadow;
 use crate::training::{
     DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, EarlyStopping, NamedMetric, TrainConfig, TrainOutput,
 };
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use crate::training::DEFAULT_SEED;
@@ -52,20 +52,24 @@ pub struct Cli {
     /// default, or `width:activation` (`16:relu,16:tanh`); `none` for a
     /// single Dense(1). Activations: linear, relu, tanh, sigmoid, softplus,
     /// elu, leaky_relu, gelu, silu.
-    #[arg(long, value_name = "W[:ACT],...|none", value_parser = parse_hidden, conflicts_with = "init", help_heading = "Training")]
+    /// With --init FILE.weights.h5, which names no activations, the widths
+    /// must be the file's.
+    #[arg(long, value_name = "W[:ACT],...|none", value_parser = parse_hidden, help_heading = "Training")]
     pub hidden: Option<HiddenLayers>,
 
-    /// The output layer's activation (e.g. sigmoid for a probability).
-    #[arg(long, value_name = "ACT", default_value = "linear", value_parser = parse_activation, conflicts_with = "init", help_heading = "Training")]
-    pub output_activation: Activation,
+    /// The output layer's activation (e.g. sigmoid for a probability)
+    /// [default: linear].
+    #[arg(long, value_name = "ACT", value_parser = parse_activation, help_heading = "Training")]
+    pub output_activation: Option<Activation>,
 
     /// Training epochs (0 reports the untrained model).
     #[arg(long, default_value_t = DEFAULT_EPOCHS, allow_negative_numbers = true, help_heading = "Training")]
     pub epochs: usize,
 
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = DEFAULT_LEARNING_RATE, value_parser = parse_learning_rate, allow_hyphen_values = true, help_heading = "Training")]
-    pub learning_rate: f32,
+    /// Adam's learning rate [default: 0.1, or the one of the Adam state
+    /// --init resumes].
+    #[arg(long, value_parser = parse_learning_rate, allow_hyphen_values = true, help_heading = "Training")]
+    pub learning_rate: Option<f32>,
 
     /// Samples per Adam step, as Keras's `fit(batch_size=...)`; `all` (or any
     /// size beyond the data) for one full batch per epoch. Batches are
@@ -142,7 +146,8 @@ pub struct Cli {
     pub seed: Option<u64>,
 
     /// Start from a model file's weights (its architecture too) instead of
-    /// random ones: .json or .safetensors, by the extension.
+    /// random ones: .json, .keras, .weights.h5 or .safetensors, by the
+    /// extension. A .keras or .json file's Adam state is resumed.
     #[arg(long, value_name = "FILE", help_heading = "Training")]
     pub init: Option<PathBuf>,
 
@@ -430,7 +435,13 @@ pub fn run(cli: Cli) -> Result<()> {
         );
     }
     let seed = cli.seed.unwrap_or(DEFAULT_SEED);
-    let (initial, init_seed, init) = initial_model(&cli, seed)?;
+    let start = initial_model(&cli, seed)?;
+    let initial = start.model.clone();
+    let init = start.init.clone();
+    let resumed = start.adam.as_ref();
+    let learning_rate = (cli.learning_rate)
+        .or(resumed.map(|adam| adam.learning_rate))
+        .unwrap_or(DEFAULT_LEARNING_RATE);
     let csv = cli
         .data
         .as_deref()
@@ -457,7 +468,8 @@ pub fn run(cli: Cli) -> Result<()> {
     let config_for = |data: Dataset| TrainConfig {
         data,
         epochs: cli.epochs,
-        learning_rate: cli.learning_rate,
+        learning_rate,
+        adam_state: resumed.map(|adam| adam.state.clone()),
         batch_size: cli.batch_size.0,
         shuffle_seed: seed,
         shuffle: cli.shuffle,
@@ -517,7 +529,8 @@ pub fn run(cli: Cli) -> Result<()> {
             config
         }
     };
-    let mut report = Report::new(&initial, &config, init_seed, init);
+    let mut report = Report::new(&initial, &config, start.seed, start.init.clone());
+    report.adam_start = start.adam_start();
     report.columns = columns;
     if let Some(gpu) = &gpu {
         report.timings_ms.setup = millis(setup);
@@ -602,7 +615,15 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let mut outputs = Vec::new();
     if let Some((file, format)) = save {
-        let bytes = format.to_bytes(&output.model, &report.model_file_keys())?;
+        let saved = SavedModel {
+            model: output.model.clone(),
+            optimizer: Some(SavedAdam {
+                learning_rate: config.learning_rate,
+                state: output.adam.clone(),
+            }),
+            loss: config.loss,
+        };
+        let bytes = format.to_bytes(&saved, &report.model_file_keys())?;
         outputs.push(("Saved:      ", file, bytes));
     }
     if let Some(file) = plot_file {
@@ -699,24 +720,121 @@ pub fn is_flag_error(error: &anyhow::Error) -> bool {
     })
 }
 
-/// The starting weights (`--init`, or glorot_uniform from `seed`), the
-/// initialisation seed the report names (none with `--init`) and where the
-/// weights came from.
-fn initial_model(cli: &Cli, seed: u64) -> Result<(Model, Option<u64>, String)> {
-    Ok(match &cli.init {
-        Some(path) => (model_file::load(path)?, None, path.display().to_string()),
-        None => {
-            let seed_layers = [(3, Activation::Linear); 2];
-            let hidden = cli
-                .hidden
-                .clone()
-                .map_or_else(|| seed_layers.to_vec(), |h| h.0);
-            let architecture = Architecture::with_layers(&hidden, cli.output_activation)?
-                .with_io(cli.x.0.len(), cli.y.0.len())?;
-            let model = Model::glorot_uniform(architecture, seed);
-            (model, Some(seed), "glorot_uniform".to_string())
+/// Where a run starts: its weights and Adam.
+struct Start {
+    model: Model,
+    /// The initialisation seed (none with `--init`).
+    seed: Option<u64>,
+    /// Where the weights came from: `glorot_uniform` or the file.
+    init: String,
+    /// The Adam state the run resumes, from `--init`'s file.
+    adam: Option<SavedAdam>,
+    /// Why Adam starts fresh though `--init` was given, when it does.
+    fresh_because: Option<String>,
+}
+
+impl Start {
+    /// The report's words for how Adam starts.
+    fn adam_start(&self) -> String {
+        match (&self.adam, &self.fresh_because) {
+            (Some(adam), _) => format!(
+                "resumed after {} steps from {}",
+                adam.state.iterations, self.init
+            ),
+            (None, Some(why)) => format!("fresh: {why}"),
+            (None, None) => "fresh".into(),
         }
+    }
+}
+
+/// The starting weights (`--init`, or glorot_uniform from `seed`) and
+/// Adam's state.
+fn initial_model(cli: &Cli, seed: u64) -> Result<Start> {
+    let Some(path) = &cli.init else {
+        let seed_layers = [(3, Activation::Linear); 2];
+        let hidden = cli
+            .hidden
+            .clone()
+            .map_or_else(|| seed_layers.to_vec(), |h| h.0);
+        let output = cli.output_activation.unwrap_or_default();
+        let architecture =
+            Architecture::with_layers(&hidden, output)?.with_io(cli.x.0.len(), cli.y.0.len())?;
+        return Ok(Start {
+            model: Model::glorot_uniform(architecture, seed),
+            seed: Some(seed),
+            init: "glorot_uniform".into(),
+            adam: None,
+            fresh_because: None,
+        });
+    };
+    let format = model_file::Format::of(path).map_err(|e| flag_error(anyhow!("--init: {e}")))?;
+    if !format.can_load() {
+        flag_bail!(
+            "--init {}: gpu-c2f writes this format for other runtimes but does not read it; \
+             start from a .keras, .weights.h5, .safetensors or .json file",
+            path.display()
+        );
+    }
+    let loaded = model_file::load(path)?;
+    let model = if loaded.has_activations {
+        if cli.hidden.is_some() || cli.output_activation.is_some() {
+            flag_bail!(
+                "--hidden and --output-activation cannot change the network of --init {}, which \
+                 names its layers and activations; they are for a .weights.h5 file, which names \
+                 none",
+                path.display()
+            );
+        }
+        loaded.model
+    } else {
+        with_flag_activations(cli, path, loaded.model)?
+    };
+    let fresh_because = match (&loaded.optimizer, loaded.optimizer_note) {
+        (Some(_), _) => None,
+        (None, Some(note)) => Some(note),
+        (None, None) => Some(format!("{} carries no optimizer state", path.display())),
+    };
+    Ok(Start {
+        model,
+        seed: None,
+        init: path.display().to_string(),
+        adam: loaded.optimizer,
+        fresh_because,
     })
+}
+
+/// A `.weights.h5` file's model with the activations of --hidden and
+/// --output-activation; the widths must be the file's.
+fn with_flag_activations(cli: &Cli, path: &Path, model: Model) -> Result<Model> {
+    let widths = model.architecture().widths();
+    let file_hidden = &widths[1..widths.len() - 1];
+    let hidden = match &cli.hidden {
+        Some(HiddenLayers(layers)) => layers.clone(),
+        None => file_hidden
+            .iter()
+            .map(|&w| (w, Activation::Linear))
+            .collect(),
+    };
+    let flag_hidden: Vec<usize> = hidden.iter().map(|&(width, _)| width).collect();
+    if flag_hidden != file_hidden {
+        let list = |w: &[usize]| match w {
+            [] => "none".to_string(),
+            w => w.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+        };
+        flag_bail!(
+            "--hidden gives hidden widths {} but --init {} has {} (a {} network); give the \
+             file's widths with the activations",
+            list(&flag_hidden),
+            path.display(),
+            list(file_hidden),
+            model.architecture().describe()
+        );
+    }
+    let activations = (hidden.iter().map(|&(_, activation)| activation))
+        .chain([cli.output_activation.unwrap_or_default()])
+        .collect();
+    let architecture = model.architecture().clone().with_activations(activations)?;
+    Ok(Model::from_params(architecture, model.params().to_vec())?)
 }
 
 /// What a run will hold in the host's memory, checked on every path

@@ -161,6 +161,7 @@ pub fn compare(
 mod tests {
     use super::*;
     use crate::model::{Architecture, Model};
+    use crate::optimizer::AdamState;
     use std::time::Duration;
 
     fn run(losses: &[f32], params: Vec<f32>) -> TrainOutput {
@@ -169,6 +170,7 @@ mod tests {
             metric_history: Vec::new(),
             early_stop: None,
             loss_history: losses.to_vec(),
+            adam: AdamState::fresh(params.len()),
             model: Model::from_params(Architecture::new(&[]).unwrap(), params).unwrap(),
             train_time: Duration::ZERO,
         }

@@ -10,7 +10,7 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::loss::{Loss, Metric};
 use crate::model::{Architecture, DenseLayout, Model, forward_one};
-use crate::optimizer::adam_update;
+use crate::optimizer::{AdamState, adam_update};
 use crate::step::{
     Chunking, Extras, Op, REDUCE_BLOCK, SampleWork, SumRows, reduction_levels, step_ops,
 };
@@ -641,7 +641,7 @@ pub fn train_with_progress(
     let adam = config.adam();
     let constants = adam.constants();
     let steps = config.epochs as u64 * batching.steps_per_epoch as u64;
-    let step_sizes = adam.step_size_table(steps);
+    let step_sizes = config.step_sizes(steps);
     let batch_capacity = batching.batch_size as usize;
     let metrics: Vec<Metric> = config.metrics.iter().map(|m| m.metric).collect();
     let architecture = initial.architecture();
@@ -652,8 +652,11 @@ pub fn train_with_progress(
     let mut metric_values = vec![Vec::new(); metrics.len()];
     let mut val_metric_values = vec![Vec::new(); metrics.len()];
     let mut params = initial.params().to_vec();
-    let mut m = vec![0.0f32; params.len()];
-    let mut v = vec![0.0f32; params.len()];
+    let AdamState {
+        iterations,
+        mut m,
+        mut v,
+    } = config.adam_start(params.len());
     let mut loss_history = Vec::with_capacity(config.epochs);
     let mut val_loss_history = Vec::new();
     let mut gathered = GatheredBatch::default();
@@ -768,6 +771,12 @@ pub fn train_with_progress(
     {
         params = best_params;
     }
+    let steps_run = loss_history.len() as u64 * batching.steps_per_epoch as u64;
+    let adam = AdamState {
+        iterations: iterations + steps_run,
+        m,
+        v,
+    };
     let epochs = EpochResults {
         loss_history,
         val_loss_history,
@@ -780,7 +789,7 @@ pub fn train_with_progress(
         watch,
         stopped_epoch,
     };
-    TrainOutput::assemble(config, initial, epochs, params, started.elapsed())
+    TrainOutput::assemble(config, initial, epochs, params, adam, started.elapsed())
 }
 
 #[cfg(test)]

@@ -78,8 +78,14 @@ impl Adam {
     /// size is the learning rate, so a run of millions of steps needs no
     /// table of millions of entries.
     pub fn step_size_table(&self, steps: u64) -> Vec<f32> {
+        self.step_size_table_after(0, steps)
+    }
+
+    /// [`Adam::step_size_table`] for a run that resumes after `iterations`
+    /// steps: its step t is Adam's `iterations + t`.
+    pub fn step_size_table_after(&self, iterations: u64, steps: u64) -> Vec<f32> {
         let mut table = Vec::new();
-        for t in 1..=steps.max(1) {
+        for t in (iterations + 1)..=(iterations + steps.max(1)) {
             table.push(self.step_size(t));
             let settled = |beta: f64| 1.0 - (beta as f32).powf(t as f32) == 1.0;
             if settled(self.beta_1) && settled(self.beta_2) {
@@ -87,6 +93,36 @@ impl Adam {
             }
         }
         table
+    }
+}
+
+/// Adam's state between two steps, as a saved model carries it (Keras's
+/// optimizer variables `iterations`, and m and v for each trainable
+/// variable): what a run resumes from and ends with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamState {
+    /// Steps taken so far (Keras's `optimizer.iterations`): the next step is
+    /// Adam's `t = iterations + 1`.
+    pub iterations: u64,
+    /// Each parameter's first moment, in the model's flat order.
+    pub m: Vec<f32>,
+    /// Each parameter's second moment, in the model's flat order.
+    pub v: Vec<f32>,
+}
+
+impl AdamState {
+    /// A fresh Adam for `params` parameters: no step taken, m = v = 0.
+    pub fn fresh(params: usize) -> Self {
+        Self {
+            iterations: 0,
+            m: vec![0.0; params],
+            v: vec![0.0; params],
+        }
+    }
+
+    /// Whether Adam has not stepped yet.
+    pub fn is_fresh(&self) -> bool {
+        self.iterations == 0
     }
 }
 
@@ -162,6 +198,11 @@ mod tests {
             assert_eq!(adam.step_size(t), last, "t = {t}");
         }
         assert_eq!(adam.step_size_table(5).len(), 5);
+        // A resumed run's table starts at the step after the saved ones.
+        let resumed = adam.step_size_table_after(3, 2);
+        assert_eq!(resumed, [adam.step_size(4), adam.step_size(5)]);
+        let settled = adam.step_size_table_after(table.len() as u64 + 7, 1000);
+        assert_eq!(settled, [last]);
     }
 
     #[test]

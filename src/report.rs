@@ -235,6 +235,9 @@ pub struct Report {
     pub shuffle: bool,
     /// `glorot_uniform` or the model file the weights came from.
     pub init: String,
+    /// How Adam started: `fresh` (and why, with `--init`), or `resumed
+    /// after N steps from FILE`.
+    pub adam_start: String,
     pub loss_history: Vec<f32>,
     /// The last epoch's loss; null after 0 epochs.
     pub final_loss: Option<f32>,
@@ -301,6 +304,7 @@ impl Report {
             shuffle_seed: config.shuffle_seed,
             shuffle: config.batching().shuffle,
             init,
+            adam_start: "fresh".into(),
             loss_history: Vec::new(),
             final_loss: None,
             validation_split: (config.validation_split > 0.0).then_some(config.validation_split),
@@ -406,7 +410,7 @@ impl Report {
             self.loss.replace('_', " "),
             match self.seed {
                 Some(seed) => format!("glorot_uniform init, seed {seed}"),
-                None => format!("weights from {}", self.init),
+                None => format!("weights from {}, Adam {}", self.init, self.adam_start),
             }
         )
     }

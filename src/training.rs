@@ -7,7 +7,7 @@ pub use crate::error::{DataOverflow, Diverged};
 use crate::error::{Result, fail};
 use crate::loss::{Loss, Metric};
 use crate::model::Model;
-use crate::optimizer::Adam;
+use crate::optimizer::{Adam, AdamState};
 use crate::step::Extras;
 use std::time::Duration;
 
@@ -51,6 +51,9 @@ pub struct TrainConfig {
     /// name (and `val_` + name with a validation split); at most
     /// [`MAX_METRICS`].
     pub metrics: Vec<NamedMetric>,
+    /// Adam's state to go on from (a saved run's, `--init model.keras`), or
+    /// `None` for a fresh Adam, as `fit` starts a newly compiled model.
+    pub adam_state: Option<AdamState>,
 }
 
 /// Most metrics one run tracks.
@@ -157,6 +160,7 @@ impl TrainConfig {
             validation_split: 0.0,
             early_stopping: None,
             metrics: Vec::new(),
+            adam_state: None,
         }
     }
 
@@ -200,6 +204,19 @@ impl TrainConfig {
                 self.data.y_width
             );
         }
+        if let Some(state) = &self.adam_state {
+            let params = model.params().len();
+            if state.m.len() != params || state.v.len() != params {
+                fail!(
+                    InvalidConfig,
+                    "Adam's saved state has {} first and {} second moments, but the {} network \
+                     has {params} parameters",
+                    state.m.len(),
+                    state.v.len(),
+                    model.architecture().describe()
+                );
+            }
+        }
         Ok(())
     }
 
@@ -224,6 +241,24 @@ impl TrainConfig {
     /// Adam with Keras's defaults and this learning rate.
     pub fn adam(&self) -> Adam {
         Adam::keras(self.learning_rate)
+    }
+
+    /// Adam's state before the run's first step, for a model of `params`
+    /// parameters: the resumed one, or a fresh one.
+    pub fn adam_start(&self, params: usize) -> AdamState {
+        (self.adam_state.clone()).unwrap_or_else(|| AdamState::fresh(params))
+    }
+
+    /// The step sizes of a run of `steps` steps (the table every path
+    /// reads: [`Adam::step_size_table`]), counted on from the resumed
+    /// state's iterations.
+    pub fn step_sizes(&self, steps: u64) -> Vec<f32> {
+        (self.adam()).step_size_table_after(self.start_iterations(), steps)
+    }
+
+    /// Adam's steps before the run's first: the resumed state's, or 0.
+    pub fn start_iterations(&self) -> u64 {
+        self.adam_state.as_ref().map_or(0, |s| s.iterations)
     }
 
     /// Rejects settings no trainer can run; both paths call it first.
@@ -442,6 +477,10 @@ pub struct TrainOutput {
     /// The weights after the last update (the best epoch's when early
     /// stopping restored them).
     pub model: Model,
+    /// Adam's state after the last update (also when early stopping
+    /// restored an earlier epoch's weights, as Keras leaves its optimizer),
+    /// for a later run to resume.
+    pub adam: AdamState,
     /// Time spent in the epoch loop (GPU: recording, submitting and waiting).
     pub train_time: Duration,
 }
@@ -474,6 +513,7 @@ impl TrainOutput {
         initial: &Model,
         epochs: EpochResults,
         params: Vec<f32>,
+        adam: AdamState,
         train_time: Duration,
     ) -> Result<Self> {
         let early_stop = config.early_stopping.map(|stopping| EarlyStop {
@@ -496,6 +536,7 @@ impl TrainOutput {
             metric_history,
             early_stop,
             model: Model::from_params(initial.architecture().clone(), params)?,
+            adam,
             train_time,
         })
     }
@@ -519,13 +560,14 @@ pub struct TrainState {
 }
 
 impl TrainState {
-    /// A model's weights before any step: m = v = 0.
-    pub fn initial(model: &Model) -> Self {
-        let count = model.params().len();
+    /// What `config`'s run of `model` starts from: its weights, and the
+    /// resumed Adam's moments (0 for a fresh Adam).
+    pub fn start(model: &Model, config: &TrainConfig) -> Self {
+        let AdamState { m, v, .. } = config.adam_start(model.params().len());
         Self {
             weights: model.params().to_vec(),
-            m: vec![0.0; count],
-            v: vec![0.0; count],
+            m,
+            v,
         }
     }
 }

@@ -273,6 +273,12 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     let missing = scratch("does-not-exist.csv");
     let not_json = scratch("not-json.json");
     std::fs::write(&not_json, "hello").unwrap();
+    let one_layer = scratch("one-layer.json");
+    std::fs::write(
+        &one_layer,
+        r#"{"layers": [{"kernel": [[1.8]], "bias": [32]}]}"#,
+    )
+    .unwrap();
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (vec!["--epochs", "-3"], 2, "--epochs"),
         (vec!["--epochs", "many"], 2, "--epochs"),
@@ -357,10 +363,11 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
             "not a model file",
         ),
         (
-            vec!["--init", not_json.to_str().unwrap(), "--hidden", "3"],
+            vec!["--init", one_layer.to_str().unwrap(), "--hidden", "3"],
             2,
-            "cannot be used with",
+            "cannot change the network of --init",
         ),
+        (vec!["--init", "model.onnx"], 2, "does not read it"),
         (vec!["--save", "/no/such/folder/model.json"], 1, "--save"),
     ];
     for (args, code, words) in cases {

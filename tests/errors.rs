@@ -448,14 +448,16 @@ fn model_files() {
     let not_safetensors = file("not.safetensors", "hello");
     let unwritten = folder().join("model.h5");
     check(&[
+        // Refused before anything is read: a flag error.
         case(
             "model",
             &["--init", &unknown],
-            1,
+            2,
             &[
+                "--init",
                 "model.pt",
                 "unknown model file format",
-                ".json, .safetensors",
+                ".json, .keras, .weights.h5, .safetensors, .onnx",
             ],
         ),
         case(
@@ -469,7 +471,12 @@ fn model_files() {
             "model",
             &["--save", unwritten.to_str().unwrap()],
             2,
-            &["--save", "model.h5", "unknown model file format"],
+            &[
+                "--save",
+                "model.h5",
+                "unknown model file format",
+                "Keras 2's legacy format",
+            ],
         ),
         case(
             "model",

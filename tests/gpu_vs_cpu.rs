@@ -587,6 +587,7 @@ fn shuffled_mini_batches_agree() {
             validation_split: 0.0,
             early_stopping: None,
             metrics: Vec::new(),
+            adam_state: None,
         };
         assert_gpu_matches_cpu(&initial, &config, schedules);
     }
@@ -610,6 +611,7 @@ fn unshuffled_mini_batches_agree_and_take_the_samples_in_order() {
             validation_split: 0.0,
             early_stopping: None,
             metrics: Vec::new(),
+            adam_state: None,
         };
         assert!(!config.batching().shuffle);
         let initial = Model::glorot_uniform(Architecture::new(&[5]).unwrap(), 4);
@@ -659,6 +661,7 @@ fn batches_larger_than_a_buffer_run_in_chunks_with_the_same_results() {
             validation_split: 0.0,
             early_stopping: None,
             metrics: Vec::new(),
+            adam_state: None,
         };
         let options = GpuOptions {
             schedule,

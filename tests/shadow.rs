@@ -373,12 +373,12 @@ impl Simulated {
         let adam = config.adam();
         let c = adam.constants();
         let steps = config.epochs as u64 * batching.steps_per_epoch as u64;
-        let table = adam.step_size_table(steps + 1);
+        let table = config.step_sizes(steps + 1);
         let layers = initial.architecture().layers();
         let data = &config.data;
         let metric_count = config.metrics.len();
         let validation_rows = config.validation_rows();
-        let mut state = TrainState::initial(initial);
+        let mut state = TrainState::start(initial, config);
         let mut records = Vec::new();
         let mut history = EpochRows {
             metrics: vec![Vec::new(); metric_count],

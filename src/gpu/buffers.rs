@@ -59,7 +59,8 @@ impl RunBuffers {
             buffer
         };
         // Weights, m, v, and the best epoch's weights when they are kept.
-        let mut optimizer_state = model.params().to_vec();
+        let adam = config.adam_start(model.params().len());
+        let mut optimizer_state = [model.params(), &adam.m, &adam.v].concat();
         optimizer_state.resize(plan.params_len() as usize, 0.0);
         let params = init(
             "params and adam moments",
@@ -98,7 +99,7 @@ impl RunBuffers {
         queue.write_buffer(&history, 0, bytemuck::bytes_of(&HistoryHeader::START));
         let step_sizes = init(
             "adam step sizes",
-            bytemuck::cast_slice(&config.adam().step_size_table(plan.total_steps)),
+            bytemuck::cast_slice(&config.step_sizes(plan.total_steps)),
             storage,
         );
         let dispatch_args = init("dispatch args", &plan.dispatch_args_bytes(), storage);

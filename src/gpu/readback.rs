@@ -1,6 +1,6 @@
-//! The run's one readback: the trained weights, the loss history, the
-//! divergence flag, the step records and the pass timestamps, copied into
-//! one mappable buffer and decoded.
+//! The run's one readback: the trained weights, Adam's moments, the loss
+//! history, the divergence flag and the pass timestamps, copied into one
+//! mappable buffer and decoded.
 
 use super::abi::{F32_BYTES, HistoryHeader, NO_BAD_STEP};
 use super::buffers::RunBuffers;
@@ -12,6 +12,10 @@ use crate::error::{Error, Result};
 /// What the readback brings home.
 pub struct GpuResults {
     pub params: Vec<f32>,
+    /// Adam's moments after the last step: every parameter's m, then v.
+    pub moments: Vec<f32>,
+    /// Training steps the run took.
+    pub steps_run: u64,
     pub loss_history: Vec<f32>,
     /// Each epoch's validation loss (empty without a split).
     pub val_loss_history: Vec<f32>,
@@ -42,10 +46,12 @@ pub async fn read_back(
     readbacks: &mut usize,
 ) -> Result<GpuResults> {
     let params_bytes = plan.param_count as u64 * F32_BYTES;
+    // Adam's m and v follow the weights in the params buffer.
+    let moment_bytes = 2 * params_bytes;
     // The history's header and series, without the ring of step records.
     let history_bytes = (plan.history_words() - plan.record_floats) * F32_BYTES;
     // Timestamps are u64s: their copy starts on an 8-byte boundary.
-    let timestamps_offset = (params_bytes + history_bytes).next_multiple_of(8);
+    let timestamps_offset = (params_bytes + moment_bytes + history_bytes).next_multiple_of(8);
     let timestamp_bytes = timer.map_or(0, |t| t.ticks.size());
     let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback staging"),
@@ -60,7 +66,10 @@ pub async fn read_back(
         });
     let model_bytes = plan.model_offset() * F32_BYTES;
     encoder.copy_buffer_to_buffer(&buffers.params, model_bytes, &staging, 0, params_bytes);
-    encoder.copy_buffer_to_buffer(&buffers.history, 0, &staging, params_bytes, history_bytes);
+    let moments = (params_bytes, moment_bytes);
+    encoder.copy_buffer_to_buffer(&buffers.params, moments.0, &staging, moments.0, moments.1);
+    let history_start = params_bytes + moment_bytes;
+    encoder.copy_buffer_to_buffer(&buffers.history, 0, &staging, history_start, history_bytes);
     if let Some(timer) = timer {
         encoder.copy_buffer_to_buffer(
             &timer.ticks,
@@ -75,8 +84,10 @@ pub async fn read_back(
 
     let (results, timestamps) = bytes.split_at(timestamps_offset as usize);
     let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(timestamps);
-    let (params_bytes, history_bytes) = results.split_at(params_bytes as usize);
+    let (params_bytes, rest) = results.split_at(params_bytes as usize);
+    let (moment_bytes, history_bytes) = rest.split_at(moment_bytes as usize);
     let params: Vec<f32> = bytemuck::pod_collect_to_vec(params_bytes);
+    let moments: Vec<f32> = bytemuck::pod_collect_to_vec(moment_bytes);
     let header_bytes = std::mem::size_of::<HistoryHeader>();
     let header: HistoryHeader = bytemuck::pod_read_unaligned(&history_bytes[..header_bytes]);
     let history: Vec<f32> = bytemuck::pod_collect_to_vec(&history_bytes[header_bytes..]);
@@ -115,6 +126,8 @@ pub async fn read_back(
             Vec::new()
         },
         params,
+        moments,
+        steps_run,
         loss_history: history[..epochs_run as usize].to_vec(),
         val_loss_history: if validated {
             val_loss_history[..run].to_vec()

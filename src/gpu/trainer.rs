@@ -16,6 +16,7 @@ use super::schedule::{
 use super::timer::PassTimer;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::optimizer::AdamState;
 use crate::training::{Diverged, EpochResults, TrainConfig, TrainOutput, Watch};
 use std::time::Duration;
 use web_time::Instant;
@@ -227,7 +228,13 @@ pub async fn train_async(
         },
         stopped_epoch: (results.stopped_epoch > 0).then_some(results.stopped_epoch as usize),
     };
-    let output = TrainOutput::assemble(config, initial, epochs, results.params, train_time)?;
+    let (m, v) = results.moments.split_at(results.params.len());
+    let adam = AdamState {
+        iterations: config.start_iterations() + results.steps_run,
+        m: m.to_vec(),
+        v: v.to_vec(),
+    };
+    let output = TrainOutput::assemble(config, initial, epochs, results.params, adam, train_time)?;
     Ok(GpuTrainOutput {
         output,
         timings: GpuTimings {

@@ -20,10 +20,7 @@ const ACTIVATIONS: &str = "activations";
 
 /// Keras 3's name of the `index`-th Dense layer of a fresh `Sequential`.
 fn layer_name(index: usize) -> String {
-    match index {
-        0 => "dense".to_string(),
-        index => format!("dense_{index}"),
-    }
+    super::layer_name("dense", index)
 }
 
 /// The file's bytes: every layer's kernel and bias, the metadata above.

@@ -304,7 +304,7 @@ impl<'a> StepCheck<'a> {
             job,
             replayers,
             next_step: 0,
-            state: TrainState::initial(initial),
+            state: TrainState::start(initial, config),
             steps_checked: 0,
             tallies: VecDeque::new(),
             power: PowerTally::default(),

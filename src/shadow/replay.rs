@@ -41,7 +41,7 @@ impl<'a> Job<'a> {
             layers: initial.architecture().layers(),
             metrics: config.metrics.iter().map(|m| m.metric).collect(),
             constants: adam.constants(),
-            step_sizes: adam.step_size_table(total_steps),
+            step_sizes: config.step_sizes(total_steps),
         }
     }
 }

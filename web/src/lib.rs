@@ -133,6 +133,9 @@ pub fn plan_request(request: &TrainRequest) -> Result<(Model, TrainConfig), Erro
         validation_split: 0.0,
         early_stopping: None,
         metrics: Vec::new(),
+        // The page starts Adam fresh, also from a model file with Adam's
+        // state (the page's own issue, #22, brings resuming).
+        adam_state: None,
     };
     config.validate()?;
     if request.epochs == 0 {

@@ -157,6 +157,7 @@ fn job(samples: usize, batch_size: Option<usize>, seed: u64) -> TrainConfig {
         validation_split: 0.0,
         early_stopping: None,
         metrics: Vec::new(),
+        adam_state: None,
     }
 }
 
