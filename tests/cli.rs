@@ -1155,3 +1155,34 @@ fn metrics_are_reported_per_epoch_beside_the_loss() {
         "{text}"
     );
 }
+
+/// Adam's state travels in .keras and .json files: 20 epochs, saved, then
+/// 20 more from the file are the same run as 40 epochs at once, bit for
+/// bit (the same arithmetic on the same device from the same state: the
+/// seed job's one batch per epoch has no shuffle order to differ), on the
+/// GPU and the CPU reference, and the shadow check passes from a resumed
+/// state. A file without Adam's state (.weights.h5) starts Adam fresh,
+/// which the same comparison tells apart: the check can fail.
+#[test]
+fn init_resumes_adam_and_continues_the_run_bit_for_bit() {
+    for device in [&["--compare"][..], &["--cpu-reference"]] {
+        let whole = json_of(&[&["--json", "--epochs", "40"], device].concat());
+        for (format, resumes) in [("keras", true), ("json", true), ("weights.h5", false)] {
+            let path = scratch(&format!("half.{format}"));
+            let path = path.to_str().unwrap();
+            let first = [&["--json", "--epochs", "20", "--save", path], device].concat();
+            json_of(&first);
+            let second = json_of(&[&["--json", "--epochs", "20", "--init", path], device].concat());
+            let tail = &whole["loss_history"].as_array().unwrap()[20..];
+            let same = second["loss_history"].as_array().unwrap() == tail
+                && second["layers"] == whole["layers"];
+            assert_eq!(same, resumes, "{format} {device:?}: {second:#}");
+            let adam = second["adam_start"].as_str().unwrap();
+            assert_eq!(
+                adam.starts_with("resumed after 20 steps"),
+                resumes,
+                "{adam}"
+            );
+        }
+    }
+}

@@ -532,6 +532,79 @@ fn model_files() {
     assert!(!unwritten.exists(), "nothing written for an unknown format");
 }
 
+/// Keras files gpu-c2f cannot train are refused naming what is not
+/// supported (tests/fixtures/keras/, written by Keras itself with
+/// tests/python/make_keras_fixtures.py).
+#[test]
+fn keras_files_it_cannot_train() {
+    let fixture = |name: &str| format!("tests/fixtures/keras/{name}");
+    let (dropout, functional) = (fixture("dropout.keras"), fixture("functional.keras"));
+    let (no_bias, float64) = (fixture("no-bias.keras"), fixture("float64.keras"));
+    let weights = fixture("relu-tanh.weights.h5");
+    let seed = fixture("seed-trained.keras");
+    let not_zip = file("not-a-zip.keras", "hello");
+    let not_hdf5 = file("not-hdf5.weights.h5", "hello");
+    check(&[
+        case(
+            "model",
+            &["--init", &dropout],
+            1,
+            &["dropout.keras", "a Dropout layer is not supported"],
+        ),
+        case(
+            "model",
+            &["--init", &functional],
+            1,
+            &["functional.keras", "a Functional model is not supported"],
+        ),
+        case(
+            "model",
+            &["--init", &no_bias],
+            1,
+            &["no-bias.keras", "use_bias=False is not supported"],
+        ),
+        case(
+            "model",
+            &["--init", &float64],
+            1,
+            &["float64.keras", "dtype float64 is not supported"],
+        ),
+        case(
+            "model",
+            &["--init", &not_zip],
+            1,
+            &["not-a-zip.keras", "not a .keras archive"],
+        ),
+        case(
+            "model",
+            &["--init", &not_hdf5],
+            1,
+            &["not-hdf5.weights.h5", "not an HDF5 weights file"],
+        ),
+        case(
+            "flags",
+            &["--init", &weights, "--hidden", "8:relu,5:tanh"],
+            2,
+            &[
+                "--hidden gives hidden widths 8,5",
+                "has 8,4 (a 1-8-4-1 network)",
+            ],
+        ),
+        case(
+            "flags",
+            &["--init", &seed, "--output-activation", "sigmoid"],
+            2,
+            &["cannot change the network of --init", "a .weights.h5 file"],
+        ),
+        case(
+            "flags",
+            &["--init", "model.onnx"],
+            2,
+            &["--init model.onnx", "does not read it"],
+        ),
+    ]);
+}
+
 fn assert_untouched(path: &Path, contents: &str) {
     assert_eq!(
         std::fs::read_to_string(path).unwrap(),
