@@ -23,9 +23,11 @@ backend, CPU) and by onnxruntime, and Keras's own files opened by gpu-c2f.
    terms, and an activation is within a few units in the last place of its
    value. So each prediction must lie within 64 x 2^-24 of the magnitude of
    what was computed: the forward pass with every weight, bias and input
-   taken positive, through each activation's largest slope (1.13, gelu's)
-   plus the activation's own value (sigmoid(0) = 0.5 rounds too). The same
-   bound as tests/python/check_safetensors.py, with that activation term.
+   taken positive, through each activation's largest slope where its input
+   may lie (within the bound of the exact one: a saturated tanh passes
+   little of its input's error on; 1.13, gelu's, where not worked out) plus
+   the activation's own value (sigmoid(0) = 0.5 rounds too). The bound of
+   tests/python/check_safetensors.py, with those two activation terms.
 2. Keras writes, gpu-c2f reads: the files tests/python/make_keras_fixtures.py
    wrote with Keras 3.15.1 into tests/fixtures/keras/ load with `gpu-c2f
    --init FILE --epochs 0 --predict ...` and predict what Keras predicted
@@ -162,6 +164,21 @@ def run_json(binary, *args):
     return json.loads(gpu_c2f(binary, *args, "--json").stdout)
 
 
+def slope(activation, z, radius):
+    """The largest slope of the activation within `radius` of z, where the
+    computed z may lie: tanh and sigmoid are steepest nearest 0, relu is flat
+    left of 0; the others take their largest slope anywhere."""
+    nearest = np.maximum(np.abs(z) - radius, 0.0)
+    if activation == "tanh":
+        return 1.0 - np.tanh(nearest) ** 2
+    if activation == "sigmoid":
+        s = 1.0 / (1.0 + np.exp(-nearest))
+        return s * (1.0 - s)
+    if activation == "relu":
+        return np.where(z + radius < 0.0, 0.0, 1.0)
+    return np.full_like(z, SLOPE[activation])
+
+
 def forward(layers, x):
     """The exact prediction (float64) and the magnitude of what was summed."""
     value = np.asarray(x, dtype=np.float64)
@@ -171,7 +188,7 @@ def forward(layers, x):
         magnitude = magnitude @ np.abs(kernel) + np.abs(bias)
         value = ACTIVATIONS[activation](z)
         if activation != "linear":
-            magnitude = SLOPE[activation] * magnitude + np.abs(value)
+            magnitude = slope(activation, z, ROUNDING * magnitude) * magnitude + np.abs(value)
     return value, magnitude
 
 
