@@ -72,7 +72,7 @@ struct SavedFile<'a> {
 }
 
 /// Parses model-file JSON text to its model (any optimizer state it holds
-/// is checked and dropped: [`parse_bytes`] keeps it).
+/// is checked and dropped: [`super::Format::parse`] keeps it).
 pub fn parse(text: &str) -> Result<Model> {
     Ok(parse_text(text)?.model)
 }

@@ -158,8 +158,7 @@ impl SavedModel {
 /// A model file as read: what it holds, and what it left out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
-    /// The model (linear layers where the file names no activations) and
-    /// Adam's state where the file carried one.
+    /// The model, its layers linear where the file names no activations.
     pub model: Model,
     /// Adam's state, when the file carried a resumable one.
     pub optimizer: Option<SavedAdam>,
