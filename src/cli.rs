@@ -214,8 +214,9 @@ pub struct Cli {
     #[arg(long, help_heading = "Output")]
     pub json: bool,
 
-    /// Write the trained model to FILE, its format by its extension: .json
-    /// or .safetensors (`-`: JSON on standard output, the report then on
+    /// Write the trained model to FILE, its format by its extension: .json,
+    /// .keras (Adam's state included), .weights.h5, .safetensors or .onnx
+    /// (`-`: JSON on standard output, the report then on
     /// standard error). Links are written through; nothing is written when
     /// training or the shadow check fails.
     #[arg(long, value_name = "FILE", help_heading = "Output")]

@@ -95,6 +95,8 @@ fn config(saved: &SavedModel) -> Value {
             "registered_name": null,
             "build_config": {"input_shape": [null, layer.inputs]}}));
     }
+    // Without a state to save (a library caller's choice), Keras's default
+    // rate, as `Adam()` would have.
     let adam = Adam::keras(saved.optimizer.as_ref().map_or(0.001, |a| a.learning_rate));
     json!({
         "module": "keras", "class_name": "Sequential",
@@ -113,7 +115,7 @@ fn config(saved: &SavedModel) -> Value {
                 "registered_name": null},
             "loss": keras_loss(saved.loss), "loss_weights": null, "metrics": null,
             "weighted_metrics": null, "run_eagerly": false, "steps_per_execution": 1,
-            "jit_compile": false}
+            "jit_compile": "auto"}
     })
 }
 

@@ -43,8 +43,10 @@ pub(super) fn to_bytes(model: &Model, optimizer: Option<&SavedAdam>) -> Result<V
         let mut group = file.create_group("optimizer");
         let mut vars = group.create_group("vars");
         vars.set_attr("name", AttrValue::String("adam".into()));
-        // Keras's `iterations` is an int64 scalar variable, its
-        // `learning_rate` a float32 scalar.
+        // Keras's `iterations` is an integer scalar (int32 as Keras on JAX
+        // writes it, int64 on TensorFlow; its loader takes either) and
+        // must be a scalar, shape (); `learning_rate` a float32 scalar,
+        // which Keras's loader takes over the config's.
         let iterations = [adam.state.iterations as i64];
         vars.create_dataset("0")
             .with_i64_data(&iterations)

@@ -32,10 +32,12 @@ backend, CPU) and by onnxruntime, and Keras's own files opened by gpu-c2f.
    wrote with Keras 3.15.1 into tests/fixtures/keras/ load with `gpu-c2f
    --init FILE --epochs 0 --predict ...` and predict what Keras predicted
    (predictions.json), within the bound above computed from the file's
-   weights; the files of models gpu-c2f cannot train (Dropout, a
-   functional model, no bias, float64) are refused with exit status 1 and a
-   message, not a panic; and a file compiled with SGD gives its weights with
-   Adam starting fresh, the JSON report's `adam_start` saying why.
+   weights; the trained `.keras`, read and saved again by gpu-c2f, loads
+   in Keras with the same weights and Adam variables, bit for bit; the
+   files of models gpu-c2f cannot train (Dropout, a functional model, no
+   bias, float64) are refused with exit status 1 and a message, not a
+   panic; and a file compiled with SGD gives its weights with Adam starting
+   fresh, the JSON report's `adam_start` saying why.
 3. Adam's state, both ways, on the seed job. W0 = `gpu-c2f --epochs 0 --save
    w0.keras`. Reference: Keras loads W0 and fits 1000 epochs (batch 32, one
    batch of 7: each epoch's loss is the loss before that epoch's update).
@@ -63,9 +65,9 @@ backend, CPU) and by onnxruntime, and Keras's own files opened by gpu-c2f.
    the loss history does.)
 
 Usage: python tests/python/check_keras.py [--binary target/debug/gpu-c2f]
-(a venv with `pip install keras==3.15.1 jax[cpu]==0.10.2 jaxlib==0.10.2
-h5py==3.16.0 onnxruntime==1.32.0 numpy==2.2.6`; KERAS_BACKEND is set to jax
-here).
+(a venv with `pip install -r tests/python/requirements-keras.txt`: keras
+3.15.1, jax 0.10.2 on the CPU, h5py 3.16.0, onnxruntime 1.32.0, numpy
+2.2.6; KERAS_BACKEND is set to jax here).
 """
 
 import argparse
@@ -366,7 +368,7 @@ def fixture_layers(path):
     return layers
 
 
-def check_reads(binary):
+def check_reads(binary, folder):
     with open(os.path.join(FIXTURES, "predictions.json")) as file:
         expected = json.load(file)
     for name in ("seed-trained.keras", "relu-tanh.weights.h5"):
@@ -382,6 +384,20 @@ def check_reads(binary):
         printed = np.array([[by_input[x]] for x in entry["inputs"]], dtype=np.float64)
         keras_said = np.array([[p["fahrenheit"]] for p in entry["predictions"]], dtype=np.float64)
         within(f"{name}: gpu-c2f --init predicts (vs Keras)", layers, inputs, keras_said, printed)
+    # Keras's own Adam state through gpu-c2f and back: read, written again
+    # untouched (--epochs 0), it must load in Keras bit for bit the same.
+    name = "seed-trained.keras"
+    again = os.path.join(folder, "again.keras")
+    gpu_c2f(binary, "--init", os.path.join(FIXTURES, name), "--epochs", "0", "--quiet", "--save", again)
+    original, copy = keras.saving.load_model(os.path.join(FIXTURES, name)), keras.saving.load_model(again)
+    same = [np.array_equal(a, b) for a, b in zip(original.get_weights(), copy.get_weights())]
+    state = [np.array_equal(a.numpy(), b.numpy())
+             for a, b in zip(original.optimizer.variables, copy.optimizer.variables)]
+    report(all(same) and len(copy.get_weights()) == len(same) and all(state)
+           and len(copy.optimizer.variables) == len(state) == 14,
+           f"{name} read by gpu-c2f and saved again: Keras loads the same {len(same)} weights and the same "
+           f"{len(state)} optimizer variables (iterations {int(copy.optimizer.iterations.numpy())}, m, v), "
+           "bit for bit")
     for name in REFUSED:
         done = gpu_c2f(binary, "--init", os.path.join(FIXTURES, name), "--epochs", "0", expect=None)
         message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
@@ -506,7 +522,7 @@ def main():
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp())
     with tempfile.TemporaryDirectory() as folder:
         check_writes(args.binary, folder)
-        check_reads(args.binary)
+        check_reads(args.binary, folder)
         check_adam_state(args.binary, folder)
     if failures:
         sys.exit(f"keras: {len(failures)} check(s) failed:\n" + "\n".join(failures))

@@ -30,8 +30,8 @@ Adam's 12 state arrays is then about 22 KB. The files are kept as Keras
 wrote them, byte for byte, because reading Keras's own layout is what the
 tests are for.
 
-Usage, from the repository root (a venv with `pip install keras==3.15.1
-jax[cpu]==0.10.2 jaxlib==0.10.2 h5py==3.16.0 numpy==2.2.6`):
+Usage, from the repository root (a venv with `pip install -r
+tests/python/requirements-keras.txt`):
     python tests/python/make_keras_fixtures.py [--out tests/fixtures/keras]
 """
 
