@@ -12,9 +12,10 @@ Bound: both sides compute the same sums from the same float32 weights;
 gpu-c2f in float32 (each addition and multiplication within 2^-24 of its
 value, at most 17 terms a sum here), this script in float64. A prediction
 may then differ by at most 64 * 2^-24 times the magnitude of what was
-summed (the forward pass with every weight, bias and input taken
-positive, through activations whose slope is at most 1.1: gelu's largest),
-which this script computes alongside.
+summed: the forward pass with every weight, bias and input taken positive,
+through each activation's largest slope where its input may lie, plus the
+activation's own value (tests/python/forward_pass.py, shared with
+check_keras.py, which says more).
 
 Usage: python tests/python/check_safetensors.py [--binary target/release/gpu-c2f]
 (a venv with `pip install safetensors==0.8.0 numpy==2.2.6`).
@@ -22,21 +23,14 @@ Usage: python tests/python/check_safetensors.py [--binary target/release/gpu-c2f
 
 import argparse
 import json
-import math
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 from safetensors import safe_open
 
-ACTIVATIONS = {
-    "linear": lambda z: z,
-    "relu": lambda z: np.maximum(z, 0.0),
-    "tanh": np.tanh,
-    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
-}
+from forward_pass import ROUNDING, forward, gpu_c2f
 
 JOBS = {
     "seed job": [],
@@ -44,26 +38,6 @@ JOBS = {
 }
 
 INPUTS = [-40.0, 37.0, 0.5]  # and 100, which every report predicts
-
-
-def gpu_c2f(binary, *args):
-    done = subprocess.run([binary, *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{binary} {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout
-
-
-def forward(layers, x):
-    """The prediction and its magnitude (every value taken positive)."""
-    value = np.array([x], dtype=np.float64)
-    magnitude = np.abs(value)
-    for kernel, bias, activation in layers:
-        z = value @ kernel + bias
-        magnitude = magnitude @ np.abs(kernel) + np.abs(bias)
-        value = ACTIVATIONS[activation](z)
-        if activation != "linear":
-            magnitude = 1.1 * magnitude
-    return float(value[0]), float(magnitude[0])
 
 
 def main():
@@ -75,7 +49,7 @@ def main():
         for name, flags in JOBS.items():
             path = os.path.join(folder, "model.safetensors")
             predict = [a for x in INPUTS for a in ("--predict", str(x))]
-            trained = json.loads(gpu_c2f(args.binary, *flags, "--json", "--save", path, *predict))
+            trained = json.loads(gpu_c2f(args.binary, *flags, "--json", "--save", path, *predict).stdout)
             with safe_open(path, framework="numpy") as file:
                 metadata = file.metadata()
                 activations = metadata["activations"].split(",")
@@ -87,15 +61,15 @@ def main():
                     assert kernel.dtype == np.float32 and bias.dtype == np.float32
                     layers.append((kernel.astype(np.float64), bias.astype(np.float64), activation))
                 assert len(file.keys()) == 2 * len(activations), sorted(file.keys())
-            loaded = json.loads(gpu_c2f(args.binary, "--init", path, "--epochs", "0", "--json", *predict))
+            loaded = json.loads(gpu_c2f(args.binary, "--init", path, "--epochs", "0", "--json", *predict).stdout)
             if loaded["predictions"] != trained["predictions"]:
                 sys.exit(f"FAIL: {name}: --init predicts {loaded['predictions']}, "
                          f"the trained model {trained['predictions']}")
             for prediction in trained["predictions"]:
                 x = prediction["celsius"]
                 printed = prediction["fahrenheit"]
-                expected, magnitude = forward(layers, x)
-                bound = 64 * 2.0**-24 * magnitude
+                expected, magnitude = (float(v[0]) for v in forward(layers, [x]))
+                bound = ROUNDING * magnitude
                 ok = abs(printed - expected) <= bound
                 print(f"{'ok' if ok else 'FAIL'}: {name}, {metadata['architecture']} "
                       f"{activations}: {x} -> gpu-c2f {printed}, numpy {expected:.7g} "
