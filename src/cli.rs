@@ -7,21 +7,20 @@ use crate::data::{ColumnNames, Dataset};
 use crate::gpu::context::ADAPTER_NAME_VARIABLE;
 use crate::gpu::largest_buffer;
 use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
+use crate::job::{DataSource, HiddenLayer, Job};
 use crate::loss::Loss;
-use crate::model::{Architecture, Model};
+use crate::model::Architecture;
 use crate::model_file::{self, SavedAdam, SavedModel};
 use crate::output::OutputFile;
 use crate::plot;
 use crate::report::{DeviceReport, Report, millis};
 use crate::shadow;
-use crate::training::{
-    DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, EarlyStopping, NamedMetric, TrainConfig, TrainOutput,
-};
+use crate::training::{DEFAULT_EPOCHS, NamedMetric, TrainOutput};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub use crate::training::DEFAULT_SEED;
@@ -407,42 +406,12 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     // Everything that can be wrong with the flags and their files, before
     // the GPU.
-    let loss = Loss::from_name(cli.loss.name(), cli.from_logits).map_err(flag_error)?;
-    let columns = ColumnNames {
-        x: cli.x.0.clone(),
-        y: cli.y.0.clone(),
-    };
-    let names: Vec<String> = columns
-        .x
-        .iter()
-        .chain(&columns.y)
-        .map(|n| n.to_lowercase())
-        .collect();
-    if let Some(k) = (1..names.len()).find(|&k| names[..k].contains(&names[k])) {
-        flag_bail!(
-            "the column {:?} is named twice in --x and --y; each input and target is its own \
-             column",
-            names[k]
-        );
-    }
-    if let Some(row) = cli.predict.iter().find(|row| row.len() != columns.x.len()) {
-        flag_bail!(
-            "--predict {} has {} value(s), but the network takes {} input(s) ({}): give one \
-             value per --x column, comma-separated",
-            row.iter().map(f32::to_string).collect::<Vec<_>>().join(","),
-            row.len(),
-            columns.x.len(),
-            columns.x.join(",")
-        );
-    }
-    let seed = cli.seed.unwrap_or(DEFAULT_SEED);
-    let start = initial_model(&cli, seed)?;
+    let job = job_of(&cli);
+    job.check().map_err(settings_error)?;
+    let columns = job.columns();
+    let start = job.start(load_init(&cli)?).map_err(settings_error)?;
     let initial = start.model.clone();
     let init = start.init.clone();
-    let resumed = start.adam.as_ref();
-    let learning_rate = (cli.learning_rate)
-        .or(resumed.map(|adam| adam.learning_rate))
-        .unwrap_or(DEFAULT_LEARNING_RATE);
     let csv = cli
         .data
         .as_deref()
@@ -466,31 +435,12 @@ pub fn run(cli: Cli) -> Result<()> {
 
     // The job as far as the flags and files give it, checked before the
     // GPU is opened (all of it but --samples data, made for the device).
-    let config_for = |data: Dataset| TrainConfig {
-        data,
-        epochs: cli.epochs,
-        learning_rate,
-        adam_state: resumed.map(|adam| adam.state.clone()),
-        batch_size: cli.batch_size.0,
-        shuffle_seed: seed,
-        shuffle: cli.shuffle,
-        loss,
-        validation_split: cli.validation_split,
-        metrics: cli.metrics.clone(),
-        early_stopping: cli.patience.map(|patience| EarlyStopping {
-            patience,
-            min_delta: cli.min_delta,
-            restore_best_weights: cli.restore_best_weights,
-        }),
-    };
+    let config_for = |data: Dataset| job.config(data, &start).map_err(settings_error);
     let known = match (csv, cli.samples) {
-        (Some(data), _) => Some(config_for(data)),
-        (None, None) => Some(config_for(Dataset::seed())),
+        (Some(data), _) => Some(config_for(data)?),
+        (None, None) => Some(config_for(Dataset::seed())?),
         (None, Some(_)) => None,
     };
-    if let Some(config) = &known {
-        config.validate().map_err(settings_error)?;
-    }
 
     let mut setup = Duration::ZERO;
     let gpu = if cli.cpu_reference {
@@ -525,9 +475,7 @@ pub fn run(cli: Cli) -> Result<()> {
         (None, None) => unreachable!("without --samples the data is known before the GPU"),
         (None, Some(samples)) => {
             memory(samples, false).check()?;
-            let config = config_for(Dataset::from_formula(samples, seed));
-            config.validate().map_err(settings_error)?;
-            config
+            config_for(Dataset::from_formula(samples, job.seed))?
         }
     };
     let mut report = Report::new(&initial, &config, start.seed, start.init.clone());
@@ -721,52 +669,48 @@ pub fn is_flag_error(error: &anyhow::Error) -> bool {
     })
 }
 
-/// Where a run starts: its weights and Adam.
-struct Start {
-    model: Model,
-    /// The initialisation seed (none with `--init`).
-    seed: Option<u64>,
-    /// Where the weights came from: `glorot_uniform` or the file.
-    init: String,
-    /// The Adam state the run resumes, from `--init`'s file.
-    adam: Option<SavedAdam>,
-    /// Why Adam starts fresh though `--init` was given, when it does.
-    fresh_because: Option<String>,
-}
-
-impl Start {
-    /// The report's words for how Adam starts.
-    fn adam_start(&self) -> String {
-        match (&self.adam, &self.fresh_because) {
-            (Some(adam), _) => format!(
-                "resumed after {} steps from {}",
-                adam.state.iterations, self.init
-            ),
-            (None, Some(why)) => format!("fresh: {why}"),
-            (None, None) => "fresh".into(),
-        }
+/// The job the flags describe.
+fn job_of(cli: &Cli) -> Job {
+    let hidden = (cli.hidden.as_ref()).map(|HiddenLayers(layers)| {
+        (layers.iter())
+            .map(|&(units, activation)| HiddenLayer { units, activation })
+            .collect()
+    });
+    let data = match (&cli.data, cli.samples) {
+        (Some(path), _) => DataSource::Csv(path.display().to_string()),
+        (None, Some(samples)) => DataSource::Samples(samples),
+        (None, None) => DataSource::Seed,
+    };
+    Job {
+        hidden,
+        output_activation: cli.output_activation,
+        loss: cli.loss.name().into(),
+        from_logits: cli.from_logits,
+        metrics: cli.metrics.iter().map(|m| m.name.clone()).collect(),
+        epochs: cli.epochs,
+        learning_rate: cli.learning_rate,
+        batch_size: cli.batch_size.0,
+        shuffle: cli.shuffle,
+        seed: cli.seed.unwrap_or(DEFAULT_SEED),
+        validation_split: cli.validation_split,
+        patience: cli.patience,
+        min_delta: cli.min_delta,
+        restore_best_weights: cli.restore_best_weights,
+        schedule: cli.schedule,
+        data,
+        x: cli.x.0.clone(),
+        y: cli.y.0.clone(),
+        delimiter: cli.delimiter.map(char::from),
+        init: cli.init.as_ref().map(|path| path.display().to_string()),
+        predict: cli.predict.clone(),
     }
 }
 
-/// The starting weights (`--init`, or glorot_uniform from `seed`) and
-/// Adam's state.
-fn initial_model(cli: &Cli, seed: u64) -> Result<Start> {
+/// `--init`'s model file, read: a name gpu-c2f cannot read is the flag's
+/// fault; what is wrong inside the file is the file's.
+fn load_init(cli: &Cli) -> Result<Option<model_file::Loaded>> {
     let Some(path) = &cli.init else {
-        let seed_layers = [(3, Activation::Linear); 2];
-        let hidden = cli
-            .hidden
-            .clone()
-            .map_or_else(|| seed_layers.to_vec(), |h| h.0);
-        let output = cli.output_activation.unwrap_or_default();
-        let architecture =
-            Architecture::with_layers(&hidden, output)?.with_io(cli.x.0.len(), cli.y.0.len())?;
-        return Ok(Start {
-            model: Model::glorot_uniform(architecture, seed),
-            seed: Some(seed),
-            init: "glorot_uniform".into(),
-            adam: None,
-            fresh_because: None,
-        });
+        return Ok(None);
     };
     let format = model_file::Format::of(path).map_err(|e| flag_error(anyhow!("--init: {e}")))?;
     if !format.can_load() {
@@ -776,66 +720,7 @@ fn initial_model(cli: &Cli, seed: u64) -> Result<Start> {
             path.display()
         );
     }
-    let loaded = model_file::load(path)?;
-    let model = if loaded.has_activations {
-        if cli.hidden.is_some() || cli.output_activation.is_some() {
-            flag_bail!(
-                "--hidden and --output-activation cannot change the network of --init {}, which \
-                 names its layers and activations; they are for a .weights.h5 file, which names \
-                 none",
-                path.display()
-            );
-        }
-        loaded.model
-    } else {
-        with_flag_activations(cli, path, loaded.model)?
-    };
-    let fresh_because = match (&loaded.optimizer, loaded.optimizer_note) {
-        (Some(_), _) => None,
-        (None, Some(note)) => Some(note),
-        (None, None) => Some(format!("{} carries no optimizer state", path.display())),
-    };
-    Ok(Start {
-        model,
-        seed: None,
-        init: path.display().to_string(),
-        adam: loaded.optimizer,
-        fresh_because,
-    })
-}
-
-/// A `.weights.h5` file's model with the activations of --hidden and
-/// --output-activation; the widths must be the file's.
-fn with_flag_activations(cli: &Cli, path: &Path, model: Model) -> Result<Model> {
-    let widths = model.architecture().widths();
-    let file_hidden = &widths[1..widths.len() - 1];
-    let hidden = match &cli.hidden {
-        Some(HiddenLayers(layers)) => layers.clone(),
-        None => file_hidden
-            .iter()
-            .map(|&w| (w, Activation::Linear))
-            .collect(),
-    };
-    let flag_hidden: Vec<usize> = hidden.iter().map(|&(width, _)| width).collect();
-    if flag_hidden != file_hidden {
-        let list = |w: &[usize]| match w {
-            [] => "none".to_string(),
-            w => w.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
-        };
-        flag_bail!(
-            "--hidden gives hidden widths {} but --init {} has {} (a {} network); give the \
-             file's widths with the activations",
-            list(&flag_hidden),
-            path.display(),
-            list(file_hidden),
-            model.architecture().describe()
-        );
-    }
-    let activations = (hidden.iter().map(|&(_, activation)| activation))
-        .chain([cli.output_activation.unwrap_or_default()])
-        .collect();
-    let architecture = model.architecture().clone().with_activations(activations)?;
-    Ok(Model::from_params(architecture, model.params().to_vec())?)
+    Ok(Some(model_file::load(path)?))
 }
 
 /// What a run will hold in the host's memory, checked on every path

@@ -61,6 +61,15 @@ impl Loss {
         }
     }
 
+    /// The Keras names [`Loss::from_name`] takes (each loss once; the
+    /// logits form is `binary_crossentropy` with `from_logits`).
+    pub const KERAS_NAMES: [&'static str; 4] = [
+        "mean_squared_error",
+        "mean_absolute_error",
+        "huber",
+        "binary_crossentropy",
+    ];
+
     /// The loss of a Keras name or alias (`mse`, `mae`,
     /// `mean_squared_error`, ...), in its logits form when `from_logits`
     /// (binary cross-entropy only). Unknown names list the known ones.
@@ -208,6 +217,14 @@ impl Metric {
         Metric::MeanAbsoluteError,
         Metric::BinaryCrossentropy,
         Metric::BinaryAccuracy,
+    ];
+
+    /// The Keras names [`Metric::from_name`] takes, each metric once.
+    pub const KERAS_NAMES: [&'static str; 4] = [
+        "mean_squared_error",
+        "mean_absolute_error",
+        "binary_crossentropy",
+        "binary_accuracy",
     ];
 
     /// The metric of a Keras name or alias (`mse`, `mae`, `accuracy`,

@@ -59,7 +59,8 @@ impl Schedule {
 /// Which schedule to run (`auto`'s thresholds: `FUSED_MAX_WORK`,
 /// `FUSED_OVER_SAMPLES_MAX_WORK` and `SAMPLES_AUTO_MAX_PARAMS` in
 /// src/gpu/schedule.rs, measured in BENCHMARKS.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ScheduleChoice {
     /// Fused for small jobs; samples for large ones on small networks
@@ -76,6 +77,9 @@ pub enum ScheduleChoice {
 }
 
 impl ScheduleChoice {
+    /// Every choice's name, `auto` first.
+    pub const NAMES: [&'static str; 4] = ["auto", "fused", "samples", "dispatch"];
+
     /// The choice named `name` (`auto`, or a schedule's [`Schedule::name`]),
     /// as the CLI's `--schedule` takes it.
     pub fn from_name(name: &str) -> Option<Self> {
