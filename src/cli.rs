@@ -10,11 +10,11 @@ use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, Schedule
 use crate::job::{DataSource, HiddenLayer, Job};
 use crate::loss::Loss;
 use crate::model::Architecture;
-use crate::model_file::{self, SavedAdam, SavedModel};
+use crate::model_file;
 use crate::output::OutputFile;
 use crate::plot;
 use crate::report::{DeviceReport, Report, millis};
-use crate::shadow;
+use crate::shadow::{self, Certificate};
 use crate::training::{DEFAULT_EPOCHS, NamedMetric, TrainOutput};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
@@ -269,17 +269,17 @@ fn parse_batch_size(text: &str) -> Result<BatchSize, String> {
 /// `--hidden`'s layers, each a width and an activation (a newtype, so clap
 /// takes the list as one value).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HiddenLayers(pub Vec<(usize, Activation)>);
+pub struct HiddenLayers(pub Vec<HiddenLayer>);
 
 impl HiddenLayers {
     /// The layers' widths.
     pub fn widths(&self) -> Vec<usize> {
-        self.0.iter().map(|&(width, _)| width).collect()
+        self.0.iter().map(|layer| layer.units).collect()
     }
 }
 
 fn parse_hidden(text: &str) -> Result<HiddenLayers, String> {
-    parse_layers(text).map(HiddenLayers)
+    HiddenLayer::parse_list(text).map(HiddenLayers)
 }
 
 /// `--x`/`--y`'s column names (a newtype, so clap takes the list as one
@@ -318,39 +318,6 @@ fn parse_loss(text: &str) -> Result<Loss, String> {
 
 fn parse_activation(text: &str) -> Result<Activation, String> {
     Activation::from_name(text.trim()).map_err(|e| e.to_string())
-}
-
-fn parse_layers(text: &str) -> Result<Vec<(usize, Activation)>, String> {
-    let text = text.trim();
-    if text.eq_ignore_ascii_case("none") {
-        return Ok(Vec::new());
-    }
-    text.split(',')
-        .enumerate()
-        .map(|(index, part)| {
-            let (width, activation) = match part.split_once(':') {
-                Some((width, name)) => {
-                    let activation = parse_activation(name)
-                        .map_err(|why| format!("layer {}: {why}", index + 1))?;
-                    (width, activation)
-                }
-                None => (part, Activation::Linear),
-            };
-            match width.trim().parse::<usize>() {
-                Ok(0) => Err(format!(
-                    "width {} is 0; every width must be at least 1",
-                    index + 1
-                )),
-                Ok(width) => Ok((width, activation)),
-                Err(_) => Err(format!(
-                    "width {} ({:?}) is not a positive whole number; expected e.g. 3,3, \
-                     16:relu,16:relu or none",
-                    index + 1,
-                    width
-                )),
-            }
-        })
-        .collect()
 }
 
 fn parse_finite(text: &str) -> Result<f32, String> {
@@ -532,6 +499,8 @@ pub fn run(cli: Cli) -> Result<()> {
                     .context(format!("training on {} failed", gpu.info.name)),
             })?;
             report.record_gpu_timings(&run.timings);
+            report.certificate =
+                (check.as_ref()).map(|c| Certificate::new(&job, &gpu.info, c, None));
             report.shadow_check = check;
             run.output
         }
@@ -564,15 +533,8 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let mut outputs = Vec::new();
     if let Some((file, format)) = save {
-        let saved = SavedModel {
-            model: output.model.clone(),
-            optimizer: Some(SavedAdam {
-                learning_rate: config.learning_rate,
-                state: output.adam.clone(),
-            }),
-            loss: config.loss,
-        };
-        let bytes = format.to_bytes(&saved, &report.model_file_keys())?;
+        let keys = start.file_keys(&config, &output, &report.device);
+        let bytes = format.to_bytes(&model_file::SavedModel::of_run(&config, &output), &keys)?;
         outputs.push(("Saved:      ", file, bytes));
     }
     if let Some(file) = plot_file {
@@ -671,11 +633,10 @@ pub fn is_flag_error(error: &anyhow::Error) -> bool {
 
 /// The job the flags describe.
 fn job_of(cli: &Cli) -> Job {
-    let hidden = (cli.hidden.as_ref()).map(|HiddenLayers(layers)| {
-        (layers.iter())
-            .map(|&(units, activation)| HiddenLayer { units, activation })
-            .collect()
-    });
+    let hidden = cli
+        .hidden
+        .as_ref()
+        .map(|HiddenLayers(layers)| layers.clone());
     let data = match (&cli.data, cli.samples) {
         (Some(path), _) => DataSource::Csv(path.display().to_string()),
         (None, Some(samples)) => DataSource::Samples(samples),
@@ -997,35 +958,6 @@ mod tests {
     fn clap_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn hidden_accepts_lists_and_none_and_rejects_the_rest() {
-        let linear = Activation::Linear;
-        assert_eq!(parse_layers("3,3"), Ok(vec![(3, linear), (3, linear)]));
-        assert_eq!(
-            parse_layers(" 64 , 17 "),
-            Ok(vec![(64, linear), (17, linear)])
-        );
-        assert_eq!(parse_layers("none"), Ok(vec![]));
-        assert_eq!(
-            parse_layers("16:relu, 8:leaky_relu,4"),
-            Ok(vec![
-                (16, Activation::Relu),
-                (8, Activation::LeakyRelu),
-                (4, linear)
-            ])
-        );
-        for bad in [
-            ",", "0", "3,,3", "three", "", "-1", "3,0", "3:", "3:Relu", ":relu", "0:relu",
-        ] {
-            assert!(parse_layers(bad).is_err(), "{bad:?} was accepted");
-        }
-        let unknown = parse_layers("8:relu,8:mish").unwrap_err();
-        assert!(
-            unknown.contains("layer 2") && unknown.contains("\"mish\"") && unknown.contains("gelu"),
-            "{unknown}"
-        );
     }
 
     #[test]

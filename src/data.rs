@@ -205,6 +205,26 @@ impl Dataset {
         Ok(data)
     }
 
+    /// The column names of CSV text's header (the first non-blank row, when
+    /// it has no number in it, as [`Dataset::from_csv_str_with`] decides);
+    /// `None` for a file without one. What a face offers as `--x` and `--y`.
+    pub fn csv_header(text: &str, delimiter: Option<u8>) -> Option<Vec<String>> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let delimiter = delimiter.unwrap_or_else(|| detect_delimiter(text));
+        let first = text.lines().find(|line| !line.trim().is_empty())?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .trim(csv::Trim::All)
+            .delimiter(delimiter)
+            .from_reader(first.as_bytes());
+        let record = reader.records().next()?.ok()?;
+        let header = record.len() >= 2
+            && record
+                .iter()
+                .all(|cell| parse_number(cell, delimiter).is_none());
+        header.then(|| record.iter().map(str::to_string).collect())
+    }
+
     /// The ordinary least-squares line `y = slope * x + intercept` of
     /// one-column data, in f64: the answer every converged run of a linear
     /// network approaches (of the first input and target columns for wider
@@ -422,6 +442,15 @@ impl Columns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_names_the_columns_a_face_offers() {
+        let header =
+            Dataset::csv_header("\u{feff}\n celsius ; wind_kmh;wind_chill\n-5;10;-9\n", None);
+        assert_eq!(header.unwrap(), ["celsius", "wind_kmh", "wind_chill"]);
+        assert_eq!(Dataset::csv_header("1,2\n3,4\n", None), None);
+        assert_eq!(Dataset::csv_header("", None), None);
+    }
 
     #[test]
     fn header_blank_lines_and_crlf_are_accepted() {

@@ -13,6 +13,7 @@ use crate::model::{Architecture, Model};
 use crate::model_file::{Loaded, SavedAdam};
 use crate::training::{
     DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_SEED, EarlyStopping, NamedMetric, TrainConfig,
+    TrainOutput,
 };
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,44 @@ pub struct HiddenLayer {
     /// Linear when not given, as Keras's `activation=None`.
     #[serde(default)]
     pub activation: Activation,
+}
+
+impl HiddenLayer {
+    /// `--hidden`'s text: comma-separated widths, each linear or
+    /// `width:activation` (`16:relu,16:tanh`), or `none` for no hidden
+    /// layer; what is wrong is named by its position.
+    pub fn parse_list(text: &str) -> std::result::Result<Vec<Self>, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("none") {
+            return Ok(Vec::new());
+        }
+        text.split(',')
+            .enumerate()
+            .map(|(index, part)| {
+                let (width, activation) = match part.split_once(':') {
+                    Some((width, name)) => {
+                        let activation = Activation::from_name(name.trim())
+                            .map_err(|why| format!("layer {}: {why}", index + 1))?;
+                        (width, activation)
+                    }
+                    None => (part, Activation::Linear),
+                };
+                match width.trim().parse::<usize>() {
+                    Ok(0) => Err(format!(
+                        "width {} is 0; every width must be at least 1",
+                        index + 1
+                    )),
+                    Ok(units) => Ok(HiddenLayer { units, activation }),
+                    Err(_) => Err(format!(
+                        "width {} ({:?}) is not a positive whole number; expected e.g. 3,3, \
+                         16:relu,16:relu or none",
+                        index + 1,
+                        width
+                    )),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Where the samples come from.
@@ -164,6 +203,26 @@ pub struct Start {
 }
 
 impl Start {
+    /// What a model file saved from this start's run keeps of it, from
+    /// either face: the seed (`null` with a model file), where the weights
+    /// came from, the epochs that ran, the learning rate, the final loss
+    /// (`null` after 0 epochs) and the device.
+    pub fn file_keys(
+        &self,
+        config: &TrainConfig,
+        output: &TrainOutput,
+        device: &impl Serialize,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "seed": self.seed,
+            "init": self.init,
+            "epochs": output.loss_history.len(),
+            "learning_rate": config.learning_rate,
+            "final_loss": output.loss_history.last(),
+            "device": device,
+        })
+    }
+
     /// The report's words for how Adam starts.
     pub fn adam_start(&self) -> String {
         match (&self.adam, &self.fresh_because) {
@@ -385,6 +444,46 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_accepts_lists_and_none_and_rejects_the_rest() {
+        let linear = Activation::Linear;
+        let layers = |pairs: &[(usize, Activation)]| -> Vec<HiddenLayer> {
+            (pairs.iter())
+                .map(|&(units, activation)| HiddenLayer { units, activation })
+                .collect()
+        };
+        assert_eq!(
+            HiddenLayer::parse_list("3,3"),
+            Ok(layers(&[(3, linear), (3, linear)]))
+        );
+        assert_eq!(
+            HiddenLayer::parse_list(" 64 , 17 "),
+            Ok(layers(&[(64, linear), (17, linear)]))
+        );
+        assert_eq!(HiddenLayer::parse_list("none"), Ok(vec![]));
+        assert_eq!(
+            HiddenLayer::parse_list("16:relu, 8:leaky_relu,4"),
+            Ok(layers(&[
+                (16, Activation::Relu),
+                (8, Activation::LeakyRelu),
+                (4, linear)
+            ]))
+        );
+        for bad in [
+            ",", "0", "3,,3", "three", "", "-1", "3,0", "3:", "3:Relu", ":relu", "0:relu",
+        ] {
+            assert!(
+                HiddenLayer::parse_list(bad).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+        let unknown = HiddenLayer::parse_list("8:relu,8:mish").unwrap_err();
+        assert!(
+            unknown.contains("layer 2") && unknown.contains("\"mish\"") && unknown.contains("gelu"),
+            "{unknown}"
+        );
+    }
 
     #[test]
     fn the_default_job_is_the_seed_job() {

@@ -7,7 +7,7 @@ use crate::gpu::GpuInfo;
 use crate::gpu::trainer::GpuTimings;
 use crate::model::{DenseWeights, Model};
 use crate::shadow::power::EpochPower;
-use crate::shadow::{ShadowCheck, Worst};
+use crate::shadow::{Certificate, ShadowCheck, Worst};
 use crate::training::{TrainConfig, TrainOutput};
 use serde::Serialize;
 use std::fmt::Write;
@@ -271,6 +271,10 @@ pub struct Report {
     /// the GPU's own state (`--compare`): the verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow_check: Option<ShadowCheck>,
+    /// The check's certificate (`--compare`): what the page's "Check my
+    /// GPU" downloads, for the same job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<Certificate>,
 }
 
 impl Report {
@@ -319,6 +323,7 @@ impl Report {
             timings_ms: TimingsMs::default(),
             comparison: None,
             shadow_check: None,
+            certificate: None,
         }
     }
 
@@ -369,18 +374,6 @@ impl Report {
         } else {
             0.0
         };
-    }
-
-    /// The descriptive keys `--save` adds to a model file.
-    pub fn model_file_keys(&self) -> serde_json::Value {
-        serde_json::json!({
-            "seed": self.seed,
-            "init": self.init,
-            "epochs": self.loss_history.len(),
-            "learning_rate": self.learning_rate,
-            "final_loss": self.final_loss,
-            "device": self.device,
-        })
     }
 
     /// The title of `--plot`: device, epochs and final loss.

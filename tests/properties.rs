@@ -847,7 +847,8 @@ proptest! {
                 // Size limits (MAX_WIDTH, MAX_PARAMS, ...) are checked when the
                 // network is built, not by the flag parser: any answer, no panic.
                 prop_assert!(hidden.widths().iter().all(|&w| w >= 1));
-                let _ = Architecture::with_layers(&hidden.0, cli.output_activation.unwrap_or_default());
+                let layers: Vec<_> = hidden.0.iter().map(|l| (l.units, l.activation)).collect();
+                let _ = Architecture::with_layers(&layers, cli.output_activation.unwrap_or_default());
             }
             let config = TrainConfig {
                 data: Dataset::seed(),

@@ -16,8 +16,13 @@ const page = {
   progressUpdates: 0, // chunks of losses received while training
   result: null,      // the last run's result (JSON from the library)
   check: null,       // the last CPU check
-  initModel: null,   // an uploaded model file's text (--init)
+  initModel: null,   // an uploaded model file's bytes (--init)
   initModelName: null,
+  initWeightsOnly: false, // the model file is a .weights.h5 (no activations)
+  csv: null,         // an uploaded CSV file's text and name (--data)
+  csvName: null,
+  choices: null,     // what the library offers (activations, losses, ...)
+  job: null,         // the last run's job, as the URL holds it
   errors: [],        // every error shown
   adapterName: '',
 };
@@ -89,43 +94,123 @@ function readPairs() {
 
 // ---- the form ------------------------------------------------------------
 
-function readRequest() {
+// The table's pairs as CSV text: the job's data when no file is open.
+function tableCsv() {
+  const pairs = readPairs();
+  return 'celsius,fahrenheit\n' + pairs.celsius.map((c, i) => `${c},${pairs.fahrenheit[i]}`).join('\n') + '\n';
+}
+
+function isSeedTable() {
+  const seed = JSON.parse(gpuC2f.seed_pairs());
+  const pairs = readPairs();
+  return pairs.celsius.length === seed.celsius.length &&
+    pairs.celsius.every((c, i) => c === seed.celsius[i] && pairs.fahrenheit[i] === seed.fahrenheit[i]);
+}
+
+const selected = (id) => [...$(id).selectedOptions].map((option) => option.value);
+
+// The form as a gpu-c2f job (src/job.rs): the same description the CLI's
+// flags make. The library checks it (check_job) as it checks the flags.
+function readJob() {
   const integer = (id, name, least) => {
     const text = $(id).value.trim();
     const value = Number(text);
-    if (!Number.isInteger(value) || value < least) {
+    if (text === '' || !Number.isInteger(value) || value < least) {
       throw new Error(`${name}: ${JSON.stringify(text)} is not a whole number of at least ${least}`);
     }
     return value;
   };
-  const rate = Number($('learning-rate').value.trim());
-  if (!(rate > 0 && Number.isFinite(rate))) {
-    throw new Error(`learning rate: ${JSON.stringify($('learning-rate').value)} is not a number greater than 0`);
-  }
-  const hiddenText = $('hidden').value.trim();
-  const hidden = hiddenText === '' ? [] : hiddenText.split(',').map((part) => {
-    const width = Number(part.trim());
-    if (!Number.isInteger(width) || width < 1) {
-      throw new Error(`hidden widths: ${JSON.stringify(part.trim())} is not a whole number of at least 1`);
-    }
-    return width;
-  });
-  const batchText = $('batch-size').value.trim().toLowerCase();
-  const batch_size = batchText === 'all' || batchText === '' ? null : integer('batch-size', 'batch size', 1);
-  const pairs = readPairs();
-  return {
-    epochs: integer('epochs', 'epochs', 1),
-    learning_rate: rate,
-    hidden,
-    batch_size,
-    seed: integer('seed', 'seed', 0),
-    shuffle: $('shuffle').checked,
-    schedule: $('schedule').value,
-    celsius: pairs.celsius,
-    fahrenheit: pairs.fahrenheit,
-    init_model: page.initModel,
-    init_model_name: page.initModelName,
+  const number = (id, name) => {
+    const text = $(id).value.trim();
+    const value = Number(text);
+    if (text === '' || !Number.isFinite(value)) throw new Error(`${name}: ${JSON.stringify(text)} is not a number`);
+    return value;
   };
+  const rateText = $('learning-rate').value.trim();
+  const batchText = $('batch-size').value.trim().toLowerCase();
+  const hidden = page.initModel && !page.initWeightsOnly ? null : JSON.parse(gpuC2f.parse_hidden($('hidden').value));
+  const output = $('output-activation').value;
+  const job = {
+    hidden,
+    output_activation: page.initModel && !page.initWeightsOnly ? null : output,
+    loss: $('loss').value,
+    from_logits: $('from-logits').checked,
+    metrics: [...document.querySelectorAll('#metrics input:checked')].map((box) => box.value),
+    epochs: integer('epochs', 'epochs', 1),
+    learning_rate: rateText === '' ? null : number('learning-rate', 'learning rate'),
+    batch_size: batchText === 'all' || batchText === '' ? null : integer('batch-size', 'batch size', 1),
+    shuffle: $('shuffle').checked,
+    seed: integer('seed', 'seed', 0),
+    validation_split: number('validation-split', 'validation split'),
+    patience: $('patience').value.trim() === '' ? null : integer('patience', 'patience', 0),
+    min_delta: number('min-delta', 'min_delta'),
+    restore_best_weights: $('restore-best-weights').checked,
+    schedule: $('schedule').value,
+    data: 'seed',
+    x: ['celsius'],
+    y: ['fahrenheit'],
+    init: page.initModelName,
+    predict: [],
+  };
+  if (page.csv !== null) {
+    job.data = { csv: page.csvName };
+    job.x = selected('x-columns');
+    job.y = selected('y-columns');
+  } else if (!isSeedTable()) {
+    job.data = { csv: 'table' };
+  }
+  // Every run predicts at 100 for one input (the tutorial's question).
+  if (job.x.length === 1) job.predict = [[100]];
+  gpuC2f.check_job(JSON.stringify(job));
+  return job;
+}
+
+// The job's data file's text: the open CSV, or the table.
+function jobCsv(job) {
+  if (job.data === 'seed') return null;
+  return page.csv !== null ? page.csv : tableCsv();
+}
+
+// A job into the form (from the URL).
+function fillForm(job) {
+  const set = (id, value) => { $(id).value = value == null ? '' : String(value); };
+  set('epochs', job.epochs);
+  set('learning-rate', job.learning_rate);
+  set('hidden', job.hidden == null ? '3,3' : (job.hidden.length === 0 ? 'none'
+    : job.hidden.map((l) => (l.activation === 'linear' ? `${l.units}` : `${l.units}:${l.activation}`)).join(',')));
+  set('output-activation', job.output_activation || 'linear');
+  set('loss', job.loss);
+  $('from-logits').checked = job.from_logits;
+  for (const box of document.querySelectorAll('#metrics input')) box.checked = job.metrics.includes(box.value);
+  set('batch-size', job.batch_size == null ? 'all' : job.batch_size);
+  set('seed', job.seed);
+  $('shuffle').checked = job.shuffle;
+  set('validation-split', job.validation_split);
+  set('patience', job.patience);
+  set('min-delta', job.min_delta);
+  $('restore-best-weights').checked = job.restore_best_weights;
+  set('schedule', job.schedule);
+}
+
+// The library's choices into the selects and boxes: no list is written here.
+function fillChoices(choices) {
+  const options = (id, names) => {
+    $(id).replaceChildren(...names.map((name) => new Option(name, name)));
+  };
+  options('output-activation', choices.activations);
+  options('loss', choices.losses);
+  options('schedule', choices.schedules);
+  $('metrics').replaceChildren(...choices.metrics.map((name) => {
+    const label = document.createElement('label');
+    label.style.display = 'inline-flex';
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.value = name;
+    box.style.width = 'auto';
+    label.append(box, name);
+    return label;
+  }));
+  fillForm(choices.defaults);
 }
 
 // ---- the loss curve --------------------------------------------------------
@@ -154,6 +239,12 @@ function drawCurve() {
   const shown = (v) => Number.isFinite(v) && (!log || v > 0);
   const y = log ? (v) => Math.log10(v) : (v) => v;
   let [low, high, count] = [Infinity, -Infinity, 0];
+  const valLosses = (page.result && page.result.val_loss_history) || [];
+  for (const v of valLosses) {
+    if (!shown(v)) continue;
+    low = Math.min(low, y(v));
+    high = Math.max(high, y(v));
+  }
   for (const v of losses) {
     if (!shown(v)) continue;
     low = Math.min(low, y(v));
@@ -196,21 +287,38 @@ function drawCurve() {
   for (let e = 0; e <= epochs; e += xStep) g.fillText(String(e), px(e), height - margin.bottom + 10);
   g.fillText('epoch', (margin.left + width - margin.right) / 2, height - 28);
 
-  // The curve, as far as it has arrived; a lone point is a dot.
-  g.strokeStyle = g.fillStyle = '#2456d6';
-  g.lineWidth = 3;
-  const every = Math.ceil(losses.length / MOST_POINTS);
-  g.beginPath();
-  let drawing = false;
-  for (let index = 0; index < losses.length; index++) {
-    const value = losses[index];
-    if (index % every !== 0 && index !== losses.length - 1) continue;
-    if (!shown(value)) { drawing = false; continue; }
-    const [x, yy] = [px(index + 1), py(value)];
-    if (drawing) g.lineTo(x, yy); else g.moveTo(x, yy);
-    drawing = true;
+  // Early stopping's stop, marked where it stopped.
+  const stopped = page.result && page.result.stopped_epoch;
+  if (stopped) {
+    g.strokeStyle = g.fillStyle = '#b00';
+    g.setLineDash([8, 6]);
+    g.beginPath(); g.moveTo(px(stopped), margin.top); g.lineTo(px(stopped), height - margin.bottom); g.stroke();
+    g.setLineDash([]);
+    g.textAlign = 'right';
+    g.fillText(`stopped after epoch ${stopped}`, px(stopped) - 8, margin.top);
   }
-  g.stroke();
+  // The curves, as far as they have arrived; a lone point is a dot.
+  const series = (values, colour, label, row) => {
+    g.strokeStyle = g.fillStyle = colour;
+    g.lineWidth = 3;
+    const every = Math.ceil(values.length / MOST_POINTS);
+    g.beginPath();
+    let drawing = false;
+    for (let index = 0; index < values.length; index++) {
+      const value = values[index];
+      if (index % every !== 0 && index !== values.length - 1) continue;
+      if (!shown(value)) { drawing = false; continue; }
+      const [x, yy] = [px(index + 1), py(value)];
+      if (drawing) g.lineTo(x, yy); else g.moveTo(x, yy);
+      drawing = true;
+    }
+    g.stroke();
+    g.textAlign = 'right';
+    g.fillText(label, width - margin.right, margin.top + 30 * row);
+  };
+  series(losses, '#2456d6', 'loss', 1);
+  if (valLosses.length) series(valLosses, '#d67a24', 'val_loss', 2);
+  g.strokeStyle = g.fillStyle = '#2456d6';
   if (count === 1) {
     const index = losses.findIndex(shown);
     g.beginPath(); g.arc(px(index + 1), py(losses[index]), 5, 0, 2 * Math.PI); g.fill();
@@ -221,12 +329,17 @@ function drawCurve() {
 
 const fmt = (value, digits = 6) => (Number.isFinite(value) ? Number(value).toPrecision(digits) : String(value));
 
-function showResult(result, request) {
+function showResult(result, job) {
   $('final-loss').textContent = fmt(result.final_loss);
-  $('prediction-100').textContent = `${fmt(result.prediction_100, 8)} °F`;
-  const line = gpuC2f.least_squares_at_100(JSON.stringify({ celsius: request.celsius, fahrenheit: request.fahrenheit }));
-  $('least-squares').textContent = `${fmt(line, 8)} °F`;
+  const at100 = result.prediction_100;
+  $('prediction-100').textContent = at100 == null ? '–' : `${fmt(at100, 8)}`;
+  const data = job.data === 'seed' ? JSON.parse(gpuC2f.seed_pairs()) : (page.csv === null ? readPairs() : null);
+  $('least-squares').textContent = data ? `${fmt(gpuC2f.least_squares_at_100(JSON.stringify(data)), 8)}` : '–';
   $('schedule-used').textContent = `${result.schedule} (${result.architecture})`;
+  $('adam-start').textContent = result.adam_start;
+  $('early-stop').textContent = result.stopped_epoch
+    ? `stopped after epoch ${result.stopped_epoch}` + (result.restored_epoch ? `, weights of epoch ${result.restored_epoch} restored` : '')
+    : (job.patience == null ? 'off' : 'ran every epoch');
   const t = result.timings_ms;
   $('timings').textContent =
     `train ${t.train.toFixed(1)} ms` + (t.gpu_train == null ? '' : ` (GPU ${t.gpu_train.toFixed(1)} ms)`) +
@@ -236,7 +349,7 @@ function showResult(result, request) {
   weights.replaceChildren();
   result.layers.forEach((layer, index) => {
     const title = document.createElement('div');
-    title.textContent = `layer ${index}: kernel ${layer.kernel.length} x ${layer.bias.length}, bias ${layer.bias.length}`;
+    title.textContent = `layer ${index} (${layer.activation}): kernel ${layer.kernel.length} x ${layer.bias.length}, bias ${layer.bias.length}`;
     const table = document.createElement('table');
     for (const row of [...layer.kernel, layer.bias]) {
       const tr = table.insertRow();
@@ -251,13 +364,18 @@ function showResult(result, request) {
 function predictNow() {
   if (!page.result) return;
   const text = $('predict-input').value.trim();
-  const celsius = Number(text);
-  $('predict-output').textContent = text !== '' && Number.isFinite(celsius) ? fmt(gpuC2f.predict(celsius), 8) : '–';
+  if (text === '') { $('predict-output').textContent = '–'; return; }
+  try {
+    const row = text.split(',').map((part) => Number(part.trim()));
+    $('predict-output').textContent = [...gpuC2f.predict(new Float32Array(row))].map((v) => fmt(v, 8)).join(', ');
+  } catch (error) {
+    $('predict-output').textContent = message(error);
+  }
 }
 
 // Before a run: nothing of the last one stays on screen.
 function clearResult() {
-  for (const id of ['final-loss', 'prediction-100', 'least-squares', 'predict-output', 'schedule-used', 'timings', 'weights']) {
+  for (const id of ['final-loss', 'prediction-100', 'least-squares', 'predict-output', 'schedule-used', 'timings', 'weights', 'adam-start', 'early-stop']) {
     $(id).textContent = '–';
   }
   for (const id of ['progress', 'check-result', 'check-detail']) $(id).textContent = '';
@@ -265,42 +383,50 @@ function clearResult() {
 
 // ---- actions ---------------------------------------------------------------
 
-async function train() {
+async function train(fromHistory = false) {
   hideError();
-  let request;
+  let job;
   try {
-    request = readRequest();
+    job = readJob();
   } catch (error) {
     showError('Check the form', message(error));
     return;
   }
   page.losses = [];
   page.streamed = [];
-  page.totalEpochs = request.epochs;
+  page.totalEpochs = job.epochs;
   page.progressUpdates = 0;
   page.result = null;
   page.check = null;
   clearResult();
-  for (const id of ['train', 'check', 'download-model']) $(id).disabled = true;
+  for (const id of ['train', 'check', 'download-model', 'download-certificate']) $(id).disabled = true;
   setStatus('training', 'Training…');
   drawCurve();
   const started = performance.now();
   try {
-    const json = await gpuC2f.train(JSON.stringify(request), (epochs, newLosses) => {
+    const init = page.initModel === null ? undefined : page.initModel;
+    const csv = jobCsv(job);
+    const json = await gpuC2f.train(JSON.stringify(job), csv === null ? undefined : csv, init, (epochs, newLosses) => {
       for (const loss of newLosses) {
         page.losses.push(loss);
         page.streamed.push(loss);
       }
       page.progressUpdates += 1;
-      $('progress').textContent = `epoch ${epochs} of ${request.epochs}`;
+      $('progress').textContent = `epoch ${epochs} of ${job.epochs}`;
       drawCurve();
     });
     const result = JSON.parse(json);
     result.page_ms = performance.now() - started;
+    // The tutorial's question, for one input: what is 100 °C?
+    result.prediction_100 = result.predictions.length ? result.predictions[0][1][0] : null;
     page.losses = result.loss_history;
     page.result = result;
+    page.job = job;
+    // The run in the URL: a link reproduces it, Back and Forward move between runs.
+    const hash = '#job=' + encodeURIComponent(JSON.stringify(job));
+    if (!fromHistory && location.hash !== hash) history.pushState(null, '', hash);
     drawCurve();
-    showResult(result, request);
+    showResult(result, job);
     $('check').disabled = false;
     $('download-model').disabled = false;
     setStatus('done', `Done: ${result.loss_history.length} epochs.`);
@@ -309,6 +435,35 @@ async function train() {
   } finally {
     $('train').disabled = false;
   }
+}
+
+// The job in the URL (#job=...), into the form; it trains at once unless it
+// needs a file the page does not have.
+function jobFromUrl() {
+  const match = location.hash.match(/^#job=(.*)$/);
+  if (!match) return null;
+  try {
+    const job = JSON.parse(decodeURIComponent(match[1]));
+    gpuC2f.check_job(JSON.stringify(job));
+    return job;
+  } catch (error) {
+    showError('The link holds no valid job', message(error));
+    return null;
+  }
+}
+
+function runFromUrl() {
+  const job = jobFromUrl();
+  if (!job) return;
+  fillForm(job);
+  const needs = [];
+  if (job.init) needs.push(`the model file ${job.init}`);
+  if (job.data && job.data.csv && job.data.csv !== 'table') needs.push(`the data file ${job.data.csv}`);
+  if (needs.length && (page.initModelName !== job.init || (job.data.csv && page.csvName !== job.data.csv))) {
+    setStatus('ready', `This link's run needs ${needs.join(' and ')}: open it, then Train.`);
+    return;
+  }
+  train(true);
 }
 
 // The CPU reference runs on this thread: say so first, and let the page
@@ -326,14 +481,17 @@ const ratio = (value) => (value == null ? 'beyond (NaN or infinite)' : value.toP
 
 function runCheck() {
   try {
-    const check = JSON.parse(gpuC2f.check_against_cpu());
+    const check = JSON.parse(gpuC2f.check_against_cpu(navigator.userAgent));
+    const certificate = check.certificate;
+    check.passed = certificate.passed;
     page.check = check;
     const shadow = check.shadow_check;
     const box = $('check-result');
     box.className = check.passed ? 'passed' : 'failed';
     box.textContent = check.passed
       ? `Agrees: every step within its rounding bounds (${shadow.steps_checked} of ${shadow.steps_expected} steps).`
-      : `Disagrees: ${check.why}.`;
+      : `Disagrees: ${certificate.why}.`;
+    $('download-certificate').disabled = false;
     const worst = (w) => `${ratio(w.ratio)} of its bound at step ${w.step + 1}`;
     const lines = [
       `Shadow check (the verdict, as --compare): ${shadow.steps_checked} of ${shadow.steps_expected} steps replayed on the CPU from the GPU's state, as it trained`,
@@ -350,9 +508,10 @@ function runCheck() {
     if (check.comparison) {
       const c = check.comparison;
       const relative = (v) => (v == null ? 'NaN' : v.toExponential(2));
+      const cpu = check.cpu_predictions.length ? `; CPU predicts ${fmt(check.cpu_predictions[0][0], 8)} at 100` : '';
       lines.push(
         `Whole run against the CPU reference (information): loss ${relative(c.loss.relative)} relative at most, ` +
-          `weights ${relative(c.weights.relative)}; CPU predicts ${fmt(check.cpu_prediction_100, 8)} °F at 100 °C`,
+          `weights ${relative(c.weights.relative)}${cpu}`,
       );
     }
     $('check-detail').textContent = lines.join('\n');
@@ -364,17 +523,25 @@ function runCheck() {
   }
 }
 
+function download(bytes, name, type) {
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(new Blob([bytes], { type }));
+  link.download = name;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
 function downloadModel() {
   try {
-    const blob = new Blob([gpuC2f.model_json()], { type: 'application/json' });
-    const link = document.createElement('a');
-    link.href = URL.createObjectURL(blob);
-    link.download = 'gpu-c2f-model.json';
-    link.click();
-    URL.revokeObjectURL(link.href);
+    const name = `gpu-c2f-model${$('model-format').value}`;
+    download(gpuC2f.model_file(name), name, 'application/octet-stream');
   } catch (error) {
     showError('Cannot save the model', message(error));
   }
+}
+
+function downloadCertificate() {
+  download(JSON.stringify(page.check.certificate, null, 2) + '\n', 'gpu-c2f-certificate.json', 'application/json');
 }
 
 async function loadCsv(input) {
@@ -382,7 +549,22 @@ async function loadCsv(input) {
   if (!file) return;
   hideError();
   try {
-    fillTable(JSON.parse(gpuC2f.parse_csv(await file.text())));
+    const text = await file.text();
+    const header = JSON.parse(gpuC2f.csv_columns(text));
+    if (header === null) {
+      // No header: pairs of celsius, fahrenheit, into the table.
+      fillTable(JSON.parse(gpuC2f.parse_csv(text)));
+      useTable();
+    } else {
+      page.csv = text;
+      page.csvName = file.name;
+      for (const [id, chosen] of [['x-columns', header.slice(0, -1)], ['y-columns', header.slice(-1)]]) {
+        $(id).replaceChildren(...header.map((name) => new Option(name, name, false, chosen.includes(name))));
+      }
+      $('columns').hidden = false;
+      $('pairs').hidden = true;
+      $('data-name').textContent = `(${file.name}: pick the columns)`;
+    }
     setStatus(page.result ? 'done' : 'ready', `Data from ${file.name}.`);
   } catch (error) {
     showError(`Bad CSV file ${file.name}`, message(error));
@@ -391,10 +573,20 @@ async function loadCsv(input) {
   }
 }
 
+function useTable() {
+  page.csv = null;
+  page.csvName = null;
+  $('columns').hidden = true;
+  $('pairs').hidden = false;
+  $('data-name').textContent = '(the table: celsius, fahrenheit)';
+}
+
 function startFresh() {
   page.initModel = null;
   page.initModelName = null;
+  page.initWeightsOnly = false;
   $('hidden').disabled = false;
+  $('output-activation').disabled = false;
   $('init-model').textContent = '';
   $('start-fresh').hidden = true;
 }
@@ -404,13 +596,17 @@ async function loadModel(input) {
   if (!file) return;
   hideError();
   try {
-    const text = await file.text();
-    const model = JSON.parse(gpuC2f.parse_model(text));
-    page.initModel = text;
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const model = JSON.parse(gpuC2f.parse_model(file.name, bytes));
+    page.initModel = bytes;
     page.initModelName = file.name;
-    $('hidden').value = model.hidden.join(',');
-    $('hidden').disabled = true;
-    $('init-model').textContent = `Training starts from ${file.name} (${model.architecture}).`;
+    // A .weights.h5 names no activations: the form gives them.
+    page.initWeightsOnly = !model.has_activations;
+    $('hidden').value = model.hidden.length ? model.hidden.join(',') : 'none';
+    $('hidden').disabled = model.has_activations;
+    $('output-activation').disabled = model.has_activations;
+    const adam = model.resumes_adam ? ', resuming its Adam' : '';
+    $('init-model').textContent = `Training starts from ${file.name} (${model.architecture}${adam}).`;
     $('start-fresh').hidden = false;
   } catch (error) {
     startFresh();
@@ -443,6 +639,10 @@ async function start() {
     return;
   }
   fillTable(JSON.parse(gpuC2f.seed_pairs()));
+  page.choices = JSON.parse(gpuC2f.choices());
+  fillChoices(page.choices);
+  $('use-table').onclick = useTable;
+  $('download-certificate').onclick = downloadCertificate;
   $('add-row').onclick = () => addRow();
   $('remove-row').onclick = () => $('pairs').tBodies[0].lastElementChild?.remove();
   $('seed-rows').onclick = () => fillTable(JSON.parse(gpuC2f.seed_pairs()));
@@ -451,7 +651,8 @@ async function start() {
   $('start-fresh').onclick = startFresh;
   $('log-scale').onchange = drawCurve;
   $('predict-input').oninput = predictNow;
-  $('train').onclick = train;
+  $('train').onclick = () => train();
+  window.addEventListener('popstate', runFromUrl);
   $('check').onclick = checkAgainstCpu;
   $('download-model').onclick = downloadModel;
 
@@ -469,6 +670,7 @@ async function start() {
   }
   $('train').disabled = false;
   setStatus('ready', 'Ready.');
+  runFromUrl();
 }
 
 start();

@@ -4,13 +4,20 @@ running WebGPU on SwiftShader, driven with Playwright (never downloading a
 browser). Build the page first (./scripts/web.sh --build-only); this serves
 web/ itself.
 
-    python3 web/test_page.py [--chromium /usr/bin/chromium] [--screenshot PATH]
+    python3 web/test_page.py [--chromium /usr/bin/chromium] [--screenshot PATH] [--keras-out PATH]
 
 Checks, from what the page shows and keeps in `window.gpuC2fPage`:
 - Train on the seed job: 1000 losses, the prediction for 100 C within 0.01 F of
   the 7 pairs' least-squares line (tests/seed_job.rs explains the 0.01), at
   least two live progress updates before the end, and the CPU check passing;
-- the trained model downloads as the CLI's model JSON and loads back;
+- the trained model downloads as the CLI's model JSON (Adam's state in it)
+  and loads back resuming Adam, and as .keras (kept with --keras-out for
+  tests/python/check_keras.py --page-model to open in Keras);
+- the CPU check's certificate downloads with the keys of `--compare --json`'s;
+- the form's options drive a run (layers with activations, validation split,
+  early stopping with restored weights, a metric), the run's job lands in the
+  URL and a reload trains it again bit for bit;
+- a CSV with a header gives column pickers, and two inputs train;
 - a bad CSV file and a browser without WebGPU each get a visible, specific
   message, and no uncaught exception reaches the console.
 Prints the training time the page measured (for BENCHMARKS.md).
@@ -208,15 +215,21 @@ def a_second_click_compiles_nothing(page, first):
     )
 
 
-# The keys of the CLI's --save (src/model_file.rs, Report::model_file_keys).
-SAVE_KEYS = {"format", "architecture", "seed", "init", "epochs", "learning_rate", "final_loss", "device", "layers"}
+# The keys of the CLI's --save (src/model_file/json.rs, Start::file_keys).
+SAVE_KEYS = {"format", "architecture", "loss", "seed", "init", "epochs", "learning_rate", "final_loss", "device",
+             "layers", "optimizer"}
 
 
-def model_round_trip(page, folder, result):
+def download(page, button, path):
     with page.expect_download() as download:
-        page.click("#download-model")
-    path = folder / "model.json"
+        page.click(button)
     download.value.save_as(path)
+    return path
+
+
+def model_round_trip(page, folder, result, keras_out):
+    page.select_option("#model-format", ".json")
+    path = download(page, "#download-model", folder / "model.json")
     saved = json.loads(path.read_text())
     check(set(saved) == SAVE_KEYS and saved["format"] == "gpu-c2f model v1", f"the model downloads as the CLI's JSON ({sorted(saved)})")
     check(
@@ -224,11 +237,17 @@ def model_round_trip(page, folder, result):
         "naming its network, seed, initialiser and epochs",
     )
     check(saved["layers"] == result["layers"], "with the trained weights in Keras's layout")
+    check(saved["optimizer"]["iterations"] == 1000, "and Adam's state after 1000 steps")
+
+    # The .keras download: a zip (CI opens it in Keras, tests/python/check_keras.py --page-model).
+    page.select_option("#model-format", ".keras")
+    keras = download(page, "#download-model", pathlib.Path(keras_out) if keras_out else folder / "model.keras")
+    check(keras.read_bytes()[:2] == b"PK", f"the model downloads as .keras, a zip ({keras})")
 
     # Start from it: a short run whose first loss is the trained model's.
     page.set_input_files("#model-file", str(path))
     page.wait_for_function("window.gpuC2fPage.initModel !== null")
-    check("model.json (1-3-3-1)" in page.locator("#init-model").inner_text(), "it loads back as the starting model")
+    check("model.json (1-3-3-1, resuming its Adam)" in page.locator("#init-model").inner_text(), "it loads back as the starting model")
     page.fill("#epochs", "10")
     page.click("#train")
     page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=120_000)
@@ -238,15 +257,93 @@ def model_round_trip(page, folder, result):
         f"a run from it starts where the first ended (first loss {second and second['loss_history'][0]}, "
         f"trained {result['final_loss']})",
     )
+    check(second["adam_start"] == "resumed after 1000 steps from model.json", f"resuming Adam ({second['adam_start']})")
     page.click("#start-fresh")
     check(page.evaluate("window.gpuC2fPage.initModel") is None and page.locator("#hidden").is_enabled(), "Start fresh forgets it")
     page.fill("#epochs", "1000")
+
+
+def certificate(page, folder):
+    """The CPU check's certificate, downloaded: the same keys as `--compare --json`'s."""
+    page.click("#check")
+    page.wait_for_function("window.gpuC2fPage.check !== null", timeout=60_000)
+    path = download(page, "#download-certificate", folder / "certificate.json")
+    document = json.loads(path.read_text())
+    keys = {"passed", "why", "adapter", "user_agent", "job", "steps_checked", "steps_expected", "worst", "version", "commit"}
+    check(set(document) == keys, f"the certificate has the CLI's keys ({sorted(document)})")
+    check(document["passed"] and document["steps_checked"] == document["steps_expected"], "and passes, every step checked")
+    check("Chrome" in document["user_agent"] and document["adapter"]["backend"] == "webgpu",
+          f"naming the browser and adapter ({document['adapter']})")
+
+
+def every_option_drives_a_run(page):
+    """Validation split, early stopping, a metric and activations from the form."""
+    page.fill("#hidden", "8:relu,4:tanh")
+    page.fill("#validation-split", "0.3")
+    page.fill("#patience", "5")
+    page.fill("#min-delta", "0.5")
+    page.check("#restore-best-weights")
+    page.check("#metrics input[value=mean_absolute_error]")
+    page.fill("#epochs", "400")
+    page.click("#train")
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=120_000)
+    result = page.evaluate("window.gpuC2fPage.result")
+    check(result is not None, f"the form's run trains ({page.locator('#status').inner_text()})")
+    epochs = len(result["loss_history"])
+    check(result["architecture"] == "1-8relu-4tanh-1", f"with the form's layers ({result['architecture']})")
+    check(len(result["val_loss_history"]) == epochs, "a val_loss per epoch")
+    names = [name for name, _ in result["metric_history"]]
+    check(names == ["mean_absolute_error", "val_mean_absolute_error"], f"the metric and its val_ twin ({names})")
+    check(result["stopped_epoch"] is not None and epochs == result["stopped_epoch"] < 400,
+          f"early stopping ends the run (after {epochs} epochs)")
+    return result
+
+
+def url_reproduces_the_run(page, result):
+    """The job is in the URL: a reload trains it again, bit for bit."""
+    job = page.evaluate("window.gpuC2fPage.job")
+    check(page.evaluate("location.hash").startswith("#job="), "the run's job is in the URL")
+    page.reload()
+    page.wait_for_function("window.gpuC2fPage.result !== null", timeout=120_000)
+    again = page.evaluate("window.gpuC2fPage.result")
+    check(page.evaluate("window.gpuC2fPage.job") == job, "a reload reads the same job back")
+    check(again["loss_history"] == result["loss_history"] and again["layers"] == result["layers"],
+          "and trains the same run, bit for bit")
+
+
+def two_input_csv(page, folder):
+    """A CSV with a header: its columns become the inputs and target."""
+    source = WEB.parent / "examples" / "data" / "wind_chill.csv"
+    page.set_input_files("#csv-file", str(source))
+    page.wait_for_function("!document.getElementById('columns').hidden")
+    page.select_option("#x-columns", ["celsius", "wind_kmh"])
+    page.select_option("#y-columns", ["wind_chill"])
+    page.fill("#hidden", "16:relu,16:relu")
+    page.fill("#validation-split", "0")
+    page.fill("#patience", "")
+    page.fill("#min-delta", "0")
+    page.uncheck("#restore-best-weights")
+    page.uncheck("#metrics input[value=mean_absolute_error]")
+    page.fill("#learning-rate", "0.003")
+    page.fill("#epochs", "300")
+    page.click("#train")
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=300_000)
+    result = page.evaluate("window.gpuC2fPage.result")
+    check(result is not None and result["architecture"] == "2-16relu-16relu-1",
+          f"a two-input CSV trains a 2-input network ({page.locator('#status').inner_text()})")
+    page.fill("#predict-input", "-20,30")
+    shown = page.locator("#predict-output").inner_text()
+    check(len(shown.split(",")) == 1 and float(shown) < -20, f"and predicts for any input row (-20 °C, 30 km/h -> {shown})")
+    page.click("#use-table")
 
 
 def bad_csv(page, folder):
     path = folder / "temps.csv"
     path.write_text("celsius,fahrenheit\n0,32\n10,fifty\n")
     page.set_input_files("#csv-file", str(path))
+    # Its header gives the column pickers; the bad cell is found on Train.
+    page.wait_for_function("!document.getElementById('columns').hidden")
+    page.click("#train")
     page.wait_for_function("document.body.dataset.state === 'error'")
     text = page.locator("#error").inner_text()
     check(page.locator("#error").is_visible(), "a bad CSV shows an error box")
@@ -257,6 +354,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--screenshot", default=str(WEB / "screenshot.png"))
+    parser.add_argument("--keras-out", help="keep the page's .keras download here (for Keras to open)")
     args = parser.parse_args()
     if not (WEB / "dist" / "gpu_c2f_web.js").exists():
         sys.exit("web/dist/ is missing: run ./scripts/web.sh --build-only first")
@@ -270,7 +368,11 @@ def main():
         check(page.evaluate("document.body.dataset.state") == "ready", "the page finds a WebGPU adapter")
         result = train_the_seed_job(page, pathlib.Path(args.screenshot))
         a_second_click_compiles_nothing(page, result)
-        model_round_trip(page, folder, result)
+        certificate(page, folder)
+        model_round_trip(page, folder, result, args.keras_out)
+        options = every_option_drives_a_run(page)
+        url_reproduces_the_run(page, options)
+        two_input_csv(page, folder)
         bad_csv(page, folder)
         check(not console_errors, f"no uncaught exception or console error ({console_errors})")
         browser.close()

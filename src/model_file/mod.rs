@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::{DenseWeights, Model};
 use crate::optimizer::AdamState;
+use crate::training::{TrainConfig, TrainOutput};
 use std::path::Path;
 
 mod json;
@@ -136,6 +137,19 @@ pub struct SavedAdam {
 }
 
 impl SavedModel {
+    /// The model file of a run's `output`: its weights, Adam's state after
+    /// its last step, the loss.
+    pub fn of_run(config: &TrainConfig, output: &TrainOutput) -> Self {
+        Self {
+            model: output.model.clone(),
+            optimizer: Some(SavedAdam {
+                learning_rate: config.learning_rate,
+                state: output.adam.clone(),
+            }),
+            loss: config.loss,
+        }
+    }
+
     /// Refuses a model (or Adam state) with a value that is not finite.
     fn check_finite(&self) -> Result<()> {
         if self.model.params().iter().any(|p| !p.is_finite()) {

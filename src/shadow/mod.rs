@@ -62,10 +62,12 @@ use serde::Serialize;
 use std::collections::VecDeque;
 
 mod bounds;
+mod certificate;
 pub mod power;
 mod replay;
 
 pub use bounds::{AdamBounds, StepBounds, adam_bounds, mean_bound, step_bounds};
+pub use certificate::{Certificate, WorstRatios};
 use power::{EpochPower, PowerTally};
 use replay::{Job, Replayed, Replayer, replay_all};
 

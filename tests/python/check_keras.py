@@ -462,15 +462,34 @@ def check_adam_state(binary, folder):
           f"{PREDICTION_TOLERANCE:g} °F; recorded: {MEASURED})")
 
 
+def check_page_model(path):
+    """The web page's .keras download of the seed job (web/test_page.py
+    --keras-out): Keras opens it as the tutorial's model, Adam after 1000
+    steps, and predicts the least-squares line at 100 (0.01 °F: the
+    converged seed job's tolerance, tests/seed_job.rs)."""
+    model = keras.saving.load_model(path)
+    layers = [(layer.units, layer.get_config()["activation"]) for layer in model.layers]
+    report(layers == [(3, "linear"), (3, "linear"), (1, "linear")], f"page model: Keras reads its layers {layers}")
+    iterations = int(model.optimizer.iterations)
+    report(iterations == 1000, f"page model: Adam's iterations {iterations}")
+    at_100 = float(model.predict(np.array([[100.0]], dtype=np.float32), verbose=0)[0][0])
+    slope, intercept = np.polyfit(CELSIUS.astype(np.float64), FAHRENHEIT.astype(np.float64), 1)
+    line = slope * 100 + intercept
+    report(abs(at_100 - line) < 0.01, f"page model: Keras predicts {at_100} at 100, the line {line:.5f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default="target/debug/gpu-c2f")
+    parser.add_argument("--page-model", help="the web page's .keras download (web/test_page.py --keras-out)")
     args = parser.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp())
     with tempfile.TemporaryDirectory() as folder:
         check_writes(args.binary, folder)
         check_reads(args.binary, folder)
         check_adam_state(args.binary, folder)
+    if args.page_model:
+        check_page_model(args.page_model)
     if failures:
         sys.exit(f"keras: {len(failures)} check(s) failed:\n" + "\n".join(failures))
     print("keras: all checks passed")

@@ -9,8 +9,9 @@
 
 use gpu_c2f::compare::{GPU_CPU_TOLERANCE, compare};
 use gpu_c2f::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, Progress};
-use gpu_c2f::shadow::{self, ShadowCheck};
-use gpu_c2f::{Architecture, Dataset, DenseWeights, Error, Model, TrainConfig, cpu, model_file};
+use gpu_c2f::job::{self, DataSource, HiddenLayer, Start};
+use gpu_c2f::shadow::{Certificate, ShadowCheck};
+use gpu_c2f::{Dataset, DenseWeights, Error, Job, TrainConfig, cpu, model_file};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -20,44 +21,35 @@ use wasm_bindgen::prelude::*;
 /// `1/PROGRESS_CHUNKS` of the epochs, never one per epoch.
 pub const PROGRESS_CHUNKS: usize = 25;
 
-/// A training run as the page asks for it (the CLI's flags, by name).
-#[derive(Debug, Clone, Deserialize)]
+/// A run as the page asks for it: the job, and what its files hold (the
+/// page reads them; the job names them).
+#[derive(Debug, Clone, Default)]
 pub struct TrainRequest {
-    /// `--epochs`.
-    pub epochs: usize,
-    /// `--learning-rate`.
-    pub learning_rate: f32,
-    /// `--hidden`: the hidden layers' widths (ignored with `init_model`).
-    pub hidden: Vec<usize>,
-    /// `--batch-size` (`None`: the whole dataset).
-    pub batch_size: Option<usize>,
-    /// `--seed`: the initial weights' and the shuffle's.
-    pub seed: u64,
-    /// `--shuffle` (default true).
-    #[serde(default = "shuffle_by_default")]
-    pub shuffle: bool,
-    /// `--schedule`: auto, fused, samples or dispatch.
-    pub schedule: String,
-    /// The training pairs.
-    pub celsius: Vec<f32>,
-    pub fahrenheit: Vec<f32>,
-    /// `--init`: a model file's text to start from instead of fresh weights.
-    pub init_model: Option<String>,
-    /// That file's name, for the saved model's `init` key.
-    #[serde(default)]
-    pub init_model_name: Option<String>,
-}
-
-fn shuffle_by_default() -> bool {
-    true
+    /// Every option of the run.
+    pub job: Job,
+    /// The CSV text of `job.data`'s file (the page's table is one too).
+    pub csv: Option<String>,
+    /// The bytes of `job.init`'s model file.
+    pub init: Option<Vec<u8>>,
 }
 
 /// What a run gives the page.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainResult {
     pub loss_history: Vec<f32>,
+    /// Empty without a validation split.
+    pub val_loss_history: Vec<f32>,
+    /// Each metric's history under its name (and `val_` + name).
+    pub metric_history: Vec<(String, Vec<f32>)>,
+    /// The epoch early stopping stopped after (1-based), when it did.
+    pub stopped_epoch: Option<usize>,
+    /// The best epoch whose weights were restored, when they were.
+    pub restored_epoch: Option<usize>,
     pub final_loss: f32,
-    pub prediction_100: f32,
+    /// The job's `predict` rows and what the trained model gives for each.
+    pub predictions: Vec<(Vec<f32>, Vec<f32>)>,
+    /// How Adam started (`fresh`, or resumed from the model file).
+    pub adam_start: String,
     /// The layers' weights in Keras's `get_weights()` layout.
     pub layers: Vec<DenseWeights>,
     pub architecture: String,
@@ -87,15 +79,12 @@ pub struct Timings {
 
 /// The last run, kept for the CPU check, the model download and `predict`.
 struct LastRun {
-    initial: Model,
+    job: Job,
+    start: Start,
     config: TrainConfig,
     run: gpu::GpuTrainOutput,
     /// Its shadow check, taken as it ran.
     check: ShadowCheck,
-    /// The initialisation seed (none with a model file), as the CLI reports it.
-    init_seed: Option<u64>,
-    /// Where the weights came from: "glorot_uniform" or the model file's name.
-    init: String,
     adapter: gpu::GpuInfo,
 }
 
@@ -108,48 +97,52 @@ fn js_error(error: impl std::fmt::Display) -> JsError {
     JsError::new(&error.to_string())
 }
 
-/// The run's initial model and configuration, checked as the CLI checks them.
-pub fn plan_request(request: &TrainRequest) -> Result<(Model, TrainConfig), Error> {
-    let data = Dataset::new(request.celsius.clone(), request.fahrenheit.clone());
-    if data.x.len() != data.y.len() {
-        return Err(Error::data(
-            None,
-            None,
-            "every row needs a celsius and a fahrenheit value",
-        ));
-    }
-    let initial = match &request.init_model {
-        Some(text) => model_file::parse(text)?,
-        None => Model::glorot_uniform(Architecture::new(&request.hidden)?, request.seed),
+/// The run's start and configuration, as the CLI makes them from the same
+/// job ([`Job::start`], [`Job::config`]).
+pub fn plan_request(request: &TrainRequest) -> Result<(Start, TrainConfig), Error> {
+    let job = &request.job;
+    job.check()?;
+    let loaded = match (&job.init, &request.init) {
+        (Some(name), Some(bytes)) => {
+            let format = model_file::Format::of(std::path::Path::new(name))?;
+            let named = |error: Error| match error {
+                Error::ModelFile { message, .. } | Error::InvalidModel(message) => {
+                    Error::ModelFile {
+                        file: Some(name.into()),
+                        message,
+                    }
+                }
+                other => other,
+            };
+            Some(format.parse(bytes).map_err(named)?)
+        }
+        (Some(name), None) => {
+            return Err(Error::InvalidConfig(format!(
+                "the job starts from {name}: open that model file"
+            )));
+        }
+        (None, _) => None,
     };
-    let config = TrainConfig {
-        data,
-        epochs: request.epochs,
-        learning_rate: request.learning_rate,
-        batch_size: request.batch_size,
-        shuffle_seed: request.seed,
-        shuffle: request.shuffle,
-        loss: Default::default(),
-        validation_split: 0.0,
-        early_stopping: None,
-        metrics: Vec::new(),
-        // The page starts Adam fresh, also from a model file with Adam's
-        // state (the page's own issue, #22, brings resuming).
-        adam_state: None,
+    let start = job.start(loaded)?;
+    let data = match (&job.data, &request.csv) {
+        (DataSource::Seed, _) => Dataset::seed(),
+        (DataSource::Samples(_), _) => job.formula_data().expect("samples"),
+        (DataSource::Csv(name), Some(text)) => {
+            let delimiter = job.delimiter.map(|c| c as u8);
+            Dataset::from_csv_str_with(text, delimiter, &job.columns())
+                .map_err(|error| error.in_data_file(name.into()))?
+        }
+        (DataSource::Csv(name), None) => {
+            return Err(Error::InvalidConfig(format!(
+                "the job trains on {name}: open that CSV file"
+            )));
+        }
     };
-    config.validate()?;
-    if request.epochs == 0 {
+    let config = job.config(data, &start)?;
+    if job.epochs == 0 {
         return Err(Error::InvalidConfig("train for at least 1 epoch".into()));
     }
-    Ok((initial, config))
-}
-
-fn schedule_choice(name: &str) -> Result<gpu::ScheduleChoice, Error> {
-    gpu::ScheduleChoice::from_name(name).ok_or_else(|| {
-        Error::InvalidConfig(format!(
-            "unknown schedule {name:?}: auto, fused, samples or dispatch"
-        ))
-    })
+    Ok((start, config))
 }
 
 fn ms(duration: std::time::Duration) -> f64 {
@@ -163,17 +156,18 @@ pub async fn train_request(
     gpu: &Gpu,
     request: &TrainRequest,
     mut on_progress: impl FnMut(Progress<'_>),
-) -> Result<(TrainResult, Model, TrainConfig, gpu::CheckedRun), Error> {
-    let (initial, config) = plan_request(request)?;
+) -> Result<(TrainResult, Start, TrainConfig, gpu::CheckedRun), Error> {
+    let (start, config) = plan_request(request)?;
+    let initial = &start.model;
     let options = GpuOptions {
-        schedule: schedule_choice(&request.schedule)?,
+        schedule: request.job.schedule,
         epochs_per_submit: Some((config.epochs / PROGRESS_CHUNKS).max(1)),
         record_steps: true,
         stream_losses: true,
         ..GpuOptions::default()
     };
     let mut updates = 0;
-    let checked = gpu::train_checked_async(gpu, &initial, &config, &options, |progress| {
+    let checked = gpu::train_checked_async(gpu, initial, &config, &options, |progress| {
         updates += 1;
         on_progress(progress)
     })
@@ -181,10 +175,18 @@ pub async fn train_request(
     let run = &checked.run;
     let output = &run.output;
     let timings = &run.timings;
+    let early_stop = output.early_stop.as_ref();
     let result = TrainResult {
         loss_history: output.loss_history.clone(),
+        val_loss_history: output.val_loss_history.clone(),
+        metric_history: output.metric_history.clone(),
+        stopped_epoch: early_stop.and_then(|stop| stop.stopped_epoch),
+        restored_epoch: early_stop.filter(|s| s.restored).map(|s| s.best_epoch),
         final_loss: output.final_loss(),
-        prediction_100: output.model.predict(100.0),
+        predictions: (request.job.predict.iter())
+            .map(|row| (row.clone(), output.model.predict_row(row)))
+            .collect(),
+        adam_start: start.adam_start(),
         layers: output.model.dense_weights(),
         architecture: output.model.architecture().describe(),
         adapter: gpu.info.name.clone(),
@@ -201,41 +203,40 @@ pub async fn train_request(
         },
         progress_updates: updates,
     };
-    Ok((result, initial, config, checked))
+    Ok((result, start, config, checked))
 }
 
 /// The CPU check of a run, as `--compare` makes it: the shadow check,
-/// taken as the run went on, decides ([`shadow::verdict`]); the whole-run
-/// comparison is information; a CPU reference that fails fails the check.
-pub fn check_run(
-    initial: &Model,
-    config: &TrainConfig,
-    run: &gpu::GpuTrainOutput,
-    check: &ShadowCheck,
-) -> String {
-    let reference = cpu::train(initial, config);
-    let (comparison, cpu_prediction_100, verdict) = match &reference {
-        Ok(reference) => {
-            let comparison = compare(reference, &run.output, &[vec![100.0]], GPU_CPU_TOLERANCE);
-            let verdict = shadow::verdict(check);
-            (
-                Some(comparison),
-                Some(reference.model.predict(100.0)),
-                verdict,
-            )
-        }
-        Err(error) => (
-            None,
-            None,
-            Err(format!("the CPU reference failed: {error}")),
+/// taken as the run went on, decides, as the certificate says
+/// ([`Certificate`]); the whole-run comparison with the CPU reference is
+/// information; a CPU reference that fails fails the check.
+fn check_run(last: &LastRun, user_agent: Option<String>) -> String {
+    let reference = cpu::train(&last.start.model, &last.config);
+    let rows: Vec<Vec<f32>> = last.job.predict.clone();
+    let mut certificate = Certificate::new(&last.job, &last.adapter, &last.check, user_agent);
+    let (comparison, cpu_predictions) = match &reference {
+        Ok(reference) => (
+            Some(compare(
+                reference,
+                &last.run.output,
+                &rows,
+                GPU_CPU_TOLERANCE,
+            )),
+            rows.iter()
+                .map(|row| reference.model.predict_row(row))
+                .collect(),
         ),
+        Err(error) => {
+            certificate.passed = false;
+            certificate.why = Some(format!("the CPU reference failed: {error}"));
+            (None, Vec::new())
+        }
     };
     serde_json::json!({
-        "passed": verdict.is_ok(),
-        "why": verdict.err(),
-        "shadow_check": check,
+        "certificate": certificate,
+        "shadow_check": last.check,
         "comparison": comparison,
-        "cpu_prediction_100": cpu_prediction_100,
+        "cpu_predictions": cpu_predictions,
     })
     .to_string()
 }
@@ -271,19 +272,29 @@ async fn open() -> Result<Rc<Gpu>, Error> {
     Ok(gpu)
 }
 
-/// Trains the request (JSON, [`TrainRequest`]) on the opened GPU; calls
-/// `on_progress(epochs, newLosses: Float32Array)` as chunks of epochs finish.
-/// Returns the result as JSON ([`TrainResult`]).
+/// Trains `job` (JSON, [`Job`]) on the opened GPU, `csv` the text of the
+/// data file it names and `init` the bytes of its model file; calls
+/// `on_progress(epochs, newLosses: Float32Array)` as chunks of epochs
+/// finish. Returns the result as JSON ([`TrainResult`]).
 #[wasm_bindgen]
-pub async fn train(request: String, on_progress: js_sys::Function) -> Result<String, JsError> {
-    let request: TrainRequest = serde_json::from_str(&request).map_err(js_error)?;
+pub async fn train(
+    job: String,
+    csv: Option<String>,
+    init: Option<Vec<u8>>,
+    on_progress: js_sys::Function,
+) -> Result<String, JsError> {
+    let request = TrainRequest {
+        job: Job::from_json(&job).map_err(js_error)?,
+        csv,
+        init,
+    };
     let gpu = open().await.map_err(js_error)?;
     let report = |progress: Progress<'_>| {
         let losses = js_sys::Float32Array::from(progress.new_losses);
         // A failing callback is the page's bug; training goes on.
         let _ = on_progress.call2(&JsValue::NULL, &progress.epochs.into(), &losses);
     };
-    let (result, initial, config, checked) = match train_request(&gpu, &request, report).await {
+    let (result, start, config, checked) = match train_request(&gpu, &request, report).await {
         Ok(done) => done,
         Err(error @ Error::DeviceLost { .. }) => {
             // The next run opens the GPU anew.
@@ -296,18 +307,11 @@ pub async fn train(request: String, on_progress: js_sys::Function) -> Result<Str
     };
     LAST.with(|slot| {
         *slot.borrow_mut() = Some(LastRun {
-            initial,
+            job: request.job,
+            start,
             config,
             run: checked.run,
             check: checked.check,
-            init_seed: request.init_model.is_none().then_some(request.seed),
-            init: match &request.init_model {
-                Some(_) => request
-                    .init_model_name
-                    .clone()
-                    .unwrap_or_else(|| "a model file".into()),
-                None => "glorot_uniform".into(),
-            },
             adapter: gpu.info.clone(),
         })
     });
@@ -321,39 +325,72 @@ fn with_last<T>(f: impl FnOnce(&LastRun) -> Result<T, JsError>) -> Result<T, JsE
     })
 }
 
-/// The last trained model's prediction for `celsius`.
+/// The last trained model's outputs for one input row.
 #[wasm_bindgen]
-pub fn predict(celsius: f32) -> Result<f32, JsError> {
-    with_last(|last| Ok(last.run.output.model.predict(celsius)))
-}
-
-/// The CPU check of the last run ([`check_run`]), as JSON.
-#[wasm_bindgen]
-pub fn check_against_cpu() -> Result<String, JsError> {
+pub fn predict(row: Vec<f32>) -> Result<Vec<f32>, JsError> {
     with_last(|last| {
-        let check = check_run(&last.initial, &last.config, &last.run, &last.check);
-        Ok(check)
+        let inputs = last.start.model.architecture().widths()[0];
+        if row.len() != inputs || row.iter().any(|x| !x.is_finite()) {
+            return Err(JsError::new(&format!(
+                "give {inputs} finite number(s), one per input column ({})",
+                last.job.x.join(", ")
+            )));
+        }
+        Ok(last.run.output.model.predict_row(&row))
     })
 }
 
-/// The last trained model as the CLI's `--save` writes it.
+/// The CPU check of the last run (`check_run`) with the certificate, as
+/// JSON; `user_agent` is the browser's, for the certificate.
 #[wasm_bindgen]
-pub fn model_json() -> Result<String, JsError> {
+pub fn check_against_cpu(user_agent: String) -> Result<String, JsError> {
+    with_last(|last| Ok(check_run(last, Some(user_agent))))
+}
+
+/// The last trained model as `--save NAME` writes it, its format by the
+/// name's extension (`.keras`, `.json`, `.weights.h5`, `.safetensors`,
+/// `.onnx`), with the keys the CLI's file has.
+#[wasm_bindgen]
+pub fn model_file(name: String) -> Result<Vec<u8>, JsError> {
     with_last(|last| {
-        // The keys the CLI's --save writes (Report::model_file_keys).
-        let extra = serde_json::json!({
-            "seed": last.init_seed,
-            "init": last.init,
-            "epochs": last.config.epochs,
-            "learning_rate": last.config.learning_rate,
-            "final_loss": last.run.output.final_loss(),
-            "device": last.adapter,
-        });
-        model_file::to_json(&last.run.output.model, &extra).map_err(js_error)
+        let format = model_file::Format::of(std::path::Path::new(&name)).map_err(js_error)?;
+        let output = &last.run.output;
+        let keys = last.start.file_keys(&last.config, output, &last.adapter);
+        let saved = model_file::SavedModel::of_run(&last.config, output);
+        format.to_bytes(&saved, &keys).map_err(js_error)
     })
 }
 
-/// A CSV file's pairs, read as the CLI reads `--data`, as JSON
+/// The last run's job, as JSON: what the page's URL holds.
+#[wasm_bindgen]
+pub fn last_job() -> Result<String, JsError> {
+    with_last(|last| Ok(last.job.to_json()))
+}
+
+/// What the page offers (activations, losses, metrics, schedules) and the
+/// default job, as JSON ([`job::choices`]).
+#[wasm_bindgen]
+pub fn choices() -> String {
+    serde_json::to_string(&job::choices()).expect("the choices serialise")
+}
+
+/// A job's JSON, checked as the CLI checks its flags; the error names what
+/// is wrong.
+#[wasm_bindgen]
+pub fn check_job(job: String) -> Result<(), JsError> {
+    Job::from_json(&job)
+        .and_then(|job| job.check())
+        .map_err(js_error)
+}
+
+/// `--hidden`'s text (`16:relu,8:tanh`, `none`) as the job's layers (JSON).
+#[wasm_bindgen]
+pub fn parse_hidden(text: String) -> Result<String, JsError> {
+    let layers = HiddenLayer::parse_list(&text).map_err(|why| JsError::new(&why))?;
+    serde_json::to_string(&layers).map_err(js_error)
+}
+
+/// A headerless CSV file's pairs, read as the CLI reads `--data`, as JSON
 /// (`celsius`, `fahrenheit`); errors name the line and column.
 #[wasm_bindgen]
 pub fn parse_csv(text: String) -> Result<String, JsError> {
@@ -361,15 +398,25 @@ pub fn parse_csv(text: String) -> Result<String, JsError> {
     Ok(serde_json::json!({"celsius": data.x, "fahrenheit": data.y}).to_string())
 }
 
-/// A model file's network, checked as `--init` checks it: its hidden widths
-/// as JSON.
+/// A CSV file's header (its column names, JSON), or `null` without one.
 #[wasm_bindgen]
-pub fn parse_model(text: String) -> Result<String, JsError> {
-    let model = model_file::parse(&text).map_err(js_error)?;
-    let widths = model.architecture().widths();
+pub fn csv_columns(text: String) -> String {
+    serde_json::to_string(&Dataset::csv_header(&text, None)).expect("names serialise")
+}
+
+/// A model file's network, checked as `--init` checks it (`name` says its
+/// format): its architecture, hidden widths, whether it names its
+/// activations, and how Adam would start, as JSON.
+#[wasm_bindgen]
+pub fn parse_model(name: String, bytes: Vec<u8>) -> Result<String, JsError> {
+    let format = model_file::Format::of(std::path::Path::new(&name)).map_err(js_error)?;
+    let loaded = format.parse(&bytes).map_err(js_error)?;
+    let widths = loaded.model.architecture().widths();
     Ok(serde_json::json!({
-        "architecture": model.architecture().describe(),
+        "architecture": loaded.model.architecture().describe(),
         "hidden": &widths[1..widths.len() - 1],
+        "has_activations": loaded.has_activations,
+        "resumes_adam": loaded.optimizer.is_some(),
     })
     .to_string())
 }
@@ -400,44 +447,43 @@ mod tests {
     use super::*;
 
     fn seed_request() -> TrainRequest {
-        let data = Dataset::seed();
         TrainRequest {
-            epochs: 1000,
-            learning_rate: 0.1,
-            hidden: vec![3, 3],
-            batch_size: Some(32),
-            seed: 42,
-            shuffle: true,
-            schedule: "auto".into(),
-            celsius: data.x,
-            fahrenheit: data.y,
-            init_model: None,
-            init_model_name: None,
+            job: Job {
+                predict: vec![vec![100.0]],
+                ..Job::default()
+            },
+            ..TrainRequest::default()
         }
     }
 
     #[test]
     fn bad_requests_are_refused_before_any_gpu_work() {
         let mut request = seed_request();
-        request.fahrenheit.pop();
+        request.job.data = DataSource::Csv("pairs.csv".into());
+        request.csv = Some("celsius,fahrenheit\n1,2\n3\n".into());
         assert!(matches!(plan_request(&request), Err(Error::Data { .. })));
-        let request = TrainRequest {
-            epochs: 0,
-            ..seed_request()
-        };
+        request.csv = None;
+        let error = plan_request(&request).unwrap_err().to_string();
+        assert!(error.contains("open that CSV file"), "{error}");
+        let mut request = seed_request();
+        request.job.epochs = 0;
         assert!(matches!(
             plan_request(&request),
             Err(Error::InvalidConfig(_))
         ));
-        let request = TrainRequest {
-            init_model: Some("{}".into()),
-            ..seed_request()
-        };
+        let mut request = seed_request();
+        request.job.init = Some("model.json".into());
+        request.init = Some(b"{}".to_vec());
         assert!(matches!(
             plan_request(&request),
             Err(Error::ModelFile { .. })
         ));
-        assert!(schedule_choice("fastest").is_err());
+        let mut request = seed_request();
+        request.job.loss = "hinge".into();
+        assert!(matches!(
+            plan_request(&request),
+            Err(Error::InvalidConfig(_))
+        ));
     }
 
     #[test]
@@ -445,8 +491,9 @@ mod tests {
         let gpu = pollster::block_on(Gpu::request(&AdapterSelector::Auto, BackendChoice::All))
             .expect("an adapter");
         let mut streamed = Vec::new();
-        let (result, initial, config, checked) =
-            pollster::block_on(train_request(&gpu, &seed_request(), |progress| {
+        let request = seed_request();
+        let (result, start, config, checked) =
+            pollster::block_on(train_request(&gpu, &request, |progress| {
                 streamed.extend_from_slice(progress.new_losses)
             }))
             .unwrap();
@@ -454,11 +501,22 @@ mod tests {
         assert!(result.progress_updates >= 2, "{}", result.progress_updates);
         // tests/seed_job.rs explains the 0.01 F.
         let (slope, intercept) = Dataset::seed().least_squares_line();
-        assert!((result.prediction_100 as f64 - (slope * 100.0 + intercept)).abs() < 0.01);
+        let at_100 = result.predictions[0].1[0] as f64;
+        assert!((at_100 - (slope * 100.0 + intercept)).abs() < 0.01);
+        let last = LastRun {
+            job: request.job,
+            start,
+            config,
+            run: checked.run,
+            check: checked.check,
+            adapter: gpu.info.clone(),
+        };
         let check: serde_json::Value =
-            serde_json::from_str(&check_run(&initial, &config, &checked.run, &checked.check))
-                .unwrap();
-        assert_eq!(check["passed"], true, "{check}");
-        assert_eq!(check["shadow_check"]["steps_checked"], 1000);
+            serde_json::from_str(&check_run(&last, Some("test".into()))).unwrap();
+        let certificate = &check["certificate"];
+        assert_eq!(certificate["passed"], true, "{check}");
+        assert_eq!(certificate["steps_checked"], 1000);
+        assert_eq!(certificate["job"]["epochs"], 1000);
+        assert_eq!(certificate["user_agent"], "test");
     }
 }
