@@ -10,12 +10,13 @@ use crate::error::{Error, Result, fail};
 use crate::gpu::ScheduleChoice;
 use crate::loss::{Loss, Metric};
 use crate::model::{Architecture, Model};
-use crate::model_file::{Loaded, SavedAdam};
+use crate::model_file::{Format, Loaded, SavedAdam};
 use crate::training::{
     DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_SEED, EarlyStopping, NamedMetric, TrainConfig,
     TrainOutput,
 };
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// One hidden layer: Keras's `Dense(units, activation=...)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,14 +399,6 @@ impl Job {
         Model::from_params(architecture, model.params().to_vec())
     }
 
-    /// The `--samples` data: points of the exact formula from the seed.
-    pub fn formula_data(&self) -> Option<Dataset> {
-        match self.data {
-            DataSource::Samples(samples) => Some(Dataset::from_formula(samples, self.seed)),
-            _ => None,
-        }
-    }
-
     /// The run's configuration on `data` from `start`, checked.
     pub fn config(&self, data: Dataset, start: &Start) -> Result<TrainConfig> {
         let resumed = start.adam.as_ref();
@@ -427,6 +420,55 @@ impl Job {
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// The run's start and configuration from the job and what its files
+    /// hold: `csv`, the text of the CSV file `data` names (the page's table
+    /// is one too), and `init`, the bytes of the model file `init` names.
+    /// The one call that makes a run of a job from its description alone;
+    /// the CLI reads the same files from its paths.
+    pub fn plan(&self, csv: Option<&str>, init: Option<&[u8]>) -> Result<(Start, TrainConfig)> {
+        self.check()?;
+        let loaded = match (&self.init, init) {
+            (Some(name), Some(bytes)) => {
+                let format = Format::of(Path::new(name))?;
+                let named = |error: Error| match error {
+                    Error::ModelFile { message, .. } | Error::InvalidModel(message) => {
+                        Error::ModelFile {
+                            file: Some(name.into()),
+                            message,
+                        }
+                    }
+                    other => other,
+                };
+                Some(format.parse(bytes).map_err(named)?)
+            }
+            (Some(name), None) => {
+                fail!(
+                    InvalidConfig,
+                    "the job starts from {name}: open that model file"
+                )
+            }
+            (None, _) => None,
+        };
+        let start = self.start(loaded)?;
+        let data = match (&self.data, csv) {
+            (DataSource::Seed, _) => Dataset::seed(),
+            (DataSource::Samples(samples), _) => Dataset::from_formula(*samples, self.seed),
+            (DataSource::Csv(name), Some(text)) => {
+                let delimiter = self.delimiter.map(|c| c as u8);
+                Dataset::from_csv_str_with(text, delimiter, &self.columns())
+                    .map_err(|error| error.in_data_file(name.into()))?
+            }
+            (DataSource::Csv(name), None) => {
+                fail!(
+                    InvalidConfig,
+                    "the job trains on {name}: open that CSV file"
+                )
+            }
+        };
+        let config = self.config(data, &start)?;
+        Ok((start, config))
     }
 
     /// The job as JSON (what the page's URL and the certificate hold).

@@ -1186,3 +1186,42 @@ fn init_resumes_adam_and_continues_the_run_bit_for_bit() {
         }
     }
 }
+
+/// One job, two faces: the job the CLI's certificate names (`--compare
+/// --json`), planned as the page plans it (`Job::plan`, from the job's JSON
+/// alone), trains the same run as the CLI did, bit for bit (the same
+/// adapter, the same arithmetic).
+#[test]
+fn the_certificates_job_trains_the_clis_run_through_the_pages_call() {
+    use gpu_c2f::gpu::{self, AdapterSelector, BackendChoice, Gpu};
+    let flags = [
+        "--json",
+        "--compare",
+        "--hidden",
+        "8:relu,4:tanh",
+        "--validation-split",
+        "0.3",
+        "--patience",
+        "3",
+        "--metrics",
+        "mae",
+        "--epochs",
+        "60",
+        "--predict",
+        "37",
+    ];
+    let report = json_of(&flags);
+    let certificate = &report["certificate"];
+    assert_eq!(certificate["passed"], true, "{certificate:#}");
+    let job = gpu_c2f::Job::from_json(&certificate["job"].to_string()).unwrap();
+    assert_eq!(job.metrics, ["mae"]);
+    let (start, config) = job.plan(None, None).unwrap();
+    let gpu = Gpu::new(&AdapterSelector::Auto, BackendChoice::All).unwrap();
+    let run = gpu::train(&gpu, &start.model, &config).unwrap().output;
+    let cli: Vec<f32> = serde_json::from_value(report["loss_history"].clone()).unwrap();
+    assert_eq!(run.loss_history, cli);
+    let val: Vec<f32> = serde_json::from_value(report["val_loss_history"].clone()).unwrap();
+    assert_eq!(run.val_loss_history, val);
+    let at_37 = report["predictions"][1]["fahrenheit"].as_f64().unwrap() as f32;
+    assert_eq!(run.model.predict(37.0), at_37);
+}

@@ -9,7 +9,7 @@
 
 use gpu_c2f::compare::{GPU_CPU_TOLERANCE, compare};
 use gpu_c2f::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, Progress};
-use gpu_c2f::job::{self, DataSource, HiddenLayer, Start};
+use gpu_c2f::job::{self, HiddenLayer, Start};
 use gpu_c2f::shadow::{Certificate, ShadowCheck};
 use gpu_c2f::{Dataset, DenseWeights, Error, Job, TrainConfig, cpu, model_file};
 use serde::{Deserialize, Serialize};
@@ -97,49 +97,11 @@ fn js_error(error: impl std::fmt::Display) -> JsError {
     JsError::new(&error.to_string())
 }
 
-/// The run's start and configuration, as the CLI makes them from the same
-/// job ([`Job::start`], [`Job::config`]).
+/// The run's start and configuration: [`Job::plan`], the one call that
+/// makes a run of a job, with the page's files.
 pub fn plan_request(request: &TrainRequest) -> Result<(Start, TrainConfig), Error> {
-    let job = &request.job;
-    job.check()?;
-    let loaded = match (&job.init, &request.init) {
-        (Some(name), Some(bytes)) => {
-            let format = model_file::Format::of(std::path::Path::new(name))?;
-            let named = |error: Error| match error {
-                Error::ModelFile { message, .. } | Error::InvalidModel(message) => {
-                    Error::ModelFile {
-                        file: Some(name.into()),
-                        message,
-                    }
-                }
-                other => other,
-            };
-            Some(format.parse(bytes).map_err(named)?)
-        }
-        (Some(name), None) => {
-            return Err(Error::InvalidConfig(format!(
-                "the job starts from {name}: open that model file"
-            )));
-        }
-        (None, _) => None,
-    };
-    let start = job.start(loaded)?;
-    let data = match (&job.data, &request.csv) {
-        (DataSource::Seed, _) => Dataset::seed(),
-        (DataSource::Samples(_), _) => job.formula_data().expect("samples"),
-        (DataSource::Csv(name), Some(text)) => {
-            let delimiter = job.delimiter.map(|c| c as u8);
-            Dataset::from_csv_str_with(text, delimiter, &job.columns())
-                .map_err(|error| error.in_data_file(name.into()))?
-        }
-        (DataSource::Csv(name), None) => {
-            return Err(Error::InvalidConfig(format!(
-                "the job trains on {name}: open that CSV file"
-            )));
-        }
-    };
-    let config = job.config(data, &start)?;
-    if job.epochs == 0 {
+    let (start, config) = (request.job).plan(request.csv.as_deref(), request.init.as_deref())?;
+    if request.job.epochs == 0 {
         return Err(Error::InvalidConfig("train for at least 1 epoch".into()));
     }
     Ok((start, config))
@@ -445,6 +407,7 @@ pub fn least_squares_at_100(pairs: String) -> Result<f64, JsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpu_c2f::job::DataSource;
 
     fn seed_request() -> TrainRequest {
         TrainRequest {
