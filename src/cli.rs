@@ -8,6 +8,7 @@ use crate::gpu::context::ADAPTER_NAME_VARIABLE;
 use crate::gpu::largest_buffer;
 use crate::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, ScheduleChoice};
 use crate::job::{DataSource, HiddenLayer, Job};
+use crate::keras_script;
 use crate::loss::Loss;
 use crate::model::Architecture;
 use crate::model_file;
@@ -230,6 +231,13 @@ pub struct Cli {
     #[arg(long, requires = "plot", help_heading = "Output")]
     pub plot_log: bool,
 
+    /// Write the job as a Keras 3 program (Python) to FILE: the same
+    /// network, starting weights, Adam, loss, metrics and fit settings; it
+    /// prints Keras's history and predictions as JSON, to compare with this
+    /// run.
+    #[arg(long, value_name = "FILE.py", help_heading = "Output")]
+    pub keras_script: Option<PathBuf>,
+
     /// No start line and no progress bar.
     #[arg(long, help_heading = "Output")]
     pub quiet: bool,
@@ -368,8 +376,17 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         None => None,
     };
-    if let (Some((save, _)), Some(plot_file)) = (&save, &plot_file) {
-        save.check_distinct(plot_file).map_err(flag_error)?;
+    let keras_script = (cli.keras_script.as_deref())
+        .map(|path| OutputFile::check(path, "--keras-script"))
+        .transpose()?;
+    let files: Vec<&OutputFile> = (save.iter().map(|(file, _)| file))
+        .chain(&plot_file)
+        .chain(&keras_script)
+        .collect();
+    for (k, file) in files.iter().enumerate() {
+        for other in &files[k + 1..] {
+            file.check_distinct(other).map_err(flag_error)?;
+        }
     }
     // Everything that can be wrong with the flags and their files, before
     // the GPU.
@@ -536,6 +553,10 @@ pub fn run(cli: Cli) -> Result<()> {
         let keys = start.file_keys(&config, &output, &report.device);
         let bytes = format.to_bytes(&model_file::SavedModel::of_run(&config, &output), &keys)?;
         outputs.push(("Saved:      ", file, bytes));
+    }
+    if let Some(file) = keras_script {
+        let program = keras_script::keras_script(&job, &start, &config);
+        outputs.push(("Keras:      ", file, program.into_bytes()));
     }
     if let Some(file) = plot_file {
         let picture = render_plot(

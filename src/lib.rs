@@ -47,6 +47,7 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod job;
+pub mod keras_script;
 pub mod loss;
 pub mod model;
 pub mod model_file;

@@ -399,7 +399,7 @@ async function train(fromHistory = false) {
   page.result = null;
   page.check = null;
   clearResult();
-  for (const id of ['train', 'check', 'download-model', 'download-certificate']) $(id).disabled = true;
+  for (const id of ['train', 'check', 'download-model', 'download-script', 'download-certificate']) $(id).disabled = true;
   setStatus('training', 'Training…');
   drawCurve();
   const started = performance.now();
@@ -429,6 +429,7 @@ async function train(fromHistory = false) {
     showResult(result, job);
     $('check').disabled = false;
     $('download-model').disabled = false;
+    $('download-script').disabled = false;
     setStatus('done', `Done: ${result.loss_history.length} epochs.`);
   } catch (error) {
     showError('Training failed', message(error));
@@ -540,6 +541,14 @@ function downloadModel() {
   }
 }
 
+function downloadScript() {
+  try {
+    download(gpuC2f.keras_script(), 'gpu-c2f-job.py', 'text/x-python');
+  } catch (error) {
+    showError('Cannot write the Keras script', message(error));
+  }
+}
+
 function downloadCertificate() {
   download(JSON.stringify(page.check.certificate, null, 2) + '\n', 'gpu-c2f-certificate.json', 'application/json');
 }
@@ -643,6 +652,7 @@ async function start() {
   fillChoices(page.choices);
   $('use-table').onclick = useTable;
   $('download-certificate').onclick = downloadCertificate;
+  $('download-script').onclick = downloadScript;
   $('add-row').onclick = () => addRow();
   $('remove-row').onclick = () => $('pairs').tBodies[0].lastElementChild?.remove();
   $('seed-rows').onclick = () => fillTable(JSON.parse(gpuC2f.seed_pairs()));

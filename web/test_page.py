@@ -4,15 +4,16 @@ running WebGPU on SwiftShader, driven with Playwright (never downloading a
 browser). Build the page first (./scripts/web.sh --build-only); this serves
 web/ itself.
 
-    python3 web/test_page.py [--chromium /usr/bin/chromium] [--screenshot PATH] [--keras-out PATH]
+    python3 web/test_page.py [--chromium /usr/bin/chromium] [--screenshot PATH] [--downloads DIR]
 
 Checks, from what the page shows and keeps in `window.gpuC2fPage`:
 - Train on the seed job: 1000 losses, the prediction for 100 C within 0.01 F of
   the 7 pairs' least-squares line (tests/seed_job.rs explains the 0.01), at
   least two live progress updates before the end, and the CPU check passing;
 - the trained model downloads as the CLI's model JSON (Adam's state in it)
-  and loads back resuming Adam, and as .keras (kept with --keras-out for
-  tests/python/check_keras.py --page-model to open in Keras);
+  and loads back resuming Adam; as .keras, and the job as a Keras script
+  (kept with --downloads for tests/python/check_keras.py --page-downloads to
+  run in Keras);
 - the CPU check's certificate downloads with the keys of `--compare --json`'s;
 - the form's options drive a run (layers with activations, validation split,
   early stopping with restored weights, a metric), the run's job lands in the
@@ -227,7 +228,7 @@ def download(page, button, path):
     return path
 
 
-def model_round_trip(page, folder, result, keras_out):
+def model_round_trip(page, folder, result, downloads):
     page.select_option("#model-format", ".json")
     path = download(page, "#download-model", folder / "model.json")
     saved = json.loads(path.read_text())
@@ -239,10 +240,17 @@ def model_round_trip(page, folder, result, keras_out):
     check(saved["layers"] == result["layers"], "with the trained weights in Keras's layout")
     check(saved["optimizer"]["iterations"] == 1000, "and Adam's state after 1000 steps")
 
-    # The .keras download: a zip (CI opens it in Keras, tests/python/check_keras.py --page-model).
+    # The .keras download (a zip) and the Keras script, kept with the run
+    # for CI to open in Keras (tests/python/check_keras.py --page-downloads).
+    keep = pathlib.Path(downloads) if downloads else folder
+    keep.mkdir(parents=True, exist_ok=True)
     page.select_option("#model-format", ".keras")
-    keras = download(page, "#download-model", pathlib.Path(keras_out) if keras_out else folder / "model.keras")
+    keras = download(page, "#download-model", keep / "model.keras")
     check(keras.read_bytes()[:2] == b"PK", f"the model downloads as .keras, a zip ({keras})")
+    script = download(page, "#download-script", keep / "job.py")
+    check("keras.optimizers.Adam(learning_rate=0.1)" in script.read_text(), "and the job as a Keras script")
+    (keep / "run.json").write_text(json.dumps({"loss_history": result["loss_history"],
+                                               "predictions": result["predictions"]}))
 
     # Start from it: a short run whose first loss is the trained model's.
     page.set_input_files("#model-file", str(path))
@@ -354,7 +362,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--screenshot", default=str(WEB / "screenshot.png"))
-    parser.add_argument("--keras-out", help="keep the page's .keras download here (for Keras to open)")
+    parser.add_argument("--downloads", help="keep the seed job's .keras and Keras script downloads, and its run, here")
     args = parser.parse_args()
     if not (WEB / "dist" / "gpu_c2f_web.js").exists():
         sys.exit("web/dist/ is missing: run ./scripts/web.sh --build-only first")
@@ -369,7 +377,7 @@ def main():
         result = train_the_seed_job(page, pathlib.Path(args.screenshot))
         a_second_click_compiles_nothing(page, result)
         certificate(page, folder)
-        model_round_trip(page, folder, result, args.keras_out)
+        model_round_trip(page, folder, result, args.downloads)
         options = every_option_drives_a_run(page)
         url_reproduces_the_run(page, options)
         two_input_csv(page, folder)

@@ -64,6 +64,16 @@ backend, CPU) and by onnxruntime, and Keras's own files opened by gpu-c2f.
    cannot tell them apart, both sit on the least-squares line by epoch 500;
    the loss history does.)
 
+4. Keras programs of jobs (`--keras-script`, and the page's download): the
+   program Keras runs follows gpu-c2f's run of the same job, the seed job
+   and one with a validation split, early stopping with restored weights
+   and a metric: the same number of epochs, each epoch's loss within
+   LOSS_TOLERANCE (the parity of section 3), the predictions within
+   PREDICTION_TOLERANCE relative, Keras's history keys the job's.
+   With --page-downloads, the web page's seed-job downloads: Keras opens
+   its .keras (Adam after 1000 steps, on the least-squares line at 100 within
+   0.01 °F), and its Keras script follows the page's own run.
+
 Usage: python tests/python/check_keras.py [--binary target/debug/gpu-c2f]
 (a venv with `pip install -r tests/python/requirements-keras.txt`: keras
 3.15.1, jax 0.10.2 on the CPU, h5py 3.16.0, onnxruntime 1.32.0, numpy
@@ -75,6 +85,7 @@ import io
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -462,12 +473,63 @@ def check_adam_state(binary, folder):
           f"{PREDICTION_TOLERANCE:g} °F; recorded: {MEASURED})")
 
 
-def check_page_model(path):
-    """The web page's .keras download of the seed job (web/test_page.py
-    --keras-out): Keras opens it as the tutorial's model, Adam after 1000
-    steps, and predicts the least-squares line at 100 (0.01 °F: the
-    converged seed job's tolerance, tests/seed_job.rs)."""
-    model = keras.saving.load_model(path)
+def run_script(path, folder):
+    """A Keras script gpu-c2f wrote, run by this venv's Python: its JSON."""
+    done = subprocess.run([sys.executable, path], capture_output=True, text=True, cwd=folder)
+    if done.returncode != 0:
+        report(False, f"{path} failed:\n{done.stderr[-2000:]}")
+        return None
+    return json.loads(done.stdout)
+
+
+def check_script(label, keras, history, predictions, folder):
+    """Keras's run of a job's script against gpu-c2f's run of the job:
+    the same epochs (early stopping included), each epoch's loss within
+    LOSS_TOLERANCE relative (Keras parity, as in section 3), and the
+    predictions within PREDICTION_TOLERANCE relative."""
+    if keras is None:
+        return
+    if not report(len(keras["loss_history"]) == len(history),
+                  f"{label}: Keras ran {len(keras['loss_history'])} epochs, gpu-c2f {len(history)}"):
+        return
+    worst = deviation(history, keras["loss_history"])
+    report(worst[0] <= LOSS_TOLERANCE, f"{label}: each epoch's loss within {worst[0]:.2e} of Keras's "
+                                       f"(epoch {worst[1] + 1}; tolerance {LOSS_TOLERANCE})")
+    ours = [value for row in predictions for value in row]
+    theirs = [value for row in keras["predictions"] for value in row]
+    off = max((abs(a - b) / max(abs(b), 1.0) for a, b in zip(ours, theirs)), default=0.0)
+    report(len(ours) == len(theirs) and off <= PREDICTION_TOLERANCE,
+           f"{label}: predictions {ours} against Keras's {theirs} (off {off:.2e} relative)")
+
+
+def check_scripts(binary, folder):
+    """`--keras-script`: the job as a Keras program, whose run in Keras
+    follows gpu-c2f's (the seed job, and one with a validation split,
+    early stopping with restored weights and a metric)."""
+    jobs = {
+        "script, seed job": ["--predict", "37"],
+        "script, early stopping": ["--hidden", "8:relu", "--validation-split", "0.3", "--patience", "5",
+                                   "--restore-best-weights", "--metrics", "mae", "--epochs", "300",
+                                   "--predict", "37"],
+    }
+    for label, flags in jobs.items():
+        path = os.path.join(folder, "job.py")
+        trained = run_json(binary, *flags, "--keras-script", path)
+        keras = run_script(path, folder)
+        rows = [[p["fahrenheit"]] for p in trained["predictions"][1:]]
+        check_script(label, keras, trained["loss_history"], rows, folder)
+        if keras is not None and "--metrics" in flags:
+            keys = sorted(keras["history"])
+            report(keys == ["loss", "mae", "val_loss", "val_mae"], f"{label}: Keras's history keys {keys}")
+
+
+def check_page_downloads(folder):
+    """The web page's downloads of the seed job (web/test_page.py
+    --downloads): Keras opens its .keras as the tutorial's model, Adam
+    after 1000 steps, predicting the least-squares line at 100 (0.01 °F:
+    the converged seed job's tolerance, tests/seed_job.rs); and the page's
+    Keras script runs in Keras within parity of the page's own run."""
+    model = keras.saving.load_model(os.path.join(folder, "model.keras"))
     layers = [(layer.units, layer.get_config()["activation"]) for layer in model.layers]
     report(layers == [(3, "linear"), (3, "linear"), (1, "linear")], f"page model: Keras reads its layers {layers}")
     iterations = int(model.optimizer.iterations)
@@ -476,20 +538,26 @@ def check_page_model(path):
     slope, intercept = np.polyfit(CELSIUS.astype(np.float64), FAHRENHEIT.astype(np.float64), 1)
     line = slope * 100 + intercept
     report(abs(at_100 - line) < 0.01, f"page model: Keras predicts {at_100} at 100, the line {line:.5f}")
+    with open(os.path.join(folder, "run.json")) as file:
+        run = json.load(file)
+    keras_run = run_script(os.path.abspath(os.path.join(folder, "job.py")), folder)
+    check_script("page script, seed job", keras_run, run["loss_history"],
+                 [outputs for _, outputs in run["predictions"]], folder)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default="target/debug/gpu-c2f")
-    parser.add_argument("--page-model", help="the web page's .keras download (web/test_page.py --keras-out)")
+    parser.add_argument("--page-downloads", help="the web page's downloads (web/test_page.py --downloads)")
     args = parser.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp())
     with tempfile.TemporaryDirectory() as folder:
         check_writes(args.binary, folder)
         check_reads(args.binary, folder)
         check_adam_state(args.binary, folder)
-    if args.page_model:
-        check_page_model(args.page_model)
+        check_scripts(args.binary, folder)
+    if args.page_downloads:
+        check_page_downloads(args.page_downloads)
     if failures:
         sys.exit(f"keras: {len(failures)} check(s) failed:\n" + "\n".join(failures))
     print("keras: all checks passed")

@@ -323,6 +323,19 @@ pub fn model_file(name: String) -> Result<Vec<u8>, JsError> {
     })
 }
 
+/// The last run's job as a Keras 3 program (Python): the same network,
+/// starting weights and settings ([`gpu_c2f::keras_script`]).
+#[wasm_bindgen]
+pub fn keras_script() -> Result<String, JsError> {
+    with_last(|last| {
+        Ok(gpu_c2f::keras_script::keras_script(
+            &last.job,
+            &last.start,
+            &last.config,
+        ))
+    })
+}
+
 /// The last run's job, as JSON: what the page's URL holds.
 #[wasm_bindgen]
 pub fn last_job() -> Result<String, JsError> {
