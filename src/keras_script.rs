@@ -110,7 +110,9 @@ pub fn keras_script(job: &Job, start: &Start, config: &TrainConfig) -> String {
         ),
         None => "[]".into(),
     };
-    let batch_size = config.batching().batch_size;
+    // Keras's batch_size, as the job gives it (the whole training set for
+    // `all`); Keras, like gpu-c2f, takes at most what there is.
+    let batch_size = config.batch_size.unwrap_or(config.training_len());
     let predict = if job.predict.is_empty() {
         "[]".to_string()
     } else {
