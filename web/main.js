@@ -19,6 +19,8 @@ const page = {
   initModel: null,   // an uploaded model file's bytes (--init)
   initModelName: null,
   initWeightsOnly: false, // the model file is a .weights.h5 (no activations)
+  predictRows: [],   // rows the job predicts besides 100 (an example's, a link's)
+  examples: [],      // the shipped examples (examples/data/), in the page
   csv: null,         // an uploaded CSV file's text and name (--data)
   csvName: null,
   choices: null,     // what the library offers (activations, losses, ...)
@@ -159,8 +161,9 @@ function readJob() {
   } else if (!isSeedTable()) {
     job.data = { csv: 'table' };
   }
-  // Every run predicts at 100 for one input (the tutorial's question).
-  if (job.x.length === 1) job.predict = [[100]];
+  // Every run predicts at 100 for one input (the tutorial's question), and
+  // the rows the form's job asked for (a shipped example's, a link's).
+  job.predict = [...(job.x.length === 1 ? [[100]] : []), ...page.predictRows.filter((row) => row.length === job.x.length)];
   gpuC2f.check_job(JSON.stringify(job));
   return job;
 }
@@ -190,6 +193,7 @@ function fillForm(job) {
   set('min-delta', job.min_delta);
   $('restore-best-weights').checked = job.restore_best_weights;
   set('schedule', job.schedule);
+  page.predictRows = (job.predict || []).filter((row) => !(row.length === 1 && row[0] === 100));
 }
 
 // The library's choices into the selects and boxes: no list is written here.
@@ -457,6 +461,9 @@ function runFromUrl() {
   const job = jobFromUrl();
   if (!job) return;
   fillForm(job);
+  // A shipped example's data file is in the page already.
+  const example = page.examples.find((e) => job.data && job.data.csv === e.file);
+  if (example && page.csvName !== example.file) openCsv(example.csv, example.file, job.x, job.y);
   const needs = [];
   if (job.init) needs.push(`the model file ${job.init}`);
   if (job.data && job.data.csv && job.data.csv !== 'table') needs.push(`the data file ${job.data.csv}`);
@@ -553,33 +560,48 @@ function downloadCertificate() {
   download(JSON.stringify(page.check.certificate, null, 2) + '\n', 'gpu-c2f-certificate.json', 'application/json');
 }
 
+// CSV text into the page: with a header, the column pickers (`x` and `y`
+// chosen, else every column but the last as inputs); without, the table.
+function openCsv(text, name, x = null, y = null) {
+  const header = JSON.parse(gpuC2f.csv_columns(text));
+  if (header === null) {
+    // No header: pairs of celsius, fahrenheit, into the table.
+    fillTable(JSON.parse(gpuC2f.parse_csv(text)));
+    useTable();
+    return;
+  }
+  page.csv = text;
+  page.csvName = name;
+  const chosen = { 'x-columns': x || header.slice(0, -1), 'y-columns': y || header.slice(-1) };
+  for (const id of ['x-columns', 'y-columns']) {
+    $(id).replaceChildren(...header.map((column) => new Option(column, column, false, chosen[id].includes(column))));
+  }
+  $('columns').hidden = false;
+  $('pairs').hidden = true;
+  $('data-name').textContent = `(${name}: pick the columns)`;
+}
+
 async function loadCsv(input) {
   const file = input.files[0];
   if (!file) return;
   hideError();
   try {
-    const text = await file.text();
-    const header = JSON.parse(gpuC2f.csv_columns(text));
-    if (header === null) {
-      // No header: pairs of celsius, fahrenheit, into the table.
-      fillTable(JSON.parse(gpuC2f.parse_csv(text)));
-      useTable();
-    } else {
-      page.csv = text;
-      page.csvName = file.name;
-      for (const [id, chosen] of [['x-columns', header.slice(0, -1)], ['y-columns', header.slice(-1)]]) {
-        $(id).replaceChildren(...header.map((name) => new Option(name, name, false, chosen.includes(name))));
-      }
-      $('columns').hidden = false;
-      $('pairs').hidden = true;
-      $('data-name').textContent = `(${file.name}: pick the columns)`;
-    }
+    openCsv(await file.text(), file.name);
     setStatus(page.result ? 'done' : 'ready', `Data from ${file.name}.`);
   } catch (error) {
     showError(`Bad CSV file ${file.name}`, message(error));
   } finally {
     input.value = ''; // the same file may be picked again after an edit
   }
+}
+
+// A shipped example: its data and job into the page, then train.
+function runExample(example) {
+  hideError();
+  startFresh();
+  openCsv(example.csv, example.file, example.job.x, example.job.y);
+  fillForm(example.job);
+  train();
 }
 
 function useTable() {
@@ -651,6 +673,13 @@ async function start() {
   page.choices = JSON.parse(gpuC2f.choices());
   fillChoices(page.choices);
   $('use-table').onclick = useTable;
+  page.examples = JSON.parse(gpuC2f.examples());
+  for (const example of page.examples) {
+    const button = document.createElement('button');
+    button.textContent = example.name;
+    button.onclick = () => runExample(example);
+    $('examples').append(button);
+  }
   $('download-certificate').onclick = downloadCertificate;
   $('download-script').onclick = downloadScript;
   $('add-row').onclick = () => addRow();

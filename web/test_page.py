@@ -345,6 +345,40 @@ def two_input_csv(page, folder):
     page.click("#use-table")
 
 
+# README.md's stated losses of the shipped examples (their runs on every
+# driver CI has end below these; tests/cli.rs holds the CLI to them).
+EXAMPLE_LOSSES = {"sine, relu": 0.01, "sine, tanh + huber": 0.01, "wind chill (2 inputs)": 0.5,
+                  "warm days (sigmoid)": 0.2}
+
+
+def shipped_examples(page):
+    """Each shipped example, one click away: it trains to README.md's stated
+    loss and the page never freezes (a 10 ms timer's gap stays under 250 ms)."""
+    for name, bound in EXAMPLE_LOSSES.items():
+        page.evaluate("window.ticks = []; window.ticker = setInterval(() => window.ticks.push(performance.now()), 10)")
+        page.click(f"#examples button:text-is('{name}')")
+        page.wait_for_function("['training'].includes(document.body.dataset.state)", timeout=10_000)
+        page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=300_000)
+        ticks = page.evaluate("clearInterval(window.ticker), window.ticks")
+        result = page.evaluate("window.gpuC2fPage.result")
+        check(result is not None and result["final_loss"] < bound,
+              f"example {name}: final loss {result and result['final_loss']:.3g} below {bound}")
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        check(len(ticks) > 10 and max(gaps) < 250, f"and the page stayed responsive (longest gap {max(gaps):.0f} ms)")
+    page.click("#use-table")
+    page.fill("#predict-input", "37")
+
+
+def unsupported_keras(page):
+    """A .keras file gpu-c2f cannot train (Keras wrote it, with a Dropout
+    layer) gets a message naming what is not supported."""
+    page.set_input_files("#model-file", str(WEB.parent / "tests" / "fixtures" / "keras" / "dropout.keras"))
+    page.wait_for_function("document.body.dataset.state === 'error'")
+    text = page.locator("#error").inner_text()
+    check("dropout.keras" in text and "a Dropout layer is not supported" in text, f"a Dropout layer is refused: {text!r}")
+    check(page.evaluate("window.gpuC2fPage.initModel") is None, "and the page does not start from it")
+
+
 def bad_csv(page, folder):
     path = folder / "temps.csv"
     path.write_text("celsius,fahrenheit\n0,32\n10,fifty\n")
@@ -381,6 +415,8 @@ def main():
         options = every_option_drives_a_run(page)
         url_reproduces_the_run(page, options)
         two_input_csv(page, folder)
+        shipped_examples(page)
+        unsupported_keras(page)
         bad_csv(page, folder)
         check(not console_errors, f"no uncaught exception or console error ({console_errors})")
         browser.close()

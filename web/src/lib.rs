@@ -107,6 +107,21 @@ pub fn plan_request(request: &TrainRequest) -> Result<(Start, TrainConfig), Erro
     Ok((start, config))
 }
 
+/// The shadow check replays at most this much work (training rows x
+/// parameters) between two submissions: the page's thread is the check's,
+/// so this bounds how long the page stops responding (about 60 ms in
+/// headless Chromium on SwiftShader, on a 2-core machine).
+const CHECK_WORK_PER_SUBMIT: usize = 1 << 19;
+
+/// Epochs per submission: [`PROGRESS_CHUNKS`] chunks a run, fewer epochs
+/// where the check's work between them would exceed
+/// [`CHECK_WORK_PER_SUBMIT`].
+fn epochs_per_submit(config: &TrainConfig, model: &gpu_c2f::Model) -> usize {
+    let epoch_work = config.training_len() * model.params().len();
+    let by_work = CHECK_WORK_PER_SUBMIT / epoch_work.max(1);
+    (config.epochs / PROGRESS_CHUNKS).min(by_work).max(1)
+}
+
 fn ms(duration: std::time::Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
@@ -123,7 +138,7 @@ pub async fn train_request(
     let initial = &start.model;
     let options = GpuOptions {
         schedule: request.job.schedule,
-        epochs_per_submit: Some((config.epochs / PROGRESS_CHUNKS).max(1)),
+        epochs_per_submit: Some(epochs_per_submit(&config, initial)),
         record_steps: true,
         stream_losses: true,
         ..GpuOptions::default()
@@ -396,6 +411,56 @@ pub fn parse_model(name: String, bytes: Vec<u8>) -> Result<String, JsError> {
     .to_string())
 }
 
+/// The shipped examples (examples/data/, README.md's table), each its
+/// data file and the job README.md runs on it.
+const EXAMPLES: [(&str, &str, &str, &str); 4] = [
+    (
+        "sine, relu",
+        "sine.csv",
+        include_str!("../../examples/data/sine.csv"),
+        r#"{"data": {"csv": "sine.csv"}, "x": ["x"], "y": ["y"], "learning_rate": 0.01,
+            "hidden": [{"units": 16, "activation": "relu"}, {"units": 16, "activation": "relu"}],
+            "predict": [[1.0]]}"#,
+    ),
+    (
+        "sine, tanh + huber",
+        "sine.csv",
+        include_str!("../../examples/data/sine.csv"),
+        r#"{"data": {"csv": "sine.csv"}, "x": ["x"], "y": ["y"], "learning_rate": 0.01,
+            "hidden": [{"units": 16, "activation": "tanh"}, {"units": 16, "activation": "tanh"}],
+            "loss": "huber", "predict": [[1.0]]}"#,
+    ),
+    (
+        "wind chill (2 inputs)",
+        "wind_chill.csv",
+        include_str!("../../examples/data/wind_chill.csv"),
+        r#"{"data": {"csv": "wind_chill.csv"}, "x": ["celsius", "wind_kmh"], "y": ["wind_chill"],
+            "hidden": [{"units": 16, "activation": "relu"}, {"units": 16, "activation": "relu"}],
+            "learning_rate": 0.003, "epochs": 1500, "predict": [[-20.0, 30.0]]}"#,
+    ),
+    (
+        "warm days (sigmoid)",
+        "warm.csv",
+        include_str!("../../examples/data/warm.csv"),
+        r#"{"data": {"csv": "warm.csv"}, "y": ["warm"], "hidden": [{"units": 8, "activation": "relu"}],
+            "output_activation": "sigmoid", "loss": "binary_crossentropy", "learning_rate": 0.05,
+            "epochs": 300, "metrics": ["accuracy"], "predict": [[10.0], [30.0]]}"#,
+    ),
+];
+
+/// The shipped examples as JSON: each `{name, file, csv, job}`.
+#[wasm_bindgen]
+pub fn examples() -> Result<String, JsError> {
+    let examples = (EXAMPLES.iter())
+        .map(|&(name, file, csv, job)| {
+            let job = Job::from_json(job)?;
+            Ok(serde_json::json!({"name": name, "file": file, "csv": csv, "job": job}))
+        })
+        .collect::<Result<Vec<_>, Error>>()
+        .map_err(js_error)?;
+    serde_json::to_string(&examples).map_err(js_error)
+}
+
 /// The seed program's 7 pairs, as JSON (`celsius`, `fahrenheit`).
 #[wasm_bindgen]
 pub fn seed_pairs() -> String {
@@ -429,6 +494,24 @@ mod tests {
                 ..Job::default()
             },
             ..TrainRequest::default()
+        }
+    }
+
+    #[test]
+    fn every_shipped_example_plans_with_its_data() {
+        for (name, _, csv, job) in EXAMPLES {
+            let job = Job::from_json(job).unwrap();
+            let (start, config) = job.plan(Some(csv), None).unwrap();
+            assert!(
+                config.data.len() >= 120,
+                "{name}: {} rows",
+                config.data.len()
+            );
+            assert_eq!(
+                start.model.architecture().widths()[0],
+                job.x.len(),
+                "{name}"
+            );
         }
     }
 
