@@ -237,13 +237,19 @@ function drawCurve() {
   g.clearRect(0, 0, width, height);
   g.font = '22px system-ui, sans-serif';
   g.fillStyle = '#4a5263';
-  const losses = page.losses;
+  // The series chosen: the loss (as it streams) and val_loss, or a
+  // metric and its val_ twin, once the run is done.
+  const chosen = $('curve-series').value;
+  const history = new Map((page.result && page.result.metric_history) || []);
+  const losses = chosen === 'loss' ? page.losses : (history.get(chosen) || []);
   const epochs = Math.max(page.totalEpochs, losses.length, 1);
   const log = $('log-scale').checked;
   const shown = (v) => Number.isFinite(v) && (!log || v > 0);
   const y = log ? (v) => Math.log10(v) : (v) => v;
   let [low, high, count] = [Infinity, -Infinity, 0];
-  const valLosses = (page.result && page.result.val_loss_history) || [];
+  const valLosses = chosen === 'loss'
+    ? (page.result && page.result.val_loss_history) || []
+    : history.get(`val_${chosen}`) || [];
   for (const v of valLosses) {
     if (!shown(v)) continue;
     low = Math.min(low, y(v));
@@ -320,8 +326,8 @@ function drawCurve() {
     g.textAlign = 'right';
     g.fillText(label, width - margin.right, margin.top + 30 * row);
   };
-  series(losses, '#2456d6', 'loss', 1);
-  if (valLosses.length) series(valLosses, '#d67a24', 'val_loss', 2);
+  series(losses, '#2456d6', chosen, 1);
+  if (valLosses.length) series(valLosses, '#d67a24', `val_${chosen}`, 2);
   g.strokeStyle = g.fillStyle = '#2456d6';
   if (count === 1) {
     const index = losses.findIndex(shown);
@@ -425,6 +431,9 @@ async function train(fromHistory = false) {
     result.prediction_100 = result.predictions.length ? result.predictions[0][1][0] : null;
     page.losses = result.loss_history;
     page.result = result;
+    const metrics = result.metric_history.map(([name]) => name).filter((name) => !name.startsWith('val_'));
+    const keep = $('curve-series').value;
+    $('curve-series').replaceChildren(...['loss', ...metrics].map((name) => new Option(name, name, false, name === keep)));
     page.job = job;
     // The run in the URL: a link reproduces it, Back and Forward move between runs.
     const hash = '#job=' + encodeURIComponent(JSON.stringify(job));
@@ -689,6 +698,7 @@ async function start() {
   $('model-file').onchange = (event) => loadModel(event.target);
   $('start-fresh').onclick = startFresh;
   $('log-scale').onchange = drawCurve;
+  $('curve-series').onchange = drawCurve;
   $('predict-input').oninput = predictNow;
   $('train').onclick = () => train();
   window.addEventListener('popstate', runFromUrl);

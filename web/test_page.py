@@ -304,6 +304,10 @@ def every_option_drives_a_run(page):
     check(names == ["mean_absolute_error", "val_mean_absolute_error"], f"the metric and its val_ twin ({names})")
     check(result["stopped_epoch"] is not None and epochs == result["stopped_epoch"] < 400,
           f"early stopping ends the run (after {epochs} epochs)")
+    options = page.eval_on_selector_all("#curve-series option", "options => options.map(o => o.value)")
+    check(options == ["loss", "mean_absolute_error"], f"the chart offers the loss and the metric ({options})")
+    page.select_option("#curve-series", "mean_absolute_error")
+    page.select_option("#curve-series", "loss")
     return result
 
 
@@ -317,6 +321,16 @@ def url_reproduces_the_run(page, result):
     check(page.evaluate("window.gpuC2fPage.job") == job, "a reload reads the same job back")
     check(again["loss_history"] == result["loss_history"] and again["layers"] == result["layers"],
           "and trains the same run, bit for bit")
+    # Back: the run before, the seed job resumed from model.json, which the
+    # page no longer holds: it says which file the run needs.
+    page.go_back()
+    page.wait_for_function("document.getElementById('status').textContent.includes('needs')", timeout=30_000)
+    status = page.locator("#status").inner_text()
+    check("needs the model file model.json" in status, f"Back moves to the run before, which needs its file: {status!r}")
+    page.evaluate("window.gpuC2fPage.result = null")
+    page.go_forward()
+    page.wait_for_function("window.gpuC2fPage.result !== null", timeout=120_000)
+    check(page.evaluate("window.gpuC2fPage.job") == job, "and Forward to this one again")
 
 
 def two_input_csv(page, folder):
