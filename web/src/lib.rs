@@ -77,15 +77,20 @@ pub struct Timings {
     pub readbacks: usize,
 }
 
-/// The last run, kept for the CPU check, the model download and `predict`.
-struct LastRun {
-    job: Job,
-    start: Start,
-    config: TrainConfig,
-    run: gpu::GpuTrainOutput,
+/// A finished run, kept for the CPU check, the downloads and `predict`.
+pub struct LastRun {
+    /// What ran.
+    pub job: Job,
+    /// Its starting model and Adam.
+    pub start: Start,
+    /// Its configuration, as the job planned it.
+    pub config: TrainConfig,
+    /// The GPU's output and timings.
+    pub run: gpu::GpuTrainOutput,
     /// Its shadow check, taken as it ran.
-    check: ShadowCheck,
-    adapter: gpu::GpuInfo,
+    pub check: ShadowCheck,
+    /// Where it ran.
+    pub adapter: gpu::GpuInfo,
 }
 
 thread_local! {
@@ -133,7 +138,7 @@ pub async fn train_request(
     gpu: &Gpu,
     request: &TrainRequest,
     mut on_progress: impl FnMut(Progress<'_>),
-) -> Result<(TrainResult, Start, TrainConfig, gpu::CheckedRun), Error> {
+) -> Result<(TrainResult, LastRun), Error> {
     let (start, config) = plan_request(request)?;
     let initial = &start.model;
     let options = GpuOptions {
@@ -180,7 +185,15 @@ pub async fn train_request(
         },
         progress_updates: updates,
     };
-    Ok((result, start, config, checked))
+    let last = LastRun {
+        job: request.job.clone(),
+        start,
+        config,
+        run: checked.run,
+        check: checked.check,
+        adapter: gpu.info.clone(),
+    };
+    Ok((result, last))
 }
 
 /// The CPU check of a run, as `--compare` makes it: the shadow check,
@@ -271,7 +284,7 @@ pub async fn train(
         // A failing callback is the page's bug; training goes on.
         let _ = on_progress.call2(&JsValue::NULL, &progress.epochs.into(), &losses);
     };
-    let (result, start, config, checked) = match train_request(&gpu, &request, report).await {
+    let (result, last) = match train_request(&gpu, &request, report).await {
         Ok(done) => done,
         Err(error @ Error::DeviceLost { .. }) => {
             // The next run opens the GPU anew.
@@ -282,16 +295,7 @@ pub async fn train(
         }
         Err(error) => return Err(js_error(error)),
     };
-    LAST.with(|slot| {
-        *slot.borrow_mut() = Some(LastRun {
-            job: request.job,
-            start,
-            config,
-            run: checked.run,
-            check: checked.check,
-            adapter: gpu.info.clone(),
-        })
-    });
+    LAST.with(|slot| *slot.borrow_mut() = Some(last));
     serde_json::to_string(&result).map_err(js_error)
 }
 
@@ -551,25 +555,16 @@ mod tests {
             .expect("an adapter");
         let mut streamed = Vec::new();
         let request = seed_request();
-        let (result, start, config, checked) =
-            pollster::block_on(train_request(&gpu, &request, |progress| {
-                streamed.extend_from_slice(progress.new_losses)
-            }))
-            .unwrap();
+        let (result, last) = pollster::block_on(train_request(&gpu, &request, |progress| {
+            streamed.extend_from_slice(progress.new_losses)
+        }))
+        .unwrap();
         assert_eq!(streamed, result.loss_history);
         assert!(result.progress_updates >= 2, "{}", result.progress_updates);
         // tests/seed_job.rs explains the 0.01 F.
         let (slope, intercept) = Dataset::seed().least_squares_line();
         let at_100 = result.predictions[0].1[0] as f64;
         assert!((at_100 - (slope * 100.0 + intercept)).abs() < 0.01);
-        let last = LastRun {
-            job: request.job,
-            start,
-            config,
-            run: checked.run,
-            check: checked.check,
-            adapter: gpu.info.clone(),
-        };
         let check: serde_json::Value =
             serde_json::from_str(&check_run(&last, Some("test".into()))).unwrap();
         let certificate = &check["certificate"];
