@@ -21,7 +21,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use crate::training::DEFAULT_SEED;
@@ -32,6 +32,32 @@ macro_rules! flag_bail {
         return Err(flag_error(anyhow::anyhow!($($message)+)))
     };
 }
+
+/// The flags a job file sets (`--job`), refused beside it.
+const JOB_FLAGS: [&str; 22] = [
+    "hidden",
+    "output_activation",
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "loss",
+    "validation_split",
+    "metrics",
+    "patience",
+    "min_delta",
+    "restore_best_weights",
+    "from_logits",
+    "shuffle",
+    "seed",
+    "init",
+    "data",
+    "x",
+    "y",
+    "delimiter",
+    "samples",
+    "predict",
+    "schedule",
+];
 
 const EXAMPLES: &str = "\
 Examples:
@@ -144,6 +170,12 @@ pub struct Cli {
     /// [default: 42]. With --init it seeds only the shuffle (and --samples).
     #[arg(long, help_heading = "Training")]
     pub seed: Option<u64>,
+
+    /// Run the job a JSON file describes: every training and data option at
+    /// once (the web page's URL job, or a certificate, whose `job` it
+    /// reruns); the flags that set them are refused beside it.
+    #[arg(long, value_name = "FILE.json", help_heading = "Training", conflicts_with_all = JOB_FLAGS)]
+    pub job: Option<PathBuf>,
 
     /// Start from a model file's weights (its architecture too) instead of
     /// random ones: .json, .keras, .weights.h5 or .safetensors, by the
@@ -390,17 +422,21 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     // Everything that can be wrong with the flags and their files, before
     // the GPU.
-    let job = job_of(&cli);
+    let job = job_of(&cli)?;
     job.check().map_err(settings_error)?;
     let columns = job.columns();
-    let start = job.start(load_init(&cli)?).map_err(settings_error)?;
+    let start = job.start(load_init(&job)?).map_err(settings_error)?;
     let initial = start.model.clone();
     let init = start.init.clone();
-    let csv = cli
-        .data
-        .as_deref()
-        .map(|path| Dataset::from_csv_file_with(path, cli.delimiter, &columns))
-        .transpose()?;
+    let delimiter = job.delimiter.map(|c| c as u8);
+    let (csv, samples) = match &job.data {
+        DataSource::Csv(path) => {
+            let data = Dataset::from_csv_file_with(Path::new(path), delimiter, &columns)?;
+            (Some(data), None)
+        }
+        DataSource::Samples(samples) => (None, Some(*samples)),
+        DataSource::Seed => (None, None),
+    };
     let widths = initial.architecture().widths();
     let (inputs, outputs) = (widths[0], widths[widths.len() - 1]);
     if (inputs, outputs) != (columns.x.len(), columns.y.len()) {
@@ -420,7 +456,7 @@ pub fn run(cli: Cli) -> Result<()> {
     // The job as far as the flags and files give it, checked before the
     // GPU is opened (all of it but --samples data, made for the device).
     let config_for = |data: Dataset| job.config(data, &start).map_err(settings_error);
-    let known = match (csv, cli.samples) {
+    let known = match (csv, samples) {
         (Some(data), _) => Some(config_for(data)?),
         (None, None) => Some(config_for(Dataset::seed())?),
         (None, Some(_)) => None,
@@ -447,11 +483,12 @@ pub fn run(cli: Cli) -> Result<()> {
     let memory = |samples, made| MemoryCheck {
         samples,
         data_made: made,
-        cli: &cli,
+        job: &job,
+        cpu_reference: cli.cpu_reference || cli.compare,
         architecture: initial.architecture(),
         gpu: gpu.as_ref(),
     };
-    let config = match (known, cli.samples) {
+    let config = match (known, samples) {
         (Some(config), _) => {
             memory(config.data.len() as u64, true).check()?;
             config
@@ -492,7 +529,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let output = match &gpu {
         Some(gpu) => {
             let options = GpuOptions {
-                schedule: cli.schedule,
+                schedule: job.schedule,
                 epochs_per_submit: progress
                     .shown()
                     .then(|| (config.epochs / PROGRESS_CHUNKS).max(1)),
@@ -532,7 +569,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     };
     progress.finish();
-    report.record_results(&output, &cli.predict);
+    report.record_results(&output, &job.predict);
 
     let reference = if cli.compare && gpu.is_some() {
         let reference = cpu::train(&initial, &config)?;
@@ -652,8 +689,28 @@ pub fn is_flag_error(error: &anyhow::Error) -> bool {
     })
 }
 
+/// The job: `--job`'s file, or the one the flags describe.
+fn job_of(cli: &Cli) -> Result<Job> {
+    let Some(path) = &cli.job else {
+        return Ok(flags_job(cli));
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --job {}", path.display()))?;
+    // A certificate names its job under `job`, and a `--compare --json`
+    // report its certificate: rerun what was certified.
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|error| flag_error(anyhow!("--job {}: not JSON: {error}", path.display())))?;
+    let certificate = value.get("certificate").unwrap_or(&value);
+    let job = match (certificate.get("passed"), certificate.get("job")) {
+        (Some(_), Some(job)) => job,
+        _ => &value,
+    };
+    Job::from_json(&job.to_string())
+        .map_err(|error| flag_error(anyhow!("--job {}: {error}", path.display())))
+}
+
 /// The job the flags describe.
-fn job_of(cli: &Cli) -> Job {
+fn flags_job(cli: &Cli) -> Job {
     let hidden = cli
         .hidden
         .as_ref()
@@ -688,10 +745,10 @@ fn job_of(cli: &Cli) -> Job {
     }
 }
 
-/// `--init`'s model file, read: a name gpu-c2f cannot read is the flag's
-/// fault; what is wrong inside the file is the file's.
-fn load_init(cli: &Cli) -> Result<Option<model_file::Loaded>> {
-    let Some(path) = &cli.init else {
+/// The job's model file (`--init`), read: a name gpu-c2f cannot read is
+/// the flag's fault; what is wrong inside the file is the file's.
+fn load_init(job: &Job) -> Result<Option<model_file::Loaded>> {
+    let Some(path) = job.init.as_deref().map(Path::new) else {
         return Ok(None);
     };
     let format = model_file::Format::of(path).map_err(|e| flag_error(anyhow!("--init: {e}")))?;
@@ -711,7 +768,9 @@ struct MemoryCheck<'a> {
     samples: u64,
     /// Whether the dataset is already in memory (a CSV, the seed's pairs).
     data_made: bool,
-    cli: &'a Cli,
+    job: &'a Job,
+    /// Whether the CPU reference runs too (`--cpu-reference`, `--compare`).
+    cpu_reference: bool,
     architecture: &'a Architecture,
     gpu: Option<&'a Gpu>,
 }
@@ -723,8 +782,8 @@ impl MemoryCheck<'_> {
     /// device buffers, the CPU reference's per-sample buffers of one batch,
     /// and the loss history (the trainer's, the readback's, the report's).
     fn check(&self) -> Result<()> {
-        let (samples, cli) = (self.samples, self.cli);
-        let per_sample = 4 * (cli.x.0.len() + cli.y.0.len()) as u64;
+        let (samples, job) = (self.samples, self.job);
+        let per_sample = 4 * (job.x.len() + job.y.len()) as u64;
         let dataset = samples.saturating_mul(per_sample);
         if let Some(gpu) = self.gpu {
             let most = largest_buffer(&gpu.device.limits());
@@ -753,11 +812,8 @@ impl MemoryCheck<'_> {
         if software {
             data_parts.push(("the software adapter's copy", dataset));
         }
-        if cli.cpu_reference || cli.compare {
-            let batch = cli
-                .batch_size
-                .0
-                .map_or(samples, |b| (b as u64).min(samples));
+        if self.cpu_reference {
+            let batch = (job.batch_size).map_or(samples, |b| (b as u64).min(samples));
             let widths: u64 = self.architecture.widths().iter().map(|&w| w as u64).sum();
             let per_batch_sample = 4 * (2 * widths + 1) + per_sample;
             data_parts.push((
@@ -768,12 +824,12 @@ impl MemoryCheck<'_> {
         // The loss, each metric, and with a validation split each again:
         // f32 each, held by the trainer and copied into the report; on a
         // GPU also by the readback (and a software adapter's buffer).
-        let series = (1 + cli.metrics.len() as u64) * (1 + (cli.validation_split > 0.0) as u64);
+        let series = (1 + job.metrics.len() as u64) * (1 + (job.validation_split > 0.0) as u64);
         let copies = 2 + self.gpu.is_some() as u64 + software as u64;
         let per_epoch = 4 * series * copies;
         let history = (
             "the loss history and its copies",
-            (cli.epochs as u64).saturating_mul(per_epoch),
+            (job.epochs as u64).saturating_mul(per_epoch),
         );
         let sum = |parts: &[(&str, u64)]| {
             parts
@@ -797,7 +853,7 @@ impl MemoryCheck<'_> {
         let (what, remedy) = if sum(&data_parts) < available && history.1 > available / 2 {
             let fitting = (available - sum(&data_parts)) / per_epoch;
             (
-                format!("--epochs {}", cli.epochs),
+                format!("--epochs {}", job.epochs),
                 format!("use at most {fitting} --epochs"),
             )
         } else if self.data_made {

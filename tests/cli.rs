@@ -1225,3 +1225,44 @@ fn the_certificates_job_trains_the_clis_run_through_the_pages_call() {
     let at_37 = report["predictions"][1]["fahrenheit"].as_f64().unwrap() as f32;
     assert_eq!(run.model.predict(37.0), at_37);
 }
+
+/// `--job FILE`: a certificate (here a `--compare --json` report) reruns
+/// the run it certified, bit for bit; a job with an unknown key, or beside a
+/// flag it sets, is refused as a flag error naming it.
+#[test]
+fn job_files_rerun_what_was_certified_and_refuse_what_they_do_not_know() {
+    let flags = [
+        "--json",
+        "--compare",
+        "--hidden",
+        "8:relu",
+        "--epochs",
+        "40",
+        "--predict",
+        "37",
+    ];
+    let report = json_of(&flags);
+    let path = scratch("certified.json");
+    std::fs::write(&path, report.to_string()).unwrap();
+    let path = path.to_str().unwrap();
+    let rerun = json_of(&["--json", "--job", path]);
+    assert_eq!(rerun["loss_history"], report["loss_history"]);
+    assert_eq!(rerun["predictions"], report["predictions"]);
+    let bad = scratch("bad-job.json");
+    std::fs::write(&bad, r#"{"epoch": 3}"#).unwrap();
+    for (args, words) in [
+        (
+            vec!["--job", bad.to_str().unwrap()],
+            "unknown field `epoch`",
+        ),
+        (vec!["--job", path, "--epochs", "3"], "cannot be used with"),
+    ] {
+        let output = gpu_c2f(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).contains(words),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}

@@ -4,7 +4,7 @@ running WebGPU on SwiftShader, driven with Playwright (never downloading a
 browser). Build the page first (./scripts/web.sh --build-only); this serves
 web/ itself.
 
-    python3 web/test_page.py [--chromium /usr/bin/chromium] [--screenshot PATH] [--downloads DIR]
+    python3 web/test_page.py [--chromium /usr/bin/chromium] [--screenshot PATH] [--downloads DIR] [--binary PATH]
 
 Checks, from what the page shows and keeps in `window.gpuC2fPage`:
 - Train on the seed job: 1000 losses, the prediction for 100 C within 0.01 F of
@@ -31,6 +31,7 @@ import json
 import pathlib
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -333,7 +334,15 @@ def url_reproduces_the_run(page, result):
     check(page.evaluate("window.gpuC2fPage.job") == job, "and Forward to this one again")
 
 
-def two_input_csv(page, folder):
+# The page (SwiftShader through Dawn) and the CLI (lavapipe, or whichever
+# driver CI's pass runs) on the same two-input job: measured 1e-7 relative
+# (the page shows 8 significant digits); 1e-4 leaves room for Adam's
+# amplification of rounding on other drivers, and is far below what a
+# different job gives (seed 43 instead of 42 moves it by 2.3e-2: -32.909).
+PAGE_CLI_TOLERANCE = 1e-4
+
+
+def two_input_csv(page, folder, binary):
     """A CSV with a header: its columns become the inputs and target."""
     source = WEB.parent / "examples" / "data" / "wind_chill.csv"
     page.set_input_files("#csv-file", str(source))
@@ -357,6 +366,29 @@ def two_input_csv(page, folder):
     shown = page.locator("#predict-output").inner_text()
     check(len(shown.split(",")) == 1 and float(shown) < -20, f"and predicts for any input row (-20 °C, 30 km/h -> {shown})")
     page.click("#use-table")
+    if binary:
+        same_job_in_the_cli(page, folder, binary, float(shown))
+
+
+def same_job_in_the_cli(page, folder, binary, shown):
+    """The page's job, run by the CLI (`--job`, its data file by the name the
+    page gave): the CLI's shadow check passes, and its run of the same job
+    predicts what the page's did within PAGE_CLI_TOLERANCE (two devices,
+    each held to the CPU reference step by step, round differently, and 300
+    epochs of Adam carry that on)."""
+    job = page.evaluate("window.gpuC2fPage.job")
+    job["predict"] = [[-20.0, 30.0]]
+    path = folder / "job.json"
+    path.write_text(json.dumps(job))
+    done = subprocess.run([str(pathlib.Path(binary).resolve()), "--job", str(path), "--json", "--compare"], capture_output=True, text=True,
+                          cwd=WEB.parent / "examples" / "data")
+    check(done.returncode == 0, f"the CLI runs the page's job ({done.stderr[-300:]})")
+    cli = json.loads(done.stdout)
+    check(cli["certificate"]["passed"], "and its check passes")
+    cli_value = cli["predictions"][0]["wind_chill"]
+    off = abs(shown - cli_value) / abs(cli_value)
+    check(off <= PAGE_CLI_TOLERANCE, f"the page and the CLI predict {shown} and {cli_value} at -20 °C, 30 km/h "
+                                     f"(off {off:.1e} relative; tolerance {PAGE_CLI_TOLERANCE})")
 
 
 # README.md's stated losses of the shipped examples (their runs on every
@@ -410,6 +442,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--screenshot", default=str(WEB / "screenshot.png"))
+    parser.add_argument("--binary", help="gpu-c2f, to run the page's two-input job in the CLI too")
     parser.add_argument("--downloads", help="keep the seed job's .keras and Keras script downloads, and its run, here")
     args = parser.parse_args()
     if not (WEB / "dist" / "gpu_c2f_web.js").exists():
@@ -428,7 +461,7 @@ def main():
         model_round_trip(page, folder, result, args.downloads)
         options = every_option_drives_a_run(page)
         url_reproduces_the_run(page, options)
-        two_input_csv(page, folder)
+        two_input_csv(page, folder, args.binary)
         shipped_examples(page)
         unsupported_keras(page)
         bad_csv(page, folder)

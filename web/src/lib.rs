@@ -114,9 +114,9 @@ pub fn plan_request(request: &TrainRequest) -> Result<(Start, TrainConfig), Erro
 
 /// The shadow check replays at most this much work (training rows x
 /// parameters) between two submissions: the page's thread is the check's,
-/// so this bounds how long the page stops responding (about 60 ms in
+/// so this bounds how long the page stops responding (about 30 ms in
 /// headless Chromium on SwiftShader, on a 2-core machine).
-const CHECK_WORK_PER_SUBMIT: usize = 1 << 19;
+const CHECK_WORK_PER_SUBMIT: usize = 1 << 18;
 
 /// Epochs per submission: [`PROGRESS_CHUNKS`] chunks a run, fewer epochs
 /// where the check's work between them would exceed
