@@ -1,7 +1,7 @@
 //! The command line: flags, and the thin glue from them to the library.
 
 use crate::activation::Activation;
-use crate::compare::{GPU_CPU_TOLERANCE, compare};
+use crate::compare::against_cpu;
 use crate::cpu;
 use crate::data::{ColumnNames, Dataset};
 use crate::gpu::context::ADAPTER_NAME_VARIABLE;
@@ -572,9 +572,9 @@ pub fn run(cli: Cli) -> Result<()> {
     report.record_results(&output, &job.predict);
 
     let reference = if cli.compare && gpu.is_some() {
-        let reference = cpu::train(&initial, &config)?;
         let inputs: Vec<Vec<f32>> = report.predictions.iter().map(|p| p.input.clone()).collect();
-        report.comparison = Some(compare(&reference, &output, &inputs, GPU_CPU_TOLERANCE));
+        let (reference, comparison) = against_cpu(&initial, &config, &output, &inputs)?;
+        report.comparison = Some(comparison);
         Some(reference)
     } else {
         None

@@ -4,7 +4,10 @@
 //! step from the GPU's own state, since the trajectories of two correct
 //! devices may part in Adam's chaotic stretches.
 
-use crate::training::TrainOutput;
+use crate::cpu;
+use crate::error::Result;
+use crate::model::Model;
+use crate::training::{TrainConfig, TrainOutput};
 use serde::Serialize;
 
 /// How far a GPU run may stray from the CPU reference over a whole run
@@ -105,6 +108,21 @@ fn max_difference(
         }
     }
     worst
+}
+
+/// The CPU reference's whole run of a job the GPU ran from `initial`, and
+/// its comparison with the GPU's `output` (predictions at `rows`): what
+/// `--compare` and the page's "Check my GPU" show beside the shadow check's
+/// verdict, from this one call. A CPU reference that fails is an error.
+pub fn against_cpu(
+    initial: &Model,
+    config: &TrainConfig,
+    output: &TrainOutput,
+    rows: &[Vec<f32>],
+) -> Result<(TrainOutput, Comparison)> {
+    let reference = cpu::train(initial, config)?;
+    let comparison = compare(&reference, output, rows, GPU_CPU_TOLERANCE);
+    Ok((reference, comparison))
 }
 
 /// Compares run `b` with reference run `a`, predictions at `inputs` (one

@@ -7,11 +7,11 @@
 //! tests below run it natively too (`cargo test -p gpu-c2f-web`, on the
 //! machine's own adapter).
 
-use gpu_c2f::compare::{GPU_CPU_TOLERANCE, compare};
+use gpu_c2f::compare::against_cpu;
 use gpu_c2f::gpu::{self, AdapterSelector, BackendChoice, Gpu, GpuOptions, Progress};
 use gpu_c2f::job::{self, HiddenLayer, Start};
 use gpu_c2f::shadow::{Certificate, ShadowCheck};
-use gpu_c2f::{Dataset, DenseWeights, Error, Job, TrainConfig, cpu, model_file};
+use gpu_c2f::{Dataset, DenseWeights, Error, Job, TrainConfig, model_file};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -201,18 +201,13 @@ pub async fn train_request(
 /// ([`Certificate`]); the whole-run comparison with the CPU reference is
 /// information; a CPU reference that fails fails the check.
 fn check_run(last: &LastRun, user_agent: Option<String>) -> String {
-    let reference = cpu::train(&last.start.model, &last.config);
     let rows: Vec<Vec<f32>> = last.job.predict.clone();
     let mut certificate = Certificate::new(&last.job, &last.adapter, &last.check, user_agent);
+    let reference = against_cpu(&last.start.model, &last.config, &last.run.output, &rows);
     let (comparison, cpu_predictions) = match &reference {
-        Ok(reference) => (
-            Some(compare(
-                reference,
-                &last.run.output,
-                &rows,
-                GPU_CPU_TOLERANCE,
-            )),
-            rows.iter()
+        Ok((reference, comparison)) => (
+            Some(comparison),
+            (rows.iter())
                 .map(|row| reference.model.predict_row(row))
                 .collect(),
         ),
