@@ -700,6 +700,13 @@ fn job_of(cli: &Cli) -> Result<Job> {
     // report its certificate: rerun what was certified.
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|error| flag_error(anyhow!("--job {}: not JSON: {error}", path.display())))?;
+    if value.get("loss_history").is_some() && value.get("certificate").is_none() {
+        flag_bail!(
+            "--job {}: a report without a certificate names no job; make it with --compare \
+             --json, or give a job file",
+            path.display()
+        );
+    }
     let certificate = value.get("certificate").unwrap_or(&value);
     let job = match (certificate.get("passed"), certificate.get("job")) {
         (Some(_), Some(job)) => job,

@@ -72,20 +72,38 @@ pub fn keras_script(job: &Job, start: &Start, config: &TrainConfig) -> String {
             ]
         })
         .collect();
-    let model_code = match (&job.init, &start.adam) {
-        (Some(name), Some(_)) if name.to_lowercase().ends_with(".keras") => format!(
-            "# The model file's weights and Adam's state, as gpu-c2f resumed them.\n\
-             model = keras.saving.load_model({})\n",
-            py(name)
+    let resumes_keras = matches!((&job.init, &start.adam),
+        (Some(name), Some(_)) if name.to_lowercase().ends_with(".keras"));
+    let model_code = match &job.init {
+        Some(name) if resumes_keras => format!(
+            "# The model file's weights and Adam's state, as gpu-c2f resumed them\n\
+             # (compiled again below with this same optimizer, its state kept).\n\
+             model = keras.saving.load_model({})\n\
+             model.optimizer.learning_rate.assign({})\n",
+            py(name),
+            config.learning_rate
         ),
         _ => format!(
             "model = keras.Sequential([\n    keras.Input(shape=({},)),\n{}])\n\
              # gpu-c2f's starting weights ({}), in Keras's get_weights() layout.\n\
-             model.set_weights([np.array(w, dtype=np.float32) for layer in {} for w in layer])\n",
+             model.set_weights([np.array(w, dtype=np.float32) for layer in {} for w in layer])\n{}",
             start.model.architecture().widths()[0],
             layers.concat(),
             start.init,
-            py(&weights)
+            py(&weights),
+            match start.adam {
+                Some(_) =>
+                    "# gpu-c2f resumed Adam's saved state; this program starts Adam fresh \
+                            (only a .keras file carries the state into Keras).\n",
+                None => "",
+            }
+        ),
+    };
+    let optimizer = match resumes_keras {
+        true => "model.optimizer".to_string(),
+        false => format!(
+            "keras.optimizers.Adam(learning_rate={})",
+            config.learning_rate
         ),
     };
     let loss = match config.loss {
@@ -146,7 +164,7 @@ keras.utils.set_random_seed({seed})
 
 {data_code}
 {model_code}model.compile(
-    optimizer=keras.optimizers.Adam(learning_rate={learning_rate}),
+    optimizer={optimizer},
     loss={loss},
     metrics={metrics},
 )
@@ -169,7 +187,6 @@ print(json.dumps({{
         version = env!("CARGO_PKG_VERSION"),
         job = job.to_json(),
         seed = job.seed,
-        learning_rate = config.learning_rate,
         metrics = py(&metrics),
         epochs = config.epochs,
         shuffle = if config.shuffle { "True" } else { "False" },

@@ -85,7 +85,8 @@ impl Adam {
     /// steps: its step t is Adam's `iterations + t`.
     pub fn step_size_table_after(&self, iterations: u64, steps: u64) -> Vec<f32> {
         let mut table = Vec::new();
-        for t in (iterations + 1)..=(iterations + steps.max(1)) {
+        let first = iterations.saturating_add(1).min(u64::MAX - 1);
+        for t in first..=first.saturating_add(steps.max(1) - 1) {
             table.push(self.step_size(t));
             let settled = |beta: f64| 1.0 - (beta as f32).powf(t as f32) == 1.0;
             if settled(self.beta_1) && settled(self.beta_2) {
@@ -95,6 +96,11 @@ impl Adam {
         table
     }
 }
+
+/// The most steps a saved Adam state may have taken: 2^53, up to which
+/// every count is exact in the f64 a file may hold it as, and a run's
+/// steps (fewer than 2^64 - 2^53) can be added without overflowing.
+pub const MOST_ITERATIONS: u64 = 1 << 53;
 
 /// Adam's state between two steps, as a saved model carries it (Keras's
 /// optimizer variables `iterations`, and m and v for each trainable
@@ -118,11 +124,6 @@ impl AdamState {
             m: vec![0.0; params],
             v: vec![0.0; params],
         }
-    }
-
-    /// Whether Adam has not stepped yet.
-    pub fn is_fresh(&self) -> bool {
-        self.iterations == 0
     }
 }
 

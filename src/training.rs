@@ -7,7 +7,7 @@ pub use crate::error::{DataOverflow, Diverged};
 use crate::error::{Result, fail};
 use crate::loss::{Loss, Metric};
 use crate::model::Model;
-use crate::optimizer::{Adam, AdamState};
+use crate::optimizer::{Adam, AdamState, MOST_ITERATIONS};
 use crate::step::Extras;
 use std::time::Duration;
 
@@ -205,6 +205,13 @@ impl TrainConfig {
             );
         }
         if let Some(state) = &self.adam_state {
+            if state.iterations > MOST_ITERATIONS {
+                fail!(
+                    InvalidConfig,
+                    "Adam's saved state has taken {} steps; at most {MOST_ITERATIONS} are supported",
+                    state.iterations
+                );
+            }
             let params = model.params().len();
             if state.m.len() != params || state.v.len() != params {
                 fail!(

@@ -151,6 +151,7 @@ function readJob() {
     data: 'seed',
     x: ['celsius'],
     y: ['fahrenheit'],
+    delimiter: null,
     init: page.initModelName,
     predict: [],
   };
@@ -175,7 +176,9 @@ function jobCsv(job) {
 }
 
 // A job into the form (from the URL).
-function fillForm(job) {
+function fillForm(partial) {
+  // A link may give only some keys: the rest are the defaults.
+  const job = { ...page.choices.defaults, ...partial };
   const set = (id, value) => { $(id).value = value == null ? '' : String(value); };
   set('epochs', job.epochs);
   set('learning-rate', job.learning_rate);
@@ -393,11 +396,12 @@ function clearResult() {
 
 // ---- actions ---------------------------------------------------------------
 
-async function train(fromHistory = false) {
+// Trains the form's job, or `given` (a link's job, run as it is).
+async function train(fromHistory = false, given = null) {
   hideError();
   let job;
   try {
-    job = readJob();
+    job = given || readJob();
   } catch (error) {
     showError('Check the form', message(error));
     return;
@@ -428,7 +432,8 @@ async function train(fromHistory = false) {
     const result = JSON.parse(json);
     result.page_ms = performance.now() - started;
     // The tutorial's question, for one input: what is 100 °C?
-    result.prediction_100 = result.predictions.length ? result.predictions[0][1][0] : null;
+    const at100 = result.predictions.find(([row]) => row.length === 1 && row[0] === 100);
+    result.prediction_100 = at100 ? at100[1][0] : null;
     page.losses = result.loss_history;
     page.result = result;
     const metrics = result.metric_history.map(([name]) => name).filter((name) => !name.startsWith('val_'));
@@ -467,9 +472,16 @@ function jobFromUrl() {
 }
 
 function runFromUrl() {
-  const job = jobFromUrl();
-  if (!job) return;
+  const partial = jobFromUrl();
+  if (!partial) return;
+  const job = { ...page.choices.defaults, ...partial };
   fillForm(job);
+  // The link's data and model, not whatever the page holds.
+  if (job.data === 'seed') {
+    useTable();
+    fillTable(JSON.parse(gpuC2f.seed_pairs()));
+  }
+  if (!job.init && page.initModel !== null) startFresh();
   // A shipped example's data file is in the page already.
   const example = page.examples.find((e) => job.data && job.data.csv === e.file);
   if (example && page.csvName !== example.file) openCsv(example.csv, example.file, job.x, job.y);
@@ -480,7 +492,8 @@ function runFromUrl() {
     setStatus('ready', `This link's run needs ${needs.join(' and ')}: open it, then Train.`);
     return;
   }
-  train(true);
+  if (job.data && job.data.csv === 'table') useTable();
+  train(true, job);
 }
 
 // The CPU reference runs on this thread: say so first, and let the page
@@ -545,7 +558,8 @@ function download(bytes, name, type) {
   link.href = URL.createObjectURL(new Blob([bytes], { type }));
   link.download = name;
   link.click();
-  URL.revokeObjectURL(link.href);
+  // Some browsers read the object URL after click() returns.
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
 }
 
 function downloadModel() {
@@ -579,6 +593,7 @@ function openCsv(text, name, x = null, y = null) {
     useTable();
     return;
   }
+  page.predictRows = [];
   page.csv = text;
   page.csvName = name;
   const chosen = { 'x-columns': x || header.slice(0, -1), 'y-columns': y || header.slice(-1) };
@@ -614,6 +629,7 @@ function runExample(example) {
 }
 
 function useTable() {
+  page.predictRows = [];
   page.csv = null;
   page.csvName = null;
   $('columns').hidden = true;
@@ -642,7 +658,15 @@ async function loadModel(input) {
     page.initModelName = file.name;
     // A .weights.h5 names no activations: the form gives them.
     page.initWeightsOnly = !model.has_activations;
-    $('hidden').value = model.hidden.length ? model.hidden.join(',') : 'none';
+    // A .weights.h5 keeps the form's activations where its widths are the file's.
+    let formWidths = null;
+    try {
+      formWidths = JSON.parse(gpuC2f.parse_hidden($('hidden').value)).map((layer) => layer.units);
+    } catch (_) { /* the form's text is not layers: replaced below */ }
+    const same = formWidths && formWidths.join(',') === model.hidden.join(',');
+    if (model.has_activations || !same) {
+      $('hidden').value = model.hidden.length ? model.hidden.join(',') : 'none';
+    }
     $('hidden').disabled = model.has_activations;
     $('output-activation').disabled = model.has_activations;
     const adam = model.resumes_adam ? ', resuming its Adam' : '';

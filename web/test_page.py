@@ -319,7 +319,8 @@ def url_reproduces_the_run(page, result):
     page.reload()
     page.wait_for_function("window.gpuC2fPage.result !== null", timeout=120_000)
     again = page.evaluate("window.gpuC2fPage.result")
-    check(page.evaluate("window.gpuC2fPage.job") == job, "a reload reads the same job back")
+    reloaded = page.evaluate("window.gpuC2fPage.job")
+    check(reloaded == job, f"a reload reads the same job back ({reloaded} against {job})")
     check(again["loss_history"] == result["loss_history"] and again["layers"] == result["layers"],
           "and trains the same run, bit for bit")
     # Back: the run before, the seed job resumed from model.json, which the

@@ -10,7 +10,7 @@
 use super::{Loaded, SavedAdam, SavedModel, flatten_like, model_file_error, per_layer};
 use crate::error::{Error, Result};
 use crate::model::{DenseWeights, Model};
-use crate::optimizer::AdamState;
+use crate::optimizer::{AdamState, MOST_ITERATIONS};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +115,18 @@ fn adam_of(model: &Model, file: Optimizer) -> Result<SavedAdam> {
             file.name
         )));
     }
+    if file.iterations > MOST_ITERATIONS {
+        return Err(model_file_error(format!(
+            "optimizer.iterations is {}; at most {MOST_ITERATIONS} are supported",
+            file.iterations
+        )));
+    }
+    if !(file.learning_rate.is_finite() && file.learning_rate > 0.0) {
+        return Err(model_file_error(format!(
+            "optimizer.learning_rate is {}: not a number above 0",
+            file.learning_rate
+        )));
+    }
     let m = flatten_like(model, &Moments::dense(file.m), "optimizer.m")?;
     let v = flatten_like(model, &Moments::dense(file.v), "optimizer.v")?;
     Ok(SavedAdam {
@@ -153,18 +165,6 @@ pub(super) fn to_bytes(saved: &SavedModel, extra: &serde_json::Value) -> Result<
     Ok((json + "\n").into_bytes())
 }
 
-/// The JSON text of a model without optimizer state (the page's download).
-pub fn to_json(model: &Model, extra: &serde_json::Value) -> Result<String> {
-    let saved = SavedModel {
-        model: model.clone(),
-        optimizer: None,
-        loss: Default::default(),
-    };
-    saved.check_finite()?;
-    let bytes = to_bytes(&saved, extra)?;
-    Ok(String::from_utf8(bytes).expect("serde_json writes UTF-8"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,7 +173,13 @@ mod tests {
     #[test]
     fn saved_json_loads_back_to_the_same_model() {
         let model = Model::glorot_uniform(Architecture::new(&[5, 2]).unwrap(), 9);
-        let json = to_json(&model, &serde_json::json!({"seed": 9})).unwrap();
+        let saved = SavedModel {
+            model: model.clone(),
+            optimizer: None,
+            loss: Default::default(),
+        };
+        let bytes = to_bytes(&saved, &serde_json::json!({"seed": 9})).unwrap();
+        let json = String::from_utf8(bytes).unwrap();
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["seed"], 9);
         assert_eq!(value["architecture"], "1-5-2-1");

@@ -27,6 +27,11 @@ use zip::write::SimpleFileOptions;
 /// tests/python/check_keras.py).
 pub const KERAS_VERSION: &str = "3.15.1";
 
+/// The largest archive member read: the weights and Adam's m and v of the
+/// largest network gpu-c2f trains (`MAX_PARAMS` floats, three times), with
+/// room for HDF5's and JSON's own bytes.
+const MOST_MEMBER_BYTES: u64 = 3 * 4 * crate::model::MAX_PARAMS as u64 + (1 << 20);
+
 const METADATA: &str = "metadata.json";
 const CONFIG: &str = "config.json";
 const WEIGHTS: &str = "model.weights.h5";
@@ -140,9 +145,20 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Loaded> {
         let mut file = archive
             .by_name(name)
             .map_err(|error| model_file_error(format!("no {name} in the archive: {error}")))?;
+        // A member larger than any model gpu-c2f trains is refused before it
+        // is inflated (a zip bomb would otherwise fill the memory).
+        if file.size() > MOST_MEMBER_BYTES {
+            return Err(model_file_error(format!(
+                "{name} would inflate to {} bytes, more than any model gpu-c2f trains",
+                file.size()
+            )));
+        }
         let mut bytes = Vec::new();
-        (file.read_to_end(&mut bytes))
-            .map_err(|error| model_file_error(format!("cannot read {name}: {error}")))?;
+        (file
+            .by_ref()
+            .take(MOST_MEMBER_BYTES)
+            .read_to_end(&mut bytes))
+        .map_err(|error| model_file_error(format!("cannot read {name}: {error}")))?;
         Ok(bytes)
     };
     let config: Value = serde_json::from_slice(&member(CONFIG)?)
@@ -151,15 +167,14 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Loaded> {
     let weights = weights_h5::open(&member(WEIGHTS)?)?;
     let model = weights_h5::read_layers(&weights, Some(&activations))
         .map_err(|error| model_file_error(format!("{WEIGHTS}: {error}")))?;
+    // Keras itself skips an optimizer state it cannot take, with a warning:
+    // so does gpu-c2f, saying why in the report's start line.
     let (optimizer, optimizer_note) = match adam_settings(&config) {
-        Ok(()) => {
-            let adam = weights_h5::read_adam(&weights, &model)
-                .map_err(|error| model_file_error(format!("{WEIGHTS}: {error}")))?;
-            let note = adam
-                .is_none()
-                .then(|| "the file's Adam had not taken a step".to_string());
-            (adam, note)
-        }
+        Ok(()) => match weights_h5::read_adam(&weights, &model) {
+            Ok(Some(adam)) => (Some(adam), None),
+            Ok(None) => (None, Some("the file's Adam had not taken a step".into())),
+            Err(error) => (None, Some(format!("its Adam state is unusable: {error}"))),
+        },
         Err(why) => (None, Some(why)),
     };
     Ok(Loaded {
@@ -265,6 +280,13 @@ fn adam_settings(config: &Value) -> std::result::Result<(), String> {
             ));
         }
     }
+    let extras = ["weight_decay", "clipnorm", "clipvalue", "global_clipnorm"];
+    if let Some(key) = extras.into_iter().find(|key| !settings[key].is_null()) {
+        return Err(format!(
+            "the file's Adam has {key}={}, which gpu-c2f does not run",
+            settings[key]
+        ));
+    }
     if !settings["learning_rate"].is_number() {
         return Err("the file's learning rate is a schedule, not a number".into());
     }
@@ -357,7 +379,7 @@ mod tests {
     fn adam_resumes_only_with_the_settings_gpu_c2f_runs() {
         let good = config(&saved());
         assert_eq!(adam_settings(&good), Ok(()));
-        let cases: [Breakage; 4] = [
+        let cases: [Breakage; 5] = [
             ("SGD, not Adam", |c| {
                 c["compile_config"]["optimizer"]["class_name"] = json!("SGD")
             }),
@@ -368,6 +390,9 @@ mod tests {
                 c["compile_config"]["optimizer"]["config"]["amsgrad"] = json!(true)
             }),
             ("uncompiled", |c| c["compile_config"] = json!(null)),
+            ("clipnorm=1.0", |c| {
+                c["compile_config"]["optimizer"]["config"]["clipnorm"] = json!(1.0)
+            }),
         ];
         for (words, break_it) in cases {
             let mut config = good.clone();

@@ -24,7 +24,7 @@ mod onnx;
 mod safetensors;
 mod weights_h5;
 
-pub use json::{parse, to_json};
+pub use json::parse;
 
 /// A model file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,9 @@ impl Format {
         match self {
             Format::Json => json::to_bytes(saved, extra),
             Format::Keras => keras::to_bytes(saved),
-            Format::WeightsH5 => weights_h5::to_bytes(&saved.model, saved.optimizer.as_ref()),
+            // As `save_weights` of a model never compiled: the layers only
+            // (Adam's state travels in `.keras` and `.json`).
+            Format::WeightsH5 => weights_h5::to_bytes(&saved.model, None),
             Format::Safetensors => self::safetensors::to_bytes(&saved.model, extra),
             Format::Onnx => onnx::to_bytes(&saved.model),
         }
@@ -244,13 +246,18 @@ pub fn load(path: &Path) -> Result<Loaded> {
         what: format!("cannot read model file {}", path.display()),
         source,
     })?;
-    format.parse(&bytes).map_err(|error| match error {
+    format.parse(&bytes).map_err(|error| in_file(error, path))
+}
+
+/// A model-file error named after its file, `path`.
+pub fn in_file(error: Error, path: &Path) -> Error {
+    match error {
         Error::ModelFile { message, .. } | Error::InvalidModel(message) => Error::ModelFile {
             file: Some(path.into()),
             message,
         },
         other => other,
-    })
+    }
 }
 
 #[cfg(test)]

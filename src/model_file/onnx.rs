@@ -1,7 +1,8 @@
 //! An ONNX model of the network's forward pass, for any ONNX runtime: a
 //! float32 input `input` of shape `[batch, inputs]` (the batch dynamic),
 //! one `Gemm` per Dense layer (`Y = X W + b`, the kernel in Keras's
-//! `(inputs, units)` layout as `B`), its activation as ONNX operators, and
+//! `(inputs, units)` layout as `B`), its activation as ONNX operators
+//! (`Identity` for a linear one, so every layer names its output alike), and
 //! a float32 output `output` of shape `[batch, units]`. IR version 8,
 //! opset 17 (ONNX 1.12, 2022: every maintained runtime runs it); gelu is
 //! written as its erf formula, since `Gelu` came only in opset 20.
@@ -273,13 +274,9 @@ pub(super) fn to_bytes(model: &Model) -> Result<Vec<u8>> {
         } else {
             format!("{name}/out")
         };
-        if layout.activation.is_linear() {
-            graph.node("Gemm", &[&value, &kernel, &bias], &out);
-        } else {
-            let z = format!("{name}/z");
-            graph.node("Gemm", &[&value, &kernel, &bias], &z);
-            graph.activation(layout.activation, &z, &out);
-        }
+        let z = format!("{name}/z");
+        graph.node("Gemm", &[&value, &kernel, &bias], &z);
+        graph.activation(layout.activation, &z, &out);
         value = out;
     }
     let model = ModelProto {
@@ -337,7 +334,8 @@ mod tests {
                 "Mul",
                 "Gemm",
                 "LeakyRelu",
-                "Gemm"
+                "Gemm",
+                "Identity"
             ]
         );
         assert_eq!(graph.node.last().unwrap().output, ["output"]);

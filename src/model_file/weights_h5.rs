@@ -14,6 +14,7 @@ use super::{Loaded, SavedAdam, flatten_like, layer_name, model_file_error, per_l
 use crate::error::Result;
 use crate::model::{DenseWeights, Model};
 use crate::optimizer::AdamState;
+use crate::optimizer::MOST_ITERATIONS;
 use hdf5_pure::{AttrValue, DType, File, FileBuilder};
 
 /// The class every layer is: Keras's `Dense`, in snake case.
@@ -117,6 +118,14 @@ pub(super) fn read_layers(file: &File, activations: Option<&[crate::Activation]>
             groups.join(", ")
         )));
     }
+    if let Some(activations) = activations.filter(|a| a.len() != groups.len()) {
+        return Err(model_file_error(format!(
+            "the config has {} Dense layers but the weights file {} (groups: {})",
+            activations.len(),
+            groups.len(),
+            groups.join(", ")
+        )));
+    }
     let mut layers = Vec::new();
     while groups.contains(&layer_name(DENSE, layers.len())) {
         let name = layer_name(DENSE, layers.len());
@@ -128,6 +137,8 @@ pub(super) fn read_layers(file: &File, activations: Option<&[crate::Activation]>
                 "{path} holds more than a kernel and a bias; gpu-c2f reads Dense layers"
             )));
         }
+        // As many activations as groups (checked above), and no more
+        // layers than groups.
         let activation = activations.map_or(Default::default(), |a| a[layers.len()]);
         layers.push(dense(kernel, bias, activation));
     }
@@ -139,13 +150,6 @@ pub(super) fn read_layers(file: &File, activations: Option<&[crate::Activation]>
     }
     if layers.is_empty() {
         return Err(model_file_error("no Dense layer in layers/".into()));
-    }
-    if activations.is_some_and(|a| a.len() != layers.len()) {
-        return Err(model_file_error(format!(
-            "the config has {} Dense layers but the weights file {}",
-            activations.map_or(0, <[_]>::len),
-            layers.len()
-        )));
     }
     Model::from_dense_weights(&layers).map_err(|error| model_file_error(error.to_string()))
 }
@@ -211,6 +215,17 @@ pub(super) fn read_adam(file: &File, model: &Model) -> Result<Option<SavedAdam>>
             .ok_or_else(|| model_file_error(format!("{name} is not a number")))
     };
     let (iterations, learning_rate) = (scalar(0)?, scalar(1)?);
+    if !(iterations >= 0.0 && iterations.fract() == 0.0 && iterations <= MOST_ITERATIONS as f64) {
+        return Err(model_file_error(format!(
+            "{path}/0, Adam's iteration count, is {iterations}: not a whole number from 0 to \
+             {MOST_ITERATIONS}"
+        )));
+    }
+    if !(learning_rate.is_finite() && learning_rate > 0.0) {
+        return Err(model_file_error(format!(
+            "{path}/1, Adam's learning rate, is {learning_rate}: not a number above 0"
+        )));
+    }
     let variables = 2 * model.architecture().layers().len();
     if names.len() == 2 || iterations == 0.0 {
         return Ok(None);

@@ -65,9 +65,9 @@ backend, CPU) and by onnxruntime, and Keras's own files opened by gpu-c2f.
    the loss history does.)
 
 4. Keras programs of jobs (`--keras-script`, and the page's download): the
-   program Keras runs follows gpu-c2f's run of the same job, the seed job
-   and one with a validation split, early stopping with restored weights
-   and a metric: the same number of epochs, each epoch's loss within
+   program Keras runs follows gpu-c2f's run of the same job, the seed job,
+   one with a validation split, early stopping with restored weights and a
+   metric, and one resuming Adam from a .keras file: the same number of epochs, each epoch's loss within
    LOSS_TOLERANCE (the parity of section 3), the predictions within
    PREDICTION_TOLERANCE relative, Keras's history keys the job's.
    With --page-downloads, the web page's seed-job downloads: Keras opens
@@ -512,6 +512,12 @@ def check_scripts(binary, folder):
                                    "--restore-best-weights", "--metrics", "mae", "--epochs", "300",
                                    "--predict", "37"],
     }
+    # A run that resumes Adam from a .keras file: the program loads the
+    # file, whose optimizer keeps its state (a fresh Adam here is off by
+    # thousands: section 3's planted mistake).
+    half = os.path.join(folder, "half.keras")
+    run_json(binary, "--epochs", "500", "--save", half)
+    jobs["script, resumed from .keras"] = ["--init", half, "--epochs", "100", "--predict", "37"]
     for label, flags in jobs.items():
         path = os.path.join(folder, "job.py")
         trained = run_json(binary, *flags, "--keras-script", path)

@@ -350,12 +350,6 @@ pub fn keras_script() -> Result<String, JsError> {
     })
 }
 
-/// The last run's job, as JSON: what the page's URL holds.
-#[wasm_bindgen]
-pub fn last_job() -> Result<String, JsError> {
-    with_last(|last| Ok(last.job.to_json()))
-}
-
 /// What the page offers (activations, losses, metrics, schedules) and the
 /// default job, as JSON ([`job::choices`]).
 #[wasm_bindgen]
